@@ -1,0 +1,107 @@
+//! The JSON documents of `reeld`'s HTTP API (`/api/v1/...`). The server
+//! produces them and the `reel` CLI reads them; both use these types.
+//!
+//! Times are microseconds: `*_at_us` since the Unix epoch, other `*_us`
+//! from the start of the recording.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One line of `reel ls` / an item of `GET /api/v1/recordings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingSummary {
+    pub id: String,
+    pub user: String,
+    pub target: String,
+    pub protocol: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub started_at_us: i64,
+    pub duration_us: u64,
+    /// `open` or `closed`.
+    pub state: String,
+    /// `closed` (by the recorder) or `interrupted` (by the server).
+    #[serde(default)]
+    pub close_reason: String,
+    /// Durable events (sealed and unsealed).
+    pub event_count: u64,
+    /// Event payload bytes.
+    pub data_bytes: u64,
+    pub segment_count: u64,
+    /// Where the bytes are: `local`, `primary`, `secondary`, `split`, or a
+    /// `+`-joined mix.
+    pub placement: String,
+    /// A recorder is streaming into it right now.
+    pub attached: bool,
+    #[serde(default)]
+    pub damage: Vec<String>,
+}
+
+/// `GET /api/v1/recordings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingList {
+    pub recordings: Vec<RecordingSummary>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One segment of `reel show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentSummary {
+    pub sequence: u64,
+    pub first_event_index: u64,
+    pub event_count: u64,
+    pub start_time_us: u64,
+    pub end_time_us: u64,
+    pub data_bytes: u64,
+    /// Size of the segment object.
+    pub size: u64,
+    pub sha256: String,
+    /// `local`, `primary`, `secondary`.
+    pub locations: Vec<String>,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+/// `GET /api/v1/recordings/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingDetail {
+    #[serde(flatten)]
+    pub summary: RecordingSummary,
+    pub title: String,
+    pub terminal: Option<String>,
+    pub created_at_us: i64,
+    pub closed_at_us: i64,
+    pub segments: Vec<SegmentSummary>,
+    /// Durable events still only in the local journal.
+    pub unsealed_events: u64,
+    pub unsealed_bytes: u64,
+}
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub version: String,
+    /// Where recorders connect (gRPC).
+    pub grpc_listen: String,
+    pub data_dir: String,
+    pub primary: String,
+    pub secondary: String,
+    pub journal_bytes: u64,
+    pub journal_files: usize,
+    pub spool_bytes: u64,
+    pub spool_segments: u64,
+    pub upload_queue: usize,
+    pub open_recordings: usize,
+    pub low_disk: Option<String>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Machine-readable: `invalid_argument`, `not_found`, ...
+    pub code: String,
+    /// What went wrong, for people.
+    pub error: String,
+}

@@ -1,0 +1,344 @@
+//! Reel's catalog: a RocksDB database that knows every recording, every
+//! segment and where its bytes are, and what still waits to be uploaded.
+//!
+//! Column families and keys:
+//!
+//! | family         | key                          | value          |
+//! |----------------|------------------------------|----------------|
+//! | `recordings`   | recording id (16 bytes)      | `RecordingRow` |
+//! | `segments`     | recording id + seq (u64 BE)  | `SegmentRow`   |
+//! | `upload_queue` | recording id + seq (u64 BE)  | empty          |
+//!
+//! Every change that touches several keys goes through one [`Batch`] and is
+//! written with a synced write: when [`Catalog::commit`] returns, the change
+//! is durable as a whole or not at all.
+
+use std::path::Path;
+
+use prost::Message;
+use reel_proto::v1::{RecordingRow, RecordingState, SegmentRow};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
+use thiserror::Error;
+
+pub use reel_proto::{InvalidId, RecordingId};
+
+const CF_RECORDINGS: &str = "recordings";
+const CF_SEGMENTS: &str = "segments";
+const CF_UPLOAD_QUEUE: &str = "upload_queue";
+const FAMILIES: [&str; 3] = [CF_RECORDINGS, CF_SEGMENTS, CF_UPLOAD_QUEUE];
+
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    /// Another process (a running `reeld`) has the catalog open.
+    #[error("catalog {path} is in use by another process (is reeld running?): {message}")]
+    Locked { path: String, message: String },
+    #[error("catalog error: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("catalog row under key {key} does not decode: {source}")]
+    Decode {
+        key: String,
+        #[source]
+        source: prost::DecodeError,
+    },
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// The catalog. Thread-safe; share it behind an `Arc`.
+pub struct Catalog {
+    db: DB,
+    sync: WriteOptions,
+}
+
+/// A set of changes committed atomically by [`Catalog::commit`].
+#[derive(Default)]
+pub struct Batch {
+    pending: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put_recording(&mut self, row: &RecordingRow) -> &mut Self {
+        self.pending
+            .push((CF_RECORDINGS, row.id.clone(), Some(row.encode_to_vec())));
+        self
+    }
+
+    pub fn put_segment(&mut self, id: RecordingId, row: &SegmentRow) -> &mut Self {
+        self.pending.push((
+            CF_SEGMENTS,
+            segment_key(id, row.sequence).to_vec(),
+            Some(row.encode_to_vec()),
+        ));
+        self
+    }
+
+    /// Queues segment `seq` of `id` for upload.
+    pub fn enqueue_upload(&mut self, id: RecordingId, seq: u64) -> &mut Self {
+        self.pending.push((
+            CF_UPLOAD_QUEUE,
+            segment_key(id, seq).to_vec(),
+            Some(Vec::new()),
+        ));
+        self
+    }
+
+    pub fn dequeue_upload(&mut self, id: RecordingId, seq: u64) -> &mut Self {
+        self.pending
+            .push((CF_UPLOAD_QUEUE, segment_key(id, seq).to_vec(), None));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+impl Catalog {
+    /// Opens (or creates) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(4);
+        let families = FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, families).map_err(|e| {
+            let message = e.to_string();
+            if message.contains("lock") || message.contains("Resource temporarily unavailable") {
+                CatalogError::Locked {
+                    path: path.display().to_string(),
+                    message,
+                }
+            } else {
+                CatalogError::Db(e)
+            }
+        })?;
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        Ok(Catalog { db, sync })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    /// Writes `batch` atomically and durably (synced).
+    pub fn commit(&self, batch: Batch) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for (cf, key, value) in batch.pending {
+            let cf = self.cf(cf);
+            match value {
+                Some(v) => wb.put_cf(cf, key, v),
+                None => wb.delete_cf(cf, key),
+            }
+        }
+        self.db.write_opt(wb, &self.sync)?;
+        Ok(())
+    }
+
+    /// Writes one recording row durably.
+    pub fn put_recording(&self, row: &RecordingRow) -> Result<()> {
+        let mut b = Batch::new();
+        b.put_recording(row);
+        self.commit(b)
+    }
+
+    pub fn recording(&self, id: RecordingId) -> Result<Option<RecordingRow>> {
+        let key = id.to_bytes();
+        self.db
+            .get_pinned_cf(self.cf(CF_RECORDINGS), key)?
+            .map(|v| decode(&key, &v))
+            .transpose()
+    }
+
+    /// Recordings in id order (creation order), starting after `after`.
+    pub fn recordings(
+        &self,
+        after: Option<RecordingId>,
+        limit: usize,
+    ) -> Result<Vec<RecordingRow>> {
+        let start = after.map(|a| a.to_bytes());
+        let mode = match &start {
+            Some(k) => IteratorMode::From(k, Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_RECORDINGS), mode) {
+            let (k, v) = item?;
+            if start.as_ref().is_some_and(|s| &k[..] == s) {
+                continue;
+            }
+            out.push(decode(&k, &v)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every recording in `state`.
+    pub fn recordings_in_state(&self, state: RecordingState) -> Result<Vec<RecordingRow>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_RECORDINGS), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let row: RecordingRow = decode(&k, &v)?;
+            if row.state == state as i32 {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The segments of a recording, in sequence order.
+    pub fn segments(&self, id: RecordingId) -> Result<Vec<SegmentRow>> {
+        let prefix = id.to_bytes();
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_SEGMENTS),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    pub fn segment(&self, id: RecordingId, seq: u64) -> Result<Option<SegmentRow>> {
+        let key = segment_key(id, seq);
+        self.db
+            .get_pinned_cf(self.cf(CF_SEGMENTS), key)?
+            .map(|v| decode(&key, &v))
+            .transpose()
+    }
+
+    /// Every segment waiting for upload, in (recording, sequence) order.
+    pub fn upload_queue(&self) -> Result<Vec<(RecordingId, u64)>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_UPLOAD_QUEUE), IteratorMode::Start)
+        {
+            let (k, _) = item?;
+            out.push(split_segment_key(&k));
+        }
+        Ok(out)
+    }
+}
+
+fn decode<M: Message + Default>(key: &[u8], value: &[u8]) -> Result<M> {
+    M::decode(value).map_err(|source| CatalogError::Decode {
+        key: hex_key(key),
+        source,
+    })
+}
+
+fn hex_key(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn segment_key(id: RecordingId, seq: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(&id.to_bytes());
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn split_segment_key(key: &[u8]) -> (RecordingId, u64) {
+    let id = RecordingId::from_bytes(key[..16].try_into().expect("16-byte id"));
+    let seq = u64::from_be_bytes(key[16..24].try_into().expect("8-byte sequence"));
+    (id, seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recording(id: RecordingId, state: RecordingState) -> RecordingRow {
+        RecordingRow {
+            id: id.to_bytes().to_vec(),
+            state: state as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_are_atomic_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = RecordingId::generate();
+        let b = RecordingId::generate();
+        {
+            let cat = Catalog::open(dir.path()).unwrap();
+            cat.put_recording(&recording(a, RecordingState::Open))
+                .unwrap();
+            let mut batch = Batch::new();
+            batch
+                .put_recording(&recording(b, RecordingState::Closed))
+                .put_segment(
+                    b,
+                    &SegmentRow {
+                        sequence: 0,
+                        event_count: 3,
+                        ..Default::default()
+                    },
+                )
+                .put_segment(
+                    b,
+                    &SegmentRow {
+                        sequence: 1,
+                        event_count: 4,
+                        ..Default::default()
+                    },
+                )
+                .enqueue_upload(b, 0)
+                .enqueue_upload(b, 1);
+            cat.commit(batch).unwrap();
+            let mut done = Batch::new();
+            done.dequeue_upload(b, 0);
+            cat.commit(done).unwrap();
+        }
+        let cat = Catalog::open(dir.path()).unwrap();
+        assert_eq!(cat.recordings(None, 10).unwrap().len(), 2);
+        assert_eq!(
+            cat.recordings_in_state(RecordingState::Open).unwrap(),
+            vec![recording(a, RecordingState::Open)]
+        );
+        let segs = cat.segments(b).unwrap();
+        assert_eq!(
+            segs.iter().map(|s| s.event_count).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        assert!(cat.segments(a).unwrap().is_empty());
+        assert_eq!(cat.upload_queue().unwrap(), vec![(b, 1)]);
+        assert_eq!(
+            cat.recordings(Some(a), 10).unwrap(),
+            vec![recording(b, RecordingState::Closed)]
+        );
+    }
+
+    #[test]
+    fn a_second_opener_gets_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = Catalog::open(dir.path()).unwrap();
+        let err = Catalog::open(dir.path())
+            .err()
+            .expect("second open must fail");
+        assert!(matches!(err, CatalogError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("in use"));
+    }
+}

@@ -1,0 +1,171 @@
+//! Human-readable output of `reel ls`, `reel show` and `reel status`.
+
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use reel_api::{RecordingDetail, RecordingSummary, ServerStatus};
+
+pub(crate) fn time(us: i64) -> String {
+    if us <= 0 {
+        return "-".into();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(us as u64)).to_string()
+}
+
+pub(crate) fn duration(us: u64) -> String {
+    let s = us / 1_000_000;
+    match s {
+        0..60 => format!("{:.1}s", us as f64 / 1e6),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m{:02}s", s / 3600, (s / 60) % 60, s % 60),
+    }
+}
+
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+pub(crate) fn table(recordings: &[RecordingSummary]) -> String {
+    let mut out = format!(
+        "{:<26}  {:<12}  {:<16}  {:<20}  {:>10}  {:>10}  {:<11}  {}\n",
+        "ID", "USER", "TARGET", "START", "DURATION", "SIZE", "STATE", "WHERE"
+    );
+    for r in recordings {
+        let state = if r.state == "closed" && r.close_reason == "interrupted" {
+            "interrupted"
+        } else {
+            r.state.as_str()
+        };
+        let _ = writeln!(
+            out,
+            "{:<26}  {:<12}  {:<16}  {:<20}  {:>10}  {:>10}  {:<11}  {}{}",
+            r.id,
+            r.user,
+            r.target,
+            time(r.started_at_us),
+            duration(r.duration_us),
+            bytes(r.data_bytes),
+            state,
+            r.placement,
+            if r.damage.is_empty() {
+                ""
+            } else {
+                "  (damaged)"
+            }
+        );
+    }
+    out
+}
+
+pub(crate) fn detail(d: &RecordingDetail) -> String {
+    let s = &d.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "recording  {}", s.id);
+    let _ = writeln!(out, "user       {}", s.user);
+    let _ = writeln!(out, "target     {} ({})", s.target, s.protocol);
+    if !s.labels.is_empty() {
+        let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "labels     {}", labels.join(" "));
+    }
+    if !d.title.is_empty() {
+        let _ = writeln!(out, "title      {}", d.title);
+    }
+    if let Some(t) = &d.terminal {
+        let _ = writeln!(out, "terminal   {t}");
+    }
+    let _ = writeln!(out, "started    {}", time(s.started_at_us));
+    let _ = writeln!(out, "duration   {}", duration(s.duration_us));
+    let state = match (s.state.as_str(), s.close_reason.as_str()) {
+        ("closed", "") => "closed".to_string(),
+        ("closed", reason) => format!("closed ({reason})"),
+        (state, _) if s.attached => format!("{state}, recorder attached"),
+        (state, _) => format!("{state}, no recorder attached"),
+    };
+    let _ = writeln!(out, "state      {state}");
+    let _ = writeln!(
+        out,
+        "events     {} ({})",
+        s.event_count,
+        bytes(s.data_bytes)
+    );
+    let _ = writeln!(out, "where      {}", s.placement);
+    for damage in &s.damage {
+        let _ = writeln!(out, "DAMAGE     {damage}");
+    }
+    let _ = writeln!(
+        out,
+        "\n{:>5}  {:>10}  {:>8}  {:>21}  {:>10}  {:<17}  SHA-256",
+        "SEQ", "FIRST", "EVENTS", "TIME", "SIZE", "LOCATION"
+    );
+    for seg in &d.segments {
+        let _ = writeln!(
+            out,
+            "{:>5}  {:>10}  {:>8}  {:>21}  {:>10}  {:<17}  {}{}",
+            seg.sequence,
+            seg.first_event_index,
+            seg.event_count,
+            format!(
+                "{}-{}",
+                duration(seg.start_time_us),
+                duration(seg.end_time_us)
+            ),
+            bytes(seg.size),
+            seg.locations.join("+"),
+            &seg.sha256[..16.min(seg.sha256.len())],
+            if seg.is_final { "  final" } else { "" }
+        );
+    }
+    if d.unsealed_events > 0 {
+        let _ = writeln!(
+            out,
+            "{:>5}  {:>10}  {:>8}  {:>21}  {:>10}  {:<17}",
+            "-",
+            s.event_count - d.unsealed_events,
+            d.unsealed_events,
+            "",
+            bytes(d.unsealed_bytes),
+            "local (journal)"
+        );
+    }
+    out
+}
+
+pub(crate) fn status(s: &ServerStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "reeld {}  data {}  ingest {}",
+        s.version, s.data_dir, s.grpc_listen
+    );
+    let _ = writeln!(out, "primary    {}", s.primary);
+    let _ = writeln!(out, "secondary  {}", s.secondary);
+    let _ = writeln!(
+        out,
+        "journal    {} in {} files",
+        bytes(s.journal_bytes),
+        s.journal_files
+    );
+    let _ = writeln!(
+        out,
+        "spool      {} in {} segments",
+        bytes(s.spool_bytes),
+        s.spool_segments
+    );
+    let _ = writeln!(out, "uploads    {} queued", s.upload_queue);
+    let _ = writeln!(out, "open       {} recordings", s.open_recordings);
+    if let Some(why) = &s.low_disk {
+        let _ = writeln!(out, "WARNING    {why}");
+    }
+    out
+}

@@ -1,0 +1,73 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reel_storage::StoreConfig;
+
+/// How an [`Engine`](crate::Engine) runs. `reeld` fills it from its TOML
+/// file and flags; [`EngineConfig::new`] gives the embedded default.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Holds `journal/`, `spool/` and `catalog/`.
+    pub data_dir: PathBuf,
+    pub primary: StoreConfig,
+    pub secondary: StoreConfig,
+    /// Journal files rotate at about this size.
+    pub journal_file_size: u64,
+    /// The largest event (bytes of data) a recorder may send.
+    pub max_event_bytes: usize,
+    /// The largest batch of events in one message.
+    pub max_batch_bytes: usize,
+    /// A segment is sealed once its events reach this many bytes...
+    pub segment_target_bytes: u64,
+    /// ...or once its oldest event has waited this long.
+    pub segment_max_age: Duration,
+    /// Ingest is refused (RESOURCE_EXHAUSTED) while the data directory's
+    /// filesystem has less free space than this, so that the catalog and the
+    /// sealer always have room to finish what was acknowledged.
+    pub min_free_disk_bytes: u64,
+    /// An open recording whose recorder went away (and did not resume) is
+    /// closed as "interrupted" after this long.
+    pub detached_timeout: Duration,
+    /// Uploads running at once.
+    pub upload_concurrency: usize,
+    /// Seals running at once.
+    pub seal_concurrency: usize,
+}
+
+impl EngineConfig {
+    /// The embedded default: everything under `data_dir`, the primary and
+    /// secondary stores as the local directories `primary/` and `secondary/`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        EngineConfig {
+            primary: StoreConfig::Local {
+                path: data_dir.join("primary"),
+            },
+            secondary: StoreConfig::Local {
+                path: data_dir.join("secondary"),
+            },
+            data_dir,
+            journal_file_size: 64 << 20,
+            max_event_bytes: 1 << 20,
+            max_batch_bytes: 4 << 20,
+            segment_target_bytes: 8 << 20,
+            segment_max_age: Duration::from_secs(60),
+            min_free_disk_bytes: 64 << 20,
+            detached_timeout: Duration::from_secs(600),
+            upload_concurrency: 4,
+            seal_concurrency: 2,
+        }
+    }
+
+    pub fn journal_dir(&self) -> PathBuf {
+        self.data_dir.join("journal")
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.data_dir.join("catalog")
+    }
+}

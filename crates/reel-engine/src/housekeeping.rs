@@ -1,0 +1,134 @@
+//! Periodic work: the free-space check that protects acknowledged data,
+//! sealing by age, closing recordings whose recorder never came back, and
+//! releasing journal files nothing needs any more.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use crate::{Inner, sealer};
+
+const TICK: Duration = Duration::from_millis(250);
+
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut tick = tokio::time::interval(TICK);
+    let mut closes = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        while closes.try_join_next().is_some() {}
+        check_disk(&inner);
+        request_age_seals(&inner);
+        close_abandoned(&inner, &mut closes);
+        release_journal(&inner).await;
+    }
+    closes.shutdown().await;
+}
+
+/// Free bytes for unprivileged writers on the filesystem holding `path`.
+pub(crate) fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out pointer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+pub(crate) fn check_disk(inner: &Inner) {
+    let min = inner.config.min_free_disk_bytes;
+    let Some(free) = free_bytes(&inner.config.data_dir) else {
+        return;
+    };
+    let low = free < min;
+    let was = inner.low_disk_flag.swap(low, Ordering::Relaxed);
+    let mut why = inner.low_disk.lock().expect("low disk lock");
+    if low {
+        *why = Some(format!(
+            "local disk almost full: {} free in {}, below the reserve of {}; new events are refused until space \
+             returns (every acknowledged event is safe)",
+            human_bytes(free),
+            inner.config.data_dir.display(),
+            human_bytes(min)
+        ));
+        if !was {
+            warn!(
+                free,
+                reserve = min,
+                "local disk below its reserve: refusing ingest"
+            );
+        }
+    } else {
+        *why = None;
+        if was {
+            info!(
+                free,
+                "local disk space back above its reserve: ingest resumes"
+            );
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    format!("{:.1} MiB", n as f64 / MIB)
+}
+
+fn request_age_seals(inner: &Inner) {
+    for rec in inner.open_recordings() {
+        let mut live = rec.live();
+        if !live.seal_requested && !live.closing && sealer::is_due(&live, &inner.config) {
+            live.seal_requested = true;
+            let _ = inner.seal_tx.send(rec.id);
+        }
+    }
+}
+
+fn close_abandoned(inner: &Arc<Inner>, closes: &mut tokio::task::JoinSet<()>) {
+    let timeout = inner.config.detached_timeout;
+    for rec in inner.open_recordings() {
+        {
+            let mut live = rec.live();
+            let settled = live.durable >= live.accepted || live.poisoned.is_some();
+            let abandoned =
+                !live.attached && live.detached_since.is_some_and(|t| t.elapsed() >= timeout);
+            if live.closing || !abandoned || !settled {
+                continue;
+            }
+            live.closing = true;
+        }
+        let inner = inner.clone();
+        closes.spawn(async move {
+            info!(recording = %rec.id, "closing a recording whose recorder did not come back");
+            if let Err(e) = sealer::finish(&inner, &rec, 0, "interrupted").await {
+                error!(recording = %rec.id, error = %e, "closing an abandoned recording failed; will retry");
+                rec.live().closing = false;
+            }
+        });
+    }
+}
+
+/// Deletes journal files older than every chunk still unsealed.
+async fn release_journal(inner: &Arc<Inner>) {
+    // Read the current file first: whatever is appended from now on lands in
+    // it or a later one.
+    let mut keep_from = inner.journal.current_file();
+    for rec in inner.open_recordings() {
+        if let Some(c) = rec.live().chunks.front() {
+            keep_from = keep_from.min(c.file as u64);
+        }
+    }
+    let task = inner.clone();
+    match tokio::task::spawn_blocking(move || task.journal.release_before(keep_from)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(freed)) => tracing::debug!(freed, "journal files released"),
+        Ok(Err(e)) => error!(error = %e, "releasing journal files failed"),
+        Err(e) => error!(error = %e, "journal release task failed"),
+    }
+}

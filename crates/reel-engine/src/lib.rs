@@ -1,0 +1,362 @@
+//! Reel's behaviour: ingest, sealing, upload and reading.
+//!
+//! ```text
+//! RecordingWriter::append ──▶ journal (group commit) ──▶ ack
+//!                                  │ chunks (positions only)
+//!                                  ▼
+//!                    sealer ──▶ spool/<id>-<seq>.seg + catalog ──▶ uploader ──▶ primary
+//! ```
+//!
+//! - [`Engine::start`] / [`Engine::resume`] give a [`RecordingWriter`], the
+//!   one recorder of a recording. Its appends are acknowledged once the
+//!   events are in the journal and fsynced.
+//! - The sealer cuts each recording's durable events into segments (by size,
+//!   by age, and at close), writes them to the spool and records them in the
+//!   catalog in one synced batch; only then may the journal drop them.
+//! - The uploader stores spooled segments on the primary and, once the
+//!   catalog says so, deletes the spool file.
+//! - [`Engine::events`] reads a recording from wherever its bytes are.
+
+mod config;
+mod error;
+mod housekeeping;
+mod ingest;
+mod reader;
+mod recording;
+mod recovery;
+mod sealer;
+mod spool;
+mod uploader;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reel_catalog::{Catalog, RecordingId};
+use reel_log::{Journal, RecoveryReport};
+use reel_proto::v1::{Location, RecordingRow, RecordingState, SegmentRow};
+use reel_storage::{Role, Store};
+use tokio::sync::{mpsc, watch};
+
+pub use config::EngineConfig;
+pub use error::{EngineError, Result};
+pub use ingest::{AckFuture, Closed, RecordingWriter};
+pub use reader::EventStream;
+pub use reel_catalog::InvalidId;
+
+use recording::OpenRecording;
+use spool::Spool;
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// A running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+pub(crate) struct Inner {
+    pub config: EngineConfig,
+    pub journal: Journal,
+    pub catalog: Arc<Catalog>,
+    pub spool: Spool,
+    pub primary: Store,
+    pub secondary: Store,
+    pub open: RwLock<HashMap<RecordingId, Arc<OpenRecording>>>,
+    pub seal_tx: mpsc::UnboundedSender<RecordingId>,
+    pub upload_tx: mpsc::UnboundedSender<(RecordingId, u64)>,
+    /// Why ingest is refused for lack of local disk space, if it is.
+    pub low_disk: Mutex<Option<String>>,
+    pub low_disk_flag: AtomicBool,
+    pub shutdown: watch::Sender<bool>,
+    pub recovery: RecoveryReport,
+}
+
+impl Inner {
+    pub(crate) fn open_recording(&self, id: RecordingId) -> Option<Arc<OpenRecording>> {
+        self.open.read().expect("open map lock").get(&id).cloned()
+    }
+
+    pub(crate) fn open_recordings(&self) -> Vec<Arc<OpenRecording>> {
+        self.open
+            .read()
+            .expect("open map lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn store(&self, role: Role) -> &Store {
+        match role {
+            Role::Primary => &self.primary,
+            Role::Secondary => &self.secondary,
+        }
+    }
+
+    /// Runs a blocking catalog call off the async threads.
+    pub(crate) async fn catalog<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Catalog) -> reel_catalog::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let catalog = self.catalog.clone();
+        tokio::task::spawn_blocking(move || f(&catalog))
+            .await
+            .map_err(|e| EngineError::Internal(format!("catalog task failed: {e}")))?
+            .map_err(EngineError::from)
+    }
+}
+
+/// A recording as the catalog and the live state know it.
+#[derive(Debug, Clone)]
+pub struct RecordingInfo {
+    pub id: RecordingId,
+    pub row: RecordingRow,
+    pub segments: Vec<SegmentRow>,
+    /// Durable events not yet sealed, still only in the local journal.
+    pub unsealed_events: u64,
+    pub unsealed_bytes: u64,
+    /// Durable events in all (for an open recording, including unsealed).
+    pub durable_events: u64,
+    /// A recorder is attached right now.
+    pub attached: bool,
+}
+
+impl RecordingInfo {
+    pub fn state(&self) -> RecordingState {
+        RecordingState::try_from(self.row.state).unwrap_or(RecordingState::Unspecified)
+    }
+
+    /// Where the recording's bytes are, e.g. `local`, `primary`,
+    /// `local+primary`, `split` (both stores).
+    pub fn placement(&self) -> String {
+        let has = |loc: Location| {
+            self.segments
+                .iter()
+                .any(|s| s.locations.contains(&(loc as i32)))
+        };
+        let local = has(Location::Local) || self.unsealed_events > 0;
+        let primary = has(Location::Primary);
+        let secondary = has(Location::Secondary);
+        if primary && secondary {
+            return if local {
+                "local+split".into()
+            } else {
+                "split".into()
+            };
+        }
+        let mut parts = Vec::new();
+        if local {
+            parts.push("local");
+        }
+        if primary {
+            parts.push("primary");
+        }
+        if secondary {
+            parts.push("secondary");
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join("+")
+        }
+    }
+}
+
+/// How much is held locally and waiting.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LocalStatus {
+    pub journal_bytes: u64,
+    pub journal_files: usize,
+    pub spool_bytes: u64,
+    pub spool_segments: u64,
+    pub upload_queue: usize,
+    pub open_recordings: usize,
+    pub low_disk: Option<String>,
+    pub recovered_torn_tail_bytes: u64,
+    pub recovered_corrupt_regions: usize,
+}
+
+impl Engine {
+    /// Opens the data directory, recovers what a previous run left (the
+    /// journal is replayed, open recordings come back detached and
+    /// resumable, pending uploads are queued again) and starts the
+    /// background sealer, uploader and housekeeping.
+    pub async fn open(config: EngineConfig) -> Result<Engine> {
+        let primary = Store::build(Role::Primary, &config.primary)?;
+        let secondary = Store::build(Role::Secondary, &config.secondary)?;
+        let (seal_tx, seal_rx) = mpsc::unbounded_channel();
+        let (upload_tx, upload_rx) = mpsc::unbounded_channel();
+        let cfg = config.clone();
+        let seal_tx2 = seal_tx.clone();
+        let recovered = tokio::task::spawn_blocking(move || recovery::recover(&cfg, &seal_tx2))
+            .await
+            .map_err(|e| EngineError::Internal(format!("recovery task failed: {e}")))??;
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            config,
+            journal: recovered.journal,
+            catalog: Arc::new(recovered.catalog),
+            spool: recovered.spool,
+            primary,
+            secondary,
+            open: RwLock::new(recovered.open),
+            seal_tx,
+            upload_tx,
+            low_disk: Mutex::new(None),
+            low_disk_flag: AtomicBool::new(false),
+            shutdown,
+            recovery: recovered.report,
+        });
+        housekeeping::check_disk(&inner);
+        for item in recovered.upload_queue {
+            let _ = inner.upload_tx.send(item);
+        }
+        let tasks = vec![
+            tokio::spawn(sealer::run(inner.clone(), seal_rx)),
+            tokio::spawn(uploader::run(inner.clone(), upload_rx)),
+            tokio::spawn(housekeeping::run(inner.clone())),
+        ];
+        Ok(Engine {
+            inner,
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
+    }
+
+    /// Starts a new recording; the returned writer is its recorder. The
+    /// recording exists durably (in the catalog) when this returns.
+    pub async fn start(
+        &self,
+        metadata: reel_proto::v1::RecordingMetadata,
+    ) -> Result<RecordingWriter> {
+        ingest::start(&self.inner, metadata).await
+    }
+
+    /// Re-attaches a recorder to an open recording, after a broken stream or
+    /// a restart. The writer continues at [`RecordingWriter::durable`].
+    pub async fn resume(&self, id: RecordingId) -> Result<RecordingWriter> {
+        ingest::resume(&self.inner, id).await
+    }
+
+    /// One recording with its segments and live state.
+    pub async fn recording(&self, id: RecordingId) -> Result<RecordingInfo> {
+        let (row, segments) = self
+            .inner
+            .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?)))
+            .await?;
+        let row = row.ok_or(EngineError::NotFound(id))?;
+        Ok(self.info(id, row, segments))
+    }
+
+    fn info(&self, id: RecordingId, row: RecordingRow, segments: Vec<SegmentRow>) -> RecordingInfo {
+        let mut info = RecordingInfo {
+            id,
+            durable_events: segments.iter().map(|s| s.event_count).sum(),
+            row,
+            segments,
+            unsealed_events: 0,
+            unsealed_bytes: 0,
+            attached: false,
+        };
+        if let Some(rec) = self.inner.open_recording(id) {
+            let live = rec.live();
+            let sealed_end = info
+                .segments
+                .last()
+                .map_or(0, |s| s.first_event_index + s.event_count);
+            // Chunks sealed after the catalog read are counted once, as segments.
+            for c in live.chunks.iter().filter(|c| c.first_index >= sealed_end) {
+                info.unsealed_events += c.count as u64;
+                info.unsealed_bytes += c.data_bytes as u64;
+            }
+            info.durable_events += info.unsealed_events;
+            info.attached = live.attached;
+        }
+        info
+    }
+
+    /// Recordings in creation order, after `after`, at most `limit`.
+    pub async fn list(
+        &self,
+        after: Option<RecordingId>,
+        limit: usize,
+    ) -> Result<Vec<RecordingInfo>> {
+        let rows = self
+            .inner
+            .catalog(move |c| {
+                let rows = c.recordings(after, limit)?;
+                rows.into_iter()
+                    .map(|row| {
+                        let id =
+                            RecordingId::from_slice(&row.id).expect("catalog ids are 16 bytes");
+                        let segs = c.segments(id)?;
+                        Ok((id, row, segs))
+                    })
+                    .collect::<reel_catalog::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, row, segs)| self.info(id, row, segs))
+            .collect())
+    }
+
+    /// Streams every durable event of a recording, in order, from wherever
+    /// its bytes are: spool, stores, and (for an open recording) the journal.
+    pub async fn events(&self, id: RecordingId) -> Result<EventStream> {
+        reader::events(&self.inner, id).await
+    }
+
+    pub fn local_status(&self) -> LocalStatus {
+        let inner = &self.inner;
+        LocalStatus {
+            journal_bytes: inner.journal.disk_bytes(),
+            journal_files: inner.journal.file_count(),
+            spool_bytes: inner.spool.bytes(),
+            spool_segments: inner.spool.files(),
+            upload_queue: inner.catalog.upload_queue().map(|q| q.len()).unwrap_or(0),
+            open_recordings: inner.open.read().expect("open map lock").len(),
+            low_disk: inner.low_disk.lock().expect("low disk lock").clone(),
+            recovered_torn_tail_bytes: inner.recovery.torn_tail.as_ref().map_or(0, |d| d.len),
+            recovered_corrupt_regions: inner.recovery.corrupt.len(),
+        }
+    }
+
+    /// What journal recovery found at open.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    pub fn journal_stats(&self) -> &reel_log::JournalStats {
+        self.inner.journal.stats()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Stops the background work (a seal or upload cut short is redone at
+    /// the next open) and the journal. Open recordings stay open in the
+    /// catalog and can be resumed after the next open. The catalog closes
+    /// when the last clone of the engine, and the last writer, is dropped.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks lock"));
+        for task in tasks {
+            let _ = task.await;
+        }
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.journal.shutdown()).await;
+    }
+
+    pub(crate) fn is_low_disk(inner: &Inner) -> bool {
+        inner.low_disk_flag.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,129 @@
+//! The spool: sealed segments kept on local disk until a store holds them.
+//!
+//! A segment is sealed from the journal into `spool/<recording>-<seq>.seg`
+//! (written to a temporary name, fsynced, renamed, directory fsynced), so the
+//! journal can let go of those events; the spool file is deleted once the
+//! segment is durably stored and the catalog says so.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use reel_catalog::RecordingId;
+
+use crate::error::{EngineError, Result};
+
+pub(crate) struct Spool {
+    dir: PathBuf,
+    bytes: AtomicU64,
+    files: AtomicU64,
+}
+
+impl Spool {
+    /// Opens the spool directory, removing temporaries left by a crash.
+    pub(crate) fn open(dir: PathBuf) -> Result<Spool> {
+        fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        let spool = Spool {
+            dir,
+            bytes: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+        };
+        for entry in fs::read_dir(&spool.dir).map_err(|e| EngineError::io(&spool.dir, e))? {
+            let entry = entry.map_err(|e| EngineError::io(&spool.dir, e))?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                let _ = fs::remove_file(&path);
+            } else if let Ok(meta) = entry.metadata() {
+                spool.bytes.fetch_add(meta.len(), Ordering::Relaxed);
+                spool.files.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(spool)
+    }
+
+    fn path(&self, id: RecordingId, seq: u64) -> PathBuf {
+        self.dir.join(format!("{id}-{seq:010}.seg"))
+    }
+
+    /// Writes a sealed segment durably. Replaces a leftover of an earlier try.
+    pub(crate) fn write(&self, id: RecordingId, seq: u64, bytes: &[u8]) -> Result<()> {
+        let path = self.path(id, seq);
+        let tmp = path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&self.dir)?.sync_all()
+        };
+        let previous = fs::metadata(&path).map(|m| m.len()).ok();
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(EngineError::io(&path, e));
+        }
+        match previous {
+            Some(len) => self.bytes.fetch_sub(len, Ordering::Relaxed),
+            None => self.files.fetch_add(1, Ordering::Relaxed),
+        };
+        self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The bytes of a spooled segment, or `None` when it is not (or no longer)
+    /// in the spool.
+    pub(crate) fn read(&self, id: RecordingId, seq: u64) -> Result<Option<Bytes>> {
+        let path = self.path(id, seq);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(Bytes::from(b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(EngineError::io(&path, e)),
+        }
+    }
+
+    pub(crate) fn contains(&self, id: RecordingId, seq: u64) -> bool {
+        self.path(id, seq).exists()
+    }
+
+    pub(crate) fn remove(&self, id: RecordingId, seq: u64) -> Result<()> {
+        let path = self.path(id, seq);
+        let len = fs::metadata(&path).map(|m| m.len()).ok();
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                self.bytes.fetch_sub(len.unwrap_or(0), Ordering::Relaxed);
+                self.files.fetch_sub(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::io(&path, e)),
+        }
+    }
+
+    /// Every spooled segment.
+    pub(crate) fn list(&self) -> Result<Vec<(RecordingId, u64)>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| EngineError::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| EngineError::io(&self.dir, e))?;
+            if let Some(key) = parse_name(&entry.path()) {
+                out.push(key);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn files(&self) -> u64 {
+        self.files.load(Ordering::Relaxed)
+    }
+}
+
+fn parse_name(path: &Path) -> Option<(RecordingId, u64)> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".seg")?;
+    let (id, seq) = stem.split_once('-')?;
+    Some((id.parse().ok()?, seq.parse().ok()?))
+}

@@ -1,0 +1,366 @@
+//! The engine in-process, on real files, a real RocksDB catalog and local
+//! directory stores: ingest, sealing, upload, recovery, reading.
+
+use std::time::Duration;
+
+use reel_engine::{Engine, EngineConfig, EngineError};
+use reel_proto::RecordingId;
+use reel_proto::v1::{Event, EventKind, Location, RecordingMetadata, RecordingState};
+
+fn event(i: u64) -> Event {
+    Event {
+        time_us: i * 10_000,
+        kind: EventKind::Output as i32,
+        data: format!("line {i:06} {}\r\n", "=".repeat((i % 40) as usize)).into_bytes(),
+    }
+}
+
+fn meta() -> RecordingMetadata {
+    RecordingMetadata {
+        user: "alice".into(),
+        target: "db-01".into(),
+        protocol: "ssh".into(),
+        ..Default::default()
+    }
+}
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.segment_target_bytes = 4096;
+    c.segment_max_age = Duration::from_millis(300);
+    c.min_free_disk_bytes = 0;
+    c
+}
+
+async fn wait_until<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, f: F) {
+    for _ in 0..400 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_sealed_uploaded_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).await.unwrap();
+    let mut w = engine.start(meta()).await.unwrap();
+    let id = w.id();
+    let all: Vec<Event> = (0..500).map(event).collect();
+    let mut acks = Vec::new();
+    for chunk in all.chunks(7) {
+        acks.push(w.append(None, chunk.to_vec()).unwrap());
+    }
+    let mut last = 0;
+    for a in acks {
+        let n = a.await.unwrap();
+        assert!(n > last, "acks grow");
+        last = n;
+    }
+    assert_eq!(last, 500);
+    // Readable while open (segments and journal tail).
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        all
+    );
+    let closed = w.close(0).await.unwrap();
+    assert_eq!(closed.event_count, 500);
+    assert_eq!(closed.duration_us, 499 * 10_000);
+
+    wait_until("every segment is on the primary", || async {
+        let info = engine.recording(id).await.unwrap();
+        info.segments
+            .iter()
+            .all(|s| s.locations == [Location::Primary as i32])
+    })
+    .await;
+    let info = engine.recording(id).await.unwrap();
+    assert_eq!(info.state(), RecordingState::Closed);
+    assert!(
+        info.segments.len() > 3,
+        "size-based seals: {}",
+        info.segments.len()
+    );
+    assert!(info.segments.last().unwrap().r#final);
+    assert_eq!(info.placement(), "primary");
+    // Contiguous, chained.
+    let mut next = 0;
+    for s in &info.segments {
+        assert_eq!(s.first_event_index, next);
+        next += s.event_count;
+    }
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        all
+    );
+    // Local bytes released: no spool files, the primary holds the objects.
+    wait_until("spool is empty", || async {
+        engine.local_status().spool_segments == 0
+    })
+    .await;
+    let stored = std::fs::read_dir(
+        dir.path()
+            .join("primary/recordings")
+            .join(id.to_string())
+            .join("segments"),
+    )
+    .unwrap()
+    .count();
+    assert_eq!(stored, info.segments.len());
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_recordings_are_sealed_by_age_and_journal_files_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.segment_target_bytes = 1 << 30;
+    cfg.journal_file_size = 1 << 20;
+    let engine = Engine::open(cfg).await.unwrap();
+    let mut w = engine.start(meta()).await.unwrap();
+    let id = w.id();
+    // Enough to rotate the journal a few times.
+    let big: Vec<Event> = (0..40)
+        .map(|i| Event {
+            time_us: i,
+            kind: EventKind::Output as i32,
+            data: vec![b'a' + (i % 26) as u8; 100_000],
+        })
+        .collect();
+    for e in &big {
+        w.append(None, vec![e.clone()]).unwrap().await.unwrap();
+    }
+    wait_until("the age seal has put everything in segments", || async {
+        let info = engine.recording(id).await.unwrap();
+        info.unsealed_events == 0 && info.durable_events == 40
+    })
+    .await;
+    wait_until("old journal files are released", || async {
+        engine.local_status().journal_files <= 2
+    })
+    .await;
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        big
+    );
+    w.close(0).await.unwrap();
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_brings_open_recordings_back_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.segment_max_age = Duration::from_secs(3600);
+    let all: Vec<Event> = (0..300).map(event).collect();
+    let id = {
+        let engine = Engine::open(cfg.clone()).await.unwrap();
+        let mut w = engine.start(meta()).await.unwrap();
+        for chunk in all[..200].chunks(9) {
+            w.append(None, chunk.to_vec()).unwrap().await.unwrap();
+        }
+        let id = w.id();
+        // No close: the recorder goes away, then the server stops.
+        drop(w);
+        engine.shutdown().await;
+        id
+    };
+    let engine = Engine::open(cfg).await.unwrap();
+    let info = engine.recording(id).await.unwrap();
+    assert_eq!(info.state(), RecordingState::Open);
+    assert_eq!(info.durable_events, 200);
+    assert!(!info.attached);
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        all[..200]
+    );
+
+    let mut w = engine.resume(id).await.unwrap();
+    assert_eq!(w.durable(), 200);
+    // A resend of what the server has is skipped; the rest is appended.
+    w.append(Some(190), all[190..250].to_vec())
+        .unwrap()
+        .await
+        .unwrap();
+    let err = w
+        .append(Some(260), all[260..].to_vec())
+        .err()
+        .expect("a gap is refused");
+    assert!(matches!(err, EngineError::InvalidArgument(_)), "{err}");
+    w.append(Some(250), all[250..].to_vec())
+        .unwrap()
+        .await
+        .unwrap();
+    // A second recorder cannot attach while one is.
+    assert!(matches!(
+        engine.resume(id).await,
+        Err(EngineError::FailedPrecondition(_))
+    ));
+    assert_eq!(w.close(0).await.unwrap().event_count, 300);
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        all
+    );
+    assert!(matches!(
+        engine.resume(id).await,
+        Err(EngineError::FailedPrecondition(_))
+    ));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batches_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_event_bytes = 1000;
+    let engine = Engine::open(cfg).await.unwrap();
+    let mut w = engine.start(meta()).await.unwrap();
+    let id = w.id();
+    w.append(None, vec![event(5)]).unwrap().await.unwrap();
+
+    let too_big = Event {
+        time_us: 60_000,
+        kind: EventKind::Output as i32,
+        data: vec![0; 1001],
+    };
+    let backwards = Event {
+        time_us: 10,
+        kind: EventKind::Output as i32,
+        data: b"x".to_vec(),
+    };
+    let unknown_kind = Event {
+        time_us: 70_000,
+        kind: 42,
+        data: b"x".to_vec(),
+    };
+    for (bad, want) in [
+        (too_big, "maximum is 1000"),
+        (backwards, "back in time"),
+        (unknown_kind, "unknown kind"),
+    ] {
+        let err = w.append(None, vec![event(6), bad]).err().expect("refused");
+        assert!(matches!(err, EngineError::InvalidArgument(_)));
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    // Nothing of the refused batches was kept.
+    assert_eq!(w.next_index(), 1);
+    w.append(None, vec![event(6)]).unwrap().await.unwrap();
+    w.close(0).await.unwrap();
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        vec![event(5), event(6)]
+    );
+    let unknown = RecordingId::generate();
+    assert!(matches!(
+        engine.resume(unknown).await,
+        Err(EngineError::NotFound(_))
+    ));
+    assert!(matches!(
+        engine.events(unknown).await,
+        Err(EngineError::NotFound(_))
+    ));
+    let mut long = meta();
+    long.user = "u".repeat(5000);
+    assert!(matches!(
+        engine.start(long).await,
+        Err(EngineError::InvalidArgument(_))
+    ));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_corruption_is_reported_on_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.segment_max_age = Duration::from_secs(3600);
+    cfg.segment_target_bytes = 1 << 30;
+    let all: Vec<Event> = (0..30).map(event).collect();
+    let id = {
+        let engine = Engine::open(cfg.clone()).await.unwrap();
+        let mut w = engine.start(meta()).await.unwrap();
+        for e in &all {
+            w.append(None, vec![e.clone()]).unwrap().await.unwrap();
+        }
+        let id = w.id();
+        drop(w);
+        engine.shutdown().await;
+        id
+    };
+    // Flip a byte in the 11th record of the journal file.
+    let journal = dir.path().join("journal");
+    let file = std::fs::read_dir(&journal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .find(|p| std::fs::metadata(p).unwrap().len() > 100)
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mut at = 16usize;
+    for _ in 0..10 {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    bytes[at + 20] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let engine = Engine::open(cfg).await.unwrap();
+    assert_eq!(engine.recovery_report().corrupt.len(), 1);
+    let info = engine.recording(id).await.unwrap();
+    assert_eq!(info.row.damage.len(), 1, "{:?}", info.row.damage);
+    assert!(
+        info.row.damage[0].contains("events 10..11 were lost"),
+        "{:?}",
+        info.row.damage
+    );
+    let mut expected = all.clone();
+    expected.remove(10);
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        expected
+    );
+    engine.shutdown().await;
+}

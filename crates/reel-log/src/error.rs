@@ -1,0 +1,83 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Errors of the journal.
+#[derive(Debug, Error)]
+pub enum JournalError {
+    /// The disk (or the filesystem quota) is full. Nothing of the failed
+    /// append is durable; appends succeed again once space returns.
+    #[error("journal disk full at {path}: {source}")]
+    DiskFull {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("journal I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("journal record of {len} bytes exceeds the maximum of {max}")]
+    RecordTooLarge { len: usize, max: u32 },
+    #[error("journal record at file {file} offset {offset} is unreadable: {reason}")]
+    BadRecord {
+        file: u64,
+        offset: u64,
+        reason: String,
+    },
+    #[error("journal file {file} was released; its records are gone from the local log")]
+    Released { file: u64 },
+    #[error("journal directory {path} is not usable: {reason}")]
+    BadDirectory { path: PathBuf, reason: String },
+    /// The writer thread has stopped (the journal was shut down).
+    #[error("journal is shut down")]
+    Closed,
+}
+
+impl JournalError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        if is_disk_full(&source) {
+            JournalError::DiskFull { path, source }
+        } else {
+            JournalError::Io { path, source }
+        }
+    }
+
+    /// True when the error means the disk is full, not that it is broken.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, JournalError::DiskFull { .. })
+    }
+}
+
+/// ENOSPC or EDQUOT: the disk or the quota is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+}
+
+/// Errors of the segment codec: the bytes are not a valid segment object.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SegmentError {
+    #[error("not a Reel segment (bad magic)")]
+    BadMagic,
+    #[error("segment truncated: {0}")]
+    Truncated(&'static str),
+    #[error("segment header checksum mismatch")]
+    HeaderChecksum,
+    #[error("segment header does not decode: {0}")]
+    HeaderDecode(String),
+    #[error("unsupported segment format version {0}")]
+    Version(u32),
+    #[error("segment content is {actual} bytes, header says {expected}")]
+    ContentLength { expected: u64, actual: u64 },
+    #[error("segment content does not match its SHA-256 (corrupted or tampered)")]
+    ContentHash,
+    #[error("segment content does not decode: {0}")]
+    ContentDecode(String),
+    #[error("segment is inconsistent with its header: {0}")]
+    Inconsistent(String),
+}

@@ -1,0 +1,21 @@
+//! Reel's local log: the shared, group-committed write-ahead journal that
+//! makes every event durable before it is acknowledged, and the codec of the
+//! sealed segments that leave it for the stores.
+//!
+//! - [`journal`]: the journal (group commit, rotation, recovery, reads).
+//! - [`record`]: the length + CRC32C framing of journal records.
+//! - [`segment`]: the self-describing segment objects.
+
+pub mod error;
+pub mod journal;
+pub mod record;
+pub mod segment;
+
+pub use error::{JournalError, SegmentError, is_disk_full};
+pub use journal::{
+    Completion, Damage, Journal, JournalOptions, JournalStats, Position, RecoveryReport,
+};
+pub use segment::{
+    DecodedSegment, EncodedSegment, Hash, SegmentSpec, decode_header, decode_segment,
+    encode_segment, sha256,
+};

@@ -1,0 +1,192 @@
+//! The journal against real files: group commit, rotation, release, and
+//! recovery from a torn tail and from corruption in the middle of a file.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reel_log::{Journal, JournalOptions, Position};
+
+fn options(dir: &std::path::Path) -> JournalOptions {
+    JournalOptions {
+        file_size: 4096,
+        max_record_bytes: 1 << 16,
+        ..JournalOptions::new(dir)
+    }
+}
+
+fn replay(dir: &std::path::Path) -> (Journal, reel_log::RecoveryReport, Vec<(Position, Bytes)>) {
+    let mut seen = Vec::new();
+    let (j, report) = Journal::open(options(dir), |p, b| seen.push((p, b))).unwrap();
+    (j, report, seen)
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    format!("record-{i:05}-{}", "x".repeat(i % 50)).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_durable_in_order_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, report, seen) = replay(dir.path());
+    assert!(seen.is_empty());
+    assert_eq!(report.files, 0);
+    let j = Arc::new(j);
+    let mut tasks = Vec::new();
+    for w in 0..50 {
+        let j = j.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut positions = Vec::new();
+            for k in 0..20 {
+                let i = w * 20 + k;
+                positions.push((i, j.append_durable(payload(i)).await.unwrap()));
+            }
+            positions
+        }));
+    }
+    let mut all = BTreeMap::new();
+    for t in tasks {
+        for (i, p) in t.await.unwrap() {
+            assert_eq!(&j.read(p).unwrap()[..], &payload(i)[..]);
+            all.insert(p, i);
+        }
+    }
+    // Group commit: far fewer fsyncs than records.
+    let stats = j.stats();
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        stats.records.load(std::sync::atomic::Ordering::Relaxed),
+        1000
+    );
+    assert!(batches < 1000, "one fsync per record ({batches} batches)");
+    assert!(j.file_count() > 1, "small files must rotate");
+    drop(j);
+
+    let (_j, report, seen) = replay(dir.path());
+    assert_eq!(report.records, 1000);
+    assert!(report.torn_tail.is_none() && report.corrupt.is_empty());
+    let replayed: BTreeMap<Position, Vec<u8>> =
+        seen.into_iter().map(|(p, b)| (p, b.to_vec())).collect();
+    let expected: BTreeMap<Position, Vec<u8>> =
+        all.iter().map(|(p, i)| (*p, payload(*i))).collect();
+    assert_eq!(replayed, expected);
+}
+
+fn last_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    files.sort();
+    files.pop().unwrap()
+}
+
+#[tokio::test]
+async fn torn_tail_is_cut_and_acknowledged_records_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay(dir.path());
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        acked.push(j.append_durable(payload(i)).await.unwrap());
+    }
+    drop(j);
+    // A crash in the middle of the next write: half a record at the end.
+    let path = last_file(dir.path());
+    let mut partial = reel_log::record::encode(&payload(99));
+    partial.truncate(partial.len() / 2);
+    let before = std::fs::metadata(&path).unwrap().len();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&partial);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (j, report, seen) = replay(dir.path());
+    let torn = report.torn_tail.expect("torn tail reported");
+    assert_eq!(torn.offset, before);
+    assert!(report.corrupt.is_empty());
+    assert_eq!(seen.iter().map(|(p, _)| *p).collect::<Vec<_>>(), acked);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), before, "tail cut");
+    // And the journal goes on.
+    let p = j.append_durable(payload(6)).await.unwrap();
+    drop(j);
+    let (_j, report, seen) = replay(dir.path());
+    assert!(report.torn_tail.is_none());
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen.last().unwrap().0, p);
+}
+
+#[tokio::test]
+async fn corruption_in_the_middle_is_reported_not_dropped_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay(dir.path());
+    let mut acked = Vec::new();
+    for i in 0..6 {
+        acked.push(j.append_durable(payload(i)).await.unwrap());
+    }
+    drop(j);
+    // Flip a byte inside the third record's payload.
+    let victim = acked[2];
+    let path = dir.path().join(format!("{:016x}.wal", victim.file));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[victim.offset as usize + 12] ^= 0x5a;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (_j, report, seen) = replay(dir.path());
+    assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    let damage = &report.corrupt[0];
+    assert_eq!((damage.file, damage.offset), (victim.file, victim.offset));
+    assert_eq!(damage.len, victim.framed_len());
+    assert!(report.torn_tail.is_none());
+    let got: Vec<Position> = seen.iter().map(|(p, _)| *p).collect();
+    let expected: Vec<Position> = acked.iter().copied().filter(|p| *p != victim).collect();
+    assert_eq!(got, expected, "every other record is replayed");
+    // The damaged file is left in place for inspection.
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn released_files_are_gone_and_reads_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay(dir.path());
+    let first = j.append_durable(vec![1; 3000]).await.unwrap();
+    let second = j.append_durable(vec![2; 3000]).await.unwrap();
+    assert!(second.file > first.file);
+    let freed = j.release_before(second.file).unwrap();
+    assert!(freed >= 3000);
+    assert!(matches!(
+        j.read(first),
+        Err(reel_log::JournalError::Released { .. })
+    ));
+    assert_eq!(&j.read(second).unwrap()[..], &[2; 3000][..]);
+    // The file being written is never released.
+    j.release_before(u64::MAX).unwrap();
+    assert_eq!(&j.read(second).unwrap()[..], &[2; 3000][..]);
+}
+
+#[tokio::test]
+async fn oversized_and_empty_records_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay(dir.path());
+    let too_big = j.append_durable(vec![0; (1 << 16) + 1]).await;
+    assert!(matches!(
+        too_big,
+        Err(reel_log::JournalError::RecordTooLarge { .. })
+    ));
+    assert!(j.append_durable(Vec::new()).await.is_err());
+    j.shutdown();
+    assert!(matches!(
+        j.append_durable(vec![1]).await,
+        Err(reel_log::JournalError::Closed)
+    ));
+}
+
+#[test]
+fn unwritable_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Journal::open(options(&file.join("wal")), |_, _| {})
+        .err()
+        .expect("must fail");
+    assert!(err.to_string().contains("not usable"), "{err}");
+}

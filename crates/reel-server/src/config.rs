@@ -1,0 +1,265 @@
+//! reeld's configuration: built-in defaults, then a TOML file, then flags
+//! and environment variables, each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use reel_engine::EngineConfig;
+use reel_storage::StoreConfig;
+use serde::{Deserialize, Deserializer};
+
+/// reeld: Reel's session-recording server.
+///
+/// With no arguments it runs on the embedded default: data under
+/// ./reel-data, the primary and secondary stores as the local directories
+/// ./reel-data/primary and ./reel-data/secondary, gRPC ingest on
+/// 127.0.0.1:7700 and the HTTP API on 127.0.0.1:7701. A TOML file (--config)
+/// overrides the defaults; flags and REEL_* environment variables override
+/// the file. See the README for every setting of the file.
+#[derive(Debug, Parser)]
+#[command(name = "reeld", version)]
+pub struct Args {
+    /// TOML configuration file.
+    #[arg(long, short, env = "REEL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (journal, spool, catalog).
+    #[arg(long, env = "REEL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC ingest address.
+    #[arg(long, env = "REEL_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// HTTP API address.
+    #[arg(long, env = "REEL_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Use this local directory as the primary store.
+    #[arg(long, env = "REEL_PRIMARY_DIR")]
+    pub primary_dir: Option<PathBuf>,
+    /// Use this local directory as the secondary store.
+    #[arg(long, env = "REEL_SECONDARY_DIR")]
+    pub secondary_dir: Option<PathBuf>,
+    /// Seal a segment once its oldest event is this old (e.g. 30s, 2m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub segment_max_age: Option<Duration>,
+    /// Seal a segment once it holds this many bytes of events.
+    #[arg(long)]
+    pub segment_target_bytes: Option<u64>,
+    /// Refuse ingest while the data directory has less free space than this.
+    #[arg(long)]
+    pub min_free_disk_bytes: Option<u64>,
+    /// Log filter, e.g. `info`, `reel_engine=debug`.
+    #[arg(long, env = "REEL_LOG")]
+    pub log: Option<String>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// The `[...]` sections of the TOML file. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub grpc_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub log: Option<String>,
+    pub primary: Option<StoreConfig>,
+    pub secondary: Option<StoreConfig>,
+    #[serde(default)]
+    pub ingest: IngestSection,
+    #[serde(default)]
+    pub segments: SegmentSection,
+    #[serde(default)]
+    pub journal: JournalSection,
+    #[serde(default)]
+    pub upload: UploadSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    pub max_event_bytes: Option<usize>,
+    pub max_batch_bytes: Option<usize>,
+    pub min_free_disk_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "duration")]
+    pub detached_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSection {
+    pub target_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "duration")]
+    pub max_age: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    pub file_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSection {
+    pub concurrency: Option<usize>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Everything reeld needs to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub engine: EngineConfig,
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub log: String,
+}
+
+impl ServerConfig {
+    /// Defaults, overridden by the file (if any), overridden by `args`.
+    pub fn load(args: &Args) -> anyhow::Result<ServerConfig> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./reel-data"));
+        let mut engine = EngineConfig::new(&data_dir);
+        if let Some(p) = file.primary {
+            engine.primary = p;
+        }
+        if let Some(s) = file.secondary {
+            engine.secondary = s;
+        }
+        if let Some(path) = &args.primary_dir {
+            engine.primary = StoreConfig::Local { path: path.clone() };
+        }
+        if let Some(path) = &args.secondary_dir {
+            engine.secondary = StoreConfig::Local { path: path.clone() };
+        }
+        let set = |target: &mut u64, v: Option<u64>| {
+            if let Some(v) = v {
+                *target = v;
+            }
+        };
+        set(&mut engine.segment_target_bytes, file.segments.target_bytes);
+        set(&mut engine.segment_target_bytes, args.segment_target_bytes);
+        set(
+            &mut engine.min_free_disk_bytes,
+            file.ingest.min_free_disk_bytes,
+        );
+        set(&mut engine.min_free_disk_bytes, args.min_free_disk_bytes);
+        set(&mut engine.journal_file_size, file.journal.file_bytes);
+        if let Some(v) = args.segment_max_age.or(file.segments.max_age) {
+            engine.segment_max_age = v;
+        }
+        if let Some(v) = file.ingest.detached_timeout {
+            engine.detached_timeout = v;
+        }
+        if let Some(v) = file.ingest.max_event_bytes {
+            engine.max_event_bytes = v;
+        }
+        if let Some(v) = file.ingest.max_batch_bytes {
+            engine.max_batch_bytes = v;
+        }
+        if let Some(v) = file.upload.concurrency {
+            engine.upload_concurrency = v;
+        }
+        anyhow::ensure!(
+            engine.max_event_bytes <= engine.max_batch_bytes,
+            "ingest.max_event_bytes ({}) must not exceed ingest.max_batch_bytes ({})",
+            engine.max_event_bytes,
+            engine.max_batch_bytes
+        );
+        anyhow::ensure!(
+            (1 << 20..=1 << 30).contains(&engine.journal_file_size),
+            "journal.file_bytes must be between 1 MiB and 1 GiB"
+        );
+        Ok(ServerConfig {
+            engine,
+            grpc_listen: args
+                .grpc_listen
+                .or(file.grpc_listen)
+                .unwrap_or_else(|| "127.0.0.1:7700".parse().expect("valid address")),
+            http_listen: args
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or_else(|| "127.0.0.1:7701".parse().expect("valid address")),
+            log: args
+                .log
+                .clone()
+                .or(file.log)
+                .unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reel.toml");
+        std::fs::write(
+            &path,
+            r#"
+data_dir = "/var/lib/reel"
+http_listen = "0.0.0.0:8080"
+[segments]
+max_age = "30s"
+[primary]
+type = "s3"
+endpoint = "http://127.0.0.1:9000"
+bucket = "recordings"
+allow_http = true
+"#,
+        )
+        .unwrap();
+        let args = Args::parse_from([
+            "reeld",
+            "--config",
+            path.to_str().unwrap(),
+            "--grpc-listen",
+            "127.0.0.1:9999",
+        ]);
+        let cfg = ServerConfig::load(&args).unwrap();
+        assert_eq!(cfg.engine.data_dir, PathBuf::from("/var/lib/reel"));
+        assert_eq!(cfg.http_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cfg.grpc_listen.to_string(), "127.0.0.1:9999");
+        assert_eq!(cfg.engine.segment_max_age, Duration::from_secs(30));
+        assert!(matches!(cfg.engine.primary, StoreConfig::S3(_)));
+        assert_eq!(
+            cfg.engine.secondary,
+            StoreConfig::Local {
+                path: PathBuf::from("/var/lib/reel/secondary")
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reel.toml");
+        std::fs::write(&path, "data_dri = \"x\"\n").unwrap();
+        let args = Args::parse_from(["reeld", "--config", path.to_str().unwrap()]);
+        let err = ServerConfig::load(&args).unwrap_err().to_string();
+        assert!(err.contains("data_dri"), "{err}");
+    }
+}

@@ -1,0 +1,177 @@
+//! The gRPC ingest service: one bidirectional stream per recording.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use reel_engine::{AckFuture, Engine, RecordingWriter};
+use reel_proto::RecordingId;
+use reel_proto::v1::ingest_server::Ingest;
+use reel_proto::v1::record_request::Request as Req;
+use reel_proto::v1::record_response::Response as Resp;
+use reel_proto::v1::{Ack, Closed, RecordRequest, RecordResponse, Started};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::status::to_status;
+
+/// Batches a stream may have in flight (accepted, not yet acknowledged).
+const MAX_IN_FLIGHT: usize = 256;
+/// How long a stream may stay open after its recording was closed.
+const AFTER_CLOSE: Duration = Duration::from_secs(30);
+
+pub struct IngestService {
+    engine: Engine,
+}
+
+impl IngestService {
+    pub fn new(engine: Engine) -> Self {
+        IngestService { engine }
+    }
+}
+
+type Out = mpsc::Sender<Result<RecordResponse, Status>>;
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type RecordStream = ReceiverStream<Result<RecordResponse, Status>>;
+
+    async fn record(
+        &self,
+        request: Request<Streaming<RecordRequest>>,
+    ) -> Result<Response<Self::RecordStream>, Status> {
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            if let Err(status) = drive(engine, inbound, &tx).await {
+                debug!(code = ?status.code(), message = status.message(), "ingest stream ended with an error");
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+async fn send(out: &Out, response: Resp) -> Result<(), Status> {
+    out.send(Ok(RecordResponse {
+        response: Some(response),
+    }))
+    .await
+    .map_err(|_| Status::cancelled("recorder went away"))
+}
+
+fn ack(durable: u64) -> Resp {
+    Resp::Ack(Ack {
+        durable_events: durable,
+        last_event_index: durable.checked_sub(1),
+    })
+}
+
+async fn drive(
+    engine: Engine,
+    mut inbound: Streaming<RecordRequest>,
+    out: &Out,
+) -> Result<(), Status> {
+    let Some(first) = inbound.message().await? else {
+        return Ok(());
+    };
+    let writer = match first.request {
+        Some(Req::Start(start)) => engine.start(start.metadata.unwrap_or_default()).await,
+        Some(Req::Resume(resume)) => match resume.recording_id.parse::<RecordingId>() {
+            Ok(id) => engine.resume(id).await,
+            Err(e) => Err(e.into()),
+        },
+        Some(Req::Events(_) | Req::Close(_)) => {
+            return Err(Status::failed_precondition(
+                "events before a start: the first message of a stream must be start or resume",
+            ));
+        }
+        None => return Err(Status::invalid_argument("empty request message")),
+    }
+    .map_err(to_status)?;
+    let id = writer.id();
+    send(
+        out,
+        Resp::Started(Started {
+            recording_id: id.to_string(),
+            durable_events: writer.durable(),
+            last_time_us: writer.last_time_us(),
+        }),
+    )
+    .await?;
+    stream_events(writer, &mut inbound, out)
+        .instrument(info_span!("ingest", recording = %id))
+        .await
+}
+
+async fn stream_events(
+    mut writer: RecordingWriter,
+    inbound: &mut Streaming<RecordRequest>,
+    out: &Out,
+) -> Result<(), Status> {
+    let id = writer.id();
+    let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(acked) = pending.next(), if !pending.is_empty() => {
+                send(out, ack(acked.map_err(to_status)?)).await?;
+            }
+            message = inbound.message(), if pending.len() < MAX_IN_FLIGHT => {
+                let Some(message) = message? else {
+                    // The recorder ended its stream without closing: acknowledge
+                    // what is in flight, then detach (the recording stays open).
+                    drain(&mut pending, out).await?;
+                    return Ok(());
+                };
+                match message.request {
+                    Some(Req::Events(batch)) => {
+                        pending.push_back(writer.append(batch.first_index, batch.events).map_err(to_status)?);
+                    }
+                    Some(Req::Close(close)) => {
+                        drain(&mut pending, out).await?;
+                        let closed = writer.close(close.duration_us).await.map_err(to_status)?;
+                        send(out, Resp::Closed(Closed {
+                            recording_id: closed.id.to_string(),
+                            event_count: closed.event_count,
+                            duration_us: closed.duration_us,
+                        })).await?;
+                        return after_close(id, inbound).await;
+                    }
+                    Some(Req::Start(_) | Req::Resume(_)) => {
+                        return Err(Status::failed_precondition(format!(
+                            "this stream already carries recording {id}; open a new stream for another recording"
+                        )));
+                    }
+                    None => return Err(Status::invalid_argument("empty request message")),
+                }
+            }
+        }
+    }
+}
+
+async fn drain(pending: &mut FuturesOrdered<AckFuture>, out: &Out) -> Result<(), Status> {
+    while let Some(acked) = pending.next().await {
+        send(out, ack(acked.map_err(to_status)?)).await?;
+    }
+    Ok(())
+}
+
+/// Anything sent after a close is refused with a clear status.
+async fn after_close(
+    id: RecordingId,
+    inbound: &mut Streaming<RecordRequest>,
+) -> Result<(), Status> {
+    match tokio::time::timeout(AFTER_CLOSE, inbound.message()).await {
+        Ok(Ok(Some(_))) => {
+            warn!(recording = %id, "message after close refused");
+            Err(Status::failed_precondition(format!(
+                "recording {id} is closed; it takes no more events"
+            )))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,274 @@
+//! The HTTP read and ops API (`/api/v1/...`), JSON in and out.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures::StreamExt;
+use reel_api::{
+    ApiError, RecordingDetail, RecordingList, RecordingSummary, SegmentSummary, ServerStatus,
+};
+use reel_engine::{Engine, EngineError, RecordingInfo};
+use reel_proto::RecordingId;
+use reel_proto::v1::{EventKind, Location, RecordingState};
+use serde::Deserialize;
+
+use crate::status::http_status;
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub grpc_listen: SocketAddr,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/recordings", get(list))
+        .route("/api/v1/recordings/{id}", get(show))
+        .route("/api/v1/recordings/{id}/export", get(export))
+        .fallback(|| async {
+            error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such API endpoint".into(),
+            )
+        })
+        .with_state(state)
+}
+
+fn error_response(status: StatusCode, code: &str, error: String) -> Response {
+    (
+        status,
+        axum::Json(ApiError {
+            code: code.into(),
+            error,
+        }),
+    )
+        .into_response()
+}
+
+/// An engine error as an HTTP response.
+pub struct HttpError(EngineError);
+
+impl From<EngineError> for HttpError {
+    fn from(e: EngineError) -> Self {
+        HttpError(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let (status, code) = http_status(&self.0);
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        error_response(status, code, self.0.to_string())
+    }
+}
+
+fn parse_id(text: &str) -> Result<RecordingId, HttpError> {
+    text.parse::<RecordingId>()
+        .map_err(|e| HttpError(EngineError::InvalidId(e)))
+}
+
+fn state_name(row_state: i32) -> &'static str {
+    match RecordingState::try_from(row_state) {
+        Ok(RecordingState::Open) => "open",
+        Ok(RecordingState::Closed) => "closed",
+        _ => "unknown",
+    }
+}
+
+fn location_name(loc: &i32) -> String {
+    match Location::try_from(*loc) {
+        Ok(Location::Local) => "local",
+        Ok(Location::Primary) => "primary",
+        Ok(Location::Secondary) => "secondary",
+        _ => "unknown",
+    }
+    .into()
+}
+
+pub fn summary(info: &RecordingInfo) -> RecordingSummary {
+    let meta = info.row.metadata.clone().unwrap_or_default();
+    RecordingSummary {
+        id: info.id.to_string(),
+        user: meta.user,
+        target: meta.target,
+        protocol: meta.protocol,
+        labels: meta.labels.into_iter().collect(),
+        started_at_us: meta.started_at_us,
+        duration_us: if info.row.duration_us > 0 {
+            info.row.duration_us
+        } else {
+            info.row.last_time_us
+        },
+        state: state_name(info.row.state).into(),
+        close_reason: info.row.close_reason.clone(),
+        event_count: info.durable_events,
+        data_bytes: info.row.data_bytes + info.unsealed_bytes,
+        segment_count: info.segments.len() as u64,
+        placement: info.placement(),
+        attached: info.attached,
+        damage: info.row.damage.clone(),
+    }
+}
+
+fn detail(info: &RecordingInfo) -> RecordingDetail {
+    let meta = info.row.metadata.clone().unwrap_or_default();
+    RecordingDetail {
+        summary: summary(info),
+        title: meta.title,
+        terminal: meta.terminal.map(|t| {
+            if t.term_type.is_empty() {
+                format!("{}x{}", t.cols, t.rows)
+            } else {
+                format!("{}x{} {}", t.cols, t.rows, t.term_type)
+            }
+        }),
+        created_at_us: info.row.created_at_us,
+        closed_at_us: info.row.closed_at_us,
+        segments: info
+            .segments
+            .iter()
+            .map(|s| SegmentSummary {
+                sequence: s.sequence,
+                first_event_index: s.first_event_index,
+                event_count: s.event_count,
+                start_time_us: s.start_time_us,
+                end_time_us: s.end_time_us,
+                data_bytes: s.data_bytes,
+                size: s.size,
+                sha256: hex::encode(&s.sha256),
+                locations: s.locations.iter().map(location_name).collect(),
+                is_final: s.r#final,
+            })
+            .collect(),
+        unsealed_events: info.unsealed_events,
+        unsealed_bytes: info.unsealed_bytes,
+    }
+}
+
+async fn status(State(app): State<AppState>) -> axum::Json<ServerStatus> {
+    let local = app.engine.local_status();
+    let config = app.engine.config();
+    axum::Json(ServerStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        grpc_listen: app.grpc_listen.to_string(),
+        data_dir: config.data_dir.display().to_string(),
+        primary: format!("{:?}", config.primary),
+        secondary: format!("{:?}", config.secondary),
+        journal_bytes: local.journal_bytes,
+        journal_files: local.journal_files,
+        spool_bytes: local.spool_bytes,
+        spool_segments: local.spool_segments,
+        upload_queue: local.upload_queue,
+        open_recordings: local.open_recordings,
+        low_disk: local.low_disk,
+    })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(app): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<RecordingList>, HttpError> {
+    let after = q.after.as_deref().map(parse_id).transpose()?;
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(HttpError(EngineError::InvalidArgument(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        ))));
+    }
+    let infos = app.engine.list(after, limit).await?;
+    let next_cursor = (infos.len() == limit)
+        .then(|| infos.last().map(|i| i.id.to_string()))
+        .flatten();
+    Ok(axum::Json(RecordingList {
+        recordings: infos.iter().map(summary).collect(),
+        next_cursor,
+    }))
+}
+
+async fn show(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<RecordingDetail>, HttpError> {
+    let id = parse_id(&id)?;
+    Ok(axum::Json(detail(&app.engine.recording(id).await?)))
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+}
+
+async fn export(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, HttpError> {
+    let id = parse_id(&id)?;
+    let cast = match q.format.as_deref().unwrap_or("cast") {
+        "cast" => true,
+        "raw" => false,
+        other => {
+            return Err(HttpError(EngineError::InvalidArgument(format!(
+                "unknown export format {other:?}: use cast or raw"
+            ))));
+        }
+    };
+    let info = app.engine.recording(id).await?;
+    let events = app.engine.events(id).await?;
+    let header = cast.then(|| {
+        let meta = info.row.metadata.clone().unwrap_or_default();
+        Bytes::from(reel_asciicast::v2_header(&meta) + "\n")
+    });
+    let body = futures::stream::iter(header.map(Ok)).chain(events.map(move |batch| {
+        let batch = batch.map_err(|e| {
+            tracing::error!(recording = %id, error = %e, "export failed mid-stream");
+            std::io::Error::other(e.to_string())
+        })?;
+        let mut out = Vec::new();
+        for e in &batch {
+            if cast {
+                out.extend_from_slice(reel_asciicast::v2_event_line(e).as_bytes());
+                out.push(b'\n');
+            } else if e.kind == EventKind::Output as i32 {
+                out.extend_from_slice(&e.data);
+            }
+        }
+        Ok::<_, std::io::Error>(Bytes::from(out))
+    }));
+    let (content_type, ext) = if cast {
+        ("application/x-asciicast", "cast")
+    } else {
+        ("application/octet-stream", "raw")
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.{ext}\""),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}

@@ -1,0 +1,95 @@
+//! `reeld`, Reel's server: the gRPC ingest service recorders stream to, and
+//! the HTTP API that lists, shows and exports recordings.
+
+pub mod config;
+pub mod grpc;
+pub mod http;
+pub mod status;
+
+use anyhow::Context;
+use clap::Parser;
+use reel_engine::Engine;
+use reel_proto::v1::ingest_server::IngestServer;
+use tracing::info;
+
+pub use config::{Args, ServerConfig};
+
+/// The message size gRPC accepts beyond the largest batch (field overhead).
+const GRPC_SLACK: usize = 1 << 20;
+
+/// Entry point of the `reeld` binary.
+pub fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let config = match ServerConfig::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("reeld: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        println!("{config:#?}");
+        return std::process::ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reeld: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let data_dir = config.engine.data_dir.display().to_string();
+    let engine = Engine::open(config.engine.clone())
+        .await
+        .with_context(|| format!("cannot open data directory {data_dir}"))?;
+    let grpc_listener = tokio::net::TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let max_message = config.engine.max_batch_bytes + GRPC_SLACK;
+    let ingest = IngestServer::new(grpc::IngestService::new(engine.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let grpc = tonic::transport::Server::builder()
+        .add_service(ingest)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            shutdown_signal(),
+        );
+    let app = http::router(http::AppState {
+        engine: engine.clone(),
+        grpc_listen: grpc_addr,
+    });
+    let http = axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal());
+    // Tests and scripts wait for this line.
+    info!(grpc = %grpc_addr, http = %http_addr, data_dir, "reeld ready");
+    let (g, h) = tokio::join!(grpc, http);
+    engine.shutdown().await;
+    g.context("gRPC server failed")?;
+    h.context("HTTP server failed")?;
+    info!("reeld stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,23 @@
+//! Where Reel puts things in a store. The same key is used on both stores,
+//! so an object can be told apart only by its store, and an upload retried
+//! on either store lands on the same key (idempotent).
+//!
+//! ```text
+//! recordings/<recording id>/segments/<sequence, 10 digits>.seg
+//! ```
+
+use std::fmt::Display;
+
+use object_store::path::Path;
+
+/// The prefix under which everything of one recording lives.
+pub fn recording_prefix(recording: impl Display) -> Path {
+    Path::from(format!("recordings/{recording}"))
+}
+
+/// The key of segment `sequence` of `recording`.
+pub fn segment(recording: impl Display, sequence: u64) -> Path {
+    Path::from(format!(
+        "recordings/{recording}/segments/{sequence:010}.seg"
+    ))
+}

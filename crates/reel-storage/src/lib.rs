@@ -1,0 +1,300 @@
+//! Reel's stores: where sealed segments go once they leave the local log.
+//!
+//! A [`Store`] is any object_store backend (a local directory, S3, MinIO,
+//! Garage, ...) in a [`Role`], with the key layout Reel uses in it
+//! ([`keys`]). Stores are configured with [`StoreConfig`].
+
+mod durable_local;
+pub mod keys;
+
+use std::fmt;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use durable_local::DurableLocalStore;
+
+/// Which store a [`Store`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Secondary,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+        })
+    }
+}
+
+/// How to reach a store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// A local (or mounted) directory.
+    Local { path: PathBuf },
+    /// An S3-compatible bucket (AWS S3, MinIO, Garage, ...).
+    S3(S3Config),
+}
+
+/// An S3-compatible bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:9000`; unset means AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub bucket: String,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Allow plain `http://` endpoints.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Path-style requests (`endpoint/bucket/key`), as MinIO and Garage want.
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+    /// A key prefix inside the bucket, e.g. `reel/`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("{role} store: cannot use {what}: {reason}")]
+    Config {
+        role: Role,
+        what: String,
+        reason: String,
+    },
+    #[error("{role} store: object {key} not found")]
+    NotFound { role: Role, key: String },
+    #[error("{role} store: {op} {key} failed: {source}")]
+    Backend {
+        role: Role,
+        op: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// One store in its role.
+#[derive(Clone)]
+pub struct Store {
+    role: Role,
+    inner: Arc<dyn ObjectStore>,
+    description: String,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Store({}: {})", self.role, self.description)
+    }
+}
+
+impl Store {
+    /// Builds the store `config` describes.
+    pub fn build(role: Role, config: &StoreConfig) -> Result<Store> {
+        let config_error = |what: &str, reason: String| StorageError::Config {
+            role,
+            what: what.into(),
+            reason,
+        };
+        match config {
+            StoreConfig::Local { path } => {
+                let store = DurableLocalStore::new(path)
+                    .map_err(|e| config_error(&path.display().to_string(), e.to_string()))?;
+                Ok(Store::new(
+                    role,
+                    Arc::new(store),
+                    format!("local directory {}", path.display()),
+                ))
+            }
+            StoreConfig::S3(s3) => {
+                let mut builder = object_store::aws::AmazonS3Builder::new()
+                    .with_region(&s3.region)
+                    .with_bucket_name(&s3.bucket)
+                    .with_allow_http(s3.allow_http)
+                    .with_virtual_hosted_style_request(!s3.path_style);
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(key) = &s3.access_key_id {
+                    builder = builder.with_access_key_id(key);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.with_secret_access_key(secret);
+                }
+                let s3_store = builder
+                    .build()
+                    .map_err(|e| config_error(&format!("bucket {}", s3.bucket), e.to_string()))?;
+                let description = format!(
+                    "s3 bucket {} at {}",
+                    s3.bucket,
+                    s3.endpoint.as_deref().unwrap_or("AWS")
+                );
+                let store: Arc<dyn ObjectStore> =
+                    match s3.prefix.as_deref().map(|p| p.trim_matches('/')) {
+                        Some(prefix) if !prefix.is_empty() => {
+                            Arc::new(object_store::prefix::PrefixStore::new(s3_store, prefix))
+                        }
+                        _ => Arc::new(s3_store),
+                    };
+                Ok(Store::new(role, store, description))
+            }
+        }
+    }
+
+    /// Wraps any object_store backend (fault-injecting ones in tests).
+    pub fn new(role: Role, inner: Arc<dyn ObjectStore>, description: impl Into<String>) -> Store {
+        Store {
+            role,
+            inner,
+            description: description.into(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    fn backend(&self, op: &'static str, key: &Path, source: object_store::Error) -> StorageError {
+        match source {
+            object_store::Error::NotFound { .. } => StorageError::NotFound {
+                role: self.role,
+                key: key.to_string(),
+            },
+            source => StorageError::Backend {
+                role: self.role,
+                op,
+                key: key.to_string(),
+                source,
+            },
+        }
+    }
+
+    /// Stores `bytes` under `key`, replacing any object there. Durable when
+    /// the future resolves with `Ok`.
+    pub async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        self.inner
+            .put(key, PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.backend("put", key, e))
+    }
+
+    pub async fn get(&self, key: &Path) -> Result<Bytes> {
+        let got = self
+            .inner
+            .get(key)
+            .await
+            .map_err(|e| self.backend("get", key, e))?;
+        got.bytes().await.map_err(|e| self.backend("get", key, e))
+    }
+
+    pub async fn get_range(&self, key: &Path, range: Range<u64>) -> Result<Bytes> {
+        self.inner
+            .get_range(key, range)
+            .await
+            .map_err(|e| self.backend("get_range", key, e))
+    }
+
+    /// Deletes `key`; deleting what is not there is not an error.
+    pub async fn delete(&self, key: &Path) -> Result<()> {
+        match self.inner.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.backend("delete", key, e)),
+        }
+    }
+
+    /// Every object under `prefix` with its size.
+    pub async fn list(&self, prefix: Option<&Path>) -> Result<Vec<(Path, u64)>> {
+        let what = prefix.cloned().unwrap_or_default();
+        self.inner
+            .list(prefix)
+            .map_ok(|m| (m.location, m.size))
+            .try_collect()
+            .await
+            .map_err(|e| self.backend("list", &what, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_store_round_trip_and_missing_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::build(
+            Role::Primary,
+            &StoreConfig::Local {
+                path: dir.path().join("primary"),
+            },
+        )
+        .unwrap();
+        let key = keys::segment("01JDQ8Z6W5G8R0F1T4Y9M2K3XN", 3);
+        store
+            .put(&key, Bytes::from_static(b"segment bytes"))
+            .await
+            .unwrap();
+        assert_eq!(&store.get(&key).await.unwrap()[..], b"segment bytes");
+        assert_eq!(&store.get_range(&key, 8..13).await.unwrap()[..], b"bytes");
+        assert_eq!(store.list(None).await.unwrap(), vec![(key.clone(), 13)]);
+        assert!(dir.path().join("primary").join(key.as_ref()).exists());
+        store.delete(&key).await.unwrap();
+        store.delete(&key).await.unwrap();
+        let err = store.get(&key).await.unwrap_err();
+        assert!(matches!(err, StorageError::NotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn s3_config_parses_from_toml() {
+        let cfg: StoreConfig = toml_like(
+            r#"{"type":"s3","endpoint":"http://127.0.0.1:3900","region":"garage","bucket":"rec","allow_http":true}"#,
+        );
+        let StoreConfig::S3(s3) = cfg else {
+            panic!("not s3")
+        };
+        assert!(s3.path_style);
+        assert_eq!(s3.region, "garage");
+        Store::build(Role::Secondary, &StoreConfig::S3(s3)).unwrap();
+    }
+
+    fn toml_like(json: &str) -> StoreConfig {
+        serde_json::from_str(json).unwrap()
+    }
+}

@@ -1,0 +1,359 @@
+//! The end-to-end test harness of Reel: real `reeld` processes on their own
+//! data directories and ports, killed for real, and recorders that speak the
+//! real gRPC protocol. Every end-to-end test in `tests/` and the benchmarks
+//! in `benches/` use it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use reel_proto::v1::ingest_client::IngestClient;
+use reel_proto::v1::record_request::Request as Req;
+use reel_proto::v1::record_response::Response as Resp;
+use reel_proto::v1::{
+    CloseRecording, Event, EventBatch, RecordRequest, RecordResponse, RecordingMetadata,
+    ResumeRecording, StartRecording,
+};
+use tokio::sync::mpsc as tmpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+/// A binary of this workspace (`reeld`, `reel`), next to the running test or
+/// bench executable (`target/<profile>/deps/..` -> `target/<profile>/NAME`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binaries live in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (cargo test builds them)",
+        path.display()
+    );
+    path
+}
+
+/// A `reeld` process.
+pub struct Reeld {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub grpc: String,
+    pub http: String,
+    pub log: PathBuf,
+    args: Vec<String>,
+}
+
+impl Reeld {
+    /// Starts `reeld` on `data_dir` with ports chosen by the OS, plus `args`,
+    /// and waits until it is ready.
+    pub fn start(data_dir: &Path, args: &[&str]) -> anyhow::Result<Reeld> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut reeld = Reeld {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            grpc: String::new(),
+            http: String::new(),
+            log: data_dir.with_extension("log"),
+            args,
+        };
+        reeld.launch()?;
+        Ok(reeld)
+    }
+
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(bin("reeld"));
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .args(&self.args)
+            .env(
+                "REEL_LOG",
+                std::env::var("REEL_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("REEL_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("cannot start reeld")?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        let log_path = self.log.clone();
+        std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(log) = log.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(log, "{line}");
+                }
+                if line.contains("reeld ready") {
+                    let _ = tx.send(Ok(line));
+                } else if line.starts_with("reeld:") {
+                    let _ = tx.send(Err(line));
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(line)) => line,
+            Ok(Err(error)) => {
+                let _ = child.wait();
+                bail!("reeld failed to start: {error}");
+            }
+            Err(_) => {
+                let _ = child.kill();
+                bail!("reeld did not become ready; see {}", self.log.display());
+            }
+        };
+        let field = |name: &str| -> anyhow::Result<String> {
+            let start = line
+                .find(&format!("{name}="))
+                .ok_or_else(|| anyhow!("no {name}= in {line:?}"))?;
+            let rest = &line[start + name.len() + 1..];
+            Ok(rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string())
+        };
+        self.grpc = format!("http://{}", field("grpc")?);
+        self.http = format!("http://{}", field("http")?);
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or power loss of the
+    /// process.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling a child process we own.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same data directory (new ports).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.launch()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Runs the `reel` CLI against this server.
+    pub fn reel(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("reel"))
+            .args(["--server", &self.http, "--grpc", &self.grpc])
+            .args(args)
+            .output()
+            .expect("run reel")
+    }
+
+    /// GET on the HTTP API.
+    pub async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(reqwest::get(format!("{}{path}", self.http)).await?)
+    }
+
+    /// GET on the HTTP API, decoded as JSON; non-2xx is an error.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.get(path).await?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!(
+                "GET {path}: HTTP {status}: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+        Ok(response.json().await?)
+    }
+
+    /// Every event of a recording, through the cast export.
+    pub async fn export_events(&self, id: &str) -> anyhow::Result<Vec<Event>> {
+        let response = self
+            .get(&format!("/api/v1/recordings/{id}/export?format=cast"))
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("export {id}: HTTP {status}: {text}");
+        }
+        Ok(reel_asciicast::parse(&text)?.events)
+    }
+}
+
+impl Drop for Reeld {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A recorder: one gRPC stream carrying one recording.
+pub struct Recorder {
+    tx: tmpsc::Sender<RecordRequest>,
+    responses: Streaming<RecordResponse>,
+    pub id: String,
+    /// Events the server has acknowledged as durable.
+    pub acked: u64,
+    /// Events sent so far (the next event's index).
+    pub sent: u64,
+}
+
+impl Recorder {
+    async fn open(endpoint: &str, first: RecordRequest) -> Result<Recorder, tonic::Status> {
+        let mut client = IngestClient::connect(endpoint.to_string())
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let (tx, rx) = tmpsc::channel(1024);
+        tx.send(first).await.expect("fresh channel");
+        let mut responses = client.record(ReceiverStream::new(rx)).await?.into_inner();
+        match responses.message().await?.and_then(|m| m.response) {
+            Some(Resp::Started(s)) => Ok(Recorder {
+                tx,
+                responses,
+                id: s.recording_id,
+                acked: s.durable_events,
+                sent: s.durable_events,
+            }),
+            other => Err(tonic::Status::internal(format!(
+                "expected Started, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Starts a new recording.
+    pub async fn start(
+        endpoint: &str,
+        metadata: RecordingMetadata,
+    ) -> Result<Recorder, tonic::Status> {
+        Self::open(
+            endpoint,
+            RecordRequest {
+                request: Some(Req::Start(StartRecording {
+                    metadata: Some(metadata),
+                })),
+            },
+        )
+        .await
+    }
+
+    /// Re-attaches to an open recording.
+    pub async fn resume(endpoint: &str, id: &str) -> Result<Recorder, tonic::Status> {
+        Self::open(
+            endpoint,
+            RecordRequest {
+                request: Some(Req::Resume(ResumeRecording {
+                    recording_id: id.to_string(),
+                })),
+            },
+        )
+        .await
+    }
+
+    /// Sends a batch without waiting for its acknowledgement.
+    pub async fn send(&mut self, events: Vec<Event>) -> Result<(), tonic::Status> {
+        let n = events.len() as u64;
+        self.send_raw(RecordRequest {
+            request: Some(Req::Events(EventBatch {
+                first_index: Some(self.sent),
+                events,
+            })),
+        })
+        .await?;
+        self.sent += n;
+        Ok(())
+    }
+
+    /// Sends any message.
+    pub async fn send_raw(&mut self, message: RecordRequest) -> Result<(), tonic::Status> {
+        self.tx
+            .send(message)
+            .await
+            .map_err(|_| tonic::Status::unavailable("stream closed"))
+    }
+
+    /// Waits for the next acknowledgement; returns the durable count.
+    pub async fn next_ack(&mut self) -> Result<u64, tonic::Status> {
+        loop {
+            match self.responses.message().await?.and_then(|m| m.response) {
+                Some(Resp::Ack(a)) => {
+                    self.acked = a.durable_events;
+                    return Ok(a.durable_events);
+                }
+                Some(_) => continue,
+                None => return Err(tonic::Status::unavailable("stream ended")),
+            }
+        }
+    }
+
+    /// Sends a batch and waits until it is acknowledged.
+    pub async fn append(&mut self, events: Vec<Event>) -> Result<u64, tonic::Status> {
+        self.send(events).await?;
+        while self.acked < self.sent {
+            self.next_ack().await?;
+        }
+        Ok(self.acked)
+    }
+
+    /// Closes the recording; returns (event count, duration).
+    pub async fn close(mut self) -> Result<(u64, u64), tonic::Status> {
+        self.send_raw(RecordRequest {
+            request: Some(Req::Close(CloseRecording { duration_us: 0 })),
+        })
+        .await?;
+        loop {
+            match self.responses.message().await?.and_then(|m| m.response) {
+                Some(Resp::Closed(c)) => return Ok((c.event_count, c.duration_us)),
+                Some(Resp::Ack(a)) => self.acked = a.durable_events,
+                Some(_) => continue,
+                None => return Err(tonic::Status::unavailable("stream ended before Closed")),
+            }
+        }
+    }
+}
+
+/// A small terminal-like event: output text with its index in it, so any
+/// misplaced or corrupted event shows.
+pub fn terminal_event(recording: usize, index: u64) -> Event {
+    Event {
+        time_us: index * 1_000,
+        kind: reel_proto::v1::EventKind::Output as i32,
+        data: format!(
+            "rec {recording:04} event {index:08} {}\r\n",
+            "x".repeat((index % 64) as usize)
+        )
+        .into_bytes(),
+    }
+}
+
+/// Metadata for test recordings.
+pub fn metadata(user: &str, target: &str) -> RecordingMetadata {
+    RecordingMetadata {
+        user: user.into(),
+        target: target.into(),
+        protocol: "ssh".into(),
+        ..Default::default()
+    }
+}
