@@ -14,6 +14,7 @@
 //! is durable as a whole or not at all.
 
 use std::path::Path;
+use std::sync::RwLock;
 
 use prost::Message;
 use reel_proto::v1::{RecordingRow, RecordingState, SegmentRow};
@@ -36,6 +37,8 @@ pub enum CatalogError {
     Locked { path: String, message: String },
     #[error("catalog error: {0}")]
     Db(#[from] rocksdb::Error),
+    #[error("catalog is closed")]
+    Closed,
     #[error("catalog row under key {key} does not decode: {source}")]
     Decode {
         key: String,
@@ -48,7 +51,9 @@ pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
 /// The catalog. Thread-safe; share it behind an `Arc`.
 pub struct Catalog {
-    db: DB,
+    /// `None` once closed: RocksDB releases its lock only when the handle is
+    /// dropped, and [`Catalog::close`] must not wait for every `Arc` to go.
+    db: RwLock<Option<DB>>,
     sync: WriteOptions,
 }
 
@@ -122,27 +127,41 @@ impl Catalog {
         })?;
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        Ok(Catalog { db, sync })
+        Ok(Catalog {
+            db: RwLock::new(Some(db)),
+            sync,
+        })
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column family created at open")
+    /// Runs `f` on the open database; [`CatalogError::Closed`] after close.
+    fn with_db<T>(&self, f: impl FnOnce(&DB) -> Result<T>) -> Result<T> {
+        let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(db) => f(db),
+            None => Err(CatalogError::Closed),
+        }
+    }
+
+    /// Closes the database once the calls in progress are done: its files
+    /// and lock are released, so another process may open it. Later calls
+    /// fail with [`CatalogError::Closed`].
+    pub fn close(&self) {
+        drop(self.db.write().unwrap_or_else(|e| e.into_inner()).take());
     }
 
     /// Writes `batch` atomically and durably (synced).
     pub fn commit(&self, batch: Batch) -> Result<()> {
-        let mut wb = WriteBatch::default();
-        for (cf, key, value) in batch.pending {
-            let cf = self.cf(cf);
-            match value {
-                Some(v) => wb.put_cf(cf, key, v),
-                None => wb.delete_cf(cf, key),
+        self.with_db(|db| {
+            let mut wb = WriteBatch::default();
+            for (cf, key, value) in batch.pending {
+                let cf = cf_handle(db, cf);
+                match value {
+                    Some(v) => wb.put_cf(cf, key, v),
+                    None => wb.delete_cf(cf, key),
+                }
             }
-        }
-        self.db.write_opt(wb, &self.sync)?;
-        Ok(())
+            Ok(db.write_opt(wb, &self.sync)?)
+        })
     }
 
     /// Writes one recording row durably.
@@ -154,10 +173,11 @@ impl Catalog {
 
     pub fn recording(&self, id: RecordingId) -> Result<Option<RecordingRow>> {
         let key = id.to_bytes();
-        self.db
-            .get_pinned_cf(self.cf(CF_RECORDINGS), key)?
-            .map(|v| decode(&key, &v))
-            .transpose()
+        self.with_db(|db| {
+            db.get_pinned_cf(cf_handle(db, CF_RECORDINGS), key)?
+                .map(|v| decode(&key, &v))
+                .transpose()
+        })
     }
 
     /// Recordings in id order (creation order), starting after `after`.
@@ -167,78 +187,82 @@ impl Catalog {
         limit: usize,
     ) -> Result<Vec<RecordingRow>> {
         let start = after.map(|a| a.to_bytes());
-        let mode = match &start {
-            Some(k) => IteratorMode::From(k, Direction::Forward),
-            None => IteratorMode::Start,
-        };
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_RECORDINGS), mode) {
-            let (k, v) = item?;
-            if start.as_ref().is_some_and(|s| &k[..] == s) {
-                continue;
+        self.with_db(|db| {
+            let mode = match &start {
+                Some(k) => IteratorMode::From(k, Direction::Forward),
+                None => IteratorMode::Start,
+            };
+            let mut out = Vec::new();
+            for item in db.iterator_cf(cf_handle(db, CF_RECORDINGS), mode) {
+                let (k, v) = item?;
+                if start.as_ref().is_some_and(|s| &k[..] == s) {
+                    continue;
+                }
+                out.push(decode(&k, &v)?);
+                if out.len() >= limit {
+                    break;
+                }
             }
-            out.push(decode(&k, &v)?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Every recording in `state`.
     pub fn recordings_in_state(&self, state: RecordingState) -> Result<Vec<RecordingRow>> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_RECORDINGS), IteratorMode::Start)
-        {
-            let (k, v) = item?;
-            let row: RecordingRow = decode(&k, &v)?;
-            if row.state == state as i32 {
-                out.push(row);
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            for item in db.iterator_cf(cf_handle(db, CF_RECORDINGS), IteratorMode::Start) {
+                let (k, v) = item?;
+                let row: RecordingRow = decode(&k, &v)?;
+                if row.state == state as i32 {
+                    out.push(row);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The segments of a recording, in sequence order.
     pub fn segments(&self, id: RecordingId) -> Result<Vec<SegmentRow>> {
         let prefix = id.to_bytes();
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_SEGMENTS),
-            IteratorMode::From(&prefix, Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            let mode = IteratorMode::From(&prefix, Direction::Forward);
+            for item in db.iterator_cf(cf_handle(db, CF_SEGMENTS), mode) {
+                let (k, v) = item?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                out.push(decode(&k, &v)?);
             }
-            out.push(decode(&k, &v)?);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub fn segment(&self, id: RecordingId, seq: u64) -> Result<Option<SegmentRow>> {
         let key = segment_key(id, seq);
-        self.db
-            .get_pinned_cf(self.cf(CF_SEGMENTS), key)?
-            .map(|v| decode(&key, &v))
-            .transpose()
+        self.with_db(|db| {
+            db.get_pinned_cf(cf_handle(db, CF_SEGMENTS), key)?
+                .map(|v| decode(&key, &v))
+                .transpose()
+        })
     }
 
     /// Every segment waiting for upload, in (recording, sequence) order.
     pub fn upload_queue(&self) -> Result<Vec<(RecordingId, u64)>> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_UPLOAD_QUEUE), IteratorMode::Start)
-        {
-            let (k, _) = item?;
-            out.push(split_segment_key(&k));
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            for item in db.iterator_cf(cf_handle(db, CF_UPLOAD_QUEUE), IteratorMode::Start) {
+                let (k, _) = item?;
+                out.push(split_segment_key(&k));
+            }
+            Ok(out)
+        })
     }
+}
+
+fn cf_handle<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name).expect("column family created at open")
 }
 
 fn decode<M: Message + Default>(key: &[u8], value: &[u8]) -> Result<M> {

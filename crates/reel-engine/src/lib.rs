@@ -353,7 +353,11 @@ impl Engine {
             let _ = task.await;
         }
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || inner.journal.shutdown()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            inner.journal.shutdown();
+            inner.catalog.close();
+        })
+        .await;
     }
 
     pub(crate) fn is_low_disk(inner: &Inner) -> bool {
