@@ -87,7 +87,7 @@ pub(crate) fn detail(d: &RecordingDetail) -> String {
     let _ = writeln!(out, "started    {}", time(s.started_at_us));
     let _ = writeln!(out, "duration   {}", duration(s.duration_us));
     let state = match (s.state.as_str(), s.close_reason.as_str()) {
-        ("closed", "") => "closed".to_string(),
+        ("closed", "" | "closed") => "closed".to_string(),
         ("closed", reason) => format!("closed ({reason})"),
         (state, _) if s.attached => format!("{state}, recorder attached"),
         (state, _) => format!("{state}, no recorder attached"),

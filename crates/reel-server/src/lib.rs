@@ -31,9 +31,11 @@ pub fn main() -> std::process::ExitCode {
         println!("{config:#?}");
         return std::process::ExitCode::SUCCESS;
     }
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(run(config)) {
