@@ -60,7 +60,14 @@ pub struct Catalog {
 /// A set of changes committed atomically by [`Catalog::commit`].
 #[derive(Default)]
 pub struct Batch {
-    pending: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
+    pending: Vec<Change>,
+}
+
+/// One put (`Some`) or delete (`None`) of a batch.
+struct Change {
+    family: &'static str,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
 }
 
 impl Batch {
@@ -69,33 +76,39 @@ impl Batch {
     }
 
     pub fn put_recording(&mut self, row: &RecordingRow) -> &mut Self {
-        self.pending
-            .push((CF_RECORDINGS, row.id.clone(), Some(row.encode_to_vec())));
+        self.pending.push(Change {
+            family: CF_RECORDINGS,
+            key: row.id.clone(),
+            value: Some(row.encode_to_vec()),
+        });
         self
     }
 
     pub fn put_segment(&mut self, id: RecordingId, row: &SegmentRow) -> &mut Self {
-        self.pending.push((
-            CF_SEGMENTS,
-            segment_key(id, row.sequence).to_vec(),
-            Some(row.encode_to_vec()),
-        ));
+        self.pending.push(Change {
+            family: CF_SEGMENTS,
+            key: segment_key(id, row.sequence).to_vec(),
+            value: Some(row.encode_to_vec()),
+        });
         self
     }
 
     /// Queues segment `seq` of `id` for upload.
     pub fn enqueue_upload(&mut self, id: RecordingId, seq: u64) -> &mut Self {
-        self.pending.push((
-            CF_UPLOAD_QUEUE,
-            segment_key(id, seq).to_vec(),
-            Some(Vec::new()),
-        ));
+        self.pending.push(Change {
+            family: CF_UPLOAD_QUEUE,
+            key: segment_key(id, seq).to_vec(),
+            value: Some(Vec::new()),
+        });
         self
     }
 
     pub fn dequeue_upload(&mut self, id: RecordingId, seq: u64) -> &mut Self {
-        self.pending
-            .push((CF_UPLOAD_QUEUE, segment_key(id, seq).to_vec(), None));
+        self.pending.push(Change {
+            family: CF_UPLOAD_QUEUE,
+            key: segment_key(id, seq).to_vec(),
+            value: None,
+        });
         self
     }
 
@@ -153,11 +166,11 @@ impl Catalog {
     pub fn commit(&self, batch: Batch) -> Result<()> {
         self.with_db(|db| {
             let mut wb = WriteBatch::default();
-            for (cf, key, value) in batch.pending {
-                let cf = cf_handle(db, cf);
-                match value {
-                    Some(v) => wb.put_cf(cf, key, v),
-                    None => wb.delete_cf(cf, key),
+            for change in batch.pending {
+                let cf = cf_handle(db, change.family);
+                match change.value {
+                    Some(v) => wb.put_cf(cf, change.key, v),
+                    None => wb.delete_cf(cf, change.key),
                 }
             }
             Ok(db.write_opt(wb, &self.sync)?)

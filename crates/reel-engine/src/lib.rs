@@ -190,6 +190,7 @@ impl Engine {
     /// resumable, pending uploads are queued again) and starts the
     /// background sealer, uploader and housekeeping.
     pub async fn open(config: EngineConfig) -> Result<Engine> {
+        recovery::prepare_data_dir(&config.data_dir)?;
         let primary = Store::build(Role::Primary, &config.primary)?;
         let secondary = Store::build(Role::Secondary, &config.secondary)?;
         let (seal_tx, seal_rx) = mpsc::unbounded_channel();

@@ -49,7 +49,6 @@ pub(crate) fn recover(
     config: &EngineConfig,
     seal_tx: &mpsc::UnboundedSender<RecordingId>,
 ) -> Result<Recovered> {
-    prepare_data_dir(&config.data_dir)?;
     let catalog = Catalog::open(&config.catalog_dir())?;
     let mut replays: HashMap<RecordingId, Replay> = HashMap::new();
     for row in catalog.recordings_in_state(RecordingState::Open)? {
@@ -134,7 +133,7 @@ pub(crate) fn recover(
 }
 
 /// Fails early, with the path, when the data directory cannot be used.
-fn prepare_data_dir(dir: &Path) -> Result<()> {
+pub(crate) fn prepare_data_dir(dir: &Path) -> Result<()> {
     let bad = |e: std::io::Error| EngineError::Io {
         path: dir.display().to_string(),
         source: std::io::Error::new(e.kind(), format!("data directory is not writable: {e}")),

@@ -58,11 +58,11 @@ fn error_response(status: StatusCode, code: &str, error: String) -> Response {
 }
 
 /// An engine error as an HTTP response.
-pub struct HttpError(EngineError);
+pub struct HttpError(Box<EngineError>);
 
 impl From<EngineError> for HttpError {
     fn from(e: EngineError) -> Self {
-        HttpError(e)
+        HttpError(Box::new(e))
     }
 }
 
@@ -78,7 +78,7 @@ impl IntoResponse for HttpError {
 
 fn parse_id(text: &str) -> Result<RecordingId, HttpError> {
     text.parse::<RecordingId>()
-        .map_err(|e| HttpError(EngineError::InvalidId(e)))
+        .map_err(|e| HttpError::from(EngineError::InvalidId(e)))
 }
 
 fn state_name(row_state: i32) -> &'static str {
@@ -191,7 +191,7 @@ async fn list(
     let after = q.after.as_deref().map(parse_id).transpose()?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(HttpError(EngineError::InvalidArgument(format!(
+        return Err(HttpError::from(EngineError::InvalidArgument(format!(
             "limit must be between 1 and {MAX_PAGE}"
         ))));
     }
@@ -228,7 +228,7 @@ async fn export(
         "cast" => true,
         "raw" => false,
         other => {
-            return Err(HttpError(EngineError::InvalidArgument(format!(
+            return Err(HttpError::from(EngineError::InvalidArgument(format!(
                 "unknown export format {other:?}: use cast or raw"
             ))));
         }

@@ -41,10 +41,26 @@ pub fn main() -> std::process::ExitCode {
     match runtime.block_on(run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("reeld: {e:#}");
+            eprintln!("reeld: {}", error_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: library errors often repeat their
+/// source's text in their own message.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&line);
+        }
+    }
+    text
 }
 
 /// Runs the server until SIGINT or SIGTERM.
