@@ -1,0 +1,320 @@
+//! Durable ingest against the machine's own limits, in one run, on one disk.
+//!
+//! For 1, 100 and 1,000 concurrent recordings, each a closed loop (one event
+//! in flight, the next sent when the previous is acknowledged as durable),
+//! sending small terminal-like events:
+//!
+//! - (a) raw: one thread appending the same batches (one event per
+//!   recording, framed) to a file and calling `fdatasync` after each: the
+//!   most any group-committed log can get from this disk.
+//! - (b) RocksDB with synced writes, used as the log (one put per event).
+//! - (c) Reel: the engine's durable ingest (journal, group commit, sealing
+//!   and uploads running as they would).
+//! - (d) Reel end to end: a real reeld process, recorders over gRPC.
+//!
+//! Prints throughput (events/s, MB/s), p50/p99 acknowledgement latency and
+//! Reel's ratios to (a) and (b).
+//!
+//! Run: `cargo bench --bench ingest` (`-- --seconds 5` to run longer,
+//! `-- --quick` for 1 s per case). The data goes to `REEL_BENCH_DIR` or a
+//! temporary directory under `target/`.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reel_engine::{Engine, EngineConfig};
+use reel_proto::v1::{Event, EventKind, RecordingMetadata};
+
+const EVENT_BYTES: usize = 128;
+const CONCURRENCY: [usize; 3] = [1, 100, 1000];
+
+#[derive(Debug, Clone, Default)]
+struct Outcome {
+    events: u64,
+    bytes: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Outcome {
+    fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+
+    fn percentile(&mut self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+}
+
+fn event(i: u64) -> Event {
+    let mut data = format!("\x1b[32m{i:>10}\x1b[0m ").into_bytes();
+    data.resize(EVENT_BYTES - 2, b'.');
+    data.extend_from_slice(b"\r\n");
+    Event {
+        time_us: i * 1000,
+        kind: EventKind::Output as i32,
+        data,
+    }
+}
+
+/// (a) One writer, batches of `batch` framed events, fdatasync after each.
+fn raw_append(dir: &Path, batch: usize, run: Duration) -> Outcome {
+    use prost::Message;
+    let path = dir.join("raw.log");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // The same record a recording's single event makes in Reel's journal.
+    let payload = reel_proto::v1::JournalEntry {
+        recording_id: vec![7; 16],
+        first_index: 0,
+        events: vec![event(0)],
+    }
+    .encode_to_vec();
+    let record = reel_log::record::encode(&payload);
+    let buf: Vec<u8> = record.iter().copied().cycle().take(record.len() * batch).collect();
+    let mut out = Outcome::default();
+    let mut offset = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < run {
+        let t = Instant::now();
+        file.write_all_at(&buf, offset).unwrap();
+        file.sync_data().unwrap();
+        offset += buf.len() as u64;
+        let us = t.elapsed().as_micros() as u32;
+        // Every event of the batch waited for this write and fsync.
+        out.latencies_us.extend(std::iter::repeat_n(us, batch.min(64)));
+        out.events += batch as u64;
+        out.bytes += (batch * EVENT_BYTES) as u64;
+    }
+    out.elapsed = start.elapsed();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    out
+}
+
+/// (b) RocksDB as the log: `writers` threads, one synced put per event.
+fn rocksdb_log(dir: &Path, writers: usize, run: Duration) -> Outcome {
+    let path = dir.join("rocksdb");
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.set_enable_pipelined_write(true);
+    let db = Arc::new(rocksdb::DB::open(&opts, &path).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let db = db.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(move || {
+                    let mut sync = rocksdb::WriteOptions::default();
+                    sync.set_sync(true);
+                    let mut lat = Vec::new();
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut key = (w as u64).to_be_bytes().to_vec();
+                        key.extend_from_slice(&i.to_be_bytes());
+                        let t = Instant::now();
+                        db.put_opt(&key, &event(i).data, &sync).unwrap();
+                        lat.push(t.elapsed().as_micros() as u32);
+                        i += 1;
+                    }
+                    lat
+                })
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(run);
+    stop.store(true, Ordering::Relaxed);
+    let mut out = Outcome::default();
+    for h in handles {
+        let lat = h.join().unwrap();
+        out.events += lat.len() as u64;
+        out.latencies_us.extend(lat);
+    }
+    out.elapsed = start.elapsed();
+    out.bytes = out.events * EVENT_BYTES as u64;
+    drop(db);
+    let _ = std::fs::remove_dir_all(&path);
+    out
+}
+
+/// (c) Reel's engine: `recordings` closed-loop recorders.
+async fn reel_engine(dir: &Path, recordings: usize, run: Duration) -> (Outcome, f64) {
+    let data = dir.join("reel");
+    let _ = std::fs::remove_dir_all(&data);
+    let engine = Engine::open(EngineConfig::new(&data)).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for r in 0..recordings {
+        let mut writer = engine
+            .start(RecordingMetadata {
+                user: format!("user{r}"),
+                target: "bench".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                writer.append(None, vec![event(i)]).unwrap().await.unwrap();
+                lat.push(t.elapsed().as_micros() as u32);
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let stats = engine.journal_stats();
+    let (b0, r0) = (stats.batches.load(Ordering::Relaxed), stats.records.load(Ordering::Relaxed));
+    let start = Instant::now();
+    tokio::time::sleep(run).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut out = Outcome::default();
+    for t in tasks {
+        let lat = t.await.unwrap();
+        out.events += lat.len() as u64;
+        out.latencies_us.extend(lat);
+    }
+    out.elapsed = start.elapsed();
+    out.bytes = out.events * EVENT_BYTES as u64;
+    let stats = engine.journal_stats();
+    let batches = stats.batches.load(Ordering::Relaxed) - b0;
+    let records = stats.records.load(Ordering::Relaxed) - r0;
+    engine.shutdown().await;
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&data);
+    (out, records as f64 / batches.max(1) as f64)
+}
+
+/// (d) A real reeld, recorders over gRPC (a few HTTP/2 connections).
+async fn reel_grpc(dir: &Path, recordings: usize, run: Duration) -> Outcome {
+    let data = dir.join("reeld");
+    let _ = std::fs::remove_dir_all(&data);
+    let reeld = reel::Reeld::start(&data, &[]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for r in 0..recordings {
+        let endpoint = reeld.grpc.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rec = reel::Recorder::start(&endpoint, reel::metadata(&format!("user{r}"), "bench"))
+                .await
+                .unwrap();
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                rec.append(vec![event(i)]).await.unwrap();
+                lat.push(t.elapsed().as_micros() as u32);
+                i += 1;
+            }
+            lat
+        }));
+    }
+    // Let every stream connect before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    tokio::time::sleep(run).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut out = Outcome::default();
+    for t in tasks {
+        let lat = t.await.unwrap();
+        out.events += lat.len() as u64;
+        out.latencies_us.extend(lat);
+    }
+    // Includes the connection warm-up events: rates slightly understate.
+    out.elapsed = start.elapsed() + Duration::from_millis(500);
+    out.bytes = out.events * EVENT_BYTES as u64;
+    drop(reeld);
+    let _ = std::fs::remove_dir_all(&data);
+    out
+}
+
+fn row(name: &str, o: &mut Outcome) -> String {
+    format!(
+        "| {name} | {:>10.0} | {:>6.2} | {:>7.2} | {:>7.2} |",
+        o.events_per_s(),
+        o.mb_per_s(),
+        o.percentile(0.5),
+        o.percentile(0.99)
+    )
+}
+
+fn bench_dir() -> (PathBuf, Option<tempfile::TempDir>) {
+    if let Ok(d) = std::env::var("REEL_BENCH_DIR") {
+        let p = PathBuf::from(d);
+        std::fs::create_dir_all(&p).unwrap();
+        return (p, None);
+    }
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let t = tempfile::tempdir_in(target).unwrap();
+    (t.path().to_path_buf(), Some(t))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds: f64 = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if args.iter().any(|a| a == "--quick") { 1.0 } else { 3.0 });
+    let run = Duration::from_secs_f64(seconds);
+    let (dir, _guard) = bench_dir();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+
+    println!("Durable ingest, {EVENT_BYTES}-byte events, closed loop (one event in flight per recording), {seconds} s per case");
+    println!("data directory: {}\n", dir.display());
+    let mut summary = Vec::new();
+    for &n in &CONCURRENCY {
+        let (mut reel, mean_batch) = runtime.block_on(reel_engine(&dir, n, run));
+        let mut raw = raw_append(&dir, n, run);
+        let mut rocks = rocksdb_log(&dir, n, run);
+        let mut grpc = runtime.block_on(reel_grpc(&dir, n, run));
+        println!("### {n} concurrent recording{}\n", if n == 1 { "" } else { "s" });
+        println!("| case | events/s | MB/s | p50 ms | p99 ms |");
+        println!("|---|---:|---:|---:|---:|");
+        println!("{}", row(&format!("(a) raw append + fdatasync, batch {n}"), &mut raw));
+        println!("{}", row("(b) RocksDB, sync writes", &mut rocks));
+        println!("{}", row(&format!("(c) Reel engine (mean group commit {mean_batch:.0})"), &mut reel));
+        println!("{}", row("(d) Reel over gRPC (reeld process)", &mut grpc));
+        let vs_raw = reel.mb_per_s() / raw.mb_per_s();
+        let vs_rocks = reel.events_per_s() / rocks.events_per_s();
+        println!(
+            "\nReel / raw = {:.2}, Reel / RocksDB = {:.2}, gRPC / raw = {:.2}, Reel p99 = {:.2} ms\n",
+            vs_raw,
+            vs_rocks,
+            grpc.mb_per_s() / raw.mb_per_s(),
+            reel.percentile(0.99)
+        );
+        summary.push((n, vs_raw, vs_rocks, reel.percentile(0.99)));
+    }
+    println!("### Goals at 1,000 recordings: Reel >= 0.90 x raw bandwidth, >= 3 x RocksDB, p99 <= 10 ms\n");
+    for (n, vs_raw, vs_rocks, p99) in summary {
+        println!("{n:>5} recordings: {vs_raw:.2} x raw, {vs_rocks:.2} x RocksDB, p99 {p99:.2} ms");
+    }
+}
