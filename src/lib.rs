@@ -223,9 +223,11 @@ pub struct Recorder {
 
 impl Recorder {
     async fn open(endpoint: &str, first: RecordRequest) -> Result<Recorder, tonic::Status> {
+        // No client-side size limit: tests check the server's own.
         let mut client = IngestClient::connect(endpoint.to_string())
             .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?
+            .max_encoding_message_size(usize::MAX);
         let (tx, rx) = tmpsc::channel(1024);
         tx.send(first).await.expect("fresh channel");
         let mut responses = client.record(ReceiverStream::new(rx)).await?.into_inner();

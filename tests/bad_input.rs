@@ -141,6 +141,26 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_status(&err, Code::InvalidArgument, "the maximum is 1024");
     assert_eq!(reeld.export_events(&id).await.unwrap(), events(0, 0..10));
 
+    // A message over the gRPC size limit (batch limit plus slack) is refused
+    // by the server before it is decoded.
+    let mut rec = Recorder::resume(&reeld.grpc, &id).await.unwrap();
+    let huge: Vec<Event> = (10..6010)
+        .map(|i| Event {
+            time_us: i * 1000,
+            kind: EventKind::Output as i32,
+            data: vec![b'h'; 1000],
+        })
+        .collect();
+    let err = rec.append(huge).await.unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ) && err.message().contains("too large"),
+        "{err:?}"
+    );
+    assert_eq!(reeld.export_events(&id).await.unwrap(), events(0, 0..10));
+
     // Time going backwards, after a resume.
     let mut rec = Recorder::resume(&reeld.grpc, &id).await.unwrap();
     assert_eq!(rec.acked, 10);

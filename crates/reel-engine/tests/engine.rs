@@ -32,6 +32,16 @@ fn config(dir: &std::path::Path) -> EngineConfig {
     c
 }
 
+async fn read_all(engine: &Engine, id: RecordingId) -> Vec<Event> {
+    engine
+        .events(id)
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap()
+}
+
 async fn wait_until<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, f: F) {
     for _ in 0..400 {
         if f().await {
@@ -61,16 +71,7 @@ async fn events_are_sealed_uploaded_and_read_back() {
     }
     assert_eq!(last, 500);
     // Readable while open (segments and journal tail).
-    assert_eq!(
-        engine
-            .events(id)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap(),
-        all
-    );
+    assert_eq!(read_all(&engine, id).await, all);
     let closed = w.close(0).await.unwrap();
     assert_eq!(closed.event_count, 500);
     assert_eq!(closed.duration_us, 499 * 10_000);
@@ -97,16 +98,7 @@ async fn events_are_sealed_uploaded_and_read_back() {
         assert_eq!(s.first_event_index, next);
         next += s.event_count;
     }
-    assert_eq!(
-        engine
-            .events(id)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap(),
-        all
-    );
+    assert_eq!(read_all(&engine, id).await, all);
     // Local bytes released: no spool files, the primary holds the objects.
     wait_until("spool is empty", || async {
         engine.local_status().spool_segments == 0
@@ -153,16 +145,7 @@ async fn idle_recordings_are_sealed_by_age_and_journal_files_released() {
         engine.local_status().journal_files <= 2
     })
     .await;
-    assert_eq!(
-        engine
-            .events(id)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap(),
-        big
-    );
+    assert_eq!(read_all(&engine, id).await, big);
     w.close(0).await.unwrap();
     engine.shutdown().await;
 }
@@ -190,16 +173,7 @@ async fn a_restart_brings_open_recordings_back_resumable() {
     assert_eq!(info.state(), RecordingState::Open);
     assert_eq!(info.durable_events, 200);
     assert!(!info.attached);
-    assert_eq!(
-        engine
-            .events(id)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap(),
-        all[..200]
-    );
+    assert_eq!(read_all(&engine, id).await, all[..200]);
 
     let mut w = engine.resume(id).await.unwrap();
     assert_eq!(w.durable(), 200);
@@ -223,16 +197,7 @@ async fn a_restart_brings_open_recordings_back_resumable() {
         Err(EngineError::FailedPrecondition(_))
     ));
     assert_eq!(w.close(0).await.unwrap().event_count, 300);
-    assert_eq!(
-        engine
-            .events(id)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap(),
-        all
-    );
+    assert_eq!(read_all(&engine, id).await, all);
     assert!(matches!(
         engine.resume(id).await,
         Err(EngineError::FailedPrecondition(_))
@@ -278,16 +243,7 @@ async fn bad_batches_are_refused_and_change_nothing() {
     assert_eq!(w.next_index(), 1);
     w.append(None, vec![event(6)]).unwrap().await.unwrap();
     w.close(0).await.unwrap();
-    assert_eq!(
-        engine
-            .events(id)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap(),
-        vec![event(5), event(6)]
-    );
+    assert_eq!(read_all(&engine, id).await, vec![event(5), event(6)]);
     let unknown = RecordingId::generate();
     assert!(matches!(
         engine.resume(unknown).await,
@@ -352,15 +308,6 @@ async fn journal_corruption_is_reported_on_the_recording() {
     );
     let mut expected = all.clone();
     expected.remove(10);
-    assert_eq!(
-        engine
-            .events(id)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap(),
-        expected
-    );
+    assert_eq!(read_all(&engine, id).await, expected);
     engine.shutdown().await;
 }
