@@ -8,6 +8,7 @@
 //! | `recordings`   | recording id (16 bytes)      | `RecordingRow` |
 //! | `segments`     | recording id + seq (u64 BE)  | `SegmentRow`   |
 //! | `upload_queue` | recording id + seq (u64 BE)  | empty          |
+//! | `recombine`    | recording id (16 bytes)      | why (`split`, `secondary`) |
 //!
 //! Every change that touches several keys goes through one [`Batch`] and is
 //! written with a synced write: when [`Catalog::commit`] returns, the change
@@ -28,7 +29,8 @@ pub use reel_proto::{InvalidId, RecordingId};
 const CF_RECORDINGS: &str = "recordings";
 const CF_SEGMENTS: &str = "segments";
 const CF_UPLOAD_QUEUE: &str = "upload_queue";
-const FAMILIES: [&str; 3] = [CF_RECORDINGS, CF_SEGMENTS, CF_UPLOAD_QUEUE];
+const CF_RECOMBINE: &str = "recombine";
+const FAMILIES: [&str; 4] = [CF_RECORDINGS, CF_SEGMENTS, CF_UPLOAD_QUEUE, CF_RECOMBINE];
 
 #[derive(Debug, Error)]
 pub enum CatalogError {
@@ -39,6 +41,8 @@ pub enum CatalogError {
     Db(#[from] rocksdb::Error),
     #[error("catalog is closed")]
     Closed,
+    #[error("catalog entry {key} is corrupt: {what}")]
+    Corrupt { key: String, what: String },
     #[error("catalog row under key {key} does not decode: {source}")]
     Decode {
         key: String,
@@ -107,6 +111,27 @@ impl Batch {
         self.pending.push(Change {
             family: CF_UPLOAD_QUEUE,
             key: segment_key(id, seq).to_vec(),
+            value: None,
+        });
+        self
+    }
+
+    /// Marks a recording as needing recombination onto the primary:
+    /// `reason` is `split` (segments on both stores) or `secondary`
+    /// (segments only on the secondary).
+    pub fn mark_recombine(&mut self, id: RecordingId, reason: &str) -> &mut Self {
+        self.pending.push(Change {
+            family: CF_RECOMBINE,
+            key: id.to_bytes().to_vec(),
+            value: Some(reason.as_bytes().to_vec()),
+        });
+        self
+    }
+
+    pub fn unmark_recombine(&mut self, id: RecordingId) -> &mut Self {
+        self.pending.push(Change {
+            family: CF_RECOMBINE,
+            key: id.to_bytes().to_vec(),
             value: None,
         });
         self
@@ -270,6 +295,34 @@ impl Catalog {
                 out.push(split_segment_key(&k));
             }
             Ok(out)
+        })
+    }
+}
+
+impl Catalog {
+    /// Recordings waiting for recombination, with the reason each was marked.
+    pub fn recombine_queue(&self) -> Result<Vec<(RecordingId, String)>> {
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            for item in db.iterator_cf(cf_handle(db, CF_RECOMBINE), IteratorMode::Start) {
+                let (k, v) = item?;
+                let id = RecordingId::from_slice(&k).map_err(|_| CatalogError::Corrupt {
+                    key: hex_key(&k),
+                    what: "recombine key is not a recording id".into(),
+                })?;
+                out.push((id, String::from_utf8_lossy(&v).into_owned()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Why a recording waits for recombination, if it does.
+    pub fn recombine_reason(&self, id: RecordingId) -> Result<Option<String>> {
+        let key = id.to_bytes();
+        self.with_db(|db| {
+            Ok(db
+                .get_pinned_cf(cf_handle(db, CF_RECOMBINE), key)?
+                .map(|v| String::from_utf8_lossy(&v).into_owned()))
         })
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! recordings/<recording id>/segments/<sequence, 10 digits>.seg
+//! _reel/probes/<token>            (health probes, deleted at once)
 //! ```
 
 use std::fmt::Display;
@@ -20,4 +21,9 @@ pub fn segment(recording: impl Display, sequence: u64) -> Path {
     Path::from(format!(
         "recordings/{recording}/segments/{sequence:010}.seg"
     ))
+}
+
+/// A probe object (health checks write, read and delete it).
+pub fn probe(token: &str) -> Path {
+    Path::from(format!("_reel/probes/{token}"))
 }

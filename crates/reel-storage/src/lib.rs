@@ -5,12 +5,15 @@
 //! ([`keys`]). Stores are configured with [`StoreConfig`].
 
 mod durable_local;
+pub mod faults;
+pub mod health;
 pub mod keys;
 
 use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -20,6 +23,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use durable_local::DurableLocalStore;
+pub use health::{
+    Health, HealthConfig, HealthSnapshot, RouteEvent, Router, StoreState, Transition,
+};
 
 /// Which store a [`Store`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,6 +97,13 @@ pub enum StorageError {
     },
     #[error("{role} store: object {key} not found")]
     NotFound { role: Role, key: String },
+    #[error("{role} store: {op} {key} timed out after {after:?}")]
+    Timeout {
+        role: Role,
+        op: &'static str,
+        key: String,
+        after: Duration,
+    },
     #[error("{role} store: {op} {key} failed: {source}")]
     Backend {
         role: Role,
@@ -103,12 +116,27 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
-/// One store in its role.
+impl StorageError {
+    /// A short name of the kind of failure, for metrics: `timeout`,
+    /// `not_found`, `backend`, `config`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StorageError::Config { .. } => "config",
+            StorageError::NotFound { .. } => "not_found",
+            StorageError::Timeout { .. } => "timeout",
+            StorageError::Backend { .. } => "backend",
+        }
+    }
+}
+
+/// One store in its role. Every call has a time-out and its outcome feeds
+/// the store's [`Health`].
 #[derive(Clone)]
 pub struct Store {
     role: Role,
     inner: Arc<dyn ObjectStore>,
     description: String,
+    health: Arc<Health>,
 }
 
 impl fmt::Debug for Store {
@@ -118,8 +146,8 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// Builds the store `config` describes.
-    pub fn build(role: Role, config: &StoreConfig) -> Result<Store> {
+    /// Builds the store `config` describes; its calls report to `health`.
+    pub fn build(role: Role, config: &StoreConfig, health: Arc<Health>) -> Result<Store> {
         let config_error = |what: &str, reason: String| StorageError::Config {
             role,
             what: what.into(),
@@ -133,10 +161,24 @@ impl Store {
                     role,
                     Arc::new(store),
                     format!("local directory {}", path.display()),
+                    health,
                 ))
             }
             StoreConfig::S3(s3) => {
+                // Reel has its own time-outs, failover and retries: the
+                // client must fail fast instead of retrying for minutes.
+                let timeouts = health.config();
+                let client = object_store::ClientOptions::new()
+                    .with_connect_timeout(timeouts.op_timeout)
+                    .with_timeout(timeouts.timeout_for(64 << 20));
+                let retry = object_store::RetryConfig {
+                    max_retries: 1,
+                    retry_timeout: timeouts.op_timeout,
+                    ..Default::default()
+                };
                 let mut builder = object_store::aws::AmazonS3Builder::new()
+                    .with_client_options(client)
+                    .with_retry(retry)
                     .with_region(&s3.region)
                     .with_bucket_name(&s3.bucket)
                     .with_allow_http(s3.allow_http)
@@ -165,18 +207,28 @@ impl Store {
                         }
                         _ => Arc::new(s3_store),
                     };
-                Ok(Store::new(role, store, description))
+                Ok(Store::new(role, store, description, health))
             }
         }
     }
 
     /// Wraps any object_store backend (fault-injecting ones in tests).
-    pub fn new(role: Role, inner: Arc<dyn ObjectStore>, description: impl Into<String>) -> Store {
+    pub fn new(
+        role: Role,
+        inner: Arc<dyn ObjectStore>,
+        description: impl Into<String>,
+        health: Arc<Health>,
+    ) -> Store {
         Store {
             role,
             inner,
             description: description.into(),
+            health,
         }
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     pub fn role(&self) -> Role {
@@ -191,64 +243,141 @@ impl Store {
         &self.inner
     }
 
-    fn backend(&self, op: &'static str, key: &Path, source: object_store::Error) -> StorageError {
-        match source {
-            object_store::Error::NotFound { .. } => StorageError::NotFound {
+    /// Runs one call with a time-out and reports its outcome to the health
+    /// tracker. "Not found" is an answer, not a failure of the store.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        key: &Path,
+        timeout: Duration,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<T> {
+        let outcome = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(object_store::Error::NotFound { .. })) => Err(StorageError::NotFound {
                 role: self.role,
                 key: key.to_string(),
-            },
-            source => StorageError::Backend {
+            }),
+            Ok(Err(source)) => Err(StorageError::Backend {
                 role: self.role,
                 op,
                 key: key.to_string(),
                 source,
-            },
+            }),
+            Err(_) => Err(StorageError::Timeout {
+                role: self.role,
+                op,
+                key: key.to_string(),
+                after: timeout,
+            }),
+        };
+        let transition = match &outcome {
+            Ok(_) | Err(StorageError::NotFound { .. }) => self.health.record_success(),
+            Err(e) => self.health.record_failure(&e.to_string()),
+        };
+        if let Some(t) = transition {
+            tracing::warn!(store = %t.role, from = %t.from, to = %t.to, reason = %t.reason, "store state changed");
         }
+        outcome
     }
 
     /// Stores `bytes` under `key`, replacing any object there. Durable when
-    /// the future resolves with `Ok`.
+    /// the future resolves with `Ok`. A failure (a time-out above all) does
+    /// not say the object is absent: the store may have kept it.
     pub async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
-        self.inner
-            .put(key, PutPayload::from_bytes(bytes))
-            .await
-            .map(|_| ())
-            .map_err(|e| self.backend("put", key, e))
+        let timeout = self.health.config().timeout_for(bytes.len() as u64);
+        self.call(
+            "put",
+            key,
+            timeout,
+            self.inner.put(key, PutPayload::from_bytes(bytes)),
+        )
+        .await
+        .map(|_| ())
     }
 
-    pub async fn get(&self, key: &Path) -> Result<Bytes> {
-        let got = self
-            .inner
-            .get(key)
-            .await
-            .map_err(|e| self.backend("get", key, e))?;
-        got.bytes().await.map_err(|e| self.backend("get", key, e))
+    /// The whole object. `size_hint` (when known) stretches the time-out.
+    pub async fn get(&self, key: &Path, size_hint: Option<u64>) -> Result<Bytes> {
+        let timeout = self.health.config().timeout_for(size_hint.unwrap_or(0));
+        self.call("get", key, timeout, async {
+            self.inner.get(key).await?.bytes().await
+        })
+        .await
     }
 
     pub async fn get_range(&self, key: &Path, range: Range<u64>) -> Result<Bytes> {
-        self.inner
-            .get_range(key, range)
+        let timeout = self.health.config().timeout_for(range.end - range.start);
+        self.call("get_range", key, timeout, self.inner.get_range(key, range))
             .await
-            .map_err(|e| self.backend("get_range", key, e))
+    }
+
+    /// Size of the object at `key`.
+    pub async fn head(&self, key: &Path) -> Result<u64> {
+        let timeout = self.health.config().op_timeout;
+        self.call("head", key, timeout, self.inner.head(key))
+            .await
+            .map(|m| m.size)
     }
 
     /// Deletes `key`; deleting what is not there is not an error.
     pub async fn delete(&self, key: &Path) -> Result<()> {
-        match self.inner.delete(key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.backend("delete", key, e)),
+        let timeout = self.health.config().op_timeout;
+        match self
+            .call("delete", key, timeout, self.inner.delete(key))
+            .await
+        {
+            Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
     /// Every object under `prefix` with its size.
     pub async fn list(&self, prefix: Option<&Path>) -> Result<Vec<(Path, u64)>> {
         let what = prefix.cloned().unwrap_or_default();
-        self.inner
-            .list(prefix)
-            .map_ok(|m| (m.location, m.size))
-            .try_collect()
-            .await
-            .map_err(|e| self.backend("list", &what, e))
+        let timeout = self.health.config().op_timeout * 10;
+        self.call(
+            "list",
+            &what,
+            timeout,
+            self.inner
+                .list(prefix)
+                .map_ok(|m| (m.location, m.size))
+                .try_collect(),
+        )
+        .await
+    }
+
+    /// Writes, reads back and deletes a small object: is the store really
+    /// working? Used by the background probes; reports to the health itself.
+    pub async fn probe(&self, token: &str) -> std::result::Result<(), String> {
+        let key = keys::probe(token);
+        let body = Bytes::from(format!("reel probe {token}"));
+        let timeout = self.health.config().op_timeout;
+        let run = async {
+            self.inner
+                .put(&key, PutPayload::from_bytes(body.clone()))
+                .await
+                .map_err(|e| format!("probe write: {e}"))?;
+            let got = self
+                .inner
+                .get(&key)
+                .await
+                .map_err(|e| format!("probe read: {e}"))?
+                .bytes()
+                .await
+                .map_err(|e| format!("probe read: {e}"))?;
+            if got != body {
+                return Err("probe read back different bytes".to_string());
+            }
+            self.inner
+                .delete(&key)
+                .await
+                .map_err(|e| format!("probe delete: {e}"))
+        };
+        match tokio::time::timeout(timeout * 3, run).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("probe timed out after {:?}", timeout * 3)),
+        }
     }
 }
 
@@ -264,6 +393,7 @@ mod tests {
             &StoreConfig::Local {
                 path: dir.path().join("primary"),
             },
+            Arc::new(Health::new(Role::Primary, HealthConfig::default())),
         )
         .unwrap();
         let key = keys::segment("01JDQ8Z6W5G8R0F1T4Y9M2K3XN", 3);
@@ -271,13 +401,13 @@ mod tests {
             .put(&key, Bytes::from_static(b"segment bytes"))
             .await
             .unwrap();
-        assert_eq!(&store.get(&key).await.unwrap()[..], b"segment bytes");
+        assert_eq!(&store.get(&key, None).await.unwrap()[..], b"segment bytes");
         assert_eq!(&store.get_range(&key, 8..13).await.unwrap()[..], b"bytes");
         assert_eq!(store.list(None).await.unwrap(), vec![(key.clone(), 13)]);
         assert!(dir.path().join("primary").join(key.as_ref()).exists());
         store.delete(&key).await.unwrap();
         store.delete(&key).await.unwrap();
-        let err = store.get(&key).await.unwrap_err();
+        let err = store.get(&key, None).await.unwrap_err();
         assert!(matches!(err, StorageError::NotFound { .. }), "{err}");
     }
 
@@ -291,7 +421,8 @@ mod tests {
         };
         assert!(s3.path_style);
         assert_eq!(s3.region, "garage");
-        Store::build(Role::Secondary, &StoreConfig::S3(s3)).unwrap();
+        let health = Arc::new(Health::new(Role::Secondary, HealthConfig::default()));
+        Store::build(Role::Secondary, &StoreConfig::S3(s3), health).unwrap();
     }
 
     fn toml_like(json: &str) -> StoreConfig {
