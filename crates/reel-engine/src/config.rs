@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reel_storage::StoreConfig;
+use reel_storage::{HealthConfig, StoreConfig};
 
 /// How an [`Engine`](crate::Engine) runs. `reeld` fills it from its TOML
 /// file and flags; [`EngineConfig::new`] gives the embedded default.
@@ -28,6 +28,12 @@ pub struct EngineConfig {
     /// An open recording whose recorder went away (and did not resume) is
     /// closed as "interrupted" after this long.
     pub detached_timeout: Duration,
+    /// The most the local log (journal and spool) may hold while the stores
+    /// cannot take it; beyond it new events are refused (RESOURCE_EXHAUSTED)
+    /// until uploads drain it.
+    pub local_capacity_bytes: u64,
+    /// Time-outs, thresholds and probes that judge the stores.
+    pub health: HealthConfig,
     /// Uploads running at once.
     pub upload_concurrency: usize,
     /// Seals running at once.
@@ -54,6 +60,8 @@ impl EngineConfig {
             segment_max_age: Duration::from_secs(60),
             min_free_disk_bytes: 64 << 20,
             detached_timeout: Duration::from_secs(600),
+            local_capacity_bytes: 10 << 30,
+            health: HealthConfig::default(),
             upload_concurrency: 4,
             seal_concurrency: 2,
         }

@@ -66,7 +66,7 @@ pub(crate) async fn start(
     mut metadata: RecordingMetadata,
 ) -> Result<RecordingWriter> {
     check_metadata(&metadata)?;
-    refuse_if_low_disk(inner)?;
+    refuse_if_full(inner)?;
     let id = RecordingId::generate();
     let now = now_us();
     if metadata.started_at_us == 0 {
@@ -201,11 +201,24 @@ fn check_metadata(m: &RecordingMetadata) -> Result<()> {
     Ok(())
 }
 
-fn refuse_if_low_disk(inner: &Inner) -> Result<()> {
+/// Refuses new events while the local disk is below its reserve or the
+/// local log is at its capacity (the stores are not taking its backlog).
+fn refuse_if_full(inner: &Inner) -> Result<()> {
     if Engine::is_low_disk(inner)
         && let Some(why) = inner.low_disk.lock().expect("low disk lock").clone()
     {
         return Err(EngineError::ResourceExhausted(why));
+    }
+    let used = inner.journal.disk_bytes() + inner.spool.bytes();
+    let capacity = inner.config.local_capacity_bytes;
+    if used >= capacity {
+        return Err(EngineError::ResourceExhausted(format!(
+            "local log full: {used} bytes held locally reach the capacity of {capacity} bytes while the stores \
+             do not take the backlog (primary {}, secondary {}); new events are refused until uploads drain it, \
+             every acknowledged event is safe",
+            inner.router.primary.state(),
+            inner.router.secondary.state()
+        )));
     }
     Ok(())
 }
@@ -277,7 +290,7 @@ impl RecordingWriter {
             return Ok(self.wait_for(self.next_index));
         }
         self.check_events(&events)?;
-        refuse_if_low_disk(&self.inner)?;
+        refuse_if_full(&self.inner)?;
 
         let first = self.next_index;
         let count = events.len() as u32;
@@ -294,6 +307,7 @@ impl RecordingWriter {
         let rec = self.rec.clone();
         let seal_tx = self.inner.seal_tx.clone();
         let target = self.inner.config.segment_target_bytes;
+        let acknowledged = self.inner.metrics.acknowledged_counter();
         let done: reel_log::Completion = Box::new(move |result| {
             let outcome = on_durable(
                 &rec,
@@ -305,6 +319,9 @@ impl RecordingWriter {
                 target,
                 &seal_tx,
             );
+            if outcome.is_ok() {
+                acknowledged.inc_by(count as u64);
+            }
             rec.durable_changed.notify_waiters();
             let _ = tx.send(outcome);
         });

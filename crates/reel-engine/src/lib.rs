@@ -21,6 +21,8 @@ mod config;
 mod error;
 mod housekeeping;
 mod ingest;
+mod metrics;
+mod prober;
 mod reader;
 mod recording;
 mod recovery;
@@ -36,8 +38,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use reel_catalog::{Catalog, RecordingId};
 use reel_log::{Journal, RecoveryReport};
 use reel_proto::v1::{Location, RecordingRow, RecordingState, SegmentRow};
-use reel_storage::{Role, Store};
-use tokio::sync::{mpsc, watch};
+use reel_storage::{HealthSnapshot, Role, RouteEvent, Router, Store};
+use tokio::sync::{Notify, mpsc, watch};
 
 pub use config::EngineConfig;
 pub use error::{EngineError, Result};
@@ -70,6 +72,11 @@ pub(crate) struct Inner {
     pub spool: Spool,
     pub primary: Store,
     pub secondary: Store,
+    /// Health of the stores and the choice of where uploads go.
+    pub router: Arc<Router>,
+    /// Signalled when a store's state may have changed (probes).
+    pub route_changed: Notify,
+    pub metrics: metrics::Metrics,
     pub open: RwLock<HashMap<RecordingId, Arc<OpenRecording>>>,
     pub seal_tx: mpsc::UnboundedSender<RecordingId>,
     pub upload_tx: mpsc::UnboundedSender<(RecordingId, u64)>,
@@ -127,6 +134,8 @@ pub struct RecordingInfo {
     pub durable_events: u64,
     /// A recorder is attached right now.
     pub attached: bool,
+    /// Why it waits for recombination (`split`, `secondary`), if it does.
+    pub recombine: Option<String>,
 }
 
 impl RecordingInfo {
@@ -170,6 +179,29 @@ impl RecordingInfo {
     }
 }
 
+/// One store in [`StorageStatus`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreStatus {
+    pub description: String,
+    pub health: HealthSnapshot,
+}
+
+/// See [`Engine::storage_status`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StorageStatus {
+    pub primary: StoreStatus,
+    pub secondary: StoreStatus,
+    /// Where uploads go now; `None` while both stores are down.
+    pub writing_to: Option<Role>,
+    /// Sealed segments waiting in the spool, and their bytes.
+    pub backlog_segments: u64,
+    pub backlog_bytes: u64,
+    pub journal_bytes: u64,
+    pub local_capacity_bytes: u64,
+    /// Recent failovers and failbacks, oldest first.
+    pub events: Vec<RouteEvent>,
+}
+
 /// How much is held locally and waiting.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LocalStatus {
@@ -190,9 +222,24 @@ impl Engine {
     /// resumable, pending uploads are queued again) and starts the
     /// background sealer, uploader and housekeeping.
     pub async fn open(config: EngineConfig) -> Result<Engine> {
+        // First, so that an unusable data directory is named as such rather
+        // than as the local stores inside it.
         recovery::prepare_data_dir(&config.data_dir)?;
-        let primary = Store::build(Role::Primary, &config.primary)?;
-        let secondary = Store::build(Role::Secondary, &config.secondary)?;
+        let router = Arc::new(Router::new(config.health.clone()));
+        let primary = Store::build(Role::Primary, &config.primary, router.primary.clone())?;
+        let secondary = Store::build(Role::Secondary, &config.secondary, router.secondary.clone())?;
+        Self::open_with_stores(config, primary, secondary, router).await
+    }
+
+    /// Opens with stores built by the caller (fault-injecting wrappers in
+    /// tests); their health must be `router`'s.
+    pub async fn open_with_stores(
+        config: EngineConfig,
+        primary: Store,
+        secondary: Store,
+        router: Arc<Router>,
+    ) -> Result<Engine> {
+        recovery::prepare_data_dir(&config.data_dir)?;
         let (seal_tx, seal_rx) = mpsc::unbounded_channel();
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let cfg = config.clone();
@@ -208,6 +255,9 @@ impl Engine {
             spool: recovered.spool,
             primary,
             secondary,
+            router,
+            route_changed: Notify::new(),
+            metrics: metrics::Metrics::new(),
             open: RwLock::new(recovered.open),
             seal_tx,
             upload_tx,
@@ -224,6 +274,7 @@ impl Engine {
             tokio::spawn(sealer::run(inner.clone(), seal_rx)),
             tokio::spawn(uploader::run(inner.clone(), upload_rx)),
             tokio::spawn(housekeeping::run(inner.clone())),
+            tokio::spawn(prober::run(inner.clone())),
         ];
         Ok(Engine {
             inner,
@@ -248,12 +299,14 @@ impl Engine {
 
     /// One recording with its segments and live state.
     pub async fn recording(&self, id: RecordingId) -> Result<RecordingInfo> {
-        let (row, segments) = self
+        let (row, segments, recombine) = self
             .inner
-            .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?)))
+            .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?, c.recombine_reason(id)?)))
             .await?;
         let row = row.ok_or(EngineError::NotFound(id))?;
-        Ok(self.info(id, row, segments))
+        let mut info = self.info(id, row, segments);
+        info.recombine = recombine;
+        Ok(info)
     }
 
     fn info(&self, id: RecordingId, row: RecordingRow, segments: Vec<SegmentRow>) -> RecordingInfo {
@@ -265,6 +318,7 @@ impl Engine {
             unsealed_events: 0,
             unsealed_bytes: 0,
             attached: false,
+            recombine: None,
         };
         if let Some(rec) = self.inner.open_recording(id) {
             let live = rec.live();
@@ -328,6 +382,40 @@ impl Engine {
             recovered_torn_tail_bytes: inner.recovery.torn_tail.as_ref().map_or(0, |d| d.len),
             recovered_corrupt_regions: inner.recovery.corrupt.len(),
         }
+    }
+
+    /// The stores' health, where uploads go, the local backlog and the
+    /// recent failovers and failbacks.
+    pub fn storage_status(&self) -> StorageStatus {
+        let inner = &self.inner;
+        let store = |role: Role| StoreStatus {
+            description: inner.store(role).description().to_string(),
+            health: inner.router.health(role).snapshot(),
+        };
+        StorageStatus {
+            primary: store(Role::Primary),
+            secondary: store(Role::Secondary),
+            writing_to: inner.router.current(),
+            backlog_segments: inner.spool.files(),
+            backlog_bytes: inner.spool.bytes(),
+            journal_bytes: inner.journal.disk_bytes(),
+            local_capacity_bytes: inner.config.local_capacity_bytes,
+            events: inner.router.history(),
+        }
+    }
+
+    /// Prometheus text exposition of the engine's metrics.
+    pub fn metrics(&self) -> String {
+        let inner = &self.inner;
+        inner.metrics.render(
+            inner.spool.bytes() + inner.journal.disk_bytes(),
+            inner.spool.files(),
+            &[
+                (Role::Primary, inner.router.primary.state()),
+                (Role::Secondary, inner.router.secondary.state()),
+            ],
+            inner.router.failovers(),
+        )
     }
 
     /// What journal recovery found at open.

@@ -135,7 +135,7 @@ async fn read_segment(inner: &Arc<Inner>, id: RecordingId, seg: &SegmentRow) -> 
     // that moved (spool -> store) while we read.
     for round in 0..2 {
         for &loc in &row.locations {
-            let fetched = fetch(inner, id, row.sequence, loc).await;
+            let fetched = fetch(inner, id, &row, loc).await;
             let bytes = match fetched {
                 Ok(Some(b)) => b,
                 Ok(None) => continue,
@@ -179,12 +179,18 @@ async fn read_segment(inner: &Arc<Inner>, id: RecordingId, seg: &SegmentRow) -> 
     }))
 }
 
-async fn fetch(inner: &Arc<Inner>, id: RecordingId, seq: u64, loc: i32) -> Result<Option<Bytes>> {
+async fn fetch(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    seg: &SegmentRow,
+    loc: i32,
+) -> Result<Option<Bytes>> {
     let role = match Location::try_from(loc) {
-        Ok(Location::Local) => return inner.spool.read(id, seq),
+        Ok(Location::Local) => return inner.spool.read(id, seg.sequence),
         Ok(Location::Primary) => Role::Primary,
         Ok(Location::Secondary) => Role::Secondary,
         _ => return Ok(None),
     };
-    Ok(Some(inner.store(role).get(&keys::segment(id, seq)).await?))
+    let key = keys::segment(id, seg.sequence);
+    Ok(Some(inner.store(role).get(&key, Some(seg.size)).await?))
 }

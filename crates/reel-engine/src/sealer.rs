@@ -197,6 +197,7 @@ async fn seal_one(
             sealed_at_us: now,
             uploaded_at_us: 0,
             r#final: header.r#final,
+            uncertain: Vec::new(),
         };
         row.event_count += header.event_count;
         row.data_bytes += data_bytes;

@@ -1,27 +1,42 @@
-//! Uploading: spooled segments go to the primary store.
+//! Uploading: spooled segments go to the store the router picks.
 //!
 //! For each queued segment: read the spool file and check it against the
-//! catalog's SHA-256, put it under its deterministic key, commit in one
-//! synced batch the new location and the end of its queue entry, and only
-//! then delete the spool file. A crash anywhere repeats at most the put
-//! (same key, same bytes: idempotent) or leaves a spool file that recovery
-//! deletes.
+//! catalog's SHA-256, ask the router for a store (the primary while it is
+//! usable, else the secondary, else wait), put the segment under its
+//! deterministic key, commit in one synced batch its new location and the
+//! end of its queue entry, and only then delete the spool file.
+//!
+//! A put that fails may still have stored the object (a time-out says
+//! nothing), so the failed store is recorded as `uncertain` on the segment;
+//! the same key would hold the same bytes. A crash anywhere repeats at most
+//! the put, or leaves a spool file that recovery deletes.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reel_catalog::{Batch, RecordingId};
-use reel_proto::v1::Location;
+use reel_proto::v1::{Location, SegmentRow};
 use reel_storage::{Role, keys};
 use tokio::sync::{Semaphore, mpsc};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{EngineError, Result};
 use crate::{Inner, now_us};
 
-const FIRST_RETRY: Duration = Duration::from_millis(200);
-const MAX_RETRY: Duration = Duration::from_secs(10);
+/// Pause between attempts while no store can take uploads.
+const NO_STORE_WAIT: Duration = Duration::from_millis(250);
+/// Pause after a failed attempt before asking the router again.
+const RETRY_WAIT: Duration = Duration::from_millis(50);
+/// Pause after a failure that is not the store's (local disk, catalog).
+const LOCAL_RETRY_WAIT: Duration = Duration::from_secs(1);
+
+pub(crate) fn location_of(role: Role) -> Location {
+    match role {
+        Role::Primary => Location::Primary,
+        Role::Secondary => Location::Secondary,
+    }
+}
 
 pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(RecordingId, u64)>) {
     let permits = Arc::new(Semaphore::new(inner.config.upload_concurrency.max(1)));
@@ -54,23 +69,40 @@ pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(R
 
 async fn upload_until_done(inner: &Arc<Inner>, id: RecordingId, seq: u64) {
     let mut shutdown = inner.shutdown.subscribe();
-    let mut wait = FIRST_RETRY;
+    let mut logged_wait = false;
     loop {
-        match upload(inner, id, seq).await {
-            Ok(()) => return,
-            Err(e) => {
-                warn!(recording = %id, sequence = seq, error = %e, retry_in = ?wait, "segment upload failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return,
-                }
-                wait = (wait * 2).min(MAX_RETRY);
+        let Some(role) = inner.router.pick() else {
+            if !logged_wait {
+                info!(recording = %id, sequence = seq, "no store can take uploads; the segment waits in the local log");
+                logged_wait = true;
             }
+            tokio::select! {
+                _ = inner.route_changed.notified() => {}
+                _ = tokio::time::sleep(NO_STORE_WAIT) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        };
+        let wait = match upload(inner, id, seq, role).await {
+            Ok(()) => return,
+            Err(EngineError::Storage(e)) => {
+                inner.metrics.upload_failed(role, e.kind());
+                warn!(recording = %id, sequence = seq, store = %role, error = %e, "segment upload failed");
+                RETRY_WAIT
+            }
+            Err(e) => {
+                warn!(recording = %id, sequence = seq, error = %e, "segment upload failed");
+                LOCAL_RETRY_WAIT
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }
 
-async fn upload(inner: &Arc<Inner>, id: RecordingId, seq: u64) -> Result<()> {
+async fn upload(inner: &Arc<Inner>, id: RecordingId, seq: u64, role: Role) -> Result<()> {
     let Some(segment) = inner.catalog(move |c| c.segment(id, seq)).await? else {
         // The recording is gone (never the case before purge exists).
         return dequeue(inner, id, seq).await;
@@ -88,12 +120,20 @@ async fn upload(inner: &Arc<Inner>, id: RecordingId, seq: u64) -> Result<()> {
             "spool file of segment {seq} of {id} does not match its SHA-256: local disk corruption"
         )));
     }
-    let size = bytes.len();
-    let store = inner.store(Role::Primary);
-    store.put(&keys::segment(id, seq), bytes).await?;
+    let size = bytes.len() as u64;
+    let store = inner.store(role);
+    let started = Instant::now();
+    if let Err(e) = store.put(&keys::segment(id, seq), bytes).await {
+        note_uncertain(inner, id, &segment, role).await;
+        return Err(e.into());
+    }
+    let took = started.elapsed();
 
     let mut stored = segment;
-    stored.locations = vec![Location::Primary as i32];
+    let location = location_of(role) as i32;
+    stored.locations = vec![location];
+    // A good copy is known to be here now; it is not uncertain any more.
+    stored.uncertain.retain(|&l| l != location);
     stored.uploaded_at_us = now_us();
     inner
         .catalog(move |c| {
@@ -103,7 +143,78 @@ async fn upload(inner: &Arc<Inner>, id: RecordingId, seq: u64) -> Result<()> {
         })
         .await?;
     inner.spool.remove(id, seq)?;
-    debug!(recording = %id, sequence = seq, bytes = size, store = %store.role(), "segment uploaded");
+    inner.metrics.uploaded(role, size, took);
+    debug!(recording = %id, sequence = seq, bytes = size, store = %role, "segment uploaded");
+    if role == Role::Secondary {
+        mark_for_recombination(inner, id).await?;
+    } else {
+        // The primary took it; if the recording also has secondary
+        // segments, it is split now.
+        let segments = inner.catalog(move |c| c.segments(id)).await?;
+        if segments
+            .iter()
+            .any(|s| s.locations.contains(&(Location::Secondary as i32)))
+        {
+            mark_for_recombination(inner, id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records that a store may hold a copy after a failed put.
+async fn note_uncertain(inner: &Arc<Inner>, id: RecordingId, segment: &SegmentRow, role: Role) {
+    let location = location_of(role) as i32;
+    if segment.uncertain.contains(&location) {
+        return;
+    }
+    let seq = segment.sequence;
+    let result = inner
+        .catalog(move |c| {
+            // Re-read: only this uploader changes a queued segment, but keep
+            // whatever is newest.
+            let Some(mut row) = c.segment(id, seq)? else {
+                return Ok(());
+            };
+            if !row.uncertain.contains(&location) {
+                row.uncertain.push(location);
+                let mut batch = Batch::new();
+                batch.put_segment(id, &row);
+                c.commit(batch)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        warn!(recording = %id, sequence = seq, error = %e, "could not record an uncertain copy");
+    }
+}
+
+/// Marks the recording for recombination onto the primary: `split` when its
+/// segments are on both stores, `secondary` when on the secondary only. Run
+/// after the upload's own commit, so of two uploads racing to different
+/// stores the later one sees both.
+async fn mark_for_recombination(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
+    let marked = inner
+        .catalog(move |c| {
+            let segments = c.segments(id)?;
+            let on = |l: Location| segments.iter().any(|s| s.locations.contains(&(l as i32)));
+            let reason = match (on(Location::Primary), on(Location::Secondary)) {
+                (true, true) => "split",
+                (false, true) => "secondary",
+                _ => return Ok(None),
+            };
+            if c.recombine_reason(id)?.as_deref() == Some(reason) {
+                return Ok(None);
+            }
+            let mut batch = Batch::new();
+            batch.mark_recombine(id, reason);
+            c.commit(batch)?;
+            Ok(Some(reason))
+        })
+        .await?;
+    if let Some(reason) = marked {
+        info!(recording = %id, reason, "recording marked for recombination");
+    }
     Ok(())
 }
 
