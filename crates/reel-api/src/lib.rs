@@ -60,6 +60,9 @@ pub struct SegmentSummary {
     pub sha256: String,
     /// `local`, `primary`, `secondary`.
     pub locations: Vec<String>,
+    /// Stores where a failed put may still have left a copy.
+    #[serde(default)]
+    pub uncertain: Vec<String>,
     #[serde(rename = "final")]
     pub is_final: bool,
 }
@@ -74,6 +77,9 @@ pub struct RecordingDetail {
     pub created_at_us: i64,
     pub closed_at_us: i64,
     pub segments: Vec<SegmentSummary>,
+    /// Why the recording waits for recombination onto the primary (`split`,
+    /// `secondary`), if it does.
+    pub recombine: Option<String>,
     /// Durable events still only in the local journal.
     pub unsealed_events: u64,
     pub unsealed_bytes: u64,
@@ -104,4 +110,52 @@ pub struct ApiError {
     pub code: String,
     /// What went wrong, for people.
     pub error: String,
+}
+
+/// One store's health in [`StorageStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// `primary` or `secondary`.
+    pub role: String,
+    /// `healthy`, `suspect`, `down` or `probing`.
+    pub state: String,
+    /// Seconds in this state.
+    pub for_duration: f64,
+    /// When it entered this state, seconds since the Unix epoch.
+    pub since_unix: f64,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    pub description: String,
+    pub health: StoreHealth,
+}
+
+/// A failover, failback, or the loss or return of every store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteEvent {
+    pub at_unix: f64,
+    /// `failover`, `failback`, `both-down`, `store-back`.
+    pub kind: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// `GET /api/v1/storage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    pub primary: StoreStatus,
+    pub secondary: StoreStatus,
+    /// `primary`, `secondary`, or absent while both stores are down.
+    pub writing_to: Option<String>,
+    /// Sealed segments waiting locally for a store, and their bytes.
+    pub backlog_segments: u64,
+    pub backlog_bytes: u64,
+    pub journal_bytes: u64,
+    pub local_capacity_bytes: u64,
+    /// Recent failovers and failbacks, oldest first.
+    pub events: Vec<RouteEvent>,
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use reel_api::{RecordingDetail, RecordingSummary, ServerStatus};
+use reel_api::{RecordingDetail, RecordingSummary, ServerStatus, StorageStatus, StoreStatus};
 
 pub(crate) fn time(us: i64) -> String {
     if us <= 0 {
@@ -141,31 +141,67 @@ pub(crate) fn detail(d: &RecordingDetail) -> String {
     out
 }
 
-pub(crate) fn status(s: &ServerStatus) -> String {
+fn store_line(name: &str, s: &StoreStatus) -> String {
+    let h = &s.health;
+    let mut line = format!(
+        "{name:<10} {:<8} since {} ({} ago)  {}",
+        h.state,
+        time((h.since_unix * 1e6) as i64),
+        duration((h.for_duration * 1e6) as u64),
+        s.description
+    );
+    if h.state != "healthy"
+        && let Some(e) = &h.last_error
+    {
+        line += &format!("\n           last error: {e}");
+    }
+    line
+}
+
+pub(crate) fn status(s: &ServerStatus, storage: &StorageStatus) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "reeld {}  data {}  ingest {}",
         s.version, s.data_dir, s.grpc_listen
     );
-    let _ = writeln!(out, "primary    {}", s.primary);
-    let _ = writeln!(out, "secondary  {}", s.secondary);
+    let _ = writeln!(out, "{}", store_line("primary", &storage.primary));
+    let _ = writeln!(out, "{}", store_line("secondary", &storage.secondary));
     let _ = writeln!(
         out,
-        "journal    {} in {} files",
-        bytes(s.journal_bytes),
-        s.journal_files
+        "writing to {}",
+        storage
+            .writing_to
+            .as_deref()
+            .unwrap_or("nothing: both stores are down, segments wait locally")
     );
     let _ = writeln!(
         out,
-        "spool      {} in {} segments",
-        bytes(s.spool_bytes),
-        s.spool_segments
+        "backlog    {} segments, {} waiting for a store; journal {} in {} files; capacity {}",
+        storage.backlog_segments,
+        bytes(storage.backlog_bytes),
+        bytes(s.journal_bytes),
+        s.journal_files,
+        bytes(storage.local_capacity_bytes)
     );
     let _ = writeln!(out, "uploads    {} queued", s.upload_queue);
     let _ = writeln!(out, "open       {} recordings", s.open_recordings);
     if let Some(why) = &s.low_disk {
         let _ = writeln!(out, "WARNING    {why}");
+    }
+    if !storage.events.is_empty() {
+        let _ = writeln!(out, "\nrecent failovers and failbacks:");
+        for e in &storage.events {
+            let _ = writeln!(
+                out,
+                "  {}  {:<10} {} -> {}  {}",
+                time((e.at_unix * 1e6) as i64),
+                e.kind,
+                e.from,
+                e.to,
+                e.reason
+            );
+        }
     }
     out
 }

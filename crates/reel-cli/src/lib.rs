@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
-use reel_api::{ApiError, RecordingDetail, RecordingList, ServerStatus};
+use reel_api::{ApiError, RecordingDetail, RecordingList, ServerStatus, StorageStatus};
 use reel_proto::RecordingId;
 
 /// reel: work with the recordings of a Reel server.
@@ -64,7 +64,8 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Show the server's local state: journal, spool, upload queue.
+    /// Show the stores' health, where uploads go, the local backlog and the
+    /// recent failovers and failbacks.
     Status {
         #[arg(long)]
         json: bool,
@@ -202,10 +203,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status { json } => {
             let status = client.status().await?;
+            let storage: StorageStatus = client.get_json("/api/v1/storage").await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                let both = serde_json::json!({ "server": status, "storage": storage });
+                println!("{}", serde_json::to_string_pretty(&both)?);
             } else {
-                print!("{}", format::status(&status));
+                print!("{}", format::status(&status, &storage));
             }
             Ok(())
         }

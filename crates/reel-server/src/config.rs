@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use reel_engine::EngineConfig;
-use reel_storage::StoreConfig;
+use reel_storage::{HealthConfig, S3Config, StoreConfig};
 use serde::{Deserialize, Deserializer};
 
 /// reeld: Reel's session-recording server.
@@ -48,6 +48,9 @@ pub struct Args {
     /// Refuse ingest while the data directory has less free space than this.
     #[arg(long)]
     pub min_free_disk_bytes: Option<u64>,
+    /// Refuse ingest while the local log (journal and spool) holds this much.
+    #[arg(long)]
+    pub local_capacity_bytes: Option<u64>,
     /// Log filter, e.g. `info`, `reel_engine=debug`.
     #[arg(long, env = "REEL_LOG")]
     pub log: Option<String>,
@@ -74,6 +77,86 @@ pub struct FileConfig {
     pub journal: JournalSection,
     #[serde(default)]
     pub upload: UploadSection,
+    #[serde(default)]
+    pub health: HealthSection,
+}
+
+/// How stores are judged; see `reel_storage::HealthConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    #[serde(default, deserialize_with = "duration")]
+    pub op_timeout: Option<Duration>,
+    pub failure_threshold: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    pub suspect_window: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub probe_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub healthy_probe_interval: Option<Duration>,
+    pub recovery_successes: Option<u32>,
+}
+
+impl HealthSection {
+    fn apply(&self, h: &mut HealthConfig) {
+        if let Some(v) = self.op_timeout {
+            h.op_timeout = v;
+        }
+        if let Some(v) = self.failure_threshold {
+            h.failure_threshold = v.max(1);
+        }
+        if let Some(v) = self.suspect_window {
+            h.suspect_window = v;
+        }
+        if let Some(v) = self.probe_interval {
+            h.probe_interval = v;
+        }
+        if let Some(v) = self.healthy_probe_interval {
+            h.healthy_probe_interval = v;
+        }
+        if let Some(v) = self.recovery_successes {
+            h.recovery_successes = v.max(1);
+        }
+    }
+}
+
+/// A store from `<PREFIX>_TYPE` (`local` or `s3`) and its fields:
+/// `_PATH` for local; `_ENDPOINT`, `_REGION`, `_BUCKET`, `_ACCESS_KEY_ID`,
+/// `_SECRET_ACCESS_KEY`, `_ALLOW_HTTP`, `_PATH_STYLE`, `_PREFIX` for s3.
+fn store_from_env(prefix: &str) -> anyhow::Result<Option<StoreConfig>> {
+    let var = |name: &str| {
+        std::env::var(format!("{prefix}_{name}"))
+            .ok()
+            .filter(|v| !v.is_empty())
+    };
+    let flag = |name: &str, default: bool| -> anyhow::Result<bool> {
+        match var(name).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes") => Ok(true),
+            Some("0" | "false" | "no") => Ok(false),
+            Some(other) => anyhow::bail!("{prefix}_{name}={other:?}: use true or false"),
+        }
+    };
+    match var("TYPE").as_deref() {
+        None => Ok(None),
+        Some("local") => {
+            let path = var("PATH")
+                .ok_or_else(|| anyhow::anyhow!("{prefix}_TYPE=local needs {prefix}_PATH"))?;
+            Ok(Some(StoreConfig::Local { path: path.into() }))
+        }
+        Some("s3") => Ok(Some(StoreConfig::S3(S3Config {
+            endpoint: var("ENDPOINT"),
+            region: var("REGION").unwrap_or_else(|| "us-east-1".into()),
+            bucket: var("BUCKET")
+                .ok_or_else(|| anyhow::anyhow!("{prefix}_TYPE=s3 needs {prefix}_BUCKET"))?,
+            access_key_id: var("ACCESS_KEY_ID"),
+            secret_access_key: var("SECRET_ACCESS_KEY"),
+            allow_http: flag("ALLOW_HTTP", false)?,
+            path_style: flag("PATH_STYLE", true)?,
+            prefix: var("PREFIX"),
+        }))),
+        Some(other) => anyhow::bail!("{prefix}_TYPE={other:?}: use local or s3"),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +165,8 @@ pub struct IngestSection {
     pub max_event_bytes: Option<usize>,
     pub max_batch_bytes: Option<usize>,
     pub min_free_disk_bytes: Option<u64>,
+    /// The most the local log may hold while the stores cannot take it.
+    pub local_capacity_bytes: Option<u64>,
     #[serde(default, deserialize_with = "duration")]
     pub detached_timeout: Option<Duration>,
 }
@@ -140,6 +225,12 @@ impl ServerConfig {
         if let Some(s) = file.secondary {
             engine.secondary = s;
         }
+        if let Some(p) = store_from_env("REEL_PRIMARY")? {
+            engine.primary = p;
+        }
+        if let Some(s) = store_from_env("REEL_SECONDARY")? {
+            engine.secondary = s;
+        }
         if let Some(path) = &args.primary_dir {
             engine.primary = StoreConfig::Local { path: path.clone() };
         }
@@ -159,6 +250,12 @@ impl ServerConfig {
         );
         set(&mut engine.min_free_disk_bytes, args.min_free_disk_bytes);
         set(&mut engine.journal_file_size, file.journal.file_bytes);
+        set(
+            &mut engine.local_capacity_bytes,
+            file.ingest.local_capacity_bytes,
+        );
+        set(&mut engine.local_capacity_bytes, args.local_capacity_bytes);
+        file.health.apply(&mut engine.health);
         if let Some(v) = args.segment_max_age.or(file.segments.max_age) {
             engine.segment_max_age = v;
         }

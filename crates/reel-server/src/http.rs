@@ -33,6 +33,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/storage", get(storage))
+        .route("/metrics", get(metrics))
         .route("/api/v1/recordings", get(list))
         .route("/api/v1/recordings/{id}", get(show))
         .route("/api/v1/recordings/{id}/export", get(export))
@@ -151,9 +153,11 @@ fn detail(info: &RecordingInfo) -> RecordingDetail {
                 size: s.size,
                 sha256: hex::encode(&s.sha256),
                 locations: s.locations.iter().map(location_name).collect(),
+                uncertain: s.uncertain.iter().map(location_name).collect(),
                 is_final: s.r#final,
             })
             .collect(),
+        recombine: info.recombine.clone(),
         unsealed_events: info.unsealed_events,
         unsealed_bytes: info.unsealed_bytes,
     }
@@ -176,6 +180,21 @@ async fn status(State(app): State<AppState>) -> axum::Json<ServerStatus> {
         open_recordings: local.open_recordings,
         low_disk: local.low_disk,
     })
+}
+
+async fn storage(State(app): State<AppState>) -> axum::Json<reel_engine::StorageStatus> {
+    axum::Json(app.engine.storage_status())
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.engine.metrics(),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
