@@ -137,6 +137,8 @@ struct Shared {
     max_record_bytes: u32,
     /// Every file on disk and its size.
     files: Mutex<BTreeMap<u64, u64>>,
+    /// The sum of `files`, readable without the lock on the ingest path.
+    disk_bytes: AtomicU64,
     readers: Mutex<BTreeMap<u64, Arc<File>>>,
     /// The file being written.
     current: AtomicU64,
@@ -212,10 +214,12 @@ impl Journal {
         let next = ids.last().map_or(1, |id| id + 1);
         let active = ActiveFile::create(&dir, next)?;
         files.insert(next, FILE_HEADER_LEN);
+        let disk_bytes = AtomicU64::new(files.values().sum());
         let shared = Arc::new(Shared {
             dir,
             max_record_bytes: options.max_record_bytes,
             files: Mutex::new(files),
+            disk_bytes,
             readers: Mutex::new(BTreeMap::new()),
             current: AtomicU64::new(next),
             stats: JournalStats::default(),
@@ -341,7 +345,7 @@ impl Journal {
 
     /// Bytes of all journal files on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.shared.files.lock().expect("files lock").values().sum()
+        self.shared.disk_bytes.load(Ordering::Relaxed)
     }
 
     /// Number of journal files on disk.
@@ -490,6 +494,9 @@ impl Writer {
             .lock()
             .expect("files lock")
             .insert(active.id, active.len);
+        self.shared
+            .disk_bytes
+            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         let stats = &self.shared.stats;
         stats
             .records
@@ -513,6 +520,9 @@ impl Writer {
             .lock()
             .expect("files lock")
             .insert(id, FILE_HEADER_LEN);
+        self.shared
+            .disk_bytes
+            .fetch_add(FILE_HEADER_LEN, Ordering::Relaxed);
         self.shared.current.store(id, Ordering::Release);
         self.file = Some(active);
         Ok(())
