@@ -5,18 +5,22 @@
 
 CARGO ?= cargo
 
-.PHONY: run test bench lint setup
+.PHONY: run test bench lint setup garage
 
 setup:
 	@scripts/setup
 
+# The S3 server the failover tests run as plain processes.
+garage:
+	@scripts/install-garage
+
 run: setup
 	$(CARGO) run --release --bin reeld -- $(ARGS)
 
-test: setup
+test: setup garage
 	$(CARGO) test --workspace --locked
 
-bench: setup
+bench: setup garage
 	$(CARGO) bench --bench ingest --locked
 
 lint: setup

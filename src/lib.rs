@@ -431,3 +431,288 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+/// The `garage` executable: `$REEL_GARAGE`, then `PATH`, then
+/// `~/.cargo/bin/garage` (where `scripts/install-garage` puts it). Tests
+/// that need it fail loudly when it is missing.
+pub fn garage_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("REEL_GARAGE") {
+        return PathBuf::from(p);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("garage"))
+            .find(|p| p.is_file())
+    });
+    if let Some(p) = on_path {
+        return p;
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let cargo_bin = home.join(".cargo/bin/garage");
+    assert!(
+        cargo_bin.is_file(),
+        "garage is not installed: run scripts/install-garage (or set REEL_GARAGE); \
+         these tests need a real S3 server and never pass by skipping"
+    );
+    cargo_bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn hex(rng: &mut Rng, bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.next_u64() as u8))
+        .collect()
+}
+
+/// A single-node Garage S3 server, a plain process on 127.0.0.1 with its own
+/// directories and ports, one bucket and one key: what a test uses as a
+/// primary or secondary store. It can be killed, frozen and restarted.
+pub struct Garage {
+    child: Option<Child>,
+    dir: PathBuf,
+    config: PathBuf,
+    pub endpoint: String,
+    pub bucket: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl Garage {
+    /// Sets up and starts a server under `dir` (created), ready for S3 calls.
+    pub fn start(dir: &Path) -> anyhow::Result<Garage> {
+        std::fs::create_dir_all(dir)?;
+        let mut rng = Rng::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7)
+                ^ std::process::id() as u64,
+        );
+        let (s3, rpc, admin) = (free_port(), free_port(), free_port());
+        let config = dir.join("garage.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "metadata_dir = \"{meta}\"\n\
+                 data_dir = \"{data}\"\n\
+                 db_engine = \"lmdb\"\n\
+                 replication_factor = 1\n\
+                 rpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+                 rpc_public_addr = \"127.0.0.1:{rpc}\"\n\
+                 rpc_secret = \"{secret}\"\n\
+                 [s3_api]\n\
+                 s3_region = \"garage\"\n\
+                 api_bind_addr = \"127.0.0.1:{s3}\"\n\
+                 root_domain = \".s3.garage.localhost\"\n\
+                 [admin]\n\
+                 api_bind_addr = \"127.0.0.1:{admin}\"\n",
+                meta = dir.join("meta").display(),
+                data = dir.join("data").display(),
+                secret = hex(&mut rng, 32),
+            ),
+        )?;
+        let mut garage = Garage {
+            child: None,
+            dir: dir.to_path_buf(),
+            config,
+            endpoint: format!("http://127.0.0.1:{s3}"),
+            bucket: "reel".into(),
+            key_id: format!("GK{}", hex(&mut rng, 12)),
+            secret: hex(&mut rng, 32),
+        };
+        garage.launch()?;
+        // `node id` reads a local key; `status` needs the RPC server up.
+        garage.cli_retry(&["status"])?;
+        let node = garage.cli_retry(&["node", "id", "-q"])?;
+        let node = node
+            .trim()
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        garage.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node])?;
+        garage.cli(&["layout", "apply", "--version", "1"])?;
+        garage.cli(&[
+            "key",
+            "import",
+            "--yes",
+            "-n",
+            "reel",
+            &garage.key_id.clone(),
+            &garage.secret.clone(),
+        ])?;
+        garage.cli(&["bucket", "create", "reel"])?;
+        garage.cli(&[
+            "bucket", "allow", "--read", "--write", "--owner", "reel", "--key", "reel",
+        ])?;
+        garage.wait_s3()?;
+        Ok(garage)
+    }
+
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("garage.log"))?;
+        let child = Command::new(garage_binary())
+            .arg("-c")
+            .arg(&self.config)
+            .arg("server")
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start garage")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(garage_binary())
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .context("cannot run garage")?;
+        if !out.status.success() {
+            bail!(
+                "garage {}: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn cli_retry(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut last = None;
+        for _ in 0..100 {
+            match self.cli(args) {
+                Ok(out) => return Ok(out),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last.unwrap_or_else(|| anyhow!("garage did not answer")))
+    }
+
+    /// Waits until the S3 API answers a put. Its own runtime runs on its own
+    /// thread, so that this can be called from async tests too.
+    fn wait_s3(&self) -> anyhow::Result<()> {
+        let store = self.object_store();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| Self::wait_put(store))
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the readiness check panicked")))
+        })
+    }
+
+    fn wait_put(store: object_store::aws::AmazonS3) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let key = object_store::path::Path::from("_ready");
+            let mut last = None;
+            for _ in 0..100 {
+                match object_store::ObjectStoreExt::put(&store, &key, "ok".into()).await {
+                    Ok(_) => {
+                        let _ = object_store::ObjectStoreExt::delete(&store, &key).await;
+                        return Ok(());
+                    }
+                    Err(e) => last = Some(e),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(anyhow!("garage S3 API never answered: {last:?}"))
+        })
+    }
+
+    /// An object_store client of the bucket, for checking it directly.
+    pub fn object_store(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_region("garage")
+            .with_bucket_name(&self.bucket)
+            .with_access_key_id(&self.key_id)
+            .with_secret_access_key(&self.secret)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .expect("garage client")
+    }
+
+    /// The TOML table that makes this server a store of reeld.
+    pub fn store_toml(&self) -> String {
+        format!(
+            "type = \"s3\"\nendpoint = \"{}\"\nregion = \"garage\"\nbucket = \"{}\"\naccess_key_id = \"{}\"\n\
+             secret_access_key = \"{}\"\nallow_http = true\npath_style = true\n",
+            self.endpoint, self.bucket, self.key_id, self.secret
+        )
+    }
+
+    /// Every object in the bucket (but health probes), with its size.
+    pub async fn list(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        use futures::TryStreamExt;
+        let store = self.object_store();
+        let mut all: Vec<(String, u64)> = object_store::ObjectStore::list(&store, None)
+            .map_ok(|m| (m.location.to_string(), m.size))
+            .try_collect()
+            .await?;
+        all.retain(|(k, _)| !k.starts_with("_reel/"));
+        all.sort();
+        Ok(all)
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: signalling a child process we own.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
+    /// SIGKILL: the server is gone, connections are refused.
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGCONT);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the server hangs, connections open and never answer.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`freeze`](Self::freeze).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Starts the server again on the same directories and ports.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.launch()?;
+        self.wait_s3()
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
