@@ -39,7 +39,11 @@ pub(crate) fn location_of(role: Role) -> Location {
 }
 
 pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(RecordingId, u64)>) {
-    let permits = Arc::new(Semaphore::new(inner.config.upload_concurrency.max(1)));
+    // `upload_concurrency` puts in flight; twice as many segments staged, so
+    // that reading and checking the next segments and committing the last
+    // ones overlap the puts instead of leaving the store idle.
+    let puts = Arc::new(Semaphore::new(inner.config.upload_concurrency.max(1)));
+    let permits = Arc::new(Semaphore::new(2 * inner.config.upload_concurrency.max(1)));
     let in_flight: Arc<Mutex<HashSet<(RecordingId, u64)>>> = Arc::default();
     let mut shutdown = inner.shutdown.subscribe();
     let mut uploads = tokio::task::JoinSet::new();
@@ -57,9 +61,10 @@ pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(R
         };
         let inner = inner.clone();
         let in_flight = in_flight.clone();
+        let puts = puts.clone();
         uploads.spawn(async move {
             let _permit = permit;
-            upload_until_done(&inner, item.0, item.1).await;
+            upload_until_done(&inner, &puts, item.0, item.1).await;
             in_flight.lock().expect("in-flight lock").remove(&item);
         });
     }
@@ -67,7 +72,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(R
     uploads.shutdown().await;
 }
 
-async fn upload_until_done(inner: &Arc<Inner>, id: RecordingId, seq: u64) {
+async fn upload_until_done(inner: &Arc<Inner>, puts: &Semaphore, id: RecordingId, seq: u64) {
     let mut shutdown = inner.shutdown.subscribe();
     let mut logged_wait = false;
     loop {
@@ -83,7 +88,7 @@ async fn upload_until_done(inner: &Arc<Inner>, id: RecordingId, seq: u64) {
             }
             continue;
         };
-        let wait = match upload(inner, id, seq, role).await {
+        let wait = match upload(inner, puts, id, seq, role).await {
             Ok(()) => return,
             Err(EngineError::Storage(e)) => {
                 inner.metrics.upload_failed(role, e.kind());
@@ -102,7 +107,13 @@ async fn upload_until_done(inner: &Arc<Inner>, id: RecordingId, seq: u64) {
     }
 }
 
-async fn upload(inner: &Arc<Inner>, id: RecordingId, seq: u64, role: Role) -> Result<()> {
+async fn upload(
+    inner: &Arc<Inner>,
+    puts: &Semaphore,
+    id: RecordingId,
+    seq: u64,
+    role: Role,
+) -> Result<()> {
     let Some(segment) = inner.catalog(move |c| c.segment(id, seq)).await? else {
         // The recording is gone (never the case before purge exists).
         return dequeue(inner, id, seq).await;
@@ -110,24 +121,21 @@ async fn upload(inner: &Arc<Inner>, id: RecordingId, seq: u64, role: Role) -> Re
     if !segment.locations.contains(&(Location::Local as i32)) {
         return dequeue(inner, id, seq).await;
     }
-    let bytes = inner.spool.read(id, seq)?.ok_or_else(|| {
-        EngineError::Internal(format!(
-            "segment {seq} of {id} is recorded as local but its spool file is missing"
-        ))
-    })?;
-    if reel_log::sha256(&bytes)[..] != segment.sha256[..] {
-        return Err(EngineError::Internal(format!(
-            "spool file of segment {seq} of {id} does not match its SHA-256: local disk corruption"
-        )));
-    }
+    let bytes = read_spooled(inner, id, seq, segment.sha256.clone()).await?;
     let size = bytes.len() as u64;
     let store = inner.store(role);
+    let put_slot = puts
+        .acquire()
+        .await
+        .map_err(|_| EngineError::Internal("the uploader is shutting down".into()))?;
     let started = Instant::now();
-    if let Err(e) = store.put(&keys::segment(id, seq), bytes).await {
+    let put = store.put(&keys::segment(id, seq), bytes).await;
+    let took = started.elapsed();
+    drop(put_slot);
+    if let Err(e) = put {
         note_uncertain(inner, id, &segment, role).await;
         return Err(e.into());
     }
-    let took = started.elapsed();
 
     let mut stored = segment;
     let location = location_of(role) as i32;
@@ -148,17 +156,42 @@ async fn upload(inner: &Arc<Inner>, id: RecordingId, seq: u64, role: Role) -> Re
     if role == Role::Secondary {
         mark_for_recombination(inner, id).await?;
     } else {
-        // The primary took it; if the recording also has secondary
-        // segments, it is split now.
-        let segments = inner.catalog(move |c| c.segments(id)).await?;
-        if segments
-            .iter()
-            .any(|s| s.locations.contains(&(Location::Secondary as i32)))
-        {
+        // The primary took it; a recording with secondary segments (marked
+        // `secondary` when they were uploaded) is split now. One point
+        // lookup rather than a scan of every segment on each upload.
+        let reason = inner.catalog(move |c| c.recombine_reason(id)).await?;
+        if reason.as_deref() == Some("secondary") {
             mark_for_recombination(inner, id).await?;
         }
     }
     Ok(())
+}
+
+/// The spooled segment, checked against the catalog's SHA-256 so that local
+/// disk corruption is never shipped. Off the async threads: a segment is
+/// megabytes of file read and hashing.
+async fn read_spooled(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    seq: u64,
+    sha256: Vec<u8>,
+) -> Result<bytes::Bytes> {
+    let inner = inner.clone();
+    tokio::task::spawn_blocking(move || {
+        let bytes = inner.spool.read(id, seq)?.ok_or_else(|| {
+            EngineError::Internal(format!(
+                "segment {seq} of {id} is recorded as local but its spool file is missing"
+            ))
+        })?;
+        if reel_log::sha256(&bytes)[..] != sha256[..] {
+            return Err(EngineError::Internal(format!(
+                "spool file of segment {seq} of {id} does not match its SHA-256: local disk corruption"
+            )));
+        }
+        Ok(bytes)
+    })
+    .await
+    .map_err(|e| EngineError::Internal(format!("spool read task failed: {e}")))?
 }
 
 /// Records that a store may hold a copy after a failed put.
