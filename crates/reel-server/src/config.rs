@@ -351,6 +351,38 @@ allow_http = true
     }
 
     #[test]
+    fn stores_from_the_environment() {
+        // SAFETY: names no other test reads; set before any read here.
+        unsafe {
+            std::env::set_var("REELTEST_S3_TYPE", "s3");
+            std::env::set_var("REELTEST_S3_ENDPOINT", "http://127.0.0.1:9000");
+            std::env::set_var("REELTEST_S3_BUCKET", "recordings");
+            std::env::set_var("REELTEST_S3_ALLOW_HTTP", "true");
+            std::env::set_var("REELTEST_S3_PREFIX", "reel/");
+            std::env::set_var("REELTEST_LOCAL_TYPE", "local");
+            std::env::set_var("REELTEST_BAD_TYPE", "s3");
+            std::env::set_var("REELTEST_FLAG_TYPE", "s3");
+            std::env::set_var("REELTEST_FLAG_BUCKET", "b");
+            std::env::set_var("REELTEST_FLAG_ALLOW_HTTP", "maybe");
+        }
+        let Some(StoreConfig::S3(s3)) = store_from_env("REELTEST_S3").unwrap() else {
+            panic!("an s3 store");
+        };
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (s3.bucket.as_str(), s3.region.as_str()),
+            ("recordings", "us-east-1")
+        );
+        assert!(s3.allow_http && s3.path_style);
+        assert_eq!(s3.prefix.as_deref(), Some("reel/"));
+        assert!(store_from_env("REELTEST_NONE").unwrap().is_none());
+        let err = |p| store_from_env(p).unwrap_err().to_string();
+        assert!(err("REELTEST_LOCAL").contains("REELTEST_LOCAL_PATH"));
+        assert!(err("REELTEST_BAD").contains("REELTEST_BAD_BUCKET"));
+        assert!(err("REELTEST_FLAG").contains("use true or false"));
+    }
+
+    #[test]
     fn unknown_keys_are_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reel.toml");

@@ -348,7 +348,10 @@ impl Store {
     }
 
     /// Writes, reads back and deletes a small object: is the store really
-    /// working? Used by the background probes; reports to the health itself.
+    /// working? The whole round trip has one time-out. Unlike the other
+    /// calls it does not report to the health tracker: the caller (the
+    /// engine's prober) does, through `Health::probe_finished`, so that a
+    /// probe counts as a probe and not as three ordinary calls.
     pub async fn probe(&self, token: &str) -> std::result::Result<(), String> {
         let key = keys::probe(token);
         let body = Bytes::from(format!("reel probe {token}"));
