@@ -31,40 +31,59 @@ fn config(dir: &Path, primary: &Garage, secondary: &Garage, extra: &str) -> std:
     path
 }
 
-/// A recorder streaming until told to stop; returns (id, acknowledged, error).
-async fn stream(
-    endpoint: String,
-    slot: usize,
-    stop: Arc<AtomicBool>,
-    seed: u64,
-) -> (String, u64, Option<String>) {
+/// What a recorder saw.
+struct Streamed {
+    id: String,
+    acked: u64,
+    error: Option<String>,
+    /// The longest wait for an acknowledgement.
+    slowest_ack: Duration,
+}
+
+/// A recorder streaming until told to stop.
+async fn stream(endpoint: String, slot: usize, stop: Arc<AtomicBool>, seed: u64) -> Streamed {
     let mut rng = Rng::new(seed);
+    let mut out = Streamed {
+        id: String::new(),
+        acked: 0,
+        error: None,
+        slowest_ack: Duration::ZERO,
+    };
     let mut rec =
         match Recorder::start(&endpoint, metadata("failover", &format!("host-{slot}"))).await {
             Ok(r) => r,
-            Err(e) => return (String::new(), 0, Some(e.to_string())),
+            Err(e) => {
+                out.error = Some(e.to_string());
+                return out;
+            }
         };
-    let id = rec.id.clone();
+    out.id = rec.id.clone();
     while !stop.load(Ordering::Relaxed) {
         let n = rng.range(1..6);
         let batch: Vec<Event> = (rec.sent..rec.sent + n)
             .map(|i| terminal_event(slot, i))
             .collect();
-        if let Err(e) = rec.append(batch).await {
-            return (id, rec.acked, Some(e.to_string()));
+        let started = Instant::now();
+        let result = rec.append(batch).await;
+        out.slowest_ack = out.slowest_ack.max(started.elapsed());
+        out.acked = rec.acked;
+        if let Err(e) = result {
+            out.error = Some(e.to_string());
+            return out;
         }
         tokio::time::sleep(Duration::from_millis(rng.range(1..15))).await;
     }
-    let acked = rec.acked;
     match rec.close().await {
-        Ok((count, _)) if count == acked => (id, acked, None),
-        Ok((count, _)) => (
-            id,
-            acked,
-            Some(format!("closed with {count} events, {acked} acknowledged")),
-        ),
-        Err(e) => (id, acked, Some(e.to_string())),
+        Ok((count, _)) if count == out.acked => {}
+        Ok((count, _)) => {
+            out.error = Some(format!(
+                "closed with {count} events, {} acknowledged",
+                out.acked
+            ))
+        }
+        Err(e) => out.error = Some(e.to_string()),
     }
+    out
 }
 
 async fn storage(reeld: &Reeld) -> StorageStatus {
@@ -192,12 +211,27 @@ async fn primary_killed_frozen_and_restarted_while_recording() {
     stop.store(true, Ordering::Relaxed);
 
     let mut results = Vec::new();
+    let mut slowest = Duration::ZERO;
     for h in handles {
-        let (slot, (id, acked, error)) = h.await.unwrap();
-        assert!(error.is_none(), "recorder {slot} saw an error: {error:?}");
-        assert!(acked > 0);
-        results.push((slot, id, acked));
+        let (slot, seen) = h.await.unwrap();
+        assert!(
+            seen.error.is_none(),
+            "recorder {slot} saw an error: {:?}",
+            seen.error
+        );
+        assert!(seen.acked > 0);
+        // No stall: a recorder waiting on a dead or hung store would wait
+        // out the store's time-out (1 s here) and the 5 s freeze. Loose
+        // enough for a debug build on 2 busy cores.
+        assert!(
+            seen.slowest_ack < Duration::from_secs(2),
+            "recorder {slot} waited {:?} for an acknowledgement",
+            seen.slowest_ack
+        );
+        slowest = slowest.max(seen.slowest_ack);
+        results.push((slot, seen.id, seen.acked));
     }
+    eprintln!("slowest acknowledgement of any recorder: {slowest:?}");
     wait_for("the backlog drains", Duration::from_secs(30), async || {
         drained(&reeld).await
     })
