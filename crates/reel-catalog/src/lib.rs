@@ -8,7 +8,8 @@
 //! | `recordings`   | recording id (16 bytes)      | `RecordingRow` |
 //! | `segments`     | recording id + seq (u64 BE)  | `SegmentRow`   |
 //! | `upload_queue` | recording id + seq (u64 BE)  | empty          |
-//! | `recombine`    | recording id (16 bytes)      | why (`split`, `secondary`) |
+//! | `recombine`    | recording id (16 bytes)      | why (`split`, `secondary`, `segmented`) |
+//! | `deletions`    | store (1 byte, a `Location`) + object key | why    |
 //!
 //! Every change that touches several keys goes through one [`Batch`] and is
 //! written with a synced write: when [`Catalog::commit`] returns, the change
@@ -18,7 +19,7 @@ use std::path::Path;
 use std::sync::RwLock;
 
 use prost::Message;
-use reel_proto::v1::{RecordingRow, RecordingState, SegmentRow};
+use reel_proto::v1::{Location, RecordingRow, RecordingState, SegmentRow};
 use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
 };
@@ -30,7 +31,14 @@ const CF_RECORDINGS: &str = "recordings";
 const CF_SEGMENTS: &str = "segments";
 const CF_UPLOAD_QUEUE: &str = "upload_queue";
 const CF_RECOMBINE: &str = "recombine";
-const FAMILIES: [&str; 4] = [CF_RECORDINGS, CF_SEGMENTS, CF_UPLOAD_QUEUE, CF_RECOMBINE];
+const CF_DELETIONS: &str = "deletions";
+const FAMILIES: [&str; 5] = [
+    CF_RECORDINGS,
+    CF_SEGMENTS,
+    CF_UPLOAD_QUEUE,
+    CF_RECOMBINE,
+    CF_DELETIONS,
+];
 
 #[derive(Debug, Error)]
 pub enum CatalogError {
@@ -132,6 +140,27 @@ impl Batch {
         self.pending.push(Change {
             family: CF_RECOMBINE,
             key: id.to_bytes().to_vec(),
+            value: None,
+        });
+        self
+    }
+
+    /// Queues the deletion of object `key` from the store at `store`
+    /// (`Location::Primary` or `Location::Secondary`). The queue outlives a
+    /// crash: whatever is in it gets deleted, at least once.
+    pub fn enqueue_deletion(&mut self, store: Location, key: &str, why: &str) -> &mut Self {
+        self.pending.push(Change {
+            family: CF_DELETIONS,
+            key: deletion_key(store, key),
+            value: Some(why.as_bytes().to_vec()),
+        });
+        self
+    }
+
+    pub fn dequeue_deletion(&mut self, store: Location, key: &str) -> &mut Self {
+        self.pending.push(Change {
+            family: CF_DELETIONS,
+            key: deletion_key(store, key),
             value: None,
         });
         self
@@ -316,6 +345,25 @@ impl Catalog {
         })
     }
 
+    /// Objects waiting to be deleted: (store, key, why).
+    pub fn deletion_queue(&self) -> Result<Vec<(Location, String, String)>> {
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            for item in db.iterator_cf(cf_handle(db, CF_DELETIONS), IteratorMode::Start) {
+                let (k, v) = item?;
+                let corrupt = || CatalogError::Corrupt {
+                    key: hex_key(&k),
+                    what: "deletion key is not a store and an object key".into(),
+                };
+                let (&store, key) = k.split_first().ok_or_else(corrupt)?;
+                let store = Location::try_from(store as i32).map_err(|_| corrupt())?;
+                let key = String::from_utf8(key.to_vec()).map_err(|_| corrupt())?;
+                out.push((store, key, String::from_utf8_lossy(&v).into_owned()));
+            }
+            Ok(out)
+        })
+    }
+
     /// Why a recording waits for recombination, if it does.
     pub fn recombine_reason(&self, id: RecordingId) -> Result<Option<String>> {
         let key = id.to_bytes();
@@ -340,6 +388,13 @@ fn decode<M: Message + Default>(key: &[u8], value: &[u8]) -> Result<M> {
 
 fn hex_key(key: &[u8]) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn deletion_key(store: Location, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(store as i32 as u8);
+    k.extend_from_slice(key.as_bytes());
+    k
 }
 
 fn segment_key(id: RecordingId, seq: u64) -> [u8; 24] {
@@ -419,6 +474,33 @@ mod tests {
             cat.recordings(Some(a), 10).unwrap(),
             vec![recording(b, RecordingState::Closed)]
         );
+    }
+
+    #[test]
+    fn the_deletion_queue_survives_reopen_and_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "recordings/x/segments/0000000001.seg";
+        {
+            let cat = Catalog::open(dir.path()).unwrap();
+            let mut batch = Batch::new();
+            batch
+                .enqueue_deletion(Location::Primary, key, "recombined")
+                .enqueue_deletion(Location::Secondary, key, "recombined");
+            cat.commit(batch).unwrap();
+        }
+        let cat = Catalog::open(dir.path()).unwrap();
+        let queue = cat.deletion_queue().unwrap();
+        assert_eq!(
+            queue,
+            vec![
+                (Location::Primary, key.to_string(), "recombined".to_string()),
+                (Location::Secondary, key.to_string(), "recombined".to_string()),
+            ]
+        );
+        let mut batch = Batch::new();
+        batch.dequeue_deletion(Location::Primary, key);
+        cat.commit(batch).unwrap();
+        assert_eq!(cat.deletion_queue().unwrap().len(), 1);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct EngineConfig {
     pub upload_concurrency: usize,
     /// Seals running at once.
     pub seal_concurrency: usize,
+    /// Recombination of split and segmented recordings.
+    pub compactor: crate::compactor::CompactorConfig,
 }
 
 impl EngineConfig {
@@ -64,6 +66,7 @@ impl EngineConfig {
             health: HealthConfig::default(),
             upload_concurrency: 4,
             seal_concurrency: 2,
+            compactor: Default::default(),
         }
     }
 

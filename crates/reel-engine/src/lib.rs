@@ -17,7 +17,9 @@
 //!   catalog says so, deletes the spool file.
 //! - [`Engine::events`] reads a recording from wherever its bytes are.
 
+mod compactor;
 mod config;
+mod deleter;
 mod error;
 mod housekeeping;
 mod ingest;
@@ -41,6 +43,7 @@ use reel_proto::v1::{Location, RecordingRow, RecordingState, SegmentRow};
 use reel_storage::{HealthSnapshot, Role, RouteEvent, Router, Store};
 use tokio::sync::{Notify, mpsc, watch};
 
+pub use compactor::{CompactorConfig, CompactorStatus, PlanItem};
 pub use config::EngineConfig;
 pub use error::{EngineError, Result};
 pub use ingest::{AckFuture, Closed, RecordingWriter};
@@ -85,6 +88,9 @@ pub(crate) struct Inner {
     pub low_disk_flag: AtomicBool,
     pub shutdown: watch::Sender<bool>,
     pub recovery: RecoveryReport,
+    pub compactor: compactor::Compactor,
+    /// Signalled when deletions were queued.
+    pub deleter_wake: Notify,
 }
 
 impl Inner {
@@ -265,6 +271,8 @@ impl Engine {
             low_disk_flag: AtomicBool::new(false),
             shutdown,
             recovery: recovered.report,
+            compactor: Default::default(),
+            deleter_wake: Notify::new(),
         });
         housekeeping::check_disk(&inner);
         for item in recovered.upload_queue {
@@ -275,6 +283,8 @@ impl Engine {
             tokio::spawn(uploader::run(inner.clone(), upload_rx)),
             tokio::spawn(housekeeping::run(inner.clone())),
             tokio::spawn(prober::run(inner.clone())),
+            tokio::spawn(compactor::run(inner.clone())),
+            tokio::spawn(deleter::run(inner.clone())),
         ];
         Ok(Engine {
             inner,
@@ -402,6 +412,44 @@ impl Engine {
             local_capacity_bytes: inner.config.local_capacity_bytes,
             events: inner.router.history(),
         }
+    }
+
+    /// The recordings waiting for recombination (all, or just `only`), and
+    /// why any of them cannot be done now. Changes nothing.
+    pub async fn compaction_plan(&self, only: Option<RecordingId>) -> Result<Vec<PlanItem>> {
+        if let Some(id) = only {
+            self.recording(id).await?;
+        }
+        compactor::plan(&self.inner, only).await
+    }
+
+    /// Recombines now what is ready (all, or just `only`), one recording at
+    /// a time, and returns how many were recombined. Resolves when they are
+    /// recorded in the catalog; their old copies are then deleted in the
+    /// background (see [`Engine::drain_deletions`]).
+    pub async fn compact(&self, only: Option<RecordingId>) -> Result<u64> {
+        compactor::compact_pending(&self.inner, only).await
+    }
+
+    /// Starts a background recombination round now.
+    pub fn wake_compactor(&self) {
+        self.inner.compactor.wake.notify_one();
+    }
+
+    /// What the compactor is doing and has done.
+    pub fn compactor_status(&self) -> CompactorStatus {
+        self.inner.compactor.status()
+    }
+
+    /// Deletes now what the deletion queue holds (stores that fail are left
+    /// for later); returns how many objects were deleted.
+    pub async fn drain_deletions(&self) -> Result<u64> {
+        deleter::drain(&self.inner).await
+    }
+
+    /// Objects waiting in the deletion queue.
+    pub async fn pending_deletions(&self) -> Result<usize> {
+        Ok(self.inner.catalog(|c| c.deletion_queue()).await?.len())
     }
 
     /// Prometheus text exposition of the engine's metrics.

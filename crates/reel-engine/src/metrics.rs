@@ -48,6 +48,9 @@ pub(crate) struct Metrics {
     backlog_segments: Gauge,
     store_state: Family<StateLabel, Gauge>,
     failovers: Counter,
+    recombined_recordings: Counter,
+    recombined_bytes: Counter,
+    bad_copies: Family<StoreLabel, Counter>,
     acknowledged_events: Counter,
 }
 
@@ -65,6 +68,9 @@ impl Metrics {
             store_state: Family::default(),
             failovers: Counter::default(),
             acknowledged_events: Counter::default(),
+            recombined_recordings: Counter::default(),
+            recombined_bytes: Counter::default(),
+            bad_copies: Family::default(),
         };
         registry.register(
             "uploaded_bytes",
@@ -111,6 +117,21 @@ impl Metrics {
             "Events acknowledged as durable",
             m.acknowledged_events.clone(),
         );
+        registry.register(
+            "recombined_recordings",
+            "Recordings recombined into one object on the primary",
+            m.recombined_recordings.clone(),
+        );
+        registry.register(
+            "recombined_bytes",
+            "Bytes of the combined objects written",
+            m.recombined_bytes.clone(),
+        );
+        registry.register(
+            "bad_segment_copies",
+            "Segment copies found not matching their SHA-256 (never used), per store",
+            m.bad_copies.clone(),
+        );
         *m.registry.lock().expect("registry lock") = registry;
         m
     }
@@ -123,6 +144,15 @@ impl Metrics {
         self.upload_seconds
             .get_or_create(&store(role))
             .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn recombined(&self, bytes: u64) {
+        self.recombined_recordings.inc();
+        self.recombined_bytes.inc_by(bytes);
+    }
+
+    pub(crate) fn bad_copy(&self, role: Role) {
+        self.bad_copies.get_or_create(&store(role)).inc();
     }
 
     pub(crate) fn upload_failed(&self, role: Role, kind: &str) {

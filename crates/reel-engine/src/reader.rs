@@ -166,7 +166,7 @@ async fn read_segment(inner: &Arc<Inner>, id: RecordingId, seg: &SegmentRow) -> 
         if round == 0 {
             let seq = row.sequence;
             match inner.catalog(move |c| c.segment(id, seq)).await? {
-                Some(fresh) if fresh.locations != row.locations => row = fresh,
+                Some(fresh) if fresh != row => row = fresh,
                 _ => break,
             }
         }
@@ -191,6 +191,11 @@ async fn fetch(
         Ok(Location::Secondary) => Role::Secondary,
         _ => return Ok(None),
     };
+    if let (Role::Primary, Some(offset)) = (role, seg.combined_offset) {
+        // Recombined: a range of the recording's one object.
+        let key = keys::recording_object(id);
+        return Ok(Some(inner.store(role).get_range(&key, offset..offset + seg.size).await?));
+    }
     let key = keys::segment(id, seg.sequence);
     Ok(Some(inner.store(role).get(&key, Some(seg.size)).await?))
 }

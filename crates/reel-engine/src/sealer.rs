@@ -198,6 +198,7 @@ async fn seal_one(
             uploaded_at_us: 0,
             r#final: header.r#final,
             uncertain: Vec::new(),
+            combined_offset: None,
         };
         row.event_count += header.event_count;
         row.data_bytes += data_bytes;
@@ -217,6 +218,11 @@ async fn seal_one(
             .put_segment(id, &segment)
             .enqueue_upload(id, seq)
             .put_recording(&row);
+        // A closed recording of several segments is the compactor's work,
+        // unless a failover already marked it (`split`, `secondary`).
+        if finish.is_some() && inner.catalog.recombine_reason(id)?.is_none() {
+            batch.mark_recombine(id, "segmented");
+        }
         inner.catalog.commit(batch)?;
         Ok((encoded, row))
     })

@@ -2,110 +2,16 @@
 //! store around real local-directory stores: errors, hangs, writes that land
 //! but report failure, and a store that fails only for writes.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reel_engine::{Engine, EngineConfig, EngineError, RecordingWriter};
-use reel_proto::RecordingId;
-use reel_proto::v1::{Event, EventKind, Location, RecordingMetadata};
-use reel_storage::faults::{Fault, FaultHandle, FaultyStore, Ops};
-use reel_storage::{DurableLocalStore, HealthConfig, Role, Router, Store, StoreState, keys};
+use reel_engine::EngineError;
+use reel_proto::v1::{Event, Location, RecordingMetadata};
+use reel_storage::faults::{Fault, Ops};
+use reel_storage::{Role, StoreState, keys};
 
-fn event(i: u64) -> Event {
-    Event {
-        time_us: i * 1000,
-        kind: EventKind::Output as i32,
-        data: format!("event {i:08} {}\r\n", "#".repeat((i % 50) as usize)).into_bytes(),
-    }
-}
+mod common;
 
-struct Rig {
-    engine: Engine,
-    primary: FaultHandle,
-    secondary: FaultHandle,
-    primary_store: Arc<DurableLocalStore>,
-    _dir: tempfile::TempDir,
-}
-
-fn health() -> HealthConfig {
-    HealthConfig {
-        op_timeout: Duration::from_millis(300),
-        op_timeout_per_mib: Duration::from_millis(100),
-        failure_threshold: 3,
-        suspect_window: Duration::from_millis(500),
-        probe_interval: Duration::from_millis(100),
-        healthy_probe_interval: Duration::from_millis(500),
-        recovery_successes: 2,
-    }
-}
-
-async fn rig(tune: impl FnOnce(&mut EngineConfig)) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(dir.path().join("data"));
-    config.segment_target_bytes = 2048;
-    config.segment_max_age = Duration::from_millis(200);
-    config.min_free_disk_bytes = 0;
-    config.health = health();
-    tune(&mut config);
-    let router = Arc::new(Router::new(config.health.clone()));
-    let primary_store = Arc::new(DurableLocalStore::new(dir.path().join("primary")).unwrap());
-    let (p, primary) = FaultyStore::wrap(primary_store.clone());
-    let (s, secondary) = FaultyStore::wrap(Arc::new(
-        DurableLocalStore::new(dir.path().join("secondary")).unwrap(),
-    ));
-    let engine = Engine::open_with_stores(
-        config,
-        Store::new(Role::Primary, p, "faulty primary", router.primary.clone()),
-        Store::new(
-            Role::Secondary,
-            s,
-            "faulty secondary",
-            router.secondary.clone(),
-        ),
-        router,
-    )
-    .await
-    .unwrap();
-    Rig {
-        engine,
-        primary,
-        secondary,
-        primary_store,
-        _dir: dir,
-    }
-}
-
-async fn write(w: &mut RecordingWriter, range: std::ops::Range<u64>) {
-    for i in range {
-        w.append(None, vec![event(i)]).unwrap().await.unwrap();
-    }
-}
-
-async fn wait_until<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, limit: Duration, f: F) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out after {limit:?} waiting until {what}");
-}
-
-/// Every segment is uploaded (to any store).
-async fn all_uploaded(engine: &Engine, id: RecordingId) -> bool {
-    let info = engine.recording(id).await.unwrap();
-    info.unsealed_events == 0
-        && !info.segments.is_empty()
-        && info
-            .segments
-            .iter()
-            .all(|s| !s.locations.contains(&(Location::Local as i32)))
-}
-
-fn locations(info: &reel_engine::RecordingInfo) -> Vec<Vec<i32>> {
-    info.segments.iter().map(|s| s.locations.clone()).collect()
-}
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_primary_fails_over_then_back_without_loss() {

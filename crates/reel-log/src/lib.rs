@@ -5,7 +5,10 @@
 //! - [`journal`]: the journal (group commit, rotation, recovery, reads).
 //! - [`record`]: the length + CRC32C framing of journal records.
 //! - [`segment`]: the self-describing segment objects.
+//! - [`combined`]: a recording's segments recombined into one object with
+//!   an index.
 
+pub mod combined;
 pub mod error;
 pub mod journal;
 pub mod record;

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! recordings/<recording id>/segments/<sequence, 10 digits>.seg
+//! recordings/<recording id>/recording.reel   (the recombined recording)
 //! _reel/probes/<token>            (health probes, deleted at once)
 //! ```
 
@@ -21,6 +22,12 @@ pub fn segment(recording: impl Display, sequence: u64) -> Path {
     Path::from(format!(
         "recordings/{recording}/segments/{sequence:010}.seg"
     ))
+}
+
+/// The key of `recording`'s combined object (its segments recombined, with
+/// an index; see reel-log's `combined` module).
+pub fn recording_object(recording: impl Display) -> Path {
+    Path::from(format!("recordings/{recording}/recording.reel"))
 }
 
 /// A probe object (health checks write, read and delete it).

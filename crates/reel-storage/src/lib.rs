@@ -8,6 +8,7 @@ mod durable_local;
 pub mod faults;
 pub mod health;
 pub mod keys;
+mod writer;
 
 use std::fmt;
 use std::ops::Range;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use durable_local::DurableLocalStore;
+pub use writer::{ObjectWriter, PART_BYTES, PARTS_IN_FLIGHT};
 pub use health::{
     Health, HealthConfig, HealthSnapshot, RouteEvent, Router, StoreState, Transition,
 };

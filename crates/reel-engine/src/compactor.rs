@@ -1,0 +1,491 @@
+//! Recombination: a closed recording whose segments are spread over the
+//! stores (split by a failover, only on the secondary, or merely several
+//! segment objects) becomes one object on the primary, with an index (see
+//! reel-log's `combined` module).
+//!
+//! The protocol, for one recording:
+//!
+//! 1. Read each segment from a copy whose SHA-256 matches the catalog (the
+//!    primary's, the secondary's, then copies left by ambiguous puts); a
+//!    copy that does not match is reported and never used.
+//! 2. Stream them, byte for byte, then the index, into
+//!    `recordings/<id>/recording.reel` on the primary (a multipart upload:
+//!    memory stays bounded).
+//! 3. Verify: the stored size, and the stored tail (index and footer) read
+//!    back; with `verify_read_back`, every byte read back and hashed.
+//! 4. Commit in one catalog batch: each segment now at its offset in the
+//!    combined object, the recording's object size and digest, the end of
+//!    its recombination mark, and the deletion of every old copy queued in
+//!    the persistent deletion queue.
+//! 5. The deleter (see `deleter`) deletes the old copies.
+//!
+//! A crash before 4 leaves the mark, so the work is redone (the combined
+//! key is overwritten; nothing points at it yet). A crash after 4 leaves
+//! the deletions queued. The catalog never points at bytes that are not
+//! there: old copies go only after the catalog points at the new object.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reel_catalog::{Batch, RecordingId};
+use reel_log::combined::CombinedBuilder;
+use reel_proto::v1::{IndexEntry, Location, RecordingRow, RecordingState, SegmentRow};
+use reel_storage::{PART_BYTES, Role, StorageError, keys};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::error::{EngineError, Result};
+use crate::{Inner, uploader::location_of};
+
+/// Pause of the background compactor after a failed recombination.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// How the compactor works; see the README's `[compactor]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactorConfig {
+    /// Recombine in the background (else only when asked).
+    pub enabled: bool,
+    /// How often the background compactor looks for work.
+    pub interval: Duration,
+    /// Pace: at most this many bytes a second are copied (0: no limit).
+    pub max_bytes_per_second: u64,
+    /// Read every byte of a new object back and hash it before trusting it
+    /// (else its size and index are checked, and the content hashed while
+    /// streaming).
+    pub verify_read_back: bool,
+}
+
+impl Default for CompactorConfig {
+    fn default() -> Self {
+        CompactorConfig {
+            enabled: true,
+            interval: Duration::from_secs(5),
+            max_bytes_per_second: 0,
+            verify_read_back: false,
+        }
+    }
+}
+
+/// One recording the compactor has to do.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanItem {
+    pub id: String,
+    /// Why: `split`, `secondary` or `segmented`.
+    pub reason: String,
+    pub segments: u64,
+    pub bytes: u64,
+    /// Why it cannot be done now, if it cannot (still open, segments still
+    /// local, primary unavailable).
+    pub waiting: Option<String>,
+}
+
+/// What the compactor is doing and has done since the server started.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompactorStatus {
+    /// The recording being recombined: (id, bytes copied, bytes in all).
+    pub current: Option<(String, u64, u64)>,
+    /// Recordings marked and not yet done (including the current one).
+    pub pending: u64,
+    pub pending_bytes: u64,
+    pub recombined: u64,
+    pub recombined_bytes: u64,
+    pub failures: u64,
+    /// Segment copies whose hash did not match (reported, not used).
+    pub bad_copies: Vec<String>,
+    pub last_error: Option<String>,
+}
+
+/// The compactor's shared state: one recombination at a time.
+#[derive(Default)]
+pub(crate) struct Compactor {
+    running: tokio::sync::Mutex<()>,
+    status: Mutex<CompactorStatus>,
+    pub(crate) wake: tokio::sync::Notify,
+}
+
+impl Compactor {
+    pub(crate) fn status(&self) -> CompactorStatus {
+        self.status.lock().expect("compactor status").clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut CompactorStatus)) {
+        f(&mut self.status.lock().expect("compactor status"));
+    }
+}
+
+/// The background compactor.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        let pause = if inner.config.compactor.enabled {
+            match compact_pending(&inner, None).await {
+                Ok(_) => inner.config.compactor.interval,
+                Err(e) => {
+                    warn!(error = %e, "recombination failed; retrying later");
+                    RETRY_AFTER.min(inner.config.compactor.interval * 4)
+                }
+            }
+        } else {
+            Duration::from_secs(3600)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = inner.compactor.wake.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// What there is to do (all marked recordings, or just `only`).
+pub(crate) async fn plan(inner: &Arc<Inner>, only: Option<RecordingId>) -> Result<Vec<PlanItem>> {
+    let primary_usable = inner.router.primary.state().is_usable();
+    let items = inner
+        .catalog(move |c| {
+            let queue = c.recombine_queue()?;
+            let mut items = Vec::new();
+            for (id, reason) in queue {
+                if only.is_some_and(|o| o != id) {
+                    continue;
+                }
+                let (Some(row), segments) = (c.recording(id)?, c.segments(id)?) else {
+                    continue;
+                };
+                items.push((id, reason, row, segments));
+            }
+            Ok(items)
+        })
+        .await?;
+    Ok(items
+        .into_iter()
+        .map(|(id, reason, row, segments)| PlanItem {
+            id: id.to_string(),
+            reason,
+            segments: segments.len() as u64,
+            bytes: segments.iter().map(|s| s.size).sum(),
+            waiting: not_ready(&row, &segments)
+                .or_else(|| (!primary_usable).then(|| "the primary is not available".to_string())),
+        })
+        .collect())
+}
+
+/// Why a recording cannot be recombined yet, if it cannot.
+fn not_ready(row: &RecordingRow, segments: &[SegmentRow]) -> Option<String> {
+    if row.state != RecordingState::Closed as i32 {
+        return Some("still open".into());
+    }
+    if segments.iter().any(|s| s.locations.contains(&(Location::Local as i32))) {
+        return Some("segments still in the local log, waiting for upload".into());
+    }
+    None
+}
+
+/// Recombines every marked recording that is ready (or only `only`), one at
+/// a time. Returns how many were recombined. Stops at the first failure of
+/// the primary (the rest waits for the next round); a recording that fails
+/// for its own reasons is reported and skipped.
+pub(crate) async fn compact_pending(inner: &Arc<Inner>, only: Option<RecordingId>) -> Result<u64> {
+    let _one_at_a_time = inner.compactor.running.lock().await;
+    let plan = plan(inner, only).await?;
+    inner.compactor.update(|s| {
+        s.pending = plan.len() as u64;
+        s.pending_bytes = plan.iter().map(|p| p.bytes).sum();
+    });
+    let mut done = 0;
+    let mut queue: VecDeque<PlanItem> = plan.into_iter().filter(|p| p.waiting.is_none()).collect();
+    while let Some(item) = queue.pop_front() {
+        if *inner.shutdown.borrow() {
+            break;
+        }
+        let id: RecordingId = item.id.parse()?;
+        match compact_one(inner, id).await {
+            Ok(bytes) => {
+                done += 1;
+                inner.compactor.update(|s| {
+                    s.recombined += 1;
+                    s.recombined_bytes += bytes;
+                    s.pending = s.pending.saturating_sub(1);
+                    s.pending_bytes = s.pending_bytes.saturating_sub(item.bytes);
+                });
+            }
+            Err(e) => {
+                inner.compactor.update(|s| {
+                    s.failures += 1;
+                    s.last_error = Some(format!("{id}: {e}"));
+                });
+                if matches!(e, EngineError::Storage(_)) {
+                    inner.compactor.update(|s| s.current = None);
+                    return Err(e);
+                }
+                warn!(recording = %id, error = %e, "recording not recombined");
+            }
+        }
+    }
+    inner.compactor.update(|s| s.current = None);
+    Ok(done)
+}
+
+/// Recombines one recording; returns the size of its new object.
+async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
+    let (row, segments) = inner
+        .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?)))
+        .await?;
+    let row = row.ok_or(EngineError::NotFound(id))?;
+    if let Some(why) = not_ready(&row, &segments) {
+        return Err(EngineError::FailedPrecondition(format!("recording {id}: {why}")));
+    }
+    if already_one_object(&segments) {
+        inner
+            .catalog(move |c| {
+                let mut batch = Batch::new();
+                batch.unmark_recombine(id);
+                c.commit(batch)
+            })
+            .await?;
+        return Ok(segments.first().map_or(0, |s| s.size));
+    }
+    let primary = inner.store(Role::Primary);
+    if !primary.health().state().is_usable() {
+        return Err(EngineError::FailedPrecondition("the primary is not available".into()));
+    }
+    let started = Instant::now();
+    let total: u64 = segments.iter().map(|s| s.size).sum();
+    inner
+        .compactor
+        .update(|s| s.current = Some((id.to_string(), 0, total)));
+    info!(recording = %id, segments = segments.len(), bytes = total, "recombining");
+
+    let key = keys::recording_object(id);
+    let mut builder = CombinedBuilder::new(id.to_bytes().to_vec());
+    let mut whole = Sha256::new();
+    // Small recordings go in one put; large ones stream as a multipart upload.
+    let mut writer = if total > PART_BYTES as u64 {
+        Some(primary.writer(&key).await?)
+    } else {
+        None
+    };
+    let mut small = Vec::new();
+    let mut copied = 0u64;
+    for seg in &segments {
+        let bytes = match read_good_copy(inner, id, seg).await {
+            Ok(b) => b,
+            Err(e) => {
+                if let Some(w) = writer {
+                    w.abort().await;
+                }
+                return Err(e);
+            }
+        };
+        builder.add_segment(index_entry(seg), &bytes);
+        whole.update(&bytes);
+        match writer.as_mut() {
+            Some(w) => {
+                if let Err(e) = w.write(&bytes).await {
+                    writer.take().expect("writer").abort().await;
+                    return Err(e.into());
+                }
+            }
+            None => small.extend_from_slice(&bytes),
+        }
+        copied += bytes.len() as u64;
+        inner
+            .compactor
+            .update(|s| s.current = Some((id.to_string(), copied, total)));
+        pace(inner, copied, started).await;
+    }
+    let content_len = builder.content_len();
+    let (tail, index) = builder.finish();
+    whole.update(&tail);
+    let size = content_len + tail.len() as u64;
+    match writer {
+        Some(mut w) => {
+            if let Err(e) = w.write(&tail).await {
+                w.abort().await;
+                return Err(e.into());
+            }
+            w.finish().await?;
+        }
+        None => {
+            small.extend_from_slice(&tail);
+            primary.put(&key, small.into()).await?;
+        }
+    }
+    verify(inner, id, size, &tail, &index.content_sha256, content_len).await?;
+
+    let digest: [u8; 32] = whole.finalize().into();
+    let mut new_row = row.clone();
+    new_row.combined_size = size;
+    new_row.combined_sha256 = digest.to_vec();
+    let mut batch = Batch::new();
+    for (seg, entry) in segments.iter().zip(&index.segments) {
+        for store in [Location::Primary, Location::Secondary] {
+            if seg.locations.contains(&(store as i32)) || seg.uncertain.contains(&(store as i32)) {
+                batch.enqueue_deletion(store, keys::segment(id, seg.sequence).as_ref(), "recombined");
+            }
+        }
+        let mut moved = seg.clone();
+        moved.locations = vec![Location::Primary as i32];
+        moved.uncertain.clear();
+        moved.combined_offset = Some(entry.offset);
+        batch.put_segment(id, &moved);
+    }
+    batch.put_recording(&new_row).unmark_recombine(id);
+    inner.catalog(move |c| c.commit(batch)).await?;
+    inner.deleter_wake.notify_one();
+    inner.metrics.recombined(size);
+    info!(
+        recording = %id,
+        bytes = size,
+        segments = segments.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "recording recombined into one object on the primary"
+    );
+    Ok(size)
+}
+
+/// One segment object on the primary and nothing anywhere else: already
+/// one contiguous object.
+fn already_one_object(segments: &[SegmentRow]) -> bool {
+    match segments {
+        [only] => only.locations == [Location::Primary as i32] && only.uncertain.is_empty(),
+        _ => false,
+    }
+}
+
+fn index_entry(seg: &SegmentRow) -> IndexEntry {
+    IndexEntry {
+        sequence: seg.sequence,
+        sha256: seg.sha256.clone(),
+        first_event_index: seg.first_event_index,
+        event_count: seg.event_count,
+        start_time_us: seg.start_time_us,
+        end_time_us: seg.end_time_us,
+        ..Default::default()
+    }
+}
+
+/// A copy of `seg` whose SHA-256 is the catalog's: from the stores the
+/// catalog names, then from those that may hold a copy. Bad copies are
+/// reported and skipped.
+async fn read_good_copy(inner: &Arc<Inner>, id: RecordingId, seg: &SegmentRow) -> Result<bytes::Bytes> {
+    let mut sources: Vec<(Role, bool)> = Vec::new();
+    for (loc, role) in [(Location::Primary, Role::Primary), (Location::Secondary, Role::Secondary)] {
+        if seg.locations.contains(&(loc as i32)) {
+            sources.push((role, seg.combined_offset.is_some() && role == Role::Primary));
+        }
+    }
+    for (loc, role) in [(Location::Primary, Role::Primary), (Location::Secondary, Role::Secondary)] {
+        if seg.uncertain.contains(&(loc as i32)) && !sources.iter().any(|(r, _)| *r == role) {
+            sources.push((role, false));
+        }
+    }
+    let mut last_error = None;
+    for (role, in_combined) in sources {
+        let store = inner.store(role);
+        let fetched = if in_combined {
+            let offset = seg.combined_offset.unwrap_or(0);
+            store
+                .get_range(&keys::recording_object(id), offset..offset + seg.size)
+                .await
+        } else {
+            store.get(&keys::segment(id, seg.sequence), Some(seg.size)).await
+        };
+        let bytes = match fetched {
+            Ok(b) => b,
+            Err(e @ StorageError::NotFound { .. }) if !seg.locations.contains(&(location_of(role) as i32)) => {
+                // An uncertain copy that is not there: nothing to use.
+                last_error.get_or_insert(EngineError::Storage(e));
+                continue;
+            }
+            Err(e) => {
+                last_error = Some(e.into());
+                continue;
+            }
+        };
+        if reel_log::sha256(&bytes)[..] == seg.sha256[..] {
+            return Ok(bytes);
+        }
+        let report = format!(
+            "{role} copy of segment {} of {id} does not match its SHA-256 ({} bytes, {} expected)",
+            seg.sequence,
+            bytes.len(),
+            seg.size
+        );
+        warn!(recording = %id, sequence = seg.sequence, store = %role, "bad segment copy: {report}; not used");
+        inner.metrics.bad_copy(role);
+        inner.compactor.update(|s| {
+            s.bad_copies.push(report.clone());
+            if s.bad_copies.len() > 100 {
+                s.bad_copies.remove(0);
+            }
+        });
+        last_error = Some(EngineError::Segment {
+            recording: id,
+            sequence: seg.sequence,
+            source: reel_log::SegmentError::ContentHash,
+        });
+    }
+    Err(last_error.unwrap_or_else(|| {
+        EngineError::Internal(format!("segment {} of {id} has no copy on any store", seg.sequence))
+    }))
+}
+
+/// Checks the new object as stored: its size, its tail (the index and
+/// footer) read back, and with `verify_read_back` every byte.
+async fn verify(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    size: u64,
+    tail: &[u8],
+    content_sha256: &[u8],
+    content_len: u64,
+) -> Result<()> {
+    let primary = inner.store(Role::Primary);
+    let key = keys::recording_object(id);
+    let bad = |what: String| {
+        EngineError::Storage(StorageError::Backend {
+            role: Role::Primary,
+            op: "verify",
+            key: key.to_string(),
+            source: object_store::Error::Generic {
+                store: "reel",
+                source: what.into(),
+            },
+        })
+    };
+    let stored = primary.head(&key).await?;
+    if stored != size {
+        return Err(bad(format!("stored {stored} bytes, wrote {size}")));
+    }
+    let back = primary.get_range(&key, size - tail.len() as u64..size).await?;
+    if back != tail {
+        return Err(bad("the stored index differs from the one written".into()));
+    }
+    if inner.config.compactor.verify_read_back {
+        let mut digest = Sha256::new();
+        let mut at = 0;
+        while at < content_len {
+            let end = (at + PART_BYTES as u64).min(content_len);
+            digest.update(primary.get_range(&key, at..end).await?);
+            at = end;
+        }
+        let got: [u8; 32] = digest.finalize().into();
+        if got[..] != content_sha256[..] {
+            return Err(bad("the stored content does not match its SHA-256".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps as long as the configured pace asks.
+async fn pace(inner: &Arc<Inner>, copied: u64, started: Instant) {
+    let limit = inner.config.compactor.max_bytes_per_second;
+    if limit == 0 {
+        return;
+    }
+    let due = Duration::from_secs_f64(copied as f64 / limit as f64);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
+}

@@ -1,0 +1,113 @@
+//! The rig of the engine's store tests: an engine on two real local
+//! directory stores, each behind the fault-injecting wrapper.
+
+#![allow(dead_code)] // each test file uses its part
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reel_engine::{Engine, EngineConfig, RecordingWriter};
+use reel_proto::RecordingId;
+use reel_proto::v1::{Event, EventKind, Location};
+use reel_storage::faults::{FaultHandle, FaultyStore};
+use reel_storage::{DurableLocalStore, HealthConfig, Role, Router, Store};
+
+pub fn event(i: u64) -> Event {
+    Event {
+        time_us: i * 1000,
+        kind: EventKind::Output as i32,
+        data: format!("event {i:08} {}\r\n", "#".repeat((i % 50) as usize)).into_bytes(),
+    }
+}
+
+pub struct Rig {
+    pub engine: Engine,
+    pub primary: FaultHandle,
+    pub secondary: FaultHandle,
+    pub primary_store: Arc<DurableLocalStore>,
+    pub secondary_store: Arc<DurableLocalStore>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn health() -> HealthConfig {
+    HealthConfig {
+        op_timeout: Duration::from_millis(300),
+        op_timeout_per_mib: Duration::from_millis(100),
+        failure_threshold: 3,
+        suspect_window: Duration::from_millis(500),
+        probe_interval: Duration::from_millis(100),
+        healthy_probe_interval: Duration::from_millis(500),
+        recovery_successes: 2,
+    }
+}
+
+pub async fn rig(tune: impl FnOnce(&mut EngineConfig)) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::new(dir.path().join("data"));
+    config.segment_target_bytes = 2048;
+    config.segment_max_age = Duration::from_millis(200);
+    config.min_free_disk_bytes = 0;
+    config.health = health();
+    // Tests that want it run the compactor themselves.
+    config.compactor.enabled = false;
+    tune(&mut config);
+    let router = Arc::new(Router::new(config.health.clone()));
+    let primary_store = Arc::new(DurableLocalStore::new(dir.path().join("primary")).unwrap());
+    let (p, primary) = FaultyStore::wrap(primary_store.clone());
+    let secondary_store = Arc::new(DurableLocalStore::new(dir.path().join("secondary")).unwrap());
+    let (s, secondary) = FaultyStore::wrap(secondary_store.clone());
+    let engine = Engine::open_with_stores(
+        config,
+        Store::new(Role::Primary, p, "faulty primary", router.primary.clone()),
+        Store::new(
+            Role::Secondary,
+            s,
+            "faulty secondary",
+            router.secondary.clone(),
+        ),
+        router,
+    )
+    .await
+    .unwrap();
+    Rig {
+        engine,
+        primary,
+        secondary,
+        primary_store,
+        secondary_store,
+        dir,
+    }
+}
+
+pub async fn write(w: &mut RecordingWriter, range: std::ops::Range<u64>) {
+    for i in range {
+        w.append(None, vec![event(i)]).unwrap().await.unwrap();
+    }
+}
+
+pub async fn wait_until<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, limit: Duration, f: F) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {limit:?} waiting until {what}");
+}
+
+/// Every segment is uploaded (to any store).
+pub async fn all_uploaded(engine: &Engine, id: RecordingId) -> bool {
+    let info = engine.recording(id).await.unwrap();
+    info.unsealed_events == 0
+        && !info.segments.is_empty()
+        && info
+            .segments
+            .iter()
+            .all(|s| !s.locations.contains(&(Location::Local as i32)))
+}
+
+pub fn locations(info: &reel_engine::RecordingInfo) -> Vec<Vec<i32>> {
+    info.segments.iter().map(|s| s.locations.clone()).collect()
+}
+

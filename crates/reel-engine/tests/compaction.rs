@@ -1,0 +1,260 @@
+//! Recombination on real local-directory stores behind the fault-injecting
+//! wrapper: a split recording becomes one object on the primary; each step
+//! (read, write, verify, delete) failing once gives the same result; a
+//! corrupted copy is reported and the good one used.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use reel_engine::Engine;
+use reel_proto::RecordingId;
+use reel_proto::v1::{Event, Location, RecordingMetadata};
+use reel_storage::faults::{Fault, Ops};
+use reel_storage::{DurableLocalStore, Role, keys};
+
+/// Every object key in a store, but health probes.
+async fn objects(store: &DurableLocalStore) -> Vec<String> {
+    let mut keys: Vec<String> = store
+        .list(None)
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    keys.retain(|k| !k.starts_with("_reel/"));
+    keys.sort();
+    keys
+}
+
+/// A closed recording of `n` events, the first third uploaded to the
+/// primary, the rest to the secondary while the primary fails.
+async fn split_recording(rig: &Rig, n: u64) -> (RecordingId, Vec<Event>) {
+    let engine = &rig.engine;
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    write(&mut w, 0..n / 3).await;
+    wait_until("on the primary", Duration::from_secs(5), || all_uploaded(engine, id)).await;
+    rig.primary.fail_always(Ops::ALL, Fault::Error);
+    write(&mut w, n / 3..n).await;
+    w.close(0).await.unwrap();
+    wait_until("all stored", Duration::from_secs(10), || all_uploaded(engine, id)).await;
+    assert_eq!(engine.recording(id).await.unwrap().placement(), "split");
+    rig.primary.clear();
+    wait_until("failback", Duration::from_secs(5), || async {
+        engine.storage_status().writing_to == Some(Role::Primary)
+    })
+    .await;
+    (id, (0..n).map(event).collect())
+}
+
+/// The recording is one object on the primary, nothing of it is left
+/// anywhere else, and it reads back as written.
+async fn assert_recombined(rig: &Rig, id: RecordingId, events: &[Event]) {
+    let engine = &rig.engine;
+    while engine.drain_deletions().await.unwrap() > 0 {}
+    assert_eq!(engine.pending_deletions().await.unwrap(), 0);
+    assert_eq!(
+        objects(&rig.primary_store).await,
+        vec![keys::recording_object(id).to_string()],
+        "the primary holds exactly the combined object"
+    );
+    assert!(objects(&rig.secondary_store).await.is_empty(), "the secondary holds nothing");
+    let info = engine.recording(id).await.unwrap();
+    assert_eq!(info.recombine, None);
+    assert_eq!(info.placement(), "primary");
+    assert!(info.row.combined_size > 0);
+    assert!(info.segments.iter().all(|s| s.locations == [Location::Primary as i32]
+        && s.uncertain.is_empty()
+        && s.combined_offset.is_some()));
+    assert_eq!(engine.events(id).await.unwrap().collect_all().await.unwrap(), events);
+    // The object is self-describing: its index names every segment.
+    let bytes = object_store::ObjectStoreExt::get(rig.primary_store.as_ref(), &keys::recording_object(id))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.len() as u64, info.row.combined_size);
+    assert_eq!(reel_log::sha256(&bytes).to_vec(), info.row.combined_sha256);
+    let index = reel_log::combined::decode_index(&bytes).unwrap();
+    assert_eq!(index.segments.len(), info.segments.len());
+    for (entry, seg) in index.segments.iter().zip(&info.segments) {
+        let part = &bytes[entry.offset as usize..(entry.offset + entry.size) as usize];
+        assert_eq!(reel_log::sha256(part).to_vec(), seg.sha256);
+    }
+}
+
+async fn compact_until_done(engine: &Engine, id: RecordingId) {
+    for _ in 0..10 {
+        if engine.compact(Some(id)).await.is_ok() && engine.recording(id).await.unwrap().recombine.is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("recording {id} never recombined: {:?}", engine.compactor_status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_recording_becomes_one_object_on_the_primary() {
+    let rig = rig(|_| {}).await;
+    let (id, events) = split_recording(&rig, 300).await;
+    let plan = rig.engine.compaction_plan(None).await.unwrap();
+    assert_eq!(plan.len(), 1);
+    assert_eq!((plan[0].reason.as_str(), plan[0].waiting.as_deref()), ("split", None));
+    assert_eq!(rig.engine.compact(None).await.unwrap(), 1);
+    assert_recombined(&rig, id, &events).await;
+    assert!(rig.engine.compaction_plan(None).await.unwrap().is_empty());
+    rig.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_recording_streams_as_a_multipart_upload() {
+    let rig = rig(|c| c.segment_target_bytes = 1 << 20).await;
+    let engine = &rig.engine;
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    // About 12 MiB of events: more than one part.
+    let big = |i: u64| Event {
+        data: format!("{i:08}").repeat(8 << 10).into_bytes(),
+        ..event(i)
+    };
+    for i in 0..200 {
+        w.append(None, vec![big(i)]).unwrap().await.unwrap();
+    }
+    w.close(0).await.unwrap();
+    wait_until("all stored", Duration::from_secs(20), || all_uploaded(engine, id)).await;
+    assert_eq!(engine.compact(Some(id)).await.unwrap(), 1);
+    let events: Vec<Event> = (0..200).map(big).collect();
+    assert_recombined(&rig, id, &events).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_failing_once_gives_the_same_result() {
+    // (store, operations, what the step is)
+    let steps: [(&str, Ops, &str); 5] = [
+        ("secondary", Ops::GET, "read a segment"),
+        ("primary", Ops::PUT, "write the object"),
+        ("primary", Ops::HEAD, "verify its size"),
+        ("primary", Ops::GET, "verify its index"),
+        ("secondary", Ops::DELETE, "delete an old copy"),
+    ];
+    for (store, ops, step) in steps {
+        let rig = rig(|_| {}).await;
+        let (id, events) = split_recording(&rig, 150).await;
+        let faults = if store == "primary" { &rig.primary } else { &rig.secondary };
+        faults.fail_next(ops, 1, Fault::Error);
+        compact_until_done(&rig.engine, id).await;
+        // The deleter may have met the failure: retry until the queue is empty.
+        for _ in 0..10 {
+            rig.engine.drain_deletions().await.unwrap();
+        }
+        assert_recombined(&rig, id, &events).await;
+        assert!(faults.count(ops) > 0, "{step}: the faulty step never ran");
+        rig.engine.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_copy_is_reported_and_the_good_one_used() {
+    let rig = rig(|_| {}).await;
+    let engine = &rig.engine;
+    // Every put to the primary lands but reports failure: the segments go
+    // to the secondary, with a (good) uncertain copy on the primary.
+    rig.primary.fail_always(Ops::PUT, Fault::AfterWrite);
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    write(&mut w, 0..60).await;
+    w.close(0).await.unwrap();
+    wait_until("all stored", Duration::from_secs(10), || all_uploaded(engine, id)).await;
+    rig.primary.clear();
+    wait_until("failback", Duration::from_secs(5), || async {
+        engine.storage_status().writing_to == Some(Role::Primary)
+    })
+    .await;
+    // Damage the secondary's copy of one segment that has a primary copy.
+    let info = engine.recording(id).await.unwrap();
+    let victim = info
+        .segments
+        .iter()
+        .find(|s| s.locations == [Location::Secondary as i32] && s.uncertain.contains(&(Location::Primary as i32)))
+        .expect("a segment on the secondary with a copy on the primary");
+    let path = rig
+        .dir
+        .path()
+        .join("secondary")
+        .join(keys::segment(id, victim.sequence).as_ref());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+
+    assert_eq!(engine.compact(Some(id)).await.unwrap(), 1);
+    let status = engine.compactor_status();
+    assert_eq!(status.bad_copies.len(), 1, "{status:?}");
+    assert!(status.bad_copies[0].contains(&format!("segment {}", victim.sequence)), "{status:?}");
+    assert!(engine.metrics().contains("reel_bad_segment_copies_total{store=\"secondary\"} 1"));
+    let events: Vec<Event> = (0..60).map(event).collect();
+    assert_recombined(&rig, id, &events).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_recordings_wait_and_the_primary_being_down_stops_cleanly() {
+    let rig = rig(|_| {}).await;
+    let engine = &rig.engine;
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    write(&mut w, 0..50).await;
+    // Open: not marked yet (only closing marks a segmented recording).
+    assert!(engine.compaction_plan(Some(id)).await.unwrap().is_empty());
+    w.close(0).await.unwrap();
+    wait_until("all stored", Duration::from_secs(10), || all_uploaded(engine, id)).await;
+    let plan = engine.compaction_plan(Some(id)).await.unwrap();
+    assert_eq!(plan[0].reason, "segmented");
+
+    // The primary goes down: nothing is done, nothing changes.
+    rig.primary.fail_always(Ops::ALL, Fault::Error);
+    wait_until("primary down", Duration::from_secs(5), || async {
+        engine.storage_status().primary.health.state != reel_storage::StoreState::Healthy
+    })
+    .await;
+    let before = engine.recording(id).await.unwrap();
+    let _ = engine.compact(Some(id)).await;
+    assert_eq!(engine.recording(id).await.unwrap().segments, before.segments);
+    assert!(objects(&rig.primary_store).await.iter().all(|k| !k.ends_with("recording.reel")));
+
+    // It comes back: the work is done.
+    rig.primary.clear();
+    wait_until("failback", Duration::from_secs(5), || async {
+        engine.storage_status().primary.health.state == reel_storage::StoreState::Healthy
+    })
+    .await;
+    compact_until_done(engine, id).await;
+    let events: Vec<Event> = (0..50).map(event).collect();
+    assert_recombined(&rig, id, &events).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_compactor_does_it_alone() {
+    let rig = rig(|c| {
+        c.compactor.enabled = true;
+        c.compactor.interval = Duration::from_millis(200);
+    })
+    .await;
+    let (id, events) = split_recording(&rig, 120).await;
+    wait_until("recombined", Duration::from_secs(10), || async {
+        rig.engine.recording(id).await.unwrap().recombine.is_none()
+    })
+    .await;
+    wait_until("old copies deleted", Duration::from_secs(10), || async {
+        rig.engine.pending_deletions().await.unwrap() == 0
+    })
+    .await;
+    assert_recombined(&rig, id, &events).await;
+    rig.engine.shutdown().await;
+}
