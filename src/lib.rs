@@ -6,8 +6,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use reel_proto::v1::ingest_client::IngestClient;
@@ -432,6 +433,25 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A reeld config file using `primary` and `secondary` as stores, with
+/// small segments, quick health checks, and `extra` TOML appended.
+pub fn garage_config_file(dir: &Path, primary: &Garage, secondary: &Garage, extra: &str) -> PathBuf {
+    let path = dir.join("reel.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[primary]\n{}\n[secondary]\n{}\n\
+             [segments]\nmax_age = \"300ms\"\ntarget_bytes = 8192\n\
+             [health]\nop_timeout = \"1s\"\nsuspect_window = \"1s\"\nprobe_interval = \"200ms\"\n\
+             healthy_probe_interval = \"1s\"\n{extra}",
+            primary.store_toml(),
+            secondary.store_toml()
+        ),
+    )
+    .expect("write the config file");
+    path
+}
+
 /// The `garage` executable: `$REEL_GARAGE`, then `PATH`, then
 /// `~/.cargo/bin/garage` (where `scripts/install-garage` puts it). Tests
 /// that need it fail loudly when it is missing.
@@ -716,3 +736,78 @@ impl Drop for Garage {
         self.kill9();
     }
 }
+
+/// What a recorder saw.
+pub struct Streamed {
+    pub id: String,
+    pub acked: u64,
+    pub error: Option<String>,
+    /// The longest wait for an acknowledgement.
+    pub slowest_ack: Duration,
+}
+
+/// A recorder streaming terminal events (recording `slot`) in small
+/// batches at random short intervals until `stop` is set, then closing.
+pub async fn stream(endpoint: String, slot: usize, stop: Arc<AtomicBool>, seed: u64) -> Streamed {
+    let mut rng = Rng::new(seed);
+    let mut out = Streamed {
+        id: String::new(),
+        acked: 0,
+        error: None,
+        slowest_ack: Duration::ZERO,
+    };
+    let mut rec =
+        match Recorder::start(&endpoint, metadata("failover", &format!("host-{slot}"))).await {
+            Ok(r) => r,
+            Err(e) => {
+                out.error = Some(e.to_string());
+                return out;
+            }
+        };
+    out.id = rec.id.clone();
+    while !stop.load(Ordering::Relaxed) {
+        let n = rng.range(1..6);
+        let batch: Vec<Event> = (rec.sent..rec.sent + n)
+            .map(|i| terminal_event(slot, i))
+            .collect();
+        let started = Instant::now();
+        let result = rec.append(batch).await;
+        out.slowest_ack = out.slowest_ack.max(started.elapsed());
+        out.acked = rec.acked;
+        if let Err(e) = result {
+            out.error = Some(e.to_string());
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(1..15))).await;
+    }
+    match rec.close().await {
+        Ok((count, _)) if count == out.acked => {}
+        Ok((count, _)) => {
+            out.error = Some(format!(
+                "closed with {count} events, {} acknowledged",
+                out.acked
+            ))
+        }
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    out
+}
+
+/// Polls `f` until it holds; panics after `limit`, naming `what`.
+pub async fn wait_for(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {limit:?} waiting until {what}");
+}
+
+/// Everything is uploaded: nothing queued, nothing in the spool.
+pub async fn drained(reeld: &Reeld) -> bool {
+    let s: reel_api::ServerStatus = reeld.get_json("/api/v1/status").await.unwrap();
+    s.upload_queue == 0 && s.spool_segments == 0
+}
+

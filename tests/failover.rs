@@ -10,101 +10,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use reel::{Garage, Recorder, Reeld, Rng, metadata, terminal_event};
+use reel::{Garage, Recorder, Reeld, Rng, drained, metadata, stream, terminal_event, wait_for};
 use reel_api::{RecordingDetail, StorageStatus};
 use reel_proto::v1::Event;
 
+/// These tests are about failover: the compactor stays off so that split
+/// recordings stay split for the checks.
 fn config(dir: &Path, primary: &Garage, secondary: &Garage, extra: &str) -> std::path::PathBuf {
-    let path = dir.join("reel.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[primary]\n{}\n[secondary]\n{}\n\
-             [segments]\nmax_age = \"300ms\"\ntarget_bytes = 8192\n\
-             [health]\nop_timeout = \"1s\"\nsuspect_window = \"1s\"\nprobe_interval = \"200ms\"\n\
-             healthy_probe_interval = \"1s\"\n{extra}",
-            primary.store_toml(),
-            secondary.store_toml()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// What a recorder saw.
-struct Streamed {
-    id: String,
-    acked: u64,
-    error: Option<String>,
-    /// The longest wait for an acknowledgement.
-    slowest_ack: Duration,
-}
-
-/// A recorder streaming until told to stop.
-async fn stream(endpoint: String, slot: usize, stop: Arc<AtomicBool>, seed: u64) -> Streamed {
-    let mut rng = Rng::new(seed);
-    let mut out = Streamed {
-        id: String::new(),
-        acked: 0,
-        error: None,
-        slowest_ack: Duration::ZERO,
-    };
-    let mut rec =
-        match Recorder::start(&endpoint, metadata("failover", &format!("host-{slot}"))).await {
-            Ok(r) => r,
-            Err(e) => {
-                out.error = Some(e.to_string());
-                return out;
-            }
-        };
-    out.id = rec.id.clone();
-    while !stop.load(Ordering::Relaxed) {
-        let n = rng.range(1..6);
-        let batch: Vec<Event> = (rec.sent..rec.sent + n)
-            .map(|i| terminal_event(slot, i))
-            .collect();
-        let started = Instant::now();
-        let result = rec.append(batch).await;
-        out.slowest_ack = out.slowest_ack.max(started.elapsed());
-        out.acked = rec.acked;
-        if let Err(e) = result {
-            out.error = Some(e.to_string());
-            return out;
-        }
-        tokio::time::sleep(Duration::from_millis(rng.range(1..15))).await;
-    }
-    match rec.close().await {
-        Ok((count, _)) if count == out.acked => {}
-        Ok((count, _)) => {
-            out.error = Some(format!(
-                "closed with {count} events, {} acknowledged",
-                out.acked
-            ))
-        }
-        Err(e) => out.error = Some(e.to_string()),
-    }
-    out
+    reel::garage_config_file(dir, primary, secondary, &format!("[compactor]\nenabled = false\n{extra}"))
 }
 
 async fn storage(reeld: &Reeld) -> StorageStatus {
     reeld.get_json("/api/v1/storage").await.unwrap()
-}
-
-async fn wait_for(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {limit:?} waiting until {what}");
-}
-
-/// Everything is uploaded: nothing queued, nothing in the spool.
-async fn drained(reeld: &Reeld) -> bool {
-    let s: reel_api::ServerStatus = reeld.get_json("/api/v1/status").await.unwrap();
-    s.upload_queue == 0 && s.spool_segments == 0
 }
 
 /// The catalog's locations agree with both buckets, listed directly: every

@@ -200,6 +200,8 @@ fn segments_move_from_local_to_primary() {
             secondary.to_str().unwrap(),
             "--segment-target-bytes",
             "4096",
+            // The segment objects are checked below: no recombination.
+            "--no-compactor",
         ],
     )
     .unwrap();

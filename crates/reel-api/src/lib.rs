@@ -65,6 +65,46 @@ pub struct SegmentSummary {
     pub uncertain: Vec<String>,
     #[serde(rename = "final")]
     pub is_final: bool,
+    /// Where the segment starts inside the recording's combined object,
+    /// once recombined.
+    #[serde(default)]
+    pub combined_offset: Option<u64>,
+}
+
+/// A recording's one object on the primary, once recombined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CombinedObject {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One recording the compactor has to do (`GET /api/v1/compact`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompactItem {
+    pub id: String,
+    /// `split`, `secondary` or `segmented`.
+    pub reason: String,
+    pub segments: u64,
+    pub bytes: u64,
+    /// Why it cannot be done now, if it cannot.
+    pub waiting: Option<String>,
+}
+
+/// `GET /api/v1/compact` (and the answer of `POST`): what is left and what
+/// the compactor is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompactStatus {
+    pub plan: Vec<CompactItem>,
+    /// The recording being recombined: (id, bytes copied, bytes in all).
+    pub current: Option<(String, u64, u64)>,
+    pub recombined: u64,
+    pub recombined_bytes: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    pub bad_copies: Vec<String>,
+    /// Old copies waiting in the deletion queue.
+    pub pending_deletions: u64,
 }
 
 /// `GET /api/v1/recordings/{id}`.
@@ -80,6 +120,9 @@ pub struct RecordingDetail {
     /// Why the recording waits for recombination onto the primary (`split`,
     /// `secondary`), if it does.
     pub recombine: Option<String>,
+    /// The recording's one object on the primary, once recombined.
+    #[serde(default)]
+    pub object: Option<CombinedObject>,
     /// Durable events still only in the local journal.
     pub unsealed_events: u64,
     pub unsealed_bytes: u64,

@@ -100,6 +100,21 @@ pub(crate) fn detail(d: &RecordingDetail) -> String {
         bytes(s.data_bytes)
     );
     let _ = writeln!(out, "where      {}", s.placement);
+    match (&d.object, &d.recombine) {
+        (Some(o), _) => {
+            let _ = writeln!(
+                out,
+                "object     1 object on primary: {} ({}, SHA-256 {})",
+                o.key,
+                bytes(o.size),
+                &o.sha256[..16.min(o.sha256.len())]
+            );
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(out, "recombine  waiting ({why})");
+        }
+        (None, None) => {}
+    }
     for damage in &s.damage {
         let _ = writeln!(out, "DAMAGE     {damage}");
     }
@@ -121,7 +136,10 @@ pub(crate) fn detail(d: &RecordingDetail) -> String {
                 duration(seg.end_time_us)
             ),
             bytes(seg.size),
-            seg.locations.join("+"),
+            match seg.combined_offset {
+                Some(offset) => format!("primary@{offset}"),
+                None => seg.locations.join("+"),
+            },
             &seg.sha256[..16.min(seg.sha256.len())],
             if seg.is_final { "  final" } else { "" }
         );

@@ -2,6 +2,7 @@
 //! `reeld`: HTTP for reading (`--server`), gRPC for ingest (the address the
 //! server advertises, or `--grpc`).
 
+mod compact;
 mod format;
 mod ingest;
 
@@ -64,6 +65,9 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Recombine split and segmented recordings into one object each on the
+    /// primary, with progress; `--dry-run` lists what would be done.
+    Compact(compact::CompactArgs),
     /// Show the stores' health, where uploads go, the local backlog and the
     /// recent failovers and failbacks.
     Status {
@@ -123,8 +127,20 @@ impl Client {
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        self.request(reqwest::Method::GET, path).await
+    }
+
+    pub(crate) async fn post_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.request(reqwest::Method::POST, path)
+            .await?
+            .json()
+            .await
+            .context("the server's answer is not what reel expects")
+    }
+
+    async fn request(&self, method: reqwest::Method, path: &str) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
-        let response = self.http.get(&url).send().await.with_context(|| {
+        let response = self.http.request(method, &url).send().await.with_context(|| {
             format!(
                 "cannot reach the server at {} (is reeld running?)",
                 self.base
@@ -141,7 +157,7 @@ impl Client {
         }
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.get(path).await?;
         response
             .json()
@@ -201,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             export_body(response, output).await
         }
+        Command::Compact(args) => compact::run(&client, args).await,
         Command::Status { json } => {
             let status = client.status().await?;
             let storage: StorageStatus = client.get_json("/api/v1/storage").await?;

@@ -51,6 +51,9 @@ pub struct Args {
     /// Refuse ingest while the local log (journal and spool) holds this much.
     #[arg(long)]
     pub local_capacity_bytes: Option<u64>,
+    /// Do not recombine in the background (`reel compact` still does).
+    #[arg(long)]
+    pub no_compactor: bool,
     /// Log filter, e.g. `info`, `reel_engine=debug`.
     #[arg(long, env = "REEL_LOG")]
     pub log: Option<String>,
@@ -79,6 +82,36 @@ pub struct FileConfig {
     pub upload: UploadSection,
     #[serde(default)]
     pub health: HealthSection,
+    #[serde(default)]
+    pub compactor: CompactorSection,
+}
+
+/// Recombination; see `reel_engine::CompactorConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactorSection {
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "duration")]
+    pub interval: Option<Duration>,
+    pub max_bytes_per_second: Option<u64>,
+    pub verify_read_back: Option<bool>,
+}
+
+impl CompactorSection {
+    fn apply(&self, c: &mut reel_engine::CompactorConfig) {
+        if let Some(v) = self.enabled {
+            c.enabled = v;
+        }
+        if let Some(v) = self.interval {
+            c.interval = v.max(Duration::from_millis(10));
+        }
+        if let Some(v) = self.max_bytes_per_second {
+            c.max_bytes_per_second = v;
+        }
+        if let Some(v) = self.verify_read_back {
+            c.verify_read_back = v;
+        }
+    }
 }
 
 /// How stores are judged; see `reel_storage::HealthConfig`.
@@ -256,6 +289,10 @@ impl ServerConfig {
         );
         set(&mut engine.local_capacity_bytes, args.local_capacity_bytes);
         file.health.apply(&mut engine.health);
+        file.compactor.apply(&mut engine.compactor);
+        if args.no_compactor {
+            engine.compactor.enabled = false;
+        }
         if let Some(v) = args.segment_max_age.or(file.segments.max_age) {
             engine.segment_max_age = v;
         }

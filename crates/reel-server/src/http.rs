@@ -11,7 +11,8 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
 use reel_api::{
-    ApiError, RecordingDetail, RecordingList, RecordingSummary, SegmentSummary, ServerStatus,
+    ApiError, CombinedObject, CompactItem, CompactStatus, RecordingDetail, RecordingList,
+    RecordingSummary, SegmentSummary, ServerStatus,
 };
 use reel_engine::{Engine, EngineError, RecordingInfo};
 use reel_proto::RecordingId;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/storage", get(storage))
         .route("/metrics", get(metrics))
+        .route("/api/v1/compact", get(compact_status).post(compact))
         .route("/api/v1/recordings", get(list))
         .route("/api/v1/recordings/{id}", get(show))
         .route("/api/v1/recordings/{id}/export", get(export))
@@ -155,9 +157,15 @@ fn detail(info: &RecordingInfo) -> RecordingDetail {
                 locations: s.locations.iter().map(location_name).collect(),
                 uncertain: s.uncertain.iter().map(location_name).collect(),
                 is_final: s.r#final,
+                combined_offset: s.combined_offset,
             })
             .collect(),
         recombine: info.recombine.clone(),
+        object: (info.row.combined_size > 0).then(|| CombinedObject {
+            key: reel_storage::keys::recording_object(info.id).to_string(),
+            size: info.row.combined_size,
+            sha256: hex::encode(&info.row.combined_sha256),
+        }),
         unsealed_events: info.unsealed_events,
         unsealed_bytes: info.unsealed_bytes,
     }
@@ -195,6 +203,64 @@ async fn metrics(State(app): State<AppState>) -> Response {
         app.engine.metrics(),
     )
         .into_response()
+}
+
+#[derive(Deserialize)]
+struct CompactQuery {
+    recording: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn compact_state(app: &AppState, only: Option<RecordingId>) -> Result<CompactStatus, HttpError> {
+    let plan = app.engine.compaction_plan(only).await?;
+    let status = app.engine.compactor_status();
+    Ok(CompactStatus {
+        plan: plan
+            .into_iter()
+            .map(|p| CompactItem {
+                id: p.id,
+                reason: p.reason,
+                segments: p.segments,
+                bytes: p.bytes,
+                waiting: p.waiting,
+            })
+            .collect(),
+        current: status.current,
+        recombined: status.recombined,
+        recombined_bytes: status.recombined_bytes,
+        failures: status.failures,
+        last_error: status.last_error,
+        bad_copies: status.bad_copies,
+        pending_deletions: app.engine.pending_deletions().await? as u64,
+    })
+}
+
+/// What the compactor has left (all, or `?recording=ID`) and is doing.
+async fn compact_status(
+    State(app): State<AppState>,
+    Query(q): Query<CompactQuery>,
+) -> Result<axum::Json<CompactStatus>, HttpError> {
+    let only = q.recording.as_deref().map(parse_id).transpose()?;
+    Ok(axum::Json(compact_state(&app, only).await?))
+}
+
+/// Starts recombining now (unless `dry_run`) and answers with the plan.
+async fn compact(
+    State(app): State<AppState>,
+    Query(q): Query<CompactQuery>,
+) -> Result<axum::Json<CompactStatus>, HttpError> {
+    let only = q.recording.as_deref().map(parse_id).transpose()?;
+    let state = compact_state(&app, only).await?;
+    if !q.dry_run {
+        let engine = app.engine.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.compact(only).await {
+                tracing::warn!(error = %e, "recombination asked for by a client failed");
+            }
+        });
+    }
+    Ok(axum::Json(state))
 }
 
 #[derive(Deserialize)]
