@@ -331,6 +331,9 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
         batch.put_segment(id, &moved);
     }
     batch.put_recording(&new_row).unmark_recombine(id);
+    fail::fail_point!("compactor-commit", |_| Err(EngineError::Internal(
+        "failpoint compactor-commit".into()
+    )));
     inner.catalog(move |c| c.commit(batch)).await?;
     inner.deleter_wake.notify_one();
     inner.metrics.recombined(size);
