@@ -32,7 +32,7 @@ use reel::Garage;
 use reel_engine::{Engine, EngineConfig};
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
 use reel_storage::faults::{Fault, FaultyStore, Ops};
-use reel_storage::{HealthConfig, Role, Router, Store, StoreConfig};
+use reel_storage::{HealthConfig, Role, Router, Store};
 
 /// Event size of the upload cases: large, so that ingest is quick.
 const EVENT_BYTES: usize = 64 << 10;
@@ -77,19 +77,6 @@ async fn raw_puts(
     (took, lat.iter().sum::<Duration>() / lat.len().max(1) as u32)
 }
 
-fn garage_config(g: &Garage) -> StoreConfig {
-    StoreConfig::S3(reel_storage::S3Config {
-        endpoint: Some(g.endpoint.clone()),
-        region: "garage".into(),
-        bucket: g.bucket.clone(),
-        access_key_id: Some(g.key_id.clone()),
-        secret_access_key: Some(g.secret.clone()),
-        allow_http: true,
-        path_style: true,
-        prefix: None,
-    })
-}
-
 fn quick_health() -> HealthConfig {
     HealthConfig {
         probe_interval: Duration::from_millis(50),
@@ -113,7 +100,7 @@ async fn reel_drain(
     config.health = quick_health();
     let router = Arc::new(Router::new(config.health.clone()));
     let build = |role, g: &Garage, health| {
-        let real = Store::build(role, &garage_config(g), health).unwrap();
+        let real = Store::build(role, &g.store_config(), health).unwrap();
         let (faulty, handle) = FaultyStore::wrap(real.object_store().clone());
         handle.fail_always(Ops::ALL, Fault::Error);
         (
@@ -348,8 +335,8 @@ async fn main_async(quick: bool) {
     );
     let data = dir.path().join("ingest");
     let mut config = EngineConfig::new(&data);
-    config.primary = garage_config(&primary);
-    config.secondary = garage_config(&secondary);
+    config.primary = primary.store_config();
+    config.secondary = secondary.store_config();
     config.segment_target_bytes = 64 << 10;
     config.segment_max_age = Duration::from_millis(500);
     let engine = Engine::open(config).await.unwrap();

@@ -435,7 +435,12 @@ impl Drop for Tmpfs {
 
 /// A reeld config file using `primary` and `secondary` as stores, with
 /// small segments, quick health checks, and `extra` TOML appended.
-pub fn garage_config_file(dir: &Path, primary: &Garage, secondary: &Garage, extra: &str) -> PathBuf {
+pub fn garage_config_file(
+    dir: &Path,
+    primary: &Garage,
+    secondary: &Garage,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join("reel.toml");
     std::fs::write(
         &path,
@@ -673,6 +678,20 @@ impl Garage {
             .expect("garage client")
     }
 
+    /// This server as a store of Reel's engine.
+    pub fn store_config(&self) -> reel_storage::StoreConfig {
+        reel_storage::StoreConfig::S3(reel_storage::S3Config {
+            endpoint: Some(self.endpoint.clone()),
+            region: "garage".into(),
+            bucket: self.bucket.clone(),
+            access_key_id: Some(self.key_id.clone()),
+            secret_access_key: Some(self.secret.clone()),
+            allow_http: true,
+            path_style: true,
+            prefix: None,
+        })
+    }
+
     /// The TOML table that makes this server a store of reeld.
     pub fn store_toml(&self) -> String {
         format!(
@@ -810,4 +829,3 @@ pub async fn drained(reeld: &Reeld) -> bool {
     let s: reel_api::ServerStatus = reeld.get_json("/api/v1/status").await.unwrap();
     s.upload_queue == 0 && s.spool_segments == 0
 }
-

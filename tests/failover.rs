@@ -17,7 +17,12 @@ use reel_proto::v1::Event;
 /// These tests are about failover: the compactor stays off so that split
 /// recordings stay split for the checks.
 fn config(dir: &Path, primary: &Garage, secondary: &Garage, extra: &str) -> std::path::PathBuf {
-    reel::garage_config_file(dir, primary, secondary, &format!("[compactor]\nenabled = false\n{extra}"))
+    reel::garage_config_file(
+        dir,
+        primary,
+        secondary,
+        &format!("[compactor]\nenabled = false\n{extra}"),
+    )
 }
 
 async fn storage(reeld: &Reeld) -> StorageStatus {

@@ -19,12 +19,19 @@ type Made = Vec<(usize, String, u64)>;
 
 /// Records `n` sessions while the primary is killed and restarted; returns
 /// them once everything is uploaded. At least one ends split.
-async fn record_through_a_failover(reeld: &Reeld, primary: &mut Garage, n: usize, rng: &mut Rng) -> Made {
+async fn record_through_a_failover(
+    reeld: &Reeld,
+    primary: &mut Garage,
+    n: usize,
+    rng: &mut Rng,
+) -> Made {
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for slot in 0..n {
         let (endpoint, stop, seed) = (reeld.grpc.clone(), stop.clone(), rng.next_u64());
-        handles.push(tokio::spawn(async move { (slot, stream(endpoint, slot, stop, seed).await) }));
+        handles.push(tokio::spawn(async move {
+            (slot, stream(endpoint, slot, stop, seed).await)
+        }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     primary.kill9();
@@ -38,7 +45,10 @@ async fn record_through_a_failover(reeld: &Reeld, primary: &mut Garage, n: usize
         assert!(seen.error.is_none(), "recorder {slot}: {:?}", seen.error);
         made.push((slot, seen.id, seen.acked));
     }
-    wait_for("everything uploaded", Duration::from_secs(30), async || drained(reeld).await).await;
+    wait_for("everything uploaded", Duration::from_secs(30), async || {
+        drained(reeld).await
+    })
+    .await;
     made
 }
 
@@ -58,25 +68,59 @@ async fn assert_converged(reeld: &Reeld, made: &Made, primary: &Garage, secondar
         .iter()
         .map(|(_, id, _)| format!("recordings/{id}/recording.reel"))
         .collect();
-    let on_primary: BTreeSet<String> = primary.list().await.unwrap().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(on_primary, expected, "the primary holds one object per recording, nothing else");
+    let on_primary: BTreeSet<String> = primary
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        on_primary, expected,
+        "the primary holds one object per recording, nothing else"
+    );
     let on_secondary = secondary.list().await.unwrap();
-    assert!(on_secondary.is_empty(), "the secondary still holds {on_secondary:?}");
+    assert!(
+        on_secondary.is_empty(),
+        "the secondary still holds {on_secondary:?}"
+    );
     let sizes: Vec<(String, u64)> = primary.list().await.unwrap();
     for (slot, id, acked) in made {
-        let d: RecordingDetail = reeld.get_json(&format!("/api/v1/recordings/{id}")).await.unwrap();
+        let d: RecordingDetail = reeld
+            .get_json(&format!("/api/v1/recordings/{id}"))
+            .await
+            .unwrap();
         assert_eq!(d.recombine, None, "{id} still waits for recombination");
-        let object = d.object.as_ref().unwrap_or_else(|| panic!("{id} has no combined object"));
-        assert!(sizes.contains(&(object.key.clone(), object.size)), "{object:?} not in the bucket as such");
-        assert!(d.segments.iter().all(|s| s.locations == ["primary"] && s.combined_offset.is_some()));
+        let object = d
+            .object
+            .as_ref()
+            .unwrap_or_else(|| panic!("{id} has no combined object"));
+        assert!(
+            sizes.contains(&(object.key.clone(), object.size)),
+            "{object:?} not in the bucket as such"
+        );
+        assert!(
+            d.segments
+                .iter()
+                .all(|s| s.locations == ["primary"] && s.combined_offset.is_some())
+        );
         let events = reeld.export_events(id).await.unwrap();
         let sent: Vec<Event> = (0..*acked).map(|i| terminal_event(*slot, i)).collect();
-        assert!(events == sent, "{id}: {} events exported, {acked} acknowledged", events.len());
+        assert!(
+            events == sent,
+            "{id}: {} events exported, {acked} acknowledged",
+            events.len()
+        );
     }
 }
 
 fn start(dir: &Path, primary: &Garage, secondary: &Garage, compactor: &str) -> Reeld {
-    let cfg = garage_config_file(dir, primary, secondary, &format!("[compactor]\n{compactor}"));
+    let cfg = garage_config_file(
+        dir,
+        primary,
+        secondary,
+        &format!("[compactor]\n{compactor}"),
+    );
     Reeld::start(&dir.join("data"), &["--config", cfg.to_str().unwrap()]).unwrap()
 }
 
@@ -97,12 +141,23 @@ async fn recordings_split_by_a_failover_end_as_one_object_on_the_primary() {
     let dry = reeld.reel(&["compact", "--dry-run"]);
     assert!(dry.status.success(), "{dry:?}");
     assert!(String::from_utf8_lossy(&dry.stdout).contains("split"));
-    assert_eq!(compact_status(&reeld).await.plan.len(), made.len(), "a dry run changes nothing");
+    assert_eq!(
+        compact_status(&reeld).await.plan.len(),
+        made.len(),
+        "a dry run changes nothing"
+    );
 
     let out = reeld.reel(&["compact", "--wait"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains(&format!("recombined {} recording(s)", made.len())), "{said}");
+    assert!(
+        said.contains(&format!("recombined {} recording(s)", made.len())),
+        "{said}"
+    );
     assert_converged(&reeld, &made, &primary, &secondary).await;
     let shown = reeld.reel(&["show", &made[0].1]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("1 object on primary"));
@@ -120,14 +175,25 @@ async fn reeld_killed_during_recombination_converges() {
     // Now recombine in the background, paced so that all of it takes some
     // 6 s of copying, and kill reeld at random moments: while copying,
     // between a commit and the deletions, while idle.
-    let total: u64 = compact_status(&reeld).await.plan.iter().map(|p| p.bytes).sum();
+    let total: u64 = compact_status(&reeld)
+        .await
+        .plan
+        .iter()
+        .map(|p| p.bytes)
+        .sum();
     garage_config_file(
         dir.path(),
         &primary,
         &secondary,
-        &format!("[compactor]\ninterval = \"50ms\"\nmax_bytes_per_second = {}\n", total / 6 + 1),
+        &format!(
+            "[compactor]\ninterval = \"50ms\"\nmax_bytes_per_second = {}\n",
+            total / 6 + 1
+        ),
     );
-    let rounds: usize = std::env::var("REEL_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let rounds: usize = std::env::var("REEL_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let mut recombined_at_kill = Vec::new();
     for _ in 0..rounds {
         reeld.kill9();
@@ -142,12 +208,19 @@ async fn reeld_killed_during_recombination_converges() {
         "the kills never fell between recombinations: {recombined_at_kill:?}"
     );
     // Full speed to the end.
-    garage_config_file(dir.path(), &primary, &secondary, "[compactor]\ninterval = \"50ms\"\n");
+    garage_config_file(
+        dir.path(),
+        &primary,
+        &secondary,
+        "[compactor]\ninterval = \"50ms\"\n",
+    );
     reeld.kill9();
     tokio::task::block_in_place(|| reeld.restart()).unwrap();
-    wait_for("nothing left to recombine", Duration::from_secs(60), async || {
-        compact_status(&reeld).await.plan.is_empty()
-    })
+    wait_for(
+        "nothing left to recombine",
+        Duration::from_secs(60),
+        async || compact_status(&reeld).await.plan.is_empty(),
+    )
     .await;
     assert_converged(&reeld, &made, &primary, &secondary).await;
 }

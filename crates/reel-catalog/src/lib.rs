@@ -494,7 +494,11 @@ mod tests {
             queue,
             vec![
                 (Location::Primary, key.to_string(), "recombined".to_string()),
-                (Location::Secondary, key.to_string(), "recombined".to_string()),
+                (
+                    Location::Secondary,
+                    key.to_string(),
+                    "recombined".to_string()
+                ),
             ]
         );
         let mut batch = Batch::new();

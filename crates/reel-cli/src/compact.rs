@@ -45,9 +45,11 @@ pub(crate) async fn run(client: &Client, args: CompactArgs) -> anyhow::Result<()
     let bars = MultiProgress::new();
     let overall = bars.add(ProgressBar::new(total_bytes));
     overall.set_style(
-        ProgressStyle::with_template("{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-            .expect("template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     overall.set_prefix("all");
     let current = bars.add(ProgressBar::new(0));
@@ -64,7 +66,9 @@ pub(crate) async fn run(client: &Client, args: CompactArgs) -> anyhow::Result<()
         let now: CompactStatus = client.get_json(&format!("/api/v1/compact{query}")).await?;
         let done = now.recombined.saturating_sub(base);
         let in_current = now.current.as_ref().map_or(0, |c| c.1);
-        overall.set_position((now.recombined_bytes.saturating_sub(base_bytes) + in_current).min(total_bytes));
+        overall.set_position(
+            (now.recombined_bytes.saturating_sub(base_bytes) + in_current).min(total_bytes),
+        );
         overall.set_message(format!("{done}/{total} recordings"));
         match &now.current {
             Some((id, copied, of)) => {
@@ -128,7 +132,9 @@ fn print_plan(plan: &CompactStatus, json: bool) -> anyhow::Result<()> {
             item.reason,
             item.segments,
             format::bytes(item.bytes),
-            item.waiting.as_deref().map_or("ready".to_string(), |w| format!("waiting: {w}"))
+            item.waiting
+                .as_deref()
+                .map_or("ready".to_string(), |w| format!("waiting: {w}"))
         );
     }
     Ok(())

@@ -130,7 +130,10 @@ impl Client {
         self.request(reqwest::Method::GET, path).await
     }
 
-    pub(crate) async fn post_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(crate) async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<T> {
         self.request(reqwest::Method::POST, path)
             .await?
             .json()
@@ -138,14 +141,23 @@ impl Client {
             .context("the server's answer is not what reel expects")
     }
 
-    async fn request(&self, method: reqwest::Method, path: &str) -> anyhow::Result<reqwest::Response> {
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
-        let response = self.http.request(method, &url).send().await.with_context(|| {
-            format!(
-                "cannot reach the server at {} (is reeld running?)",
-                self.base
-            )
-        })?;
+        let response = self
+            .http
+            .request(method, &url)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the server at {} (is reeld running?)",
+                    self.base
+                )
+            })?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -157,7 +169,10 @@ impl Client {
         }
     }
 
-    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<T> {
         let response = self.get(path).await?;
         response
             .json()

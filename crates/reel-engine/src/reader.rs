@@ -194,7 +194,12 @@ async fn fetch(
     if let (Role::Primary, Some(offset)) = (role, seg.combined_offset) {
         // Recombined: a range of the recording's one object.
         let key = keys::recording_object(id);
-        return Ok(Some(inner.store(role).get_range(&key, offset..offset + seg.size).await?));
+        return Ok(Some(
+            inner
+                .store(role)
+                .get_range(&key, offset..offset + seg.size)
+                .await?,
+        ));
     }
     let key = keys::segment(id, seg.sequence);
     Ok(Some(inner.store(role).get(&key, Some(seg.size)).await?))

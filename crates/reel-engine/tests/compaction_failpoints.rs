@@ -20,11 +20,17 @@ async fn a_failed_catalog_commit_changes_nothing_and_the_retry_completes() {
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
     write(&mut w, 0..40).await;
-    wait_until("on the primary", Duration::from_secs(5), || all_uploaded(engine, id)).await;
+    wait_until("on the primary", Duration::from_secs(5), || {
+        all_uploaded(engine, id)
+    })
+    .await;
     rig.primary.fail_always(Ops::ALL, Fault::Error);
     write(&mut w, 40..120).await;
     w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(10), || all_uploaded(engine, id)).await;
+    wait_until("all stored", Duration::from_secs(10), || {
+        all_uploaded(engine, id)
+    })
+    .await;
     rig.primary.clear();
     wait_until("failback", Duration::from_secs(5), || async {
         engine.storage_status().writing_to == Some(Role::Primary)
@@ -39,19 +45,53 @@ async fn a_failed_catalog_commit_changes_nothing_and_the_retry_completes() {
     let after_failure = engine.recording(id).await.unwrap();
     assert_eq!(after_failure.segments, before.segments);
     assert_eq!(after_failure.recombine.as_deref(), Some("split"));
-    assert!(engine.compactor_status().last_error.unwrap().contains("failpoint"));
-    assert_eq!(engine.pending_deletions().await.unwrap(), 0, "nothing deleted");
+    assert!(
+        engine
+            .compactor_status()
+            .last_error
+            .unwrap()
+            .contains("failpoint")
+    );
+    assert_eq!(
+        engine.pending_deletions().await.unwrap(),
+        0,
+        "nothing deleted"
+    );
     let events: Vec<Event> = (0..120).map(event).collect();
-    assert_eq!(engine.events(id).await.unwrap().collect_all().await.unwrap(), events);
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        events
+    );
 
     // The retry overwrites the unreferenced object and completes.
     assert_eq!(engine.compact(Some(id)).await.unwrap(), 1);
     while engine.drain_deletions().await.unwrap() > 0 {}
     let done = engine.recording(id).await.unwrap();
-    assert!(done.segments.iter().all(|s| s.combined_offset.is_some() && s.locations == [Location::Primary as i32]));
-    assert_eq!(engine.events(id).await.unwrap().collect_all().await.unwrap(), events);
+    assert!(
+        done.segments
+            .iter()
+            .all(|s| s.combined_offset.is_some() && s.locations == [Location::Primary as i32])
+    );
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        events
+    );
     let object = keys::recording_object(id);
-    let stored = object_store::ObjectStoreExt::head(rig.primary_store.as_ref(), &object).await.unwrap();
+    let stored = object_store::ObjectStoreExt::head(rig.primary_store.as_ref(), &object)
+        .await
+        .unwrap();
     assert_eq!(stored.size, done.row.combined_size);
     engine.shutdown().await;
     scenario.teardown();

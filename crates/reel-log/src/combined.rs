@@ -54,7 +54,10 @@ impl CombinedBuilder {
         entry.size = bytes.len() as u64;
         self.digest.update(bytes);
         self.offset += bytes.len() as u64;
-        self.index.event_count = self.index.event_count.max(entry.first_event_index + entry.event_count);
+        self.index.event_count = self
+            .index
+            .event_count
+            .max(entry.first_event_index + entry.event_count);
         self.index.duration_us = self.index.duration_us.max(entry.end_time_us);
         self.index.last_segment_hash = entry.sha256.clone();
         self.index.segments.push(entry);
@@ -114,7 +117,8 @@ pub fn decode_index(tail: &[u8]) -> Result<RecordingIndex, SegmentError> {
     if crc32c::crc32c(index) != crc {
         return Err(SegmentError::HeaderChecksum);
     }
-    let index = RecordingIndex::decode(index).map_err(|e| SegmentError::HeaderDecode(e.to_string()))?;
+    let index =
+        RecordingIndex::decode(index).map_err(|e| SegmentError::HeaderDecode(e.to_string()))?;
     let mut end = 0;
     for s in &index.segments {
         if s.offset != end {
@@ -130,7 +134,11 @@ pub fn decode_index(tail: &[u8]) -> Result<RecordingIndex, SegmentError> {
 
 /// The index's segments that hold events at or after `time_us` up to
 /// `until_us`: what a reader of that window must fetch.
-pub fn segments_for_window(index: &RecordingIndex, time_us: u64, until_us: u64) -> Vec<&IndexEntry> {
+pub fn segments_for_window(
+    index: &RecordingIndex,
+    time_us: u64,
+    until_us: u64,
+) -> Vec<&IndexEntry> {
     index
         .segments
         .iter()
@@ -172,10 +180,16 @@ mod tests {
         let decoded = decode_index(&object).unwrap();
         assert_eq!(decoded, index);
         for (entry, seg) in decoded.segments.iter().zip(segs) {
-            assert_eq!(&object[entry.offset as usize..(entry.offset + entry.size) as usize], seg);
+            assert_eq!(
+                &object[entry.offset as usize..(entry.offset + entry.size) as usize],
+                seg
+            );
         }
         let content_len = decoded.segments.iter().map(|s| s.size).sum::<u64>() as usize;
-        assert_eq!(crate::sha256(&object[..content_len]).to_vec(), decoded.content_sha256);
+        assert_eq!(
+            crate::sha256(&object[..content_len]).to_vec(),
+            decoded.content_sha256
+        );
         assert_eq!(decoded.event_count, 30);
         assert_eq!(segments_for_window(&decoded, 1500, 2100).len(), 2);
     }
@@ -186,7 +200,10 @@ mod tests {
         let mut bad = object.clone();
         let n = bad.len();
         bad[n - FOOTER_LEN - 2] ^= 1;
-        assert!(matches!(decode_index(&bad), Err(SegmentError::HeaderChecksum)));
+        assert!(matches!(
+            decode_index(&bad),
+            Err(SegmentError::HeaderChecksum)
+        ));
         bad = object.clone();
         bad[n - FOOTER_LEN] = b'X';
         assert!(matches!(decode_index(&bad), Err(SegmentError::BadMagic)));

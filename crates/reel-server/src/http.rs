@@ -212,7 +212,10 @@ struct CompactQuery {
     dry_run: bool,
 }
 
-async fn compact_state(app: &AppState, only: Option<RecordingId>) -> Result<CompactStatus, HttpError> {
+async fn compact_state(
+    app: &AppState,
+    only: Option<RecordingId>,
+) -> Result<CompactStatus, HttpError> {
     let plan = app.engine.compaction_plan(only).await?;
     let status = app.engine.compactor_status();
     Ok(CompactStatus {

@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use durable_local::DurableLocalStore;
-pub use writer::{ObjectWriter, PART_BYTES, PARTS_IN_FLIGHT};
 pub use health::{
     Health, HealthConfig, HealthSnapshot, RouteEvent, Router, StoreState, Transition,
 };
+pub use writer::{ObjectWriter, PART_BYTES, PARTS_IN_FLIGHT};
 
 /// Which store a [`Store`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -314,6 +314,22 @@ impl Store {
     }
 
     /// Size of the object at `key`.
+    /// The last `len` bytes of the object, and the object's whole size, in
+    /// one request.
+    pub async fn get_tail(&self, key: &Path, len: u64) -> Result<(Bytes, u64)> {
+        let timeout = self.health.config().timeout_for(len);
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Suffix(len)),
+            ..Default::default()
+        };
+        self.call("get_tail", key, timeout, async {
+            let result = self.inner.get_opts(key, options).await?;
+            let size = result.meta.size;
+            Ok((result.bytes().await?, size))
+        })
+        .await
+    }
+
     pub async fn head(&self, key: &Path) -> Result<u64> {
         let timeout = self.health.config().op_timeout;
         self.call("head", key, timeout, self.inner.head(key))

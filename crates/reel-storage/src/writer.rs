@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use object_store::path::Path;
-use object_store::{MultipartUpload, ObjectStoreExt, PutPayload, PutResult, UploadPart, WriteMultipart};
+use object_store::{
+    MultipartUpload, ObjectStoreExt, PutPayload, PutResult, UploadPart, WriteMultipart,
+};
 
 use crate::{Result, Store};
 
@@ -76,7 +78,12 @@ impl Store {
     pub async fn writer(&self, key: &Path) -> Result<ObjectWriter<'_>> {
         let config = self.health.config();
         let upload = self
-            .call("put_multipart", key, config.op_timeout, self.inner.put_multipart(key))
+            .call(
+                "put_multipart",
+                key,
+                config.op_timeout,
+                self.inner.put_multipart(key),
+            )
             .await?;
         let timed = TimedUpload {
             inner: upload,
@@ -86,7 +93,10 @@ impl Store {
         Ok(ObjectWriter {
             store: self,
             key: key.clone(),
-            write: Some(WriteMultipart::new_with_chunk_size(Box::new(timed), PART_BYTES)),
+            write: Some(WriteMultipart::new_with_chunk_size(
+                Box::new(timed),
+                PART_BYTES,
+            )),
             written: 0,
         })
     }
@@ -97,9 +107,18 @@ impl ObjectWriter<'_> {
     /// uploading. A failed part fails this (or a later) call.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
         let write = self.write.as_mut().expect("writer used after finish");
-        let wait = self.store.health.config().timeout_for((PART_BYTES * PARTS_IN_FLIGHT) as u64);
+        let wait = self
+            .store
+            .health
+            .config()
+            .timeout_for((PART_BYTES * PARTS_IN_FLIGHT) as u64);
         self.store
-            .call("put_part", &self.key, wait, write.wait_for_capacity(PARTS_IN_FLIGHT - 1))
+            .call(
+                "put_part",
+                &self.key,
+                wait,
+                write.wait_for_capacity(PARTS_IN_FLIGHT - 1),
+            )
             .await?;
         write.write(bytes);
         self.written += bytes.len() as u64;
@@ -114,15 +133,22 @@ impl ObjectWriter<'_> {
     /// Uploads what is left and completes the object.
     pub async fn finish(mut self) -> Result<()> {
         let write = self.write.take().expect("writer finished twice");
-        let wait = self.store.health.config().timeout_for((PART_BYTES * (PARTS_IN_FLIGHT + 1)) as u64);
-        self.store.call("complete", &self.key, wait, write.finish()).await?;
+        let wait = self
+            .store
+            .health
+            .config()
+            .timeout_for((PART_BYTES * (PARTS_IN_FLIGHT + 1)) as u64);
+        self.store
+            .call("complete", &self.key, wait, write.finish())
+            .await?;
         Ok(())
     }
 
     /// Abandons the upload, telling the store so (best effort).
     pub async fn abort(mut self) {
         if let Some(write) = self.write.take() {
-            let _ = tokio::time::timeout(self.store.health.config().op_timeout, write.abort()).await;
+            let _ =
+                tokio::time::timeout(self.store.health.config().op_timeout, write.abort()).await;
         }
     }
 }

@@ -85,7 +85,11 @@ pub async fn write(w: &mut RecordingWriter, range: std::ops::Range<u64>) {
     }
 }
 
-pub async fn wait_until<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, limit: Duration, f: F) {
+pub async fn wait_until<F: Fn() -> Fut, Fut: Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    f: F,
+) {
     let start = Instant::now();
     while start.elapsed() < limit {
         if f().await {
@@ -110,4 +114,3 @@ pub async fn all_uploaded(engine: &Engine, id: RecordingId) -> bool {
 pub fn locations(info: &reel_engine::RecordingInfo) -> Vec<Vec<i32>> {
     info.segments.iter().map(|s| s.locations.clone()).collect()
 }
-

@@ -1,0 +1,250 @@
+//! Recombination throughput against real S3 servers (two Garage processes),
+//! beside a raw copy of the same bytes through object_store in the same run.
+//!
+//! For recordings of 1 MiB, 64 MiB and 1 GiB (8 MiB segments, the first
+//! half uploaded to the primary and the second to the secondary while the
+//! primary refuses, so the recording is split):
+//!
+//! - raw: `get` of each segment object from its store and a multipart `put`
+//!   of all of them, in order, as one new object on the primary (same part
+//!   size and parts in flight as Reel): the least any recombination costs.
+//! - Reel: `Engine::compact` of the recording: the same reads, each checked
+//!   against its SHA-256, the same multipart write with the index, the
+//!   verification (size and index read back) and the catalog commit.
+//!
+//! Prints MB/s of both and their ratio, and the peak resident memory of the
+//! whole bench process during Reel's recombination (Linux `VmHWM`, reset
+//! through `/proc/self/clear_refs` just before): it stays far below the
+//! recording's size when recombination streams.
+//!
+//! Run: `cargo bench --bench recombine` (`-- --quick` skips 1 GiB).
+//! Needs Garage (`scripts/install-garage`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use reel::Garage;
+use reel_engine::{Engine, EngineConfig};
+use reel_proto::RecordingId;
+use reel_proto::v1::{Event, EventKind, Location, RecordingMetadata};
+use reel_storage::faults::{Fault, FaultHandle, FaultyStore, Ops};
+use reel_storage::{HealthConfig, PART_BYTES, PARTS_IN_FLIGHT, Role, Router, Store, keys};
+
+const EVENT_BYTES: usize = 64 << 10;
+
+fn event(i: u64) -> Event {
+    // Varied bytes: Garage compresses and deduplicates blocks.
+    let mut data = Vec::with_capacity(EVENT_BYTES);
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while data.len() < EVENT_BYTES {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(format!("{:016x} ", x % 1_000_000_007).as_bytes());
+    }
+    data.truncate(EVENT_BYTES);
+    Event {
+        time_us: i * 1000,
+        kind: EventKind::Output as i32,
+        data,
+    }
+}
+
+/// Kilobytes of the process's peak resident set since the last reset.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+struct Rig {
+    engine: Engine,
+    primary_faults: FaultHandle,
+}
+
+async fn rig(dir: &std::path::Path, primary: &Garage, secondary: &Garage) -> Rig {
+    let mut config = EngineConfig::new(dir.join("reel"));
+    config.segment_target_bytes = 8 << 20;
+    config.segment_max_age = Duration::from_secs(3600);
+    config.compactor.enabled = false;
+    config.health = HealthConfig {
+        probe_interval: Duration::from_millis(50),
+        ..HealthConfig::default()
+    };
+    let router = Arc::new(Router::new(config.health.clone()));
+    let p = Store::build(
+        Role::Primary,
+        &primary.store_config(),
+        router.primary.clone(),
+    )
+    .unwrap();
+    let (faulty, primary_faults) = FaultyStore::wrap(p.object_store().clone());
+    let p = Store::new(Role::Primary, faulty, p.description(), p.health().clone());
+    let s = Store::build(
+        Role::Secondary,
+        &secondary.store_config(),
+        router.secondary.clone(),
+    )
+    .unwrap();
+    let engine = Engine::open_with_stores(config, p, s, router)
+        .await
+        .unwrap();
+    Rig {
+        engine,
+        primary_faults,
+    }
+}
+
+async fn wait_uploaded(engine: &Engine) {
+    while engine.local_status().upload_queue > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A closed recording of `bytes`, split over both stores.
+async fn split_recording(rig: &Rig, bytes: usize, seed: u64) -> RecordingId {
+    let engine = &rig.engine;
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    let n = (bytes / EVENT_BYTES).max(2) as u64;
+    for i in 0..n / 2 {
+        w.append(None, vec![event(seed + i)])
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // The first half's full segments go to the primary (a 1 MiB recording
+    // has none: it ends on the secondary only).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_uploaded(engine).await;
+    rig.primary_faults.fail_always(Ops::ALL, Fault::Error);
+    for i in n / 2..n {
+        w.append(None, vec![event(seed + i)])
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    w.close(0).await.unwrap();
+    wait_uploaded(engine).await;
+    rig.primary_faults.clear();
+    while engine.storage_status().writing_to != Some(Role::Primary) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    id
+}
+
+/// get + multipart put of the recording's segment objects, as one object.
+async fn raw_copy(
+    engine: &Engine,
+    id: RecordingId,
+    primary: &Arc<dyn ObjectStore>,
+    secondary: &Arc<dyn ObjectStore>,
+) -> (Duration, u64) {
+    let info = engine.recording(id).await.unwrap();
+    let start = Instant::now();
+    let upload = primary
+        .put_multipart(&Key::from(format!("raw-copy/{id}")))
+        .await
+        .unwrap();
+    let mut write = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let mut bytes = 0;
+    for s in &info.segments {
+        let from = if s.locations.contains(&(Location::Primary as i32)) {
+            primary
+        } else {
+            secondary
+        };
+        let body = from
+            .get(&keys::segment(id, s.sequence))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        bytes += body.len() as u64;
+        write.wait_for_capacity(PARTS_IN_FLIGHT - 1).await.unwrap();
+        write.write(&body);
+    }
+    write.finish().await.unwrap();
+    (start.elapsed(), bytes)
+}
+
+fn mb_per_s(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / took.as_secs_f64() / 1e6
+}
+
+async fn main_async(quick: bool) {
+    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+    let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
+    let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
+    let raw_primary: Arc<dyn ObjectStore> = Arc::new(primary.object_store());
+    let raw_secondary: Arc<dyn ObjectStore> = Arc::new(secondary.object_store());
+    let rig = rig(dir.path(), &primary, &secondary).await;
+    let mut sizes = vec![1usize << 20, 64 << 20];
+    if !quick {
+        sizes.push(1 << 30);
+    }
+    println!(
+        "## Recombination on Garage: split recordings (8 MiB segments, half on each store), {} MiB parts, {PARTS_IN_FLIGHT} in flight\n",
+        PART_BYTES >> 20
+    );
+    println!(
+        "| recording | raw copy MB/s | Reel MB/s | Reel / raw | process peak RSS during Reel's run |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    let mut ratios = Vec::new();
+    for (n, size) in sizes.into_iter().enumerate() {
+        let id = split_recording(&rig, size, (n as u64) << 40).await;
+        let (raw, raw_bytes) = raw_copy(&rig.engine, id, &raw_primary, &raw_secondary).await;
+        reset_peak_rss();
+        let start = Instant::now();
+        assert_eq!(
+            rig.engine.compact(Some(id)).await.unwrap(),
+            1,
+            "{:?}",
+            rig.engine.compactor_status()
+        );
+        let took = start.elapsed();
+        let peak = peak_rss_kib();
+        let info = rig.engine.recording(id).await.unwrap();
+        let reel_bytes: u64 = info.segments.iter().map(|s| s.size).sum();
+        let (raw_mb, reel_mb) = (mb_per_s(raw_bytes, raw), mb_per_s(reel_bytes, took));
+        ratios.push((size, reel_mb / raw_mb));
+        let label = if size >= 1 << 30 {
+            format!("{} GiB", size >> 30)
+        } else {
+            format!("{} MiB", size >> 20)
+        };
+        println!(
+            "| {label} | {raw_mb:.1} | {reel_mb:.1} | {:.2} | {:.0} MiB |",
+            reel_mb / raw_mb,
+            peak as f64 / 1024.0,
+        );
+        while rig.engine.drain_deletions().await.unwrap() > 0 {}
+    }
+    rig.engine.shutdown().await;
+    println!("\n### Goal: Reel >= 0.80 x the raw copy; memory bounded (streamed)\n");
+    for (size, r) in ratios {
+        println!("{:>5} MiB: {r:.2} x raw", size >> 20);
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(main_async(quick));
+}
