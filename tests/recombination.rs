@@ -224,3 +224,122 @@ async fn reeld_killed_during_recombination_converges() {
     .await;
     assert_converged(&reeld, &made, &primary, &secondary).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reel_compact_works_offline_on_a_data_directory_and_refuses_a_busy_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (primary, secondary) = (dir.path().join("primary"), dir.path().join("secondary"));
+    let cfg = dir.path().join("reel.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[primary]\ntype = \"local\"\npath = \"{}\"\n[secondary]\ntype = \"local\"\npath = \"{}\"\n\
+             [segments]\ntarget_bytes = 4096\nmax_age = \"200ms\"\n\
+             [health]\nprobe_interval = \"100ms\"\n[compactor]\nenabled = false\n",
+            primary.display(),
+            secondary.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut reeld = Reeld::start(&data, &["--config", cfg.to_str().unwrap()]).unwrap();
+
+    // One recording half on the primary, half on the secondary (the
+    // primary's directory replaced by a file for a while).
+    let mut rec = reel::Recorder::start(&reeld.grpc, reel::metadata("offline", "host"))
+        .await
+        .unwrap();
+    let id = rec.id.clone();
+    rec.append((0..100).map(|i| terminal_event(3, i)).collect())
+        .await
+        .unwrap();
+    wait_for("first half uploaded", Duration::from_secs(10), async || {
+        drained(&reeld).await
+    })
+    .await;
+    std::fs::rename(&primary, dir.path().join("primary.away")).unwrap();
+    std::fs::write(&primary, b"not a directory").unwrap();
+    rec.append((100..200).map(|i| terminal_event(3, i)).collect())
+        .await
+        .unwrap();
+    rec.close().await.unwrap();
+    wait_for(
+        "second half uploaded",
+        Duration::from_secs(15),
+        async || drained(&reeld).await,
+    )
+    .await;
+    std::fs::remove_file(&primary).unwrap();
+    std::fs::rename(dir.path().join("primary.away"), &primary).unwrap();
+    let d: RecordingDetail = reeld
+        .get_json(&format!("/api/v1/recordings/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(d.summary.placement, "split");
+
+    // While reeld runs, the data directory is its own.
+    let busy = reeld.reel(&[
+        "compact",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!busy.status.success());
+    let said = String::from_utf8_lossy(&busy.stderr);
+    assert!(said.contains("in use") && said.contains("reeld"), "{said}");
+
+    reeld.stop();
+    let out = reeld.reel(&[
+        "compact",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("recombined 1 recording(s)"));
+
+    tokio::task::block_in_place(|| reeld.restart()).unwrap();
+    let d: RecordingDetail = reeld
+        .get_json(&format!("/api/v1/recordings/{id}"))
+        .await
+        .unwrap();
+    assert!(d.object.is_some() && d.recombine.is_none(), "{d:?}");
+    let sent: Vec<Event> = (0..200).map(|i| terminal_event(3, i)).collect();
+    assert!(reeld.export_events(&id).await.unwrap() == sent);
+    let left = |p: &Path| -> Vec<_> {
+        walk(p)
+            .into_iter()
+            .filter(|f| !f.contains("_reel"))
+            .collect()
+    };
+    assert_eq!(
+        left(&primary),
+        vec![format!("recordings/{id}/recording.reel")]
+    );
+    assert!(left(&secondary).is_empty(), "{:?}", left(&secondary));
+}
+
+/// Files under `root`, as paths relative to it.
+fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}

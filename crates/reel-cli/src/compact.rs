@@ -1,11 +1,17 @@
-//! `reel compact`: start recombination on the server and watch it, with a
-//! progress bar for the recording being recombined and one for the whole.
+//! `reel compact`: recombine split and segmented recordings and watch it,
+//! with a progress bar for the recording being recombined and one for the
+//! whole. Online it asks the server; with `--data-dir` it opens the data
+//! directory itself (no server may be running on it).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reel_api::CompactStatus;
+use reel_engine::Engine;
+use reel_proto::RecordingId;
 
 use crate::{Client, format, parse_id};
 
@@ -23,47 +29,128 @@ pub(crate) struct CompactArgs {
     wait: bool,
     #[arg(long)]
     json: bool,
+    /// Work offline on this data directory, with no server running on it.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The reeld configuration (its stores) for `--data-dir`.
+    #[arg(long, requires = "data_dir")]
+    config: Option<PathBuf>,
 }
 
 const POLL: Duration = Duration::from_millis(200);
 
-pub(crate) async fn run(client: &Client, args: CompactArgs) -> anyhow::Result<()> {
-    let query = match &args.recording {
-        Some(id) => format!("?recording={}", parse_id(id)?),
-        None => String::new(),
-    };
-    let sep = if query.is_empty() { '?' } else { '&' };
-    if args.dry_run {
-        let plan: CompactStatus = client
-            .post_json(&format!("/api/v1/compact{query}{sep}dry_run=true"))
-            .await?;
-        return print_plan(&plan, args.json);
+/// Where the compaction runs: a server, or an engine of our own.
+trait Source {
+    /// The plan and the compactor's state.
+    async fn status(&self) -> anyhow::Result<CompactStatus>;
+    /// Starts (another) round of recombination.
+    async fn start(&self) -> anyhow::Result<()>;
+}
+
+struct Remote<'a> {
+    client: &'a Client,
+    query: String,
+}
+
+impl Source for Remote<'_> {
+    async fn status(&self) -> anyhow::Result<CompactStatus> {
+        self.client
+            .get_json(&format!("/api/v1/compact{}", self.query))
+            .await
     }
-    let start: CompactStatus = client.post_json(&format!("/api/v1/compact{query}")).await?;
+
+    async fn start(&self) -> anyhow::Result<()> {
+        let _: CompactStatus = self
+            .client
+            .post_json(&format!("/api/v1/compact{}", self.query))
+            .await?;
+        Ok(())
+    }
+}
+
+struct Local {
+    engine: Engine,
+    only: Option<RecordingId>,
+}
+
+impl Source for Local {
+    async fn status(&self) -> anyhow::Result<CompactStatus> {
+        Ok(reel_server::http::compact_state(&self.engine, self.only).await?)
+    }
+
+    async fn start(&self) -> anyhow::Result<()> {
+        let (engine, only) = (self.engine.clone(), self.only);
+        tokio::spawn(async move { engine.compact(only).await });
+        Ok(())
+    }
+}
+
+pub(crate) async fn run(client: &Client, args: CompactArgs) -> anyhow::Result<()> {
+    let only = args.recording.as_deref().map(parse_id).transpose()?;
+    match &args.data_dir {
+        Some(dir) => {
+            let mut flags = vec![
+                "reeld".into(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--no-compactor".into(),
+            ];
+            if let Some(config) = &args.config {
+                flags.extend(["--config".into(), config.display().to_string()]);
+            }
+            let config = reel_server::ServerConfig::load(
+                &<reel_server::Args as clap::Parser>::parse_from(flags),
+            )?;
+            let engine = Engine::open(config.engine)
+                .await
+                .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+            if let Some(id) = only {
+                engine.recording(id).await?;
+            }
+            let local = Local { engine, only };
+            let result = compact(&local, &args).await;
+            // Old copies go now rather than at the next start.
+            if result.is_ok() && !args.dry_run {
+                local.engine.drain_deletions().await?;
+            }
+            local.engine.shutdown().await;
+            result
+        }
+        None => {
+            let query = only
+                .map(|id| format!("?recording={id}"))
+                .unwrap_or_default();
+            compact(&Remote { client, query }, &args).await
+        }
+    }
+}
+
+async fn compact(source: &impl Source, args: &CompactArgs) -> anyhow::Result<()> {
+    let start = source.status().await?;
+    if args.dry_run {
+        return print_plan(&start, args.json);
+    }
+    source.start().await?;
     let total_bytes: u64 = start.plan.iter().map(|p| p.bytes).sum();
     let total = start.plan.len() as u64;
     let bars = MultiProgress::new();
+    let style = |template: &str| {
+        ProgressStyle::with_template(template)
+            .expect("template")
+            .progress_chars("=> ")
+    };
     let overall = bars.add(ProgressBar::new(total_bytes));
-    overall.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
+    overall.set_style(style(
+        "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    ));
     overall.set_prefix("all");
     let current = bars.add(ProgressBar::new(0));
-    current.set_style(
-        ProgressStyle::with_template("{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {msg}")
-            .expect("template")
-            .progress_chars("=> "),
-    );
+    current.set_style(style("{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {msg}"));
     current.set_prefix("recording");
-    let base = start.recombined;
-    let base_bytes = start.recombined_bytes;
+    let (base, base_bytes) = (start.recombined, start.recombined_bytes);
     let last = loop {
         tokio::time::sleep(POLL).await;
-        let now: CompactStatus = client.get_json(&format!("/api/v1/compact{query}")).await?;
+        let now = source.status().await?;
         let done = now.recombined.saturating_sub(base);
         let in_current = now.current.as_ref().map_or(0, |c| c.1);
         overall.set_position(
@@ -83,9 +170,8 @@ pub(crate) async fn run(client: &Client, args: CompactArgs) -> anyhow::Result<()
             break now;
         }
         if now.current.is_none() && ready > 0 {
-            // The server's round ended (a store failed, or work arrived):
-            // ask again.
-            let _: CompactStatus = client.post_json(&format!("/api/v1/compact{query}")).await?;
+            // The round ended (a store failed, or work arrived): go again.
+            source.start().await?;
         }
     };
     overall.finish();

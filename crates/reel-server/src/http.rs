@@ -212,12 +212,14 @@ struct CompactQuery {
     dry_run: bool,
 }
 
-async fn compact_state(
-    app: &AppState,
+/// What the compactor has left (all, or `only`) and is doing, as the API
+/// shows it. Also used by `reel compact --data-dir` on an engine of its own.
+pub async fn compact_state(
+    engine: &Engine,
     only: Option<RecordingId>,
-) -> Result<CompactStatus, HttpError> {
-    let plan = app.engine.compaction_plan(only).await?;
-    let status = app.engine.compactor_status();
+) -> Result<CompactStatus, EngineError> {
+    let plan = engine.compaction_plan(only).await?;
+    let status = engine.compactor_status();
     Ok(CompactStatus {
         plan: plan
             .into_iter()
@@ -235,7 +237,7 @@ async fn compact_state(
         failures: status.failures,
         last_error: status.last_error,
         bad_copies: status.bad_copies,
-        pending_deletions: app.engine.pending_deletions().await? as u64,
+        pending_deletions: engine.pending_deletions().await? as u64,
     })
 }
 
@@ -245,7 +247,7 @@ async fn compact_status(
     Query(q): Query<CompactQuery>,
 ) -> Result<axum::Json<CompactStatus>, HttpError> {
     let only = q.recording.as_deref().map(parse_id).transpose()?;
-    Ok(axum::Json(compact_state(&app, only).await?))
+    Ok(axum::Json(compact_state(&app.engine, only).await?))
 }
 
 /// Starts recombining now (unless `dry_run`) and answers with the plan.
@@ -254,7 +256,7 @@ async fn compact(
     Query(q): Query<CompactQuery>,
 ) -> Result<axum::Json<CompactStatus>, HttpError> {
     let only = q.recording.as_deref().map(parse_id).transpose()?;
-    let state = compact_state(&app, only).await?;
+    let state = compact_state(&app.engine, only).await?;
     if !q.dry_run {
         let engine = app.engine.clone();
         tokio::spawn(async move {
