@@ -249,7 +249,11 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
                 c.commit(batch)
             })
             .await?;
-        return Ok(segments.first().map_or(0, |s| s.size));
+        return Ok(if row.combined_size > 0 {
+            row.combined_size
+        } else {
+            segments.first().map_or(0, |s| s.size)
+        });
     }
     let primary = inner.store(Role::Primary);
     if !primary.health().state().is_usable() {
@@ -359,9 +363,14 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
     Ok(size)
 }
 
-/// One segment object on the primary and nothing anywhere else: already
-/// one contiguous object.
+/// One segment object on the primary and nothing anywhere else, or a
+/// recombined recording: already one contiguous object.
 fn already_one_object(segments: &[SegmentRow]) -> bool {
+    // Recombined already (a late mark from an upload that raced the
+    // compactor must not make it copy the object onto itself).
+    if !segments.is_empty() && segments.iter().all(|s| s.combined_offset.is_some()) {
+        return true;
+    }
     match segments {
         [only] => only.locations == [Location::Primary as i32] && only.uncertain.is_empty(),
         _ => false,
