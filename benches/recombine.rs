@@ -17,7 +17,11 @@
 //! through `/proc/self/clear_refs` just before): it stays far below the
 //! recording's size when recombination streams.
 //!
-//! Run: `cargo bench --bench recombine` (`-- --quick` skips 1 GiB).
+//! Then the acknowledgement latency of 100 closed-loop recorders alone and
+//! while a 512 MiB recording recombines on the same engine.
+//!
+//! Run: `cargo bench --bench recombine` (`-- --quick` skips 1 GiB and uses
+//! 64 MiB beside ingest).
 //! Needs Garage (`scripts/install-garage`).
 
 use std::sync::Arc;
@@ -180,6 +184,43 @@ async fn raw_copy(
     (start.elapsed(), bytes)
 }
 
+/// Acknowledgement latencies (µs) of 100 closed-loop recorders while
+/// `work` runs, and how long it ran.
+async fn recorders_during(
+    engine: &Engine,
+    work: impl std::future::Future<Output = ()>,
+) -> (Vec<u32>, Duration) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for r in 0..100u64 {
+        let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut e = event(r << 32 | i);
+                e.data.truncate(128);
+                let t = Instant::now();
+                w.append(None, vec![e]).unwrap().await.unwrap();
+                lat.push(t.elapsed().as_micros() as u32);
+                i += 1;
+            }
+            w.close(0).await.unwrap();
+            lat
+        }));
+    }
+    let start = Instant::now();
+    work.await;
+    let took = start.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (all, took)
+}
+
 fn mb_per_s(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / took.as_secs_f64() / 1e6
 }
@@ -232,6 +273,41 @@ async fn main_async(quick: bool) {
             peak as f64 / 1024.0,
         );
         while rig.engine.drain_deletions().await.unwrap() > 0 {}
+    }
+    // Ingest beside recombination: the acknowledgement latency of 100
+    // closed-loop recorders, alone and while a large recording recombines.
+    let size = if quick { 64 << 20 } else { 512 << 20 };
+    let id = split_recording(&rig, size, 7 << 40).await;
+    let (mut alone, _) = recorders_during(&rig.engine, async {
+        tokio::time::sleep(Duration::from_secs(3)).await
+    })
+    .await;
+    let engine = rig.engine.clone();
+    let (mut beside, took) = recorders_during(&rig.engine, async move {
+        engine.compact(Some(id)).await.unwrap();
+    })
+    .await;
+    while rig.engine.drain_deletions().await.unwrap() > 0 {}
+    println!(
+        "\n## Ingest beside recombination (100 recorders, 128-byte events; recombining {} MiB took {:.1} s)\n",
+        size >> 20,
+        took.as_secs_f64()
+    );
+    println!("| | events/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for (name, lat, secs) in [
+        ("alone", &mut alone, 3.0),
+        ("while recombining", &mut beside, took.as_secs_f64()),
+    ] {
+        let n = lat.len();
+        lat.sort_unstable();
+        let pct = |p: f64| lat[((n - 1) as f64 * p) as usize] as f64 / 1000.0;
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} |",
+            n as f64 / secs,
+            pct(0.5),
+            pct(0.99)
+        );
     }
     rig.engine.shutdown().await;
     println!("\n### Goal: Reel >= 0.80 x the raw copy; memory bounded (streamed)\n");
