@@ -29,33 +29,6 @@ async fn objects(store: &DurableLocalStore) -> Vec<String> {
     keys
 }
 
-/// A closed recording of `n` events, the first third uploaded to the
-/// primary, the rest to the secondary while the primary fails.
-async fn split_recording(rig: &Rig, n: u64) -> (RecordingId, Vec<Event>) {
-    let engine = &rig.engine;
-    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
-    let id = w.id();
-    write(&mut w, 0..n / 3).await;
-    wait_until("on the primary", Duration::from_secs(5), || {
-        all_uploaded(engine, id)
-    })
-    .await;
-    rig.primary.fail_always(Ops::ALL, Fault::Error);
-    write(&mut w, n / 3..n).await;
-    w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(10), || {
-        all_uploaded(engine, id)
-    })
-    .await;
-    assert_eq!(engine.recording(id).await.unwrap().placement(), "split");
-    rig.primary.clear();
-    wait_until("failback", Duration::from_secs(5), || async {
-        engine.storage_status().writing_to == Some(Role::Primary)
-    })
-    .await;
-    (id, (0..n).map(event).collect())
-}
-
 /// The recording is one object on the primary, nothing of it is left
 /// anywhere else, and it reads back as written.
 async fn assert_recombined(rig: &Rig, id: RecordingId, events: &[Event]) {

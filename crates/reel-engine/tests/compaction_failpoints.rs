@@ -5,37 +5,16 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use reel_proto::v1::{Event, Location, RecordingMetadata};
-use reel_storage::faults::{Fault, Ops};
-use reel_storage::{Role, keys};
+use reel_proto::v1::Location;
+use reel_storage::keys;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_catalog_commit_changes_nothing_and_the_retry_completes() {
     let scenario = fail::FailScenario::setup();
     let rig = rig(|_| {}).await;
     let engine = &rig.engine;
-    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
-    let id = w.id();
-    write(&mut w, 0..40).await;
-    wait_until("on the primary", Duration::from_secs(5), || {
-        all_uploaded(engine, id)
-    })
-    .await;
-    rig.primary.fail_always(Ops::ALL, Fault::Error);
-    write(&mut w, 40..120).await;
-    w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(10), || {
-        all_uploaded(engine, id)
-    })
-    .await;
-    rig.primary.clear();
-    wait_until("failback", Duration::from_secs(5), || async {
-        engine.storage_status().writing_to == Some(Role::Primary)
-    })
-    .await;
+    let (id, events) = split_recording(&rig, 120).await;
     let before = engine.recording(id).await.unwrap();
 
     fail::cfg("compactor-commit", "1*return").unwrap();
@@ -57,7 +36,6 @@ async fn a_failed_catalog_commit_changes_nothing_and_the_retry_completes() {
         0,
         "nothing deleted"
     );
-    let events: Vec<Event> = (0..120).map(event).collect();
     assert_eq!(
         engine
             .events(id)

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use reel_engine::{Engine, EngineConfig, RecordingWriter};
 use reel_proto::RecordingId;
-use reel_proto::v1::{Event, EventKind, Location};
-use reel_storage::faults::{FaultHandle, FaultyStore};
+use reel_proto::v1::{Event, EventKind, Location, RecordingMetadata};
+use reel_storage::faults::{Fault, FaultHandle, FaultyStore, Ops};
 use reel_storage::{DurableLocalStore, HealthConfig, Role, Router, Store};
 
 pub fn event(i: u64) -> Event {
@@ -113,4 +113,36 @@ pub async fn all_uploaded(engine: &Engine, id: RecordingId) -> bool {
 
 pub fn locations(info: &reel_engine::RecordingInfo) -> Vec<Vec<i32>> {
     info.segments.iter().map(|s| s.locations.clone()).collect()
+}
+
+/// A closed recording of `n` events, the first third uploaded to the
+/// primary, the rest to the secondary while the primary fails.
+pub async fn split_recording(rig: &Rig, n: u64) -> (RecordingId, Vec<Event>) {
+    let engine = &rig.engine;
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    write(&mut w, 0..n / 3).await;
+    wait_until("on the primary", Duration::from_secs(5), || {
+        all_uploaded(engine, id)
+    })
+    .await;
+    rig.primary.fail_always(Ops::ALL, Fault::Error);
+    write(&mut w, n / 3..n).await;
+    w.close(0).await.unwrap();
+    wait_until("all stored", Duration::from_secs(10), || {
+        all_uploaded(engine, id)
+    })
+    .await;
+    assert_eq!(engine.recording(id).await.unwrap().placement(), "split");
+    rig.primary.clear();
+    wait_for_failback(engine).await;
+    (id, (0..n).map(event).collect())
+}
+
+/// Waits until uploads go to the primary again.
+pub async fn wait_for_failback(engine: &Engine) {
+    wait_until("failback", Duration::from_secs(5), || async {
+        engine.storage_status().writing_to == Some(Role::Primary)
+    })
+    .await;
 }
