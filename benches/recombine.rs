@@ -84,8 +84,10 @@ struct Rig {
     primary_faults: FaultHandle,
 }
 
-async fn rig(dir: &std::path::Path, primary: &Garage, secondary: &Garage) -> Rig {
-    let mut config = EngineConfig::new(dir.join("reel"));
+/// An engine on both servers; `pace` is the compactor's byte rate limit.
+async fn engine_rig(dir: &std::path::Path, primary: &Garage, secondary: &Garage, pace: u64) -> Rig {
+    let mut config = EngineConfig::new(dir.join(format!("reel-{pace}")));
+    config.compactor.max_bytes_per_second = pace;
     config.segment_target_bytes = 8 << 20;
     config.segment_max_age = Duration::from_secs(3600);
     config.compactor.enabled = false;
@@ -244,7 +246,7 @@ async fn main_async(quick: bool) {
     let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
     let raw_primary: Arc<dyn ObjectStore> = Arc::new(primary.object_store());
     let raw_secondary: Arc<dyn ObjectStore> = Arc::new(secondary.object_store());
-    let rig = rig(dir.path(), &primary, &secondary).await;
+    let rig = engine_rig(dir.path(), &primary, &secondary, 0).await;
     let mut sizes = vec![1usize << 20, 64 << 20];
     if !quick {
         sizes.push(1 << 30);
@@ -306,16 +308,40 @@ async fn main_async(quick: bool) {
     })
     .await;
     while rig.engine.drain_deletions().await.unwrap() > 0 {}
-    println!(
-        "\n## Ingest beside recombination (100 recorders, 128-byte events; recombining {} MiB took {:.1} s)\n",
-        size >> 20,
-        took.as_secs_f64()
-    );
+    rig.engine.shutdown().await;
+    // The same, the compactor paced at 32 MB/s (its own engine and data).
+    let paced = engine_rig(dir.path(), &primary, &secondary, 32_000_000).await;
+    let id = split_recording(&paced, size / 4, 9 << 40).await;
+    settle().await;
+    let engine = paced.engine.clone();
+    let (mut beside_paced, took_paced) = recorders_during(&paced.engine, async move {
+        engine.compact(Some(id)).await.unwrap();
+    })
+    .await;
+    paced.engine.shutdown().await;
+    println!("\n## Ingest beside recombination (100 recorders, 128-byte events)\n");
     println!("| | events/s | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|");
     for (name, lat, secs) in [
-        ("alone", &mut alone, 3.0),
-        ("while recombining", &mut beside, took.as_secs_f64()),
+        ("alone".to_string(), &mut alone, 3.0),
+        (
+            format!(
+                "while {} MiB recombine unpaced ({:.1} s)",
+                size >> 20,
+                took.as_secs_f64()
+            ),
+            &mut beside,
+            took.as_secs_f64(),
+        ),
+        (
+            format!(
+                "while {} MiB recombine at 32 MB/s ({:.1} s)",
+                size >> 22,
+                took_paced.as_secs_f64()
+            ),
+            &mut beside_paced,
+            took_paced.as_secs_f64(),
+        ),
     ] {
         let n = lat.len();
         lat.sort_unstable();
@@ -327,7 +353,6 @@ async fn main_async(quick: bool) {
             pct(0.99)
         );
     }
-    rig.engine.shutdown().await;
     println!("\n### Goal: Reel >= 0.80 x the raw copy; memory bounded (streamed)\n");
     for (size, r) in ratios {
         println!("{:>5} MiB: {r:.2} x raw", size >> 20);
