@@ -101,12 +101,9 @@ async fn reel_drain(
     let router = Arc::new(Router::new(config.health.clone()));
     let build = |role, g: &Garage, health| {
         let real = Store::build(role, &g.store_config(), health).unwrap();
-        let (faulty, handle) = FaultyStore::wrap(real.object_store().clone());
+        let (store, handle) = FaultyStore::wrap_store(&real);
         handle.fail_always(Ops::ALL, Fault::Error);
-        (
-            Store::new(role, faulty, real.description(), real.health().clone()),
-            handle,
-        )
+        (store, handle)
     };
     let (p, p_faults) = build(Role::Primary, primary, router.primary.clone());
     let (s, s_faults) = build(Role::Secondary, secondary, router.secondary.clone());

@@ -102,8 +102,7 @@ async fn engine_rig(dir: &std::path::Path, primary: &Garage, secondary: &Garage,
         router.primary.clone(),
     )
     .unwrap();
-    let (faulty, primary_faults) = FaultyStore::wrap(p.object_store().clone());
-    let p = Store::new(Role::Primary, faulty, p.description(), p.health().clone());
+    let (p, primary_faults) = FaultyStore::wrap_store(&p);
     let s = Store::build(
         Role::Secondary,
         &secondary.store_config(),

@@ -156,6 +156,19 @@ impl FaultyStore {
         )
     }
 
+    /// The same store (role, description, health) with its backend behind
+    /// the wrapper.
+    pub fn wrap_store(store: &crate::Store) -> (crate::Store, FaultHandle) {
+        let (faulty, handle) = FaultyStore::wrap(store.object_store().clone());
+        let wrapped = crate::Store::new(
+            store.role(),
+            faulty,
+            store.description(),
+            store.health().clone(),
+        );
+        (wrapped, handle)
+    }
+
     /// Counts `op` and returns the fault a rule gives it, if any.
     fn fault_for(&self, op: Ops) -> Option<Fault> {
         self.shared.counts[op.0.trailing_zeros() as usize].fetch_add(1, Ordering::Relaxed);
