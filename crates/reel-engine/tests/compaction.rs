@@ -8,80 +8,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures::TryStreamExt;
-use object_store::ObjectStore;
 use reel_engine::Engine;
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, Location, RecordingMetadata};
 use reel_storage::faults::{Fault, Ops};
-use reel_storage::{DurableLocalStore, Role, keys};
-
-/// Every object key in a store, but health probes.
-async fn objects(store: &DurableLocalStore) -> Vec<String> {
-    let mut keys: Vec<String> = store
-        .list(None)
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .unwrap();
-    keys.retain(|k| !k.starts_with("_reel/"));
-    keys.sort();
-    keys
-}
-
-/// The recording is one object on the primary, nothing of it is left
-/// anywhere else, and it reads back as written.
-async fn assert_recombined(rig: &Rig, id: RecordingId, events: &[Event]) {
-    let engine = &rig.engine;
-    while engine.drain_deletions().await.unwrap() > 0 {}
-    assert_eq!(engine.pending_deletions().await.unwrap(), 0);
-    assert_eq!(
-        objects(&rig.primary_store).await,
-        vec![keys::recording_object(id).to_string()],
-        "the primary holds exactly the combined object"
-    );
-    assert!(
-        objects(&rig.secondary_store).await.is_empty(),
-        "the secondary holds nothing"
-    );
-    let info = engine.recording(id).await.unwrap();
-    assert_eq!(info.recombine, None);
-    assert_eq!(info.placement(), "primary");
-    assert!(info.row.combined_size > 0);
-    assert!(
-        info.segments
-            .iter()
-            .all(|s| s.locations == [Location::Primary as i32]
-                && s.uncertain.is_empty()
-                && s.combined_offset.is_some())
-    );
-    assert_eq!(
-        engine
-            .events(id)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap(),
-        events
-    );
-    // The object is self-describing: its index names every segment.
-    let bytes =
-        object_store::ObjectStoreExt::get(rig.primary_store.as_ref(), &keys::recording_object(id))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-    assert_eq!(bytes.len() as u64, info.row.combined_size);
-    assert_eq!(reel_log::sha256(&bytes).to_vec(), info.row.combined_sha256);
-    let index = reel_log::combined::decode_index(&bytes).unwrap();
-    assert_eq!(index.segments.len(), info.segments.len());
-    for (entry, seg) in index.segments.iter().zip(&info.segments) {
-        let part = &bytes[entry.offset as usize..(entry.offset + entry.size) as usize];
-        assert_eq!(reel_log::sha256(part).to_vec(), seg.sha256);
-    }
-}
+use reel_storage::{Role, keys};
 
 async fn compact_until_done(engine: &Engine, id: RecordingId) {
     for _ in 0..10 {
