@@ -397,26 +397,18 @@ async fn read_good_copy(
     id: RecordingId,
     seg: &SegmentRow,
 ) -> Result<bytes::Bytes> {
-    let mut sources: Vec<(Role, bool)> = Vec::new();
-    for (loc, role) in [
-        (Location::Primary, Role::Primary),
-        (Location::Secondary, Role::Secondary),
-    ] {
-        if seg.locations.contains(&(loc as i32)) {
-            sources.push((role, seg.combined_offset.is_some() && role == Role::Primary));
-        }
-    }
-    for (loc, role) in [
-        (Location::Primary, Role::Primary),
-        (Location::Secondary, Role::Secondary),
-    ] {
-        if seg.uncertain.contains(&(loc as i32)) && !sources.iter().any(|(r, _)| *r == role) {
-            sources.push((role, false));
-        }
-    }
+    // The stores the catalog names first, then those that may hold a copy.
+    let roles = [Role::Primary, Role::Secondary];
+    let named = |role: Role| seg.locations.contains(&(location_of(role) as i32));
+    let maybe = |role: Role| seg.uncertain.contains(&(location_of(role) as i32));
+    let sources = roles
+        .into_iter()
+        .filter(|&r| named(r))
+        .chain(roles.into_iter().filter(|&r| !named(r) && maybe(r)));
     let mut last_error = None;
-    for (role, in_combined) in sources {
+    for role in sources {
         let store = inner.store(role);
+        let in_combined = role == Role::Primary && named(role) && seg.combined_offset.is_some();
         let fetched = if in_combined {
             let offset = seg.combined_offset.unwrap_or(0);
             store
@@ -429,9 +421,7 @@ async fn read_good_copy(
         };
         let bytes = match fetched {
             Ok(b) => b,
-            Err(e @ StorageError::NotFound { .. })
-                if !seg.locations.contains(&(location_of(role) as i32)) =>
-            {
+            Err(e @ StorageError::NotFound { .. }) if !named(role) => {
                 // An uncertain copy that is not there: nothing to use.
                 last_error.get_or_insert(EngineError::Storage(e));
                 continue;

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use object_store::path::Path;
 use reel_catalog::Batch;
-use reel_proto::v1::Location;
-use reel_storage::Role;
 use tracing::{debug, warn};
 
 use crate::Inner;
 use crate::error::Result;
+use crate::uploader::role_of;
 
 /// How often the queue is looked at without being woken.
 const INTERVAL: Duration = Duration::from_secs(5);
@@ -40,11 +39,10 @@ pub(crate) async fn drain(inner: &Arc<Inner>) -> Result<u64> {
     let mut failed = [false, false];
     let mut deleted = 0;
     for (location, key, why) in queue {
-        let (role, slot) = match location {
-            Location::Primary => (Role::Primary, 0),
-            Location::Secondary => (Role::Secondary, 1),
-            _ => continue,
+        let Some(role) = role_of(location) else {
+            continue;
         };
+        let slot = role as usize;
         if failed[slot] || !inner.store(role).health().state().is_usable() {
             continue;
         }

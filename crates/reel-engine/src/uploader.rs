@@ -38,6 +38,15 @@ pub(crate) fn location_of(role: Role) -> Location {
     }
 }
 
+/// The store a catalog location names (none for the local spool).
+pub(crate) fn role_of(location: Location) -> Option<Role> {
+    match location {
+        Location::Primary => Some(Role::Primary),
+        Location::Secondary => Some(Role::Secondary),
+        _ => None,
+    }
+}
+
 pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(RecordingId, u64)>) {
     // `upload_concurrency` puts in flight; twice as many segments staged, so
     // that reading and checking the next segments and committing the last
