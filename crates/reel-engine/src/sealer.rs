@@ -199,6 +199,8 @@ async fn seal_one(
             r#final: header.r#final,
             uncertain: Vec::new(),
             combined_offset: None,
+            content_offset: encoded.content_offset,
+            blocks: header.blocks.clone(),
         };
         row.event_count += header.event_count;
         row.data_bytes += data_bytes;

@@ -76,6 +76,8 @@ pub enum SegmentError {
     ContentLength { expected: u64, actual: u64 },
     #[error("segment content does not match its SHA-256 (corrupted or tampered)")]
     ContentHash,
+    #[error("content block at offset {offset} does not match its CRC32C (corrupted)")]
+    BlockChecksum { offset: u64 },
     #[error("segment content does not decode: {0}")]
     ContentDecode(String),
     #[error("segment is inconsistent with its header: {0}")]

@@ -19,6 +19,6 @@ pub use journal::{
     Completion, Damage, Journal, JournalOptions, JournalStats, Position, RecoveryReport,
 };
 pub use segment::{
-    DecodedSegment, EncodedSegment, Hash, SegmentSpec, decode_header, decode_segment,
-    encode_segment, sha256,
+    BLOCK_TARGET_BYTES, DecodedSegment, EncodedSegment, Hash, SegmentSpec, blocks_for_window,
+    content_blocks, decode_block, decode_header, decode_segment, encode_segment, sha256,
 };

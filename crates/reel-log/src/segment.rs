@@ -12,9 +12,17 @@
 //! the sequence number, the event range and time range, the SHA-256 of the
 //! content, and the SHA-256 of the previous segment object, so one object can
 //! be checked alone and a recording's chain of segments verified.
+//!
+//! The header also cuts the content into blocks of about
+//! [`BLOCK_TARGET_BYTES`] at event boundaries, each with its first event and
+//! time and a CRC32C. An `EventList` is a plain run of length-delimited
+//! events, so any block decodes on its own: a reader seeks to a time by
+//! reading only the blocks it needs, and checks each against its CRC32C.
 
 use prost::Message;
-use reel_proto::v1::{Event, EventList, RecordingMetadata, SegmentHeader};
+use std::ops::Range;
+
+use reel_proto::v1::{ContentBlock, Event, EventList, RecordingMetadata, SegmentHeader};
 use sha2::{Digest, Sha256};
 
 use crate::error::SegmentError;
@@ -24,6 +32,9 @@ pub const SEGMENT_FORMAT_VERSION: u32 = 1;
 /// A header larger than this is treated as corruption.
 pub const MAX_HEADER_LEN: usize = 1 << 20;
 const PREFIX_LEN: usize = SEGMENT_MAGIC.len() + 4;
+/// A content block is closed at the first event boundary past this size:
+/// the most a seek reads before the first event it wants.
+pub const BLOCK_TARGET_BYTES: usize = 64 << 10;
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -56,6 +67,8 @@ pub struct EncodedSegment {
     /// SHA-256 of `bytes`: the link the next segment carries.
     pub sha256: Hash,
     pub header: SegmentHeader,
+    /// Where the content starts within `bytes`.
+    pub content_offset: u64,
 }
 
 /// A segment object read back and checked.
@@ -68,9 +81,22 @@ pub struct DecodedSegment {
 /// Encodes `events` (in order, times never decreasing) as a segment object.
 pub fn encode_segment(spec: SegmentSpec, events: &[Event]) -> EncodedSegment {
     let mut content = Vec::with_capacity(events.iter().map(|e| e.data.len() + 16).sum());
-    for e in events {
+    let mut blocks: Vec<ContentBlock> = Vec::new();
+    let mut block_start = 0;
+    for (i, e) in events.iter().enumerate() {
+        if i == 0 || content.len() - block_start >= BLOCK_TARGET_BYTES {
+            close_block(&mut blocks, &content, block_start);
+            block_start = content.len();
+            blocks.push(ContentBlock {
+                offset: block_start as u64,
+                first_event_index: spec.first_event_index + i as u64,
+                start_time_us: e.time_us,
+                ..Default::default()
+            });
+        }
         prost::encoding::message::encode(1, e, &mut content);
     }
+    close_block(&mut blocks, &content, block_start);
     let header = SegmentHeader {
         format_version: SEGMENT_FORMAT_VERSION,
         recording_id: spec.recording_id.to_vec(),
@@ -86,6 +112,7 @@ pub fn encode_segment(spec: SegmentSpec, events: &[Event]) -> EncodedSegment {
         r#final: spec.is_final,
         duration_us: spec.duration_us,
         sealed_at_us: spec.sealed_at_us,
+        blocks,
     };
     let header_bytes = header.encode_to_vec();
     let mut bytes = Vec::with_capacity(PREFIX_LEN + header_bytes.len() + 4 + content.len());
@@ -96,10 +123,79 @@ pub fn encode_segment(spec: SegmentSpec, events: &[Event]) -> EncodedSegment {
     bytes.extend_from_slice(&content);
     let sha256 = sha256(&bytes);
     EncodedSegment {
+        content_offset: (bytes.len() - content.len()) as u64,
         bytes,
         sha256,
         header,
     }
+}
+
+fn close_block(blocks: &mut [ContentBlock], content: &[u8], start: usize) {
+    if let Some(last) = blocks.last_mut() {
+        last.len = (content.len() - start) as u64;
+        last.crc32c = crc32c::crc32c(&content[start..]);
+    }
+}
+
+/// The blocks of a segment's content as a reader uses them: the header's
+/// blocks, or for a segment without any (written before blocks existed) the
+/// whole content as one block without a CRC32C, to be checked by the
+/// content's SHA-256 instead.
+pub fn content_blocks(header: &SegmentHeader) -> Vec<ContentBlock> {
+    if !header.blocks.is_empty() {
+        return header.blocks.clone();
+    }
+    vec![ContentBlock {
+        offset: 0,
+        len: header.content_len,
+        first_event_index: header.first_event_index,
+        start_time_us: header.start_time_us,
+        crc32c: 0,
+    }]
+}
+
+/// The blocks (indices into `blocks`, which are in time order) that can hold
+/// events with `from_us <= time < to_us`. A block's events lie between its
+/// start time and the next block's, inclusive, as equal times can straddle a
+/// boundary.
+pub fn blocks_for_window(blocks: &[ContentBlock], from_us: u64, to_us: u64) -> Range<usize> {
+    let before_from = blocks.partition_point(|b| b.start_time_us < from_us);
+    let before_to = blocks.partition_point(|b| b.start_time_us < to_us);
+    before_from.saturating_sub(1)..before_to
+}
+
+/// Checks one block's bytes against its CRC32C and decodes its events.
+/// `check_crc` is false only for the whole-content block of a segment
+/// without blocks, whose caller checks the content's SHA-256.
+pub fn decode_block(
+    block: &ContentBlock,
+    bytes: &[u8],
+    check_crc: bool,
+) -> Result<Vec<Event>, SegmentError> {
+    if bytes.len() as u64 != block.len {
+        return Err(SegmentError::ContentLength {
+            expected: block.len,
+            actual: bytes.len() as u64,
+        });
+    }
+    if check_crc && crc32c::crc32c(bytes) != block.crc32c {
+        return Err(SegmentError::BlockChecksum {
+            offset: block.offset,
+        });
+    }
+    let events = EventList::decode(bytes)
+        .map_err(|e| SegmentError::ContentDecode(e.to_string()))?
+        .events;
+    let first_ok = events
+        .first()
+        .is_none_or(|e| e.time_us == block.start_time_us);
+    if events.is_empty() && block.len > 0 || !first_ok {
+        return Err(SegmentError::Inconsistent(format!(
+            "block at offset {} does not start at its time",
+            block.offset
+        )));
+    }
+    Ok(events)
 }
 
 /// Decodes and checks the header at the start of `bytes`; returns it and the
@@ -173,7 +269,38 @@ pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, SegmentError> {
         .map_err(|e| SegmentError::ContentDecode(e.to_string()))?
         .events;
     check_events(&header, &events)?;
+    check_blocks(&header, content)?;
     Ok(DecodedSegment { header, events })
+}
+
+fn check_blocks(header: &SegmentHeader, content: &[u8]) -> Result<(), SegmentError> {
+    let mut offset = 0;
+    let mut index = header.first_event_index;
+    for block in &header.blocks {
+        if block.offset != offset || block.first_event_index != index {
+            return Err(SegmentError::Inconsistent(format!(
+                "block at offset {} is out of place",
+                block.offset
+            )));
+        }
+        let end = offset.saturating_add(block.len);
+        if end > content.len() as u64 {
+            return Err(SegmentError::Inconsistent(
+                "blocks run past the content".into(),
+            ));
+        }
+        let events = decode_block(block, &content[offset as usize..end as usize], true)?;
+        offset = end;
+        index = block.first_event_index + events.len() as u64;
+    }
+    if !header.blocks.is_empty()
+        && (offset != header.content_len || index != header.first_event_index + header.event_count)
+    {
+        return Err(SegmentError::Inconsistent(
+            "blocks do not cover the content".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_events(header: &SegmentHeader, events: &[Event]) -> Result<(), SegmentError> {
@@ -290,6 +417,36 @@ mod tests {
             let back = decode_segment(&seg.bytes).unwrap();
             prop_assert_eq!(back.events, events);
             prop_assert_eq!(back.header, seg.header);
+        }
+
+        #[test]
+        fn blocks_cover_the_content_and_find_any_window(
+            sizes in proptest::collection::vec(0usize..40_000, 1..60),
+            gaps in proptest::collection::vec(0u64..3, 60),
+            from in 0u64..80,
+            len in 0u64..80,
+        ) {
+            // Big events and repeated times, so blocks are many and equal
+            // times straddle block boundaries.
+            let mut t = 0;
+            let events: Vec<Event> = sizes.iter().zip(&gaps).map(|(&n, &dt)| {
+                t += dt;
+                Event { time_us: t, kind: 1, data: vec![n as u8; n] }
+            }).collect();
+            let seg = encode_segment(spec(1, Some([1; 32])), &events);
+            let content = &seg.bytes[seg.content_offset as usize..];
+            let blocks = content_blocks(&seg.header);
+            let decoded: Vec<Vec<Event>> = blocks.iter().map(|b| {
+                decode_block(b, &content[b.offset as usize..(b.offset + b.len) as usize], true).unwrap()
+            }).collect();
+            prop_assert_eq!(decoded.concat(), events.clone());
+            let to = from + len;
+            let picked = blocks_for_window(&blocks, from, to);
+            let found: Vec<Event> = decoded[picked].concat().into_iter()
+                .filter(|e| e.time_us >= from && e.time_us < to).collect();
+            let want: Vec<Event> = events.into_iter()
+                .filter(|e| e.time_us >= from && e.time_us < to).collect();
+            prop_assert_eq!(found, want);
         }
 
         #[test]
