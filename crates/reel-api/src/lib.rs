@@ -4,7 +4,15 @@
 //! Times are microseconds: `*_at_us` since the Unix epoch, other `*_us`
 //! from the start of the recording.
 
+mod offset;
+
 use std::collections::BTreeMap;
+
+pub use offset::parse_offset;
+
+/// How an export in asciicast form marks events that are lost (no intact
+/// copy): an `"m"` event whose label starts with this.
+pub const GAP_MARKER: &str = "reel: gap: ";
 
 use serde::{Deserialize, Serialize};
 

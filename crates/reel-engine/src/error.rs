@@ -23,6 +23,19 @@ pub enum EngineError {
     /// was kept, and everything acknowledged before is safe. Retry later.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A read wants bytes that only a store which is down (or not
+    /// answering) holds; the message names the events and times missing.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A time window outside the recording (it starts after the end).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Events that no copy holds intact (see [`crate::Gap`]).
+    #[error("recording {recording}: {gap}")]
+    Gap {
+        recording: RecordingId,
+        gap: Box<crate::Gap>,
+    },
     #[error("journal: {0}")]
     Journal(#[from] JournalError),
     #[error("catalog: {0}")]

@@ -47,7 +47,7 @@ pub use compactor::{CompactorConfig, CompactorStatus, PlanItem};
 pub use config::EngineConfig;
 pub use error::{EngineError, Result};
 pub use ingest::{AckFuture, Closed, RecordingWriter};
-pub use reader::EventStream;
+pub use reader::{EventStream, Gap, ReadItem, Window};
 pub use reel_catalog::InvalidId;
 
 use recording::OpenRecording;
@@ -376,7 +376,18 @@ impl Engine {
     /// Streams every durable event of a recording, in order, from wherever
     /// its bytes are: spool, stores, and (for an open recording) the journal.
     pub async fn events(&self, id: RecordingId) -> Result<EventStream> {
-        reader::events(&self.inner, id).await
+        self.read(id, Window::ALL).await
+    }
+
+    /// Streams the events of `window` of a recording, reading only the
+    /// blocks that hold it, from wherever they are. Fails before any event
+    /// when the recording is unknown ([`EngineError::NotFound`]), the window
+    /// starts after its end ([`EngineError::OutOfRange`]), or some of the
+    /// window is only on a store that is down ([`EngineError::Unavailable`],
+    /// naming the events and times). Lost events (no intact copy) come as a
+    /// [`ReadItem::Gap`] and the read goes on.
+    pub async fn read(&self, id: RecordingId, window: Window) -> Result<EventStream> {
+        reader::read(&self.inner, id, window).await
     }
 
     pub fn local_status(&self) -> LocalStatus {

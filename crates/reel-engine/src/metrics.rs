@@ -51,6 +51,7 @@ pub(crate) struct Metrics {
     recombined_recordings: Counter,
     recombined_bytes: Counter,
     bad_copies: Family<StoreLabel, Counter>,
+    read_gaps: Counter,
     acknowledged_events: Counter,
 }
 
@@ -71,6 +72,7 @@ impl Metrics {
             recombined_recordings: Counter::default(),
             recombined_bytes: Counter::default(),
             bad_copies: Family::default(),
+            read_gaps: Counter::default(),
         };
         registry.register(
             "uploaded_bytes",
@@ -132,6 +134,11 @@ impl Metrics {
             "Segment copies found not matching their SHA-256 (never used), per store",
             m.bad_copies.clone(),
         );
+        registry.register(
+            "read_gaps",
+            "Runs of events a read could not find or verify in any copy, shown as gaps",
+            m.read_gaps.clone(),
+        );
         *m.registry.lock().expect("registry lock") = registry;
         m
     }
@@ -153,6 +160,10 @@ impl Metrics {
 
     pub(crate) fn bad_copy(&self, role: Role) {
         self.bad_copies.get_or_create(&store(role)).inc();
+    }
+
+    pub(crate) fn read_gap(&self) {
+        self.read_gaps.inc();
     }
 
     pub(crate) fn upload_failed(&self, role: Role, kind: &str) {

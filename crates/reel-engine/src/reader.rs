@@ -1,206 +1,760 @@
-//! Reading a recording from wherever its bytes are: sealed segments in the
-//! spool or on a store, and, while the recording is open, its unsealed tail
-//! in the journal.
+//! Reading a recording, or a time window of it, from wherever its bytes are:
+//! sealed segments in the spool, on either store or inside the recording's
+//! combined object, and, while the recording is open, its unsealed tail in
+//! the journal.
 //!
-//! Sealing and uploading go on while a reader reads, so a segment can move
-//! from the spool to a store, and a journal tail can become a segment, under
-//! its feet. The reader follows: it re-reads the catalog when a location or
-//! a journal file is gone and never emits an event twice or out of order.
+//! A read plans from the catalog alone: each segment row carries its content
+//! blocks (first event, first time, CRC32C), so the reader knows which byte
+//! ranges hold a window before it touches a store. Consecutive segments of a
+//! recombined recording are one range of one object, read with one streamed
+//! range request; each block is checked against its CRC32C as it arrives.
+//!
+//! When a copy fails, the reader tries the next one (spool first, then the
+//! stores, healthy ones first) from the block where it stopped, and re-reads
+//! the catalog once for a segment that moved (spool -> store, segments ->
+//! combined object) under its feet. Events no copy holds intact become a
+//! [`Gap`]; events held only by a store that is down make the read fail
+//! with [`EngineError::Unavailable`], naming the events and times missing.
 
+use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use futures::Stream;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use reel_catalog::RecordingId;
-use reel_log::{JournalError, decode_segment};
-use reel_proto::v1::{Event, Location, SegmentRow};
-use reel_storage::{Role, keys};
+use reel_log::{JournalError, blocks_for_window, decode_block, decode_segment};
+use reel_proto::v1::{Event, Location, RecordingRow, SegmentRow};
+use reel_storage::{Role, StorageError, StoreState, keys};
 use tokio::sync::mpsc;
 
 use crate::Inner;
 use crate::error::{EngineError, Result};
-use crate::recording::{Chunk, read_chunks};
+use crate::recording::Chunk;
 
-/// The events of a recording, in order, a batch (a segment, or the journal
-/// tail) at a time. Ends with an error item if a part cannot be read.
+/// A time window of a recording: the events with `from_us <= time < to_us`
+/// (times from the recording's start). `to_us: None` reads to the end, and
+/// for an open recording, to the last durable event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Window {
+    pub from_us: u64,
+    pub to_us: Option<u64>,
+}
+
+impl Window {
+    /// The whole recording.
+    pub const ALL: Window = Window {
+        from_us: 0,
+        to_us: None,
+    };
+
+    /// A window; an empty or reversed one is an invalid argument.
+    pub fn new(from_us: u64, to_us: Option<u64>) -> Result<Window> {
+        if let Some(to) = to_us
+            && to <= from_us
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "the window ends ({}) at or before it starts ({})",
+                clock(to),
+                clock(from_us)
+            )));
+        }
+        Ok(Window { from_us, to_us })
+    }
+
+    pub fn contains(&self, time_us: u64) -> bool {
+        time_us >= self.from_us && time_us < self.end()
+    }
+
+    fn end(&self) -> u64 {
+        self.to_us.unwrap_or(u64::MAX)
+    }
+}
+
+/// A run of events a read could not deliver because no copy holds them
+/// intact (missing objects, corrupt blocks). The read goes on after it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Gap {
+    pub sequence: u64,
+    pub first_event_index: u64,
+    pub event_count: u64,
+    pub start_time_us: u64,
+    pub end_time_us: u64,
+    /// What was wrong with each copy.
+    pub reason: String,
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "events {}..{} ({} to {}, segment {}) are lost: {}",
+            self.first_event_index,
+            self.first_event_index + self.event_count,
+            clock(self.start_time_us),
+            clock(self.end_time_us),
+            self.sequence,
+            self.reason
+        )
+    }
+}
+
+/// One item of an [`EventStream`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadItem {
+    /// Events in order, all inside the window.
+    Events(Vec<Event>),
+    Gap(Gap),
+}
+
+/// The events of a recording (or of a window of it), in order, a block at a
+/// time, with a [`ReadItem::Gap`] where events are lost. Ends with an error
+/// item if bytes cannot be read now (a store down or not answering).
 pub struct EventStream {
-    rx: mpsc::Receiver<Result<Vec<Event>>>,
+    id: RecordingId,
+    rx: mpsc::Receiver<Result<ReadItem>>,
 }
 
 impl EventStream {
-    /// Collects every event (for tests and small recordings).
-    pub async fn collect_all(mut self) -> Result<Vec<Event>> {
-        let mut all = Vec::new();
-        while let Some(batch) = self.rx.recv().await {
-            all.extend(batch?);
+    /// Collects every event; a gap is an error ([`EngineError::Gap`]).
+    pub async fn collect_all(self) -> Result<Vec<Event>> {
+        let id = self.id;
+        let (events, gaps) = self.collect_with_gaps().await?;
+        match gaps.into_iter().next() {
+            Some(gap) => Err(EngineError::Gap {
+                recording: id,
+                gap: Box::new(gap),
+            }),
+            None => Ok(events),
         }
-        Ok(all)
+    }
+
+    /// Collects every event and every gap.
+    pub async fn collect_with_gaps(mut self) -> Result<(Vec<Event>, Vec<Gap>)> {
+        let (mut events, mut gaps) = (Vec::new(), Vec::new());
+        while let Some(item) = self.rx.recv().await {
+            match item? {
+                ReadItem::Events(batch) => events.extend(batch),
+                ReadItem::Gap(gap) => gaps.push(gap),
+            }
+        }
+        Ok((events, gaps))
     }
 }
 
 impl Stream for EventStream {
-    type Item = Result<Vec<Event>>;
+    type Item = Result<ReadItem>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.poll_recv(cx)
     }
 }
 
-pub(crate) async fn events(inner: &Arc<Inner>, id: RecordingId) -> Result<EventStream> {
-    if inner.catalog(move |c| c.recording(id)).await?.is_none() {
+/// Starts reading `window` of recording `id`. Fails at once, before any
+/// byte, when the recording is unknown, when the window starts after the
+/// recording's end, or when some events of the window are only on a store
+/// that is down.
+pub(crate) async fn read(inner: &Arc<Inner>, id: RecordingId, window: Window) -> Result<EventStream> {
+    let (row, segments) = inner
+        .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?)))
+        .await?;
+    let Some(row) = row else {
         return Err(EngineError::NotFound(id));
+    };
+    let end = recording_end(inner, id, &row);
+    if window.from_us > end {
+        return Err(EngineError::OutOfRange(format!(
+            "recording {id}: the window starts at {}, after the recording's end at {}",
+            clock(window.from_us),
+            clock(end)
+        )));
     }
-    let (tx, rx) = mpsc::channel(4);
+    check_reachable(inner, id, &segments, window)?;
+    let (tx, rx) = mpsc::channel(8);
     let inner = inner.clone();
     tokio::spawn(async move {
-        if let Err(e) = produce(&inner, id, &tx).await {
+        let mut reader = Reader {
+            inner: &inner,
+            id,
+            window,
+            tx: &tx,
+            combined: None,
+        };
+        if let Err(e) = reader.run().await {
             let _ = tx.send(Err(e)).await;
         }
     });
-    Ok(EventStream { rx })
+    Ok(EventStream { id, rx })
 }
 
-async fn produce(
-    inner: &Arc<Inner>,
+/// The time of the recording's end as far as it is durable now.
+fn recording_end(inner: &Inner, id: RecordingId, row: &RecordingRow) -> u64 {
+    let live = inner
+        .open_recording(id)
+        .map_or(0, |rec| rec.live().durable_time_us);
+    row.duration_us.max(row.last_time_us).max(live)
+}
+
+/// Fails when some segment of the window has copies only on stores that are
+/// down, naming the events and times.
+fn check_reachable(
+    inner: &Inner,
     id: RecordingId,
-    tx: &mpsc::Sender<Result<Vec<Event>>>,
+    segments: &[SegmentRow],
+    window: Window,
 ) -> Result<()> {
-    let mut next_seq = 0u64;
-    let mut cursor = 0u64;
-    loop {
-        let segments = segments_from(inner, id, next_seq).await?;
-        for seg in &segments {
-            let events = read_segment(inner, id, seg).await?;
-            next_seq = seg.sequence + 1;
-            cursor = seg.first_event_index + seg.event_count;
-            if tx.send(Ok(events)).await.is_err() {
-                return Ok(());
-            }
-        }
-        let Some(rec) = inner.open_recording(id) else {
-            // Closed, possibly just now: its last segments are committed
-            // before it leaves the open set.
-            if segments_from(inner, id, next_seq).await?.is_empty() {
-                return Ok(());
-            }
+    let mut lost = Vec::new();
+    for seg in segments {
+        if seg.event_count == 0 || seg.end_time_us < window.from_us {
             continue;
-        };
-        let tail: Vec<Chunk> = rec
-            .live()
-            .chunks
+        }
+        if seg.start_time_us >= window.end() {
+            break;
+        }
+        let down: Vec<Role> = seg
+            .locations
             .iter()
-            .filter(|c| c.first_index >= cursor)
-            .copied()
+            .filter_map(|&l| role_of(l))
+            .filter(|&r| inner.store(r).health().state() == StoreState::Down)
             .collect();
-        let sealed_meanwhile = tail.first().is_none_or(|c| c.first_index != cursor)
-            && !segments_from(inner, id, next_seq).await?.is_empty();
-        if sealed_meanwhile {
-            continue;
+        if !seg.locations.is_empty() && down.len() == seg.locations.len() {
+            lost.push(format!(
+                "events {}..{} ({} to {}) are only on the {} store, which is down",
+                seg.first_event_index,
+                seg.first_event_index + seg.event_count,
+                clock(seg.start_time_us),
+                clock(seg.end_time_us),
+                down.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" and ")
+            ));
         }
-        let task = inner.clone();
-        let read = tokio::task::spawn_blocking(move || read_chunks(&task.journal, id, &tail))
-            .await
-            .map_err(|e| EngineError::Internal(format!("journal read task failed: {e}")))?;
-        match read {
-            Ok(events) => {
-                if !events.is_empty() {
-                    let _ = tx.send(Ok(events)).await;
-                }
-                return Ok(());
-            }
-            // Sealed and released while we looked: read it as segments.
-            Err(EngineError::Journal(JournalError::Released { .. })) => continue,
-            Err(e) => return Err(e),
+    }
+    if lost.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::Unavailable(format!(
+        "recording {id}: {}; retry when the store is back",
+        merge_ranges(&lost)
+    )))
+}
+
+/// Joins messages about consecutive segments into one line.
+fn merge_ranges(lost: &[String]) -> String {
+    match lost {
+        [one] => one.clone(),
+        many => format!(
+            "{} (and {} more ranges, through {})",
+            many[0],
+            many.len() - 1,
+            many[many.len() - 1]
+        ),
+    }
+}
+
+fn role_of(location: i32) -> Option<Role> {
+    match Location::try_from(location) {
+        Ok(Location::Primary) => Some(Role::Primary),
+        Ok(Location::Secondary) => Some(Role::Secondary),
+        _ => None,
+    }
+}
+
+/// Why one copy could not deliver a block.
+#[derive(Debug)]
+enum Failure {
+    /// The copy is not there (object or spool file gone).
+    Missing(String),
+    /// The copy is there but its bytes do not check.
+    Corrupt(String),
+    /// The store did not answer, or is down.
+    Unavailable(String),
+}
+
+impl Failure {
+    fn from_storage(e: StorageError) -> Failure {
+        match e {
+            StorageError::NotFound { .. } => Failure::Missing(e.to_string()),
+            other => Failure::Unavailable(other.to_string()),
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Failure::Missing(s) | Failure::Corrupt(s) | Failure::Unavailable(s) => s,
         }
     }
 }
 
-async fn segments_from(
-    inner: &Arc<Inner>,
-    id: RecordingId,
-    from_seq: u64,
-) -> Result<Vec<SegmentRow>> {
-    let mut segs = inner.catalog(move |c| c.segments(id)).await?;
-    segs.retain(|s| s.sequence >= from_seq);
-    Ok(segs)
+/// An open streamed range read of one object, consumed front to back.
+struct RangeReader {
+    location: i32,
+    /// Absolute offset in the object of the next byte of `buf`.
+    pos: u64,
+    end: u64,
+    buf: Bytes,
+    body: BoxStream<'static, reel_storage::Result<Bytes>>,
 }
 
-/// Reads one segment from the first location that has a good copy.
-async fn read_segment(inner: &Arc<Inner>, id: RecordingId, seg: &SegmentRow) -> Result<Vec<Event>> {
-    let mut row = seg.clone();
-    let mut last_error = None;
-    // Two rounds: the second after re-reading the catalog, for a segment
-    // that moved (spool -> store) while we read.
-    for round in 0..2 {
-        for &loc in &row.locations {
-            let fetched = fetch(inner, id, &row, loc).await;
-            let bytes = match fetched {
-                Ok(Some(b)) => b,
-                Ok(None) => continue,
-                Err(e) => {
-                    last_error = Some(e);
+impl RangeReader {
+    fn from_bytes(location: i32, bytes: Bytes) -> RangeReader {
+        RangeReader {
+            location,
+            pos: 0,
+            end: bytes.len() as u64,
+            buf: bytes,
+            body: futures::stream::empty().boxed(),
+        }
+    }
+
+    fn can_serve(&self, location: i32, at: u64, len: u64) -> bool {
+        self.location == location && at >= self.pos && at + len <= self.end
+    }
+
+    /// The `len` bytes at `at` (at or after the current position).
+    async fn read_at(&mut self, at: u64, len: u64) -> std::result::Result<Bytes, Failure> {
+        while self.pos < at {
+            self.fill().await?;
+            let n = (at - self.pos).min(self.buf.len() as u64);
+            self.buf.advance(n as usize);
+            self.pos += n;
+        }
+        let len = len as usize;
+        if self.buf.len() >= len {
+            self.pos += len as u64;
+            return Ok(self.buf.split_to(len));
+        }
+        let mut out = BytesMut::with_capacity(len);
+        while out.len() < len {
+            self.fill().await?;
+            let n = (len - out.len()).min(self.buf.len());
+            out.extend_from_slice(&self.buf.split_to(n));
+            self.pos += n as u64;
+        }
+        Ok(out.freeze())
+    }
+
+    async fn fill(&mut self) -> std::result::Result<(), Failure> {
+        while self.buf.is_empty() {
+            match self.body.next().await {
+                Some(chunk) => self.buf = chunk.map_err(Failure::from_storage)?,
+                None => {
+                    return Err(Failure::Corrupt(format!(
+                        "object ends at {}, before the bytes the catalog names",
+                        self.pos
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Reader<'a> {
+    inner: &'a Arc<Inner>,
+    id: RecordingId,
+    window: Window,
+    tx: &'a mpsc::Sender<Result<ReadItem>>,
+    /// The open range read of the recombined object, shared by consecutive
+    /// segments so a window of a recombined recording is one request.
+    combined: Option<RangeReader>,
+}
+
+impl Reader<'_> {
+    async fn run(&mut self) -> Result<()> {
+        let mut next_seq = 0u64;
+        let mut cursor = 0u64;
+        loop {
+            let segments = self.segments_from(next_seq).await?;
+            for (i, seg) in segments.iter().enumerate() {
+                next_seq = seg.sequence + 1;
+                cursor = seg.first_event_index + seg.event_count;
+                if seg.event_count == 0 || seg.end_time_us < self.window.from_us {
                     continue;
                 }
+                if seg.start_time_us >= self.window.end() || self.tx.is_closed() {
+                    return Ok(());
+                }
+                self.read_segment(seg, &segments[i..]).await?;
+            }
+            let Some(rec) = self.inner.open_recording(self.id) else {
+                // Closed, possibly just now: its last segments are committed
+                // before it leaves the open set.
+                if self.segments_from(next_seq).await?.is_empty() {
+                    return Ok(());
+                }
+                continue;
             };
-            if reel_log::sha256(&bytes)[..] != row.sha256[..] {
-                last_error = Some(EngineError::Segment {
-                    recording: id,
-                    sequence: row.sequence,
-                    source: reel_log::SegmentError::ContentHash,
-                });
+            let tail: Vec<Chunk> = rec
+                .live()
+                .chunks
+                .iter()
+                .filter(|c| c.first_index >= cursor)
+                .copied()
+                .collect();
+            let sealed_meanwhile = tail.first().is_none_or(|c| c.first_index != cursor)
+                && !self.segments_from(next_seq).await?.is_empty();
+            if sealed_meanwhile {
                 continue;
             }
-            match decode_segment(&bytes) {
-                Ok(decoded) => return Ok(decoded.events),
-                Err(source) => {
-                    last_error = Some(EngineError::Segment {
-                        recording: id,
-                        sequence: row.sequence,
-                        source,
-                    })
+            let (inner, id) = (self.inner.clone(), self.id);
+            let read = tokio::task::spawn_blocking(move || {
+                crate::recording::read_chunks(&inner.journal, id, &tail)
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("journal read task failed: {e}")))?;
+            match read {
+                Ok(events) => {
+                    self.emit(events).await;
+                    return Ok(());
+                }
+                // Sealed and released while we looked: read it as segments.
+                Err(EngineError::Journal(JournalError::Released { .. })) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn segments_from(&mut self, from_seq: u64) -> Result<Vec<SegmentRow>> {
+        let id = self.id;
+        let mut segs = self.inner.catalog(move |c| c.segments(id)).await?;
+        segs.retain(|s| s.sequence >= from_seq);
+        Ok(segs)
+    }
+
+    /// Sends the events of `events` inside the window, if any.
+    async fn emit(&mut self, mut events: Vec<Event>) {
+        events.retain(|e| self.window.contains(e.time_us));
+        if !events.is_empty() {
+            let _ = self.tx.send(Ok(ReadItem::Events(events))).await;
+        }
+    }
+
+    /// Reads the blocks of `seg` that the window needs. `rest` is `seg` and
+    /// the segments after it, to size the request on a combined object.
+    async fn read_segment(&mut self, seg: &SegmentRow, rest: &[SegmentRow]) -> Result<()> {
+        if seg.blocks.is_empty() {
+            return self.read_whole_segment(seg).await;
+        }
+        let wanted = blocks_for_window(&seg.blocks, self.window.from_us, self.window.end());
+        let mut row = seg.clone();
+        let mut next = wanted.start;
+        let mut refreshed = false;
+        while next < wanted.end {
+            let mut failures = Vec::new();
+            let mut advanced = false;
+            for location in self.sources(&row) {
+                let before = next;
+                let outcome = self
+                    .read_blocks(&row, location, &mut next, wanted.end, rest)
+                    .await;
+                advanced = next > before;
+                match outcome {
+                    Ok(()) => return Ok(()),
+                    Err(f) => {
+                        if let (Failure::Corrupt(_), Some(role)) = (&f, role_of(location)) {
+                            self.inner.metrics.bad_copy(role);
+                        }
+                        failures.push((location, f));
+                    }
+                }
+                if advanced {
+                    // Back to the best copy for the blocks after this one.
+                    break;
                 }
             }
+            if advanced {
+                continue;
+            }
+            if !refreshed {
+                refreshed = true;
+                let (id, seq) = (self.id, row.sequence);
+                if let Some(fresh) = self.inner.catalog(move |c| c.segment(id, seq)).await?
+                    && fresh != row
+                {
+                    row = fresh;
+                    continue;
+                }
+            }
+            let describe = || {
+                failures
+                    .iter()
+                    .map(|(l, f)| format!("{}: {}", location_name(*l), f.text()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            if failures
+                .iter()
+                .any(|(_, f)| matches!(f, Failure::Unavailable(_)))
+            {
+                let block = &row.blocks[next];
+                return Err(EngineError::Unavailable(format!(
+                    "recording {}: events from {} ({}, segment {}) cannot be read now: {}",
+                    self.id,
+                    block.first_event_index,
+                    clock(block.start_time_us),
+                    row.sequence,
+                    describe()
+                )));
+            }
+            // Every copy is missing or corrupt: a missing copy loses the rest
+            // of the segment, a corrupt block only itself.
+            let all_missing = failures.iter().all(|(_, f)| matches!(f, Failure::Missing(_)));
+            let gap_end = if all_missing { wanted.end } else { next + 1 };
+            let reason = if failures.is_empty() {
+                "no copy is recorded in the catalog".to_string()
+            } else {
+                describe()
+            };
+            self.gap(&row, next, gap_end, reason).await;
+            next = gap_end;
         }
-        if round == 0 {
-            let seq = row.sequence;
-            match inner.catalog(move |c| c.segment(id, seq)).await? {
-                Some(fresh) if fresh != row => row = fresh,
-                _ => break,
+        Ok(())
+    }
+
+    /// Reads blocks `*next..end` of `row` from one copy, advancing `*next`
+    /// past each block delivered.
+    async fn read_blocks(
+        &mut self,
+        row: &SegmentRow,
+        location: i32,
+        next: &mut usize,
+        end: usize,
+        rest: &[SegmentRow],
+    ) -> std::result::Result<(), Failure> {
+        let block_at = |i: usize| row.content_offset + row.blocks[i].offset;
+        let last = &row.blocks[end - 1];
+        let range_end = row.content_offset + last.offset + last.len;
+        let (mut reader, base) = match (location_enum(location), row.combined_offset) {
+            (Some(Location::Local), _) => {
+                let bytes = self
+                    .inner
+                    .spool
+                    .read(self.id, row.sequence)
+                    .map_err(|e| Failure::Unavailable(e.to_string()))?
+                    .ok_or_else(|| Failure::Missing("not in the spool".into()))?;
+                (RangeReader::from_bytes(location, bytes), 0)
+            }
+            (Some(Location::Primary), Some(offset)) => {
+                let at = offset + block_at(*next);
+                let len = range_end - block_at(*next);
+                let reader = match self.combined.take() {
+                    Some(r) if r.can_serve(location, at, len) => r,
+                    _ => {
+                        let stop = self.combined_end(rest).max(offset + range_end);
+                        let key = keys::recording_object(self.id);
+                        self.open(Role::Primary, &key, location, at..stop).await?
+                    }
+                };
+                (reader, offset)
+            }
+            (Some(Location::Primary | Location::Secondary), None) => {
+                let role = role_of(location).expect("a store location");
+                let key = keys::segment(self.id, row.sequence);
+                let reader = self
+                    .open(role, &key, location, block_at(*next)..range_end)
+                    .await?;
+                (reader, 0)
+            }
+            _ => {
+                return Err(Failure::Missing(format!(
+                    "location {location} cannot hold this segment"
+                )));
+            }
+        };
+        let mut outcome = Ok(());
+        let mut batch = Vec::new();
+        while *next < end {
+            let block = &row.blocks[*next];
+            let bytes = match reader.read_at(base + block_at(*next), block.len).await {
+                Ok(b) => b,
+                Err(f) => {
+                    outcome = Err(f);
+                    break;
+                }
+            };
+            match decode_block(block, &bytes, true) {
+                Ok(events) => {
+                    batch.extend(events);
+                    *next += 1;
+                }
+                Err(e) => {
+                    outcome = Err(Failure::Corrupt(format!("segment {}: {e}", row.sequence)));
+                    break;
+                }
+            }
+            if batch.len() >= 4096 {
+                self.emit(std::mem::take(&mut batch)).await;
             }
         }
+        self.emit(batch).await;
+        // A stream that failed is dropped; after a corrupt block it is still
+        // in step and serves the next segments.
+        let in_step = !matches!(outcome, Err(Failure::Missing(_) | Failure::Unavailable(_)));
+        if row.combined_offset.is_some() && location == Location::Primary as i32 && in_step {
+            self.combined = Some(reader);
+        }
+        outcome
     }
-    Err(last_error.unwrap_or_else(|| {
-        EngineError::Internal(format!(
-            "segment {} of {id} is in no readable location ({:?})",
-            row.sequence, row.locations
-        ))
-    }))
+
+    /// The end of the bytes the window needs from the combined object: the
+    /// last wanted block of the run of recombined segments starting at
+    /// `rest[0]`.
+    fn combined_end(&self, rest: &[SegmentRow]) -> u64 {
+        let mut end = 0;
+        for seg in rest {
+            let Some(offset) = seg.combined_offset else {
+                break;
+            };
+            if seg.start_time_us >= self.window.end() {
+                break;
+            }
+            let wanted = blocks_for_window(&seg.blocks, self.window.from_us, self.window.end());
+            end = match wanted.end.checked_sub(1).and_then(|i| seg.blocks.get(i)) {
+                Some(b) => offset + seg.content_offset + b.offset + b.len,
+                None => end.max(offset + seg.size),
+            };
+        }
+        end
+    }
+
+    async fn open(
+        &mut self,
+        role: Role,
+        key: &object_store::path::Path,
+        location: i32,
+        range: std::ops::Range<u64>,
+    ) -> std::result::Result<RangeReader, Failure> {
+        let store = self.inner.store(role);
+        let pos = range.start;
+        let end = range.end;
+        let body = store
+            .get_range_stream(key, range)
+            .await
+            .map_err(Failure::from_storage)?;
+        Ok(RangeReader {
+            location,
+            pos,
+            end,
+            buf: Bytes::new(),
+            body,
+        })
+    }
+
+    /// Copies to try, best first: the spool, then stores by health; a store
+    /// that is down is tried last.
+    fn sources(&self, row: &SegmentRow) -> Vec<i32> {
+        let rank = |l: i32| match role_of(l) {
+            None => 0,
+            Some(role) => match self.inner.store(role).health().state() {
+                StoreState::Healthy => 1,
+                StoreState::Suspect => 2,
+                StoreState::Probing => 3,
+                StoreState::Down => 4,
+            },
+        };
+        let mut out = row.locations.clone();
+        out.sort_by_key(|&l| rank(l));
+        out
+    }
+
+    async fn gap(&mut self, row: &SegmentRow, from_block: usize, to_block: usize, reason: String) {
+        let first = &row.blocks[from_block];
+        let (end_index, end_time) = match row.blocks.get(to_block) {
+            Some(b) => (b.first_event_index, b.start_time_us),
+            None => (row.first_event_index + row.event_count, row.end_time_us),
+        };
+        let gap = Gap {
+            sequence: row.sequence,
+            first_event_index: first.first_event_index,
+            event_count: end_index - first.first_event_index,
+            start_time_us: first.start_time_us.max(self.window.from_us),
+            end_time_us: end_time.min(self.window.end()),
+            reason,
+        };
+        self.send_gap(gap).await;
+    }
+
+    async fn send_gap(&mut self, gap: Gap) {
+        tracing::warn!(recording = %self.id, %gap, "read skipped lost events");
+        self.inner.metrics.read_gap();
+        let _ = self.tx.send(Ok(ReadItem::Gap(gap))).await;
+    }
+
+    /// A segment written before content blocks existed: read whole, checked
+    /// by its SHA-256.
+    async fn read_whole_segment(&mut self, seg: &SegmentRow) -> Result<()> {
+        let mut failures = Vec::new();
+        for location in self.sources(seg) {
+            let fetched = match location_enum(location) {
+                Some(Location::Local) => self
+                    .inner
+                    .spool
+                    .read(self.id, seg.sequence)
+                    .map_err(|e| Failure::Unavailable(e.to_string()))
+                    .and_then(|b| b.ok_or_else(|| Failure::Missing("not in the spool".into()))),
+                _ => match (role_of(location), seg.combined_offset) {
+                    (Some(Role::Primary), Some(offset)) => self
+                        .inner
+                        .store(Role::Primary)
+                        .get_range(&keys::recording_object(self.id), offset..offset + seg.size)
+                        .await
+                        .map_err(Failure::from_storage),
+                    (Some(role), _) => self
+                        .inner
+                        .store(role)
+                        .get(&keys::segment(self.id, seg.sequence), Some(seg.size))
+                        .await
+                        .map_err(Failure::from_storage),
+                    (None, _) => Err(Failure::Missing("no such location".into())),
+                },
+            };
+            let checked = fetched.and_then(|bytes| {
+                if reel_log::sha256(&bytes)[..] != seg.sha256[..] {
+                    return Err(Failure::Corrupt("SHA-256 mismatch".into()));
+                }
+                decode_segment(&bytes).map_err(|e| Failure::Corrupt(e.to_string()))
+            });
+            match checked {
+                Ok(decoded) => {
+                    self.emit(decoded.events).await;
+                    return Ok(());
+                }
+                Err(f) => failures.push(format!("{}: {}", location_name(location), f.text())),
+            }
+        }
+        Err(EngineError::Unavailable(format!(
+            "recording {}: segment {} ({} to {}) cannot be read: {}",
+            self.id,
+            seg.sequence,
+            clock(seg.start_time_us),
+            clock(seg.end_time_us),
+            failures.join("; ")
+        )))
+    }
 }
 
-async fn fetch(
-    inner: &Arc<Inner>,
-    id: RecordingId,
-    seg: &SegmentRow,
-    loc: i32,
-) -> Result<Option<Bytes>> {
-    let role = match Location::try_from(loc) {
-        Ok(Location::Local) => return inner.spool.read(id, seg.sequence),
-        Ok(Location::Primary) => Role::Primary,
-        Ok(Location::Secondary) => Role::Secondary,
-        _ => return Ok(None),
-    };
-    if let (Role::Primary, Some(offset)) = (role, seg.combined_offset) {
-        // Recombined: a range of the recording's one object.
-        let key = keys::recording_object(id);
-        return Ok(Some(
-            inner
-                .store(role)
-                .get_range(&key, offset..offset + seg.size)
-                .await?,
-        ));
+fn location_enum(location: i32) -> Option<Location> {
+    Location::try_from(location).ok()
+}
+
+fn location_name(location: i32) -> &'static str {
+    match location_enum(location) {
+        Some(Location::Local) => "spool",
+        Some(Location::Primary) => "primary",
+        Some(Location::Secondary) => "secondary",
+        _ => "unknown location",
     }
-    let key = keys::segment(id, seg.sequence);
-    Ok(Some(inner.store(role).get(&key, Some(seg.size)).await?))
+}
+
+/// `HH:MM:SS.mmm` of a time from the recording's start.
+pub(crate) fn clock(us: u64) -> String {
+    let ms = us / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }

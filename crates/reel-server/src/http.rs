@@ -14,9 +14,10 @@ use reel_api::{
     ApiError, CombinedObject, CompactItem, CompactStatus, RecordingDetail, RecordingList,
     RecordingSummary, SegmentSummary, ServerStatus,
 };
-use reel_engine::{Engine, EngineError, RecordingInfo};
+use reel_engine::{Engine, EngineError, ReadItem, RecordingInfo, Window};
 use reel_proto::RecordingId;
-use reel_proto::v1::{EventKind, Location, RecordingState};
+use reel_api::GAP_MARKER;
+use reel_proto::v1::{Event, EventKind, Location, RecordingState};
 use serde::Deserialize;
 
 use crate::status::http_status;
@@ -306,8 +307,17 @@ async fn show(
 #[derive(Deserialize)]
 struct ExportQuery {
     format: Option<String>,
+    /// Window start and end, `[[HH:]MM:]SS[.fraction]` from the recording's start.
+    from: Option<String>,
+    to: Option<String>,
 }
 
+/// Streams a recording, or the window `from..to` of it, as asciicast v2
+/// (event times count from the window's start; lost events appear as
+/// `"m"` marker events starting with `reel: gap`) or as the raw output
+/// bytes. Errors found before the first byte get their own status: 400 bad
+/// id or window, 404 unknown id, 416 window past the end, 503 bytes only on
+/// a store that is down. A failure after that aborts the body.
 async fn export(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -323,28 +333,33 @@ async fn export(
             ))));
         }
     };
+    let offset = |v: &Option<String>| {
+        v.as_deref()
+            .map(reel_api::parse_offset)
+            .transpose()
+            .map_err(|e| HttpError::from(EngineError::InvalidArgument(e)))
+    };
+    let window = Window::new(offset(&q.from)?.unwrap_or(0), offset(&q.to)?)?;
     let info = app.engine.recording(id).await?;
-    let events = app.engine.events(id).await?;
+    let mut events = app.engine.read(id, window).await?;
+    // The first item before the status line: a read that cannot start
+    // gets an error status, not a broken body.
+    let first = events.next().await.transpose()?;
     let header = cast.then(|| {
         let meta = info.row.metadata.clone().unwrap_or_default();
         Bytes::from(reel_asciicast::v2_header(&meta) + "\n")
     });
-    let body = futures::stream::iter(header.map(Ok)).chain(events.map(move |batch| {
-        let batch = batch.map_err(|e| {
+    let from = window.from_us;
+    let render = move |item: reel_engine::Result<ReadItem>| {
+        let item = item.map_err(|e| {
             tracing::error!(recording = %id, error = %e, "export failed mid-stream");
             std::io::Error::other(e.to_string())
         })?;
-        let mut out = Vec::new();
-        for e in &batch {
-            if cast {
-                out.extend_from_slice(reel_asciicast::v2_event_line(e).as_bytes());
-                out.push(b'\n');
-            } else if e.kind == EventKind::Output as i32 {
-                out.extend_from_slice(&e.data);
-            }
-        }
-        Ok::<_, std::io::Error>(Bytes::from(out))
-    }));
+        Ok::<_, std::io::Error>(Bytes::from(render_item(&item, from, cast)))
+    };
+    let body = futures::stream::iter(header.map(Ok))
+        .chain(futures::stream::iter(first.map(|item| render(Ok(item)))))
+        .chain(events.map(render));
     let (content_type, ext) = if cast {
         ("application/x-asciicast", "cast")
     } else {
@@ -361,4 +376,39 @@ async fn export(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// One read item as export bytes; times count from `from_us`.
+fn render_item(item: &ReadItem, from_us: u64, cast: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    match item {
+        ReadItem::Events(batch) => {
+            for e in batch {
+                if cast {
+                    let shifted = Event {
+                        time_us: e.time_us - from_us,
+                        kind: e.kind,
+                        data: e.data.clone(),
+                    };
+                    out.extend_from_slice(reel_asciicast::v2_event_line(&shifted).as_bytes());
+                    out.push(b'\n');
+                } else if e.kind == EventKind::Output as i32 {
+                    out.extend_from_slice(&e.data);
+                }
+            }
+        }
+        ReadItem::Gap(gap) if cast => {
+            let marker = Event {
+                time_us: gap.start_time_us.saturating_sub(from_us),
+                kind: EventKind::Marker as i32,
+                data: format!("{GAP_MARKER}{gap}").into_bytes(),
+            };
+            out.extend_from_slice(reel_asciicast::v2_event_line(&marker).as_bytes());
+            out.push(b'\n');
+        }
+        // Raw output has no room for a marker; the gap is in the log and
+        // the `read_gaps` metric.
+        ReadItem::Gap(_) => {}
+    }
+    out
 }

@@ -11,7 +11,8 @@ pub fn grpc_code(e: &EngineError) -> Code {
         EngineError::NotFound(_) => Code::NotFound,
         EngineError::FailedPrecondition(_) => Code::FailedPrecondition,
         EngineError::ResourceExhausted(_) => Code::ResourceExhausted,
-        EngineError::ShuttingDown => Code::Unavailable,
+        EngineError::ShuttingDown | EngineError::Unavailable(_) => Code::Unavailable,
+        EngineError::OutOfRange(_) => Code::OutOfRange,
         EngineError::Journal(j) if j.is_disk_full() => Code::ResourceExhausted,
         _ => Code::Internal,
     }
@@ -29,6 +30,7 @@ pub fn http_status(e: &EngineError) -> (StatusCode, &'static str) {
         Code::FailedPrecondition => (StatusCode::CONFLICT, "failed_precondition"),
         Code::ResourceExhausted => (StatusCode::SERVICE_UNAVAILABLE, "resource_exhausted"),
         Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Code::OutOfRange => (StatusCode::RANGE_NOT_SATISFIABLE, "out_of_range"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -254,7 +255,20 @@ impl Store {
         timeout: Duration,
         call: impl Future<Output = object_store::Result<T>>,
     ) -> Result<T> {
-        let outcome = match tokio::time::timeout(timeout, call).await {
+        let outcome = tokio::time::timeout(timeout, call).await;
+        self.report(op, key, timeout, outcome)
+    }
+
+    /// Maps an object_store outcome (or a time-out) to a [`StorageError`]
+    /// and tells the health tracker.
+    fn report<T>(
+        &self,
+        op: &'static str,
+        key: &Path,
+        timeout: Duration,
+        outcome: std::result::Result<object_store::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
+        let outcome = match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(object_store::Error::NotFound { .. })) => Err(StorageError::NotFound {
                 role: self.role,
@@ -313,7 +327,45 @@ impl Store {
             .await
     }
 
-    /// Size of the object at `key`.
+    /// Streams `range` of the object at `key` as it arrives, for reads too
+    /// large to hold at once. The request and then every chunk must come
+    /// within the store's op time-out, so a store that hangs mid-body fails
+    /// the stream instead of stalling it; each outcome feeds the health
+    /// tracker like any call.
+    pub async fn get_range_stream(
+        &self,
+        key: &Path,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let timeout = self.health.config().op_timeout;
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let body = self
+            .call("get_range", key, timeout, self.inner.get_opts(key, options))
+            .await?
+            .into_stream();
+        let store = self.clone();
+        let key = key.clone();
+        Ok(futures::stream::unfold(Some(body), move |body| {
+            let store = store.clone();
+            let key = key.clone();
+            async move {
+                let mut body = body?;
+                let next = tokio::time::timeout(timeout, body.next()).await;
+                let item = match next {
+                    Ok(None) => return None,
+                    Ok(Some(chunk)) => store.report("get_range", &key, timeout, Ok(chunk)),
+                    Err(elapsed) => store.report::<Bytes>("get_range", &key, timeout, Err(elapsed)),
+                };
+                let keep = item.is_ok().then_some(body);
+                Some((item, keep))
+            }
+        })
+        .boxed())
+    }
+
     /// The last `len` bytes of the object, and the object's whole size, in
     /// one request.
     pub async fn get_tail(&self, key: &Path, len: u64) -> Result<(Bytes, u64)> {
@@ -330,6 +382,7 @@ impl Store {
         .await
     }
 
+    /// Size of the object at `key`.
     pub async fn head(&self, key: &Path) -> Result<u64> {
         let timeout = self.health.config().op_timeout;
         self.call("head", key, timeout, self.inner.head(key))

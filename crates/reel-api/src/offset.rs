@@ -1,0 +1,84 @@
+//! Times within a recording as people type them: `90`, `1:30`, `00:01:30`,
+//! `00:10:00.250`. The CLI and the HTTP API accept the same forms.
+
+/// Parses `[[HH:]MM:]SS[.fraction]` into microseconds from the recording's
+/// start. Minutes and seconds after a colon must be below 60.
+pub fn parse_offset(text: &str) -> Result<u64, String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "invalid time {text:?}: {why} (use SECONDS, MM:SS or HH:MM:SS, with an optional .fraction)"
+        ))
+    };
+    let text_trim = text.trim();
+    if text_trim.is_empty() {
+        return bad("empty");
+    }
+    let parts: Vec<&str> = text_trim.split(':').collect();
+    if parts.len() > 3 {
+        return bad("too many fields");
+    }
+    let (whole, seconds) = parts.split_at(parts.len() - 1);
+    let seconds = seconds[0];
+    let (int, frac) = seconds.split_once('.').unwrap_or((seconds, ""));
+    if seconds.ends_with('.') {
+        return bad("a fraction needs digits");
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || !(frac.is_empty() || digits(frac)) || frac.len() > 6 {
+        return bad("seconds must be digits, with at most 6 decimals");
+    }
+    let Ok(int) = int.parse::<u64>() else {
+        return bad("seconds out of range");
+    };
+    let mut micros = int.checked_mul(1_000_000);
+    let frac_us: u64 = format!("{frac:0<6}").parse().unwrap_or(0);
+    micros = micros.and_then(|m| m.checked_add(frac_us));
+    let mut scale = 60_000_000u64;
+    for (i, field) in whole.iter().rev().enumerate() {
+        if !digits(field) {
+            return bad("hours and minutes must be digits");
+        }
+        let Ok(n) = field.parse::<u64>() else {
+            return bad("field out of range");
+        };
+        let is_top = i + 1 == whole.len();
+        if int >= 60 && i == 0 {
+            return bad("seconds after a colon must be below 60");
+        }
+        if !is_top && n >= 60 {
+            return bad("minutes must be below 60");
+        }
+        micros = micros.and_then(|m| n.checked_mul(scale).and_then(|v| m.checked_add(v)));
+        scale *= 60;
+    }
+    match micros {
+        Some(m) => Ok(m),
+        None => bad("out of range"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_offset;
+
+    #[test]
+    fn accepts_the_usual_forms() {
+        assert_eq!(parse_offset("90"), Ok(90_000_000));
+        assert_eq!(parse_offset("1:30"), Ok(90_000_000));
+        assert_eq!(parse_offset("00:10:00"), Ok(600_000_000));
+        assert_eq!(parse_offset("00:12:30.5"), Ok(750_500_000));
+        assert_eq!(parse_offset("2.000001"), Ok(2_000_001));
+        assert_eq!(parse_offset("100:00:00"), Ok(360_000_000_000));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_time() {
+        for bad in [
+            "", "abc", "-5", "1:2:3:4", "1:60", "1:75:00", "1.2.3", "1.", ":5", "5:", "1.1234567",
+            "99999999999999999999",
+        ] {
+            let e = parse_offset(bad).unwrap_err();
+            assert!(e.contains("invalid time"), "{bad:?}: {e}");
+        }
+    }
+}
