@@ -4,11 +4,11 @@
 //! Times are microseconds: `*_at_us` since the Unix epoch, other `*_us`
 //! from the start of the recording.
 
-mod offset;
+mod time;
 
 use std::collections::BTreeMap;
 
-pub use offset::parse_offset;
+pub use time::{parse_instant, parse_offset, system_time};
 
 /// How an export in asciicast form marks events that are lost (no intact
 /// copy): an `"m"` event whose label starts with this.

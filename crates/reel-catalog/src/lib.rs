@@ -15,6 +15,10 @@
 //! written with a synced write: when [`Catalog::commit`] returns, the change
 //! is durable as a whole or not at all.
 
+mod query;
+
+pub use query::{Cursor, Filter, Page, Query, Sort, SortKey, StateFilter, glob_match};
+
 use std::path::Path;
 use std::sync::RwLock;
 

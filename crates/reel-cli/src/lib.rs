@@ -5,6 +5,7 @@
 mod compact;
 mod format;
 mod ingest;
+mod play;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -39,32 +40,33 @@ pub struct Cli {
 enum Command {
     /// Stream an asciicast file (v2 or v3) to the server as a new recording; prints its id.
     Ingest(ingest::IngestArgs),
-    /// List recordings.
-    Ls {
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// Start after this recording id (the previous page's last).
-        #[arg(long)]
-        after: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    /// List recordings, filtered, sorted and a page at a time.
+    Ls(LsArgs),
     /// Show one recording with each of its segments and where it is.
     Show {
         id: String,
         #[arg(long)]
         json: bool,
     },
-    /// Write a recording out.
+    /// Write a recording, or a window of it, out. Lost events (no intact
+    /// copy) are marked in the cast and reported on standard error.
     Export {
         id: String,
         #[arg(long, value_enum, default_value_t = ExportFormat::Cast)]
         format: ExportFormat,
+        /// Start of the window ([[HH:]MM:]SS[.fraction] from the recording's
+        /// start); event times in a cast then count from here.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the window (exclusive).
+        #[arg(long)]
+        to: Option<String>,
         /// Write here instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Replay a terminal recording in this terminal.
+    Play(play::PlayArgs),
     /// Recombine split and segmented recordings into one object each on the
     /// primary, with progress; `--dry-run` lists what would be done.
     Compact(compact::CompactArgs),
@@ -74,6 +76,48 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct LsArgs {
+    /// Sessions of this user (`*` matches any run of characters).
+    #[arg(long)]
+    user: Option<String>,
+    /// Sessions to this target (host, database, ...).
+    #[arg(long)]
+    target: Option<String>,
+    /// Sessions of this protocol (ssh, rdp, postgres, ...).
+    #[arg(long)]
+    protocol: Option<String>,
+    /// With this label (`key`) or label value (`key=value`); repeatable.
+    #[arg(long)]
+    label: Vec<String>,
+    /// Sessions started at or after this (2026-11-01, 2026-11-01T10:00:00Z, or an age: 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Sessions started before this.
+    #[arg(long)]
+    until: Option<String>,
+    /// open, closed, interrupted, damaged or recombined.
+    #[arg(long)]
+    state: Option<String>,
+    /// created, started, duration, size or user.
+    #[arg(long, default_value = "created")]
+    sort: String,
+    /// Largest (or latest) first.
+    #[arg(long)]
+    desc: bool,
+    /// At most this many per page.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Start after this cursor (printed at the end of the previous page).
+    #[arg(long, alias = "after")]
+    cursor: Option<String>,
+    /// Every page, not just the first.
+    #[arg(long)]
+    all: bool,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -164,6 +208,8 @@ impl Client {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         match serde_json::from_str::<ApiError>(&text) {
+            // The request was wrong: a usage error, like one reel finds itself.
+            Ok(e) if status == reqwest::StatusCode::BAD_REQUEST => Err(UsageError(e.error).into()),
             Ok(e) => bail!("{} ({}, HTTP {})", e.error, e.code, status.as_u16()),
             Err(_) => bail!("server answered HTTP {status}: {text}"),
         }
@@ -194,22 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(&cli.server);
     match cli.command {
         Command::Ingest(args) => ingest::run(&client, cli.grpc.as_deref(), &cli.server, args).await,
-        Command::Ls { limit, after, json } => {
-            let mut path = format!("/api/v1/recordings?limit={limit}");
-            if let Some(after) = after {
-                path += &format!("&after={}", parse_id(&after)?);
-            }
-            let list: RecordingList = client.get_json(&path).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                print!("{}", format::table(&list.recordings));
-                if let Some(next) = list.next_cursor {
-                    eprintln!("(more: reel ls --after {next})");
-                }
-            }
-            Ok(())
-        }
+        Command::Ls(args) => ls(&client, args).await,
         Command::Show { id, json } => {
             let id = parse_id(&id)?;
             let detail: RecordingDetail =
@@ -221,17 +252,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Export { id, format, output } => {
+        Command::Export {
+            id,
+            format,
+            from,
+            to,
+            output,
+        } => {
             let id = parse_id(&id)?;
             let fmt = match format {
                 ExportFormat::Cast => "cast",
                 ExportFormat::Raw => "raw",
             };
+            let query = window_query(fmt, from.as_deref(), to.as_deref())?;
             let response = client
-                .get(&format!("/api/v1/recordings/{id}/export?format={fmt}"))
+                .get(&format!("/api/v1/recordings/{id}/export?{query}"))
                 .await?;
-            export_body(response, output).await
+            export_body(response, output, matches!(format, ExportFormat::Cast)).await
         }
+        Command::Play(args) => play::run(&client, args).await,
         Command::Compact(args) => compact::run(&client, args).await,
         Command::Status { json } => {
             let status = client.status().await?;
@@ -247,7 +286,112 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn export_body(response: reqwest::Response, output: Option<PathBuf>) -> anyhow::Result<()> {
+/// The query string of an export: the format and the window, each bound
+/// checked here so a typo is a usage error before any request.
+pub(crate) fn window_query(
+    format: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> anyhow::Result<String> {
+    let mut pairs = vec![("format", format.to_string())];
+    for (name, value) in [("from", from), ("to", to)] {
+        if let Some(v) = value {
+            reel_api::parse_offset(v).map_err(UsageError)?;
+            pairs.push((name, v.to_string()));
+        }
+    }
+    Ok(serde_urlencoded::to_string(pairs)?)
+}
+
+async fn ls(client: &Client, args: LsArgs) -> anyhow::Result<()> {
+    let mut pairs: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
+    let optional = [
+        ("user", &args.user),
+        ("target", &args.target),
+        ("protocol", &args.protocol),
+        ("since", &args.since),
+        ("until", &args.until),
+        ("state", &args.state),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            pairs.push((name, v.clone()));
+        }
+    }
+    pairs.extend(args.label.iter().map(|l| ("label", l.clone())));
+    pairs.push(("sort", args.sort.clone()));
+    pairs.push(("order", if args.desc { "desc" } else { "asc" }.into()));
+    let mut cursor = args.cursor.clone();
+    let mut all = Vec::new();
+    loop {
+        let mut page = pairs.clone();
+        if let Some(c) = &cursor {
+            page.push(("cursor", c.clone()));
+        }
+        let path = format!(
+            "/api/v1/recordings?{}",
+            serde_urlencoded::to_string(&page)?
+        );
+        let list: RecordingList = client.get_json(&path).await?;
+        cursor = list.next_cursor.clone();
+        if !args.all {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", format::table(&list.recordings));
+                if let Some(next) = &list.next_cursor {
+                    eprintln!("(more: add --cursor {next})");
+                }
+            }
+            return Ok(());
+        }
+        all.extend(list.recordings);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    if args.json {
+        let list = RecordingList {
+            recordings: all,
+            next_cursor: None,
+        };
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        print!("{}", format::table(&all));
+    }
+    Ok(())
+}
+
+/// Reports the gap markers of a cast export on standard error as they pass.
+#[derive(Default)]
+struct GapReporter {
+    line: Vec<u8>,
+    gaps: usize,
+}
+
+impl GapReporter {
+    fn scan(&mut self, chunk: &[u8]) {
+        for part in chunk.split_inclusive(|&b| b == b'\n') {
+            self.line.extend_from_slice(part);
+            if self.line.last() == Some(&b'\n') {
+                let line = String::from_utf8_lossy(&self.line);
+                let marker = format!(", \"m\", \"{}", reel_api::GAP_MARKER);
+                if let Some(at) = line.find(&marker) {
+                    self.gaps += 1;
+                    let text = line[at + marker.len()..].trim_end().trim_end_matches("\"]");
+                    eprintln!("reel: warning: gap at {}s: {text}", &line[1..at]);
+                }
+                self.line.clear();
+            }
+        }
+    }
+}
+
+async fn export_body(
+    response: reqwest::Response,
+    output: Option<PathBuf>,
+    cast: bool,
+) -> anyhow::Result<()> {
     let mut sink: Box<dyn Write> = match &output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -256,16 +400,26 @@ async fn export_body(response: reqwest::Response, output: Option<PathBuf>) -> an
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut body = response.bytes_stream();
+    let mut gaps = GapReporter::default();
     let result: anyhow::Result<()> = async {
         while let Some(chunk) = body.next().await {
             let chunk =
                 chunk.map_err(|e| anyhow!("export interrupted: {e}; the output is incomplete"))?;
+            if cast {
+                gaps.scan(&chunk);
+            }
             sink.write_all(&chunk)?;
         }
         sink.flush()?;
         Ok(())
     }
     .await;
+    if gaps.gaps > 0 {
+        eprintln!(
+            "reel: {} gap(s): events no copy holds intact are marked in the cast",
+            gaps.gaps
+        );
+    }
     if result.is_err()
         && let Some(path) = &output
     {

@@ -48,7 +48,7 @@ pub use config::EngineConfig;
 pub use error::{EngineError, Result};
 pub use ingest::{AckFuture, Closed, RecordingWriter};
 pub use reader::{EventStream, Gap, ReadItem, Window};
-pub use reel_catalog::InvalidId;
+pub use reel_catalog::{Cursor, Filter, InvalidId, Query, Sort, SortKey, StateFilter};
 
 use recording::OpenRecording;
 use spool::Spool;
@@ -347,30 +347,32 @@ impl Engine {
         info
     }
 
-    /// Recordings in creation order, after `after`, at most `limit`.
-    pub async fn list(
-        &self,
-        after: Option<RecordingId>,
-        limit: usize,
-    ) -> Result<Vec<RecordingInfo>> {
-        let rows = self
+    /// One page of the recordings `query` matches, in its order, with the
+    /// cursor of the next page. Answered from the catalog (and the live
+    /// state of open recordings) without reading any store.
+    pub async fn find(&self, query: Query) -> Result<(Vec<RecordingInfo>, Option<Cursor>)> {
+        let (rows, next) = self
             .inner
             .catalog(move |c| {
-                let rows = c.recordings(after, limit)?;
-                rows.into_iter()
+                let page = c.find(&query)?;
+                let rows = page
+                    .rows
+                    .into_iter()
                     .map(|row| {
                         let id =
                             RecordingId::from_slice(&row.id).expect("catalog ids are 16 bytes");
                         let segs = c.segments(id)?;
                         Ok((id, row, segs))
                     })
-                    .collect::<reel_catalog::Result<Vec<_>>>()
+                    .collect::<reel_catalog::Result<Vec<_>>>()?;
+                Ok((rows, page.next))
             })
             .await?;
-        Ok(rows
+        let infos = rows
             .into_iter()
             .map(|(id, row, segs)| self.info(id, row, segs))
-            .collect())
+            .collect();
+        Ok((infos, next))
     }
 
     /// Streams every durable event of a recording, in order, from wherever

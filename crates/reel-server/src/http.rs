@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,7 +14,9 @@ use reel_api::{
     ApiError, CombinedObject, CompactItem, CompactStatus, RecordingDetail, RecordingList,
     RecordingSummary, SegmentSummary, ServerStatus,
 };
-use reel_engine::{Engine, EngineError, ReadItem, RecordingInfo, Window};
+use reel_engine::{
+    Cursor, Engine, EngineError, Query as ListQuery, ReadItem, RecordingInfo, Window,
+};
 use reel_proto::RecordingId;
 use reel_api::GAP_MARKER;
 use reel_proto::v1::{Event, EventKind, Location, RecordingState};
@@ -269,31 +271,70 @@ async fn compact(
     Ok(axum::Json(state))
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
+/// `GET /api/v1/recordings`: filters `user`, `target`, `protocol` (`*`
+/// matches any run of characters), `label` (repeatable, `key` or
+/// `key=value`), `since` and `until` (session start; RFC 3339 or an age
+/// such as `7d`), `state` (open, closed, interrupted, damaged, recombined);
+/// `sort` (created, started, duration, size, user) and `order` (asc, desc);
+/// `limit` and `cursor` (the previous page's `next_cursor`; `after` is the
+/// older name).
 async fn list(
     State(app): State<AppState>,
-    Query(q): Query<ListQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<axum::Json<RecordingList>, HttpError> {
-    let after = q.after.as_deref().map(parse_id).transpose()?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(HttpError::from(EngineError::InvalidArgument(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        ))));
-    }
-    let infos = app.engine.list(after, limit).await?;
-    let next_cursor = (infos.len() == limit)
-        .then(|| infos.last().map(|i| i.id.to_string()))
-        .flatten();
+    let query = list_query(raw.as_deref().unwrap_or(""), std::time::SystemTime::now())
+        .map_err(|e| HttpError::from(EngineError::InvalidArgument(e)))?;
+    let (infos, next) = app.engine.find(query).await?;
     Ok(axum::Json(RecordingList {
         recordings: infos.iter().map(summary).collect(),
-        next_cursor,
+        next_cursor: next.map(|c| c.to_string()),
     }))
+}
+
+/// Parses the query string of `GET /api/v1/recordings`.
+fn list_query(raw: &str, now: std::time::SystemTime) -> Result<ListQuery, String> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw).map_err(|e| format!("bad query string: {e}"))?;
+    let mut q = ListQuery {
+        limit: DEFAULT_PAGE,
+        ..Default::default()
+    };
+    let mut cursor = None;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "user" => q.filter.user = Some(value),
+            "target" => q.filter.target = Some(value),
+            "protocol" => q.filter.protocol = Some(value),
+            "label" => q.filter.labels.push(match value.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (value, None),
+            }),
+            "since" => q.filter.started_from_us = Some(reel_api::parse_instant(&value, now)?),
+            "until" => q.filter.started_to_us = Some(reel_api::parse_instant(&value, now)?),
+            "state" => q.filter.state = Some(value.parse()?),
+            "sort" => q.sort.key = value.parse()?,
+            "order" => {
+                q.sort.descending = match value.as_str() {
+                    "asc" => false,
+                    "desc" => true,
+                    other => return Err(format!("unknown order {other:?}: use asc or desc")),
+                }
+            }
+            "limit" => {
+                q.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| format!("limit must be between 1 and {MAX_PAGE}"))?
+            }
+            "cursor" | "after" => cursor = Some(value),
+            other => return Err(format!("unknown parameter {other:?}")),
+        }
+    }
+    if let Some(c) = cursor {
+        q.after = Some(Cursor::parse(&c, q.sort)?);
+    }
+    Ok(q)
 }
 
 async fn show(

@@ -1,5 +1,40 @@
-//! Times within a recording as people type them: `90`, `1:30`, `00:01:30`,
-//! `00:10:00.250`. The CLI and the HTTP API accept the same forms.
+//! Times as people type them, the same in the CLI and the HTTP API:
+//! offsets within a recording (`90`, `1:30`, `00:10:00.250`) and instants
+//! (`2026-11-01`, `2026-11-01T10:00:00Z`, or `7d` for seven days ago).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Parses an instant: an RFC 3339 date-time (the time and zone may be left
+/// out: UTC midnight), or a duration (`90m`, `7d`) meaning that long before
+/// `now`. Returns microseconds since the Unix epoch.
+pub fn parse_instant(text: &str, now: SystemTime) -> Result<i64, String> {
+    let text = text.trim();
+    let micros = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .map_err(|_| format!("invalid time {text:?}: before 1970"))
+    };
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return micros(now.checked_sub(ago).unwrap_or(UNIX_EPOCH));
+    }
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    match humantime::parse_rfc3339_weak(&full) {
+        Ok(t) => micros(t),
+        Err(_) => Err(format!(
+            "invalid time {text:?}: use a date (2026-11-01), a date-time \
+             (2026-11-01T10:00:00Z) or an age (90m, 7d)"
+        )),
+    }
+}
+
+/// `SystemTime` from microseconds since the epoch (for display).
+pub fn system_time(micros: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64)
+}
 
 /// Parses `[[HH:]MM:]SS[.fraction]` into microseconds from the recording's
 /// start. Minutes and seconds after a colon must be below 60.
@@ -59,7 +94,17 @@ pub fn parse_offset(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_offset;
+    use super::*;
+
+    #[test]
+    fn instants() {
+        let now = UNIX_EPOCH + Duration::from_secs(10 * 86400);
+        assert_eq!(parse_instant("1970-01-02", now), Ok(86_400_000_000));
+        assert_eq!(parse_instant("1970-01-01T00:01:00Z", now), Ok(60_000_000));
+        assert_eq!(parse_instant("7d", now), Ok(3 * 86_400_000_000));
+        assert!(parse_instant("yesterday", now).is_err());
+        assert!(parse_instant("2026-13-01", now).is_err());
+    }
 
     #[test]
     fn accepts_the_usual_forms() {
