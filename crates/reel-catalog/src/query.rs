@@ -293,7 +293,11 @@ impl Catalog {
         })?;
         let order = |a: (&SortValue, &RecordingId), b: (&SortValue, &RecordingId)| {
             let o = a.cmp(&b);
-            if query.sort.descending { o.reverse() } else { o }
+            if query.sort.descending {
+                o.reverse()
+            } else {
+                o
+            }
         };
         hits.sort_by(|a, b| order((&a.0, &a.1), (&b.0, &b.1)));
         if let Some(c) = &query.after {

@@ -328,10 +328,7 @@ async fn ls(client: &Client, args: LsArgs) -> anyhow::Result<()> {
         if let Some(c) = &cursor {
             page.push(("cursor", c.clone()));
         }
-        let path = format!(
-            "/api/v1/recordings?{}",
-            serde_urlencoded::to_string(&page)?
-        );
+        let path = format!("/api/v1/recordings?{}", serde_urlencoded::to_string(&page)?);
         let list: RecordingList = client.get_json(&path).await?;
         cursor = list.next_cursor.clone();
         if !args.all {

@@ -37,7 +37,10 @@ pub(crate) async fn run(client: &Client, args: PlayArgs) -> anyhow::Result<()> {
     if !(args.speed.is_finite() && args.speed > 0.0) {
         return Err(UsageError("--speed must be a positive number".into()).into());
     }
-    if args.idle_limit.is_some_and(|l| !(l.is_finite() && l >= 0.0)) {
+    if args
+        .idle_limit
+        .is_some_and(|l| !(l.is_finite() && l >= 0.0))
+    {
         return Err(UsageError("--idle-limit must be zero or more seconds".into()).into());
     }
     let query = window_query("cast", args.from.as_deref(), args.to.as_deref())?;

@@ -156,7 +156,11 @@ impl Stream for EventStream {
 /// byte, when the recording is unknown, when the window starts after the
 /// recording's end, or when some events of the window are only on a store
 /// that is down.
-pub(crate) async fn read(inner: &Arc<Inner>, id: RecordingId, window: Window) -> Result<EventStream> {
+pub(crate) async fn read(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    window: Window,
+) -> Result<EventStream> {
     let (row, segments) = inner
         .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?)))
         .await?;
@@ -171,7 +175,7 @@ pub(crate) async fn read(inner: &Arc<Inner>, id: RecordingId, window: Window) ->
             clock(end)
         )));
     }
-    check_reachable(inner, id, &segments, window)?;
+    check_reachable(inner, id, &segments, window).await?;
     let (tx, rx) = mpsc::channel(8);
     let inner = inner.clone();
     tokio::spawn(async move {
@@ -197,15 +201,18 @@ fn recording_end(inner: &Inner, id: RecordingId, row: &RecordingRow) -> u64 {
     row.duration_us.max(row.last_time_us).max(live)
 }
 
-/// Fails when some segment of the window has copies only on stores that are
-/// down, naming the events and times.
-fn check_reachable(
+/// Fails when some segment of the window has copies only on a store that
+/// is down and still does not answer. A store is marked down for failed
+/// writes too, and may serve reads, so it gets one request (a HEAD of one
+/// such object) before the read is refused; the refusal names the events
+/// and times that cannot be read.
+async fn check_reachable(
     inner: &Inner,
     id: RecordingId,
     segments: &[SegmentRow],
     window: Window,
 ) -> Result<()> {
-    let mut lost = Vec::new();
+    let mut lost: Vec<(Role, String, object_store::path::Path)> = Vec::new();
     for seg in segments {
         if seg.event_count == 0 || seg.end_time_us < window.from_us {
             continue;
@@ -213,29 +220,47 @@ fn check_reachable(
         if seg.start_time_us >= window.end() {
             break;
         }
-        let down: Vec<Role> = seg
-            .locations
-            .iter()
-            .filter_map(|&l| role_of(l))
-            .filter(|&r| inner.store(r).health().state() == StoreState::Down)
-            .collect();
-        if !seg.locations.is_empty() && down.len() == seg.locations.len() {
-            lost.push(format!(
-                "events {}..{} ({} to {}) are only on the {} store, which is down",
+        let roles: Vec<Option<Role>> = seg.locations.iter().map(|&l| role_of(l)).collect();
+        let only_down = match roles.as_slice() {
+            [Some(role)] if inner.store(*role).health().state() == StoreState::Down => *role,
+            _ => continue,
+        };
+        let key = match seg.combined_offset {
+            Some(_) => keys::recording_object(id),
+            None => keys::segment(id, seg.sequence),
+        };
+        lost.push((
+            only_down,
+            format!(
+                "events {}..{} ({} to {}) are only on the {only_down} store, which is down",
                 seg.first_event_index,
                 seg.first_event_index + seg.event_count,
                 clock(seg.start_time_us),
                 clock(seg.end_time_us),
-                down.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" and ")
-            ));
+            ),
+            key,
+        ));
+    }
+    let mut refused = Vec::new();
+    for role in [Role::Primary, Role::Secondary] {
+        let Some((_, _, key)) = lost.iter().find(|(r, _, _)| *r == role) else {
+            continue;
+        };
+        match inner.store(role).head(key).await {
+            Ok(_) | Err(StorageError::NotFound { .. }) => {}
+            Err(_) => refused.extend(
+                lost.iter()
+                    .filter(|(r, _, _)| *r == role)
+                    .map(|(_, text, _)| text.clone()),
+            ),
         }
     }
-    if lost.is_empty() {
+    if refused.is_empty() {
         return Ok(());
     }
     Err(EngineError::Unavailable(format!(
         "recording {id}: {}; retry when the store is back",
-        merge_ranges(&lost)
+        merge_ranges(&refused)
     )))
 }
 
@@ -499,7 +524,9 @@ impl Reader<'_> {
             }
             // Every copy is missing or corrupt: a missing copy loses the rest
             // of the segment, a corrupt block only itself.
-            let all_missing = failures.iter().all(|(_, f)| matches!(f, Failure::Missing(_)));
+            let all_missing = failures
+                .iter()
+                .all(|(_, f)| matches!(f, Failure::Missing(_)));
             let gap_end = if all_missing { wanted.end } else { next + 1 };
             let reason = if failures.is_empty() {
                 "no copy is recorded in the catalog".to_string()

@@ -14,21 +14,6 @@ use reel_proto::v1::{Event, Location, RecordingMetadata};
 use reel_storage::faults::{Fault, Ops};
 use reel_storage::{Role, keys};
 
-async fn compact_until_done(engine: &Engine, id: RecordingId) {
-    for _ in 0..10 {
-        if engine.compact(Some(id)).await.is_ok()
-            && engine.recording(id).await.unwrap().recombine.is_none()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    panic!(
-        "recording {id} never recombined: {:?}",
-        engine.compactor_status()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_recording_becomes_one_object_on_the_primary() {
     let rig = rig(|_| {}).await;

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
+use reel_api::GAP_MARKER;
 use reel_api::{
     ApiError, CombinedObject, CompactItem, CompactStatus, RecordingDetail, RecordingList,
     RecordingSummary, SegmentSummary, ServerStatus,
@@ -18,7 +19,6 @@ use reel_engine::{
     Cursor, Engine, EngineError, Query as ListQuery, ReadItem, RecordingInfo, Window,
 };
 use reel_proto::RecordingId;
-use reel_api::GAP_MARKER;
 use reel_proto::v1::{Event, EventKind, Location, RecordingState};
 use serde::Deserialize;
 

@@ -215,3 +215,19 @@ pub async fn assert_recombined(rig: &Rig, id: RecordingId, events: &[Event]) {
         assert_eq!(reel_log::sha256(part).to_vec(), seg.sha256);
     }
 }
+
+/// Runs the compactor on `id` until it is recombined.
+pub async fn compact_until_done(engine: &Engine, id: RecordingId) {
+    for _ in 0..10 {
+        if engine.compact(Some(id)).await.is_ok()
+            && engine.recording(id).await.unwrap().recombine.is_none()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!(
+        "recording {id} never recombined: {:?}",
+        engine.compactor_status()
+    );
+}
