@@ -427,3 +427,123 @@ async fn below_the_disk_reserve_ingest_pauses_until_space_returns() {
     rec.close().await.unwrap();
     assert_eq!(reeld.export_events(&id).await.unwrap(), events(4, 0..20));
 }
+
+/// Status and `code` of a GET on the HTTP API.
+async fn http_error(reeld: &Reeld, path: &str) -> (u16, String, String) {
+    let response = reeld.get(path).await.unwrap();
+    let status = response.status().as_u16();
+    let body: reel_api::ApiError = response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: HTTP {status} without an error document: {e}"));
+    (status, body.code, body.error)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_reads_and_listings_get_fitting_status_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let reeld = Reeld::start(&dir.path().join("data"), &[]).unwrap();
+    let mut rec = Recorder::start(&reeld.grpc, metadata("frank", "db-1"))
+        .await
+        .unwrap();
+    let id = rec.id.clone();
+    rec.append(events(5, 0..100)).await.unwrap();
+    rec.close().await.unwrap();
+    let unknown = "01JZZZZZZZZZZZZZZZZZZZZZZZ";
+    let export = |q: &str| format!("/api/v1/recordings/{id}/export?{q}");
+    let cases: Vec<(String, u16, &str)> = vec![
+        (export("from=abc"), 400, "invalid time \"abc\""),
+        (export("from=1:75:00"), 400, "minutes must be below 60"),
+        (export("from=0.050&to=0.050"), 400, "at or before it starts"),
+        (export("from=0.09&to=0.01"), 400, "at or before it starts"),
+        (export("format=xml"), 400, "unknown export format"),
+        (
+            export("from=00:10:00"),
+            416,
+            "after the recording's end at 00:00:00.099",
+        ),
+        (
+            format!("/api/v1/recordings/{unknown}/export"),
+            404,
+            "not found",
+        ),
+        (
+            "/api/v1/recordings/not-an-id/export".into(),
+            400,
+            "invalid recording id",
+        ),
+        (
+            "/api/v1/recordings?sort=colour".into(),
+            400,
+            "unknown sort key",
+        ),
+        ("/api/v1/recordings?order=up".into(), 400, "unknown order"),
+        (
+            "/api/v1/recordings?state=sleeping".into(),
+            400,
+            "unknown state",
+        ),
+        (
+            "/api/v1/recordings?since=yesterday".into(),
+            400,
+            "invalid time",
+        ),
+        (
+            "/api/v1/recordings?limit=0".into(),
+            400,
+            "limit must be between",
+        ),
+        (
+            "/api/v1/recordings?cursor=zzz".into(),
+            400,
+            "invalid cursor",
+        ),
+        (
+            "/api/v1/recordings?sort=size&cursor=".to_string() + unknown,
+            400,
+            "invalid cursor",
+        ),
+        (
+            "/api/v1/recordings?colour=red".into(),
+            400,
+            "unknown parameter",
+        ),
+    ];
+    for (path, status, text) in cases {
+        let (got, code, error) = http_error(&reeld, &path).await;
+        assert_eq!(got, status, "GET {path}: {code} {error}");
+        assert!(
+            error.to_lowercase().contains(&text.to_lowercase()),
+            "GET {path}: {error:?} lacks {text:?}"
+        );
+    }
+    // The same through the CLI: usage errors exit 2, the rest 1.
+    for (args, code, text) in [
+        (vec!["export", &id, "--from", "abc"], 2, "invalid time"),
+        (
+            vec!["export", &id, "--from", "5", "--to", "1"],
+            2,
+            "at or before",
+        ),
+        (
+            vec!["export", &id, "--from", "1:00:00"],
+            1,
+            "after the recording's end",
+        ),
+        (vec!["export", unknown], 1, "not found"),
+        (vec!["export", "nope"], 2, "invalid recording id"),
+        (vec!["play", &id, "--speed", "0"], 2, "--speed"),
+        (vec!["ls", "--sort", "colour"], 2, "unknown sort key"),
+    ] {
+        let out = reeld.reel(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "reel {args:?}: {stderr}");
+        assert!(
+            stderr.contains(text),
+            "reel {args:?}: {stderr:?} lacks {text:?}"
+        );
+        assert!(out.stdout.is_empty(), "reel {args:?} wrote output");
+    }
+    // Nothing changed: the recording reads whole.
+    assert_eq!(reeld.export_events(&id).await.unwrap(), events(5, 0..100));
+}

@@ -202,7 +202,7 @@ fn recording_end(inner: &Inner, id: RecordingId, row: &RecordingRow) -> u64 {
 }
 
 /// Fails when some segment of the window has copies only on a store that
-/// is down and still does not answer. A store is marked down for failed
+/// is down (or being probed after being down) and still does not answer. A store is marked down for failed
 /// writes too, and may serve reads, so it gets one request (a HEAD of one
 /// such object) before the read is refused; the refusal names the events
 /// and times that cannot be read.
@@ -222,7 +222,7 @@ async fn check_reachable(
         }
         let roles: Vec<Option<Role>> = seg.locations.iter().map(|&l| role_of(l)).collect();
         let only_down = match roles.as_slice() {
-            [Some(role)] if inner.store(*role).health().state() == StoreState::Down => *role,
+            [Some(role)] if !inner.store(*role).health().state().is_usable() => *role,
             _ => continue,
         };
         let key = match seg.combined_offset {
@@ -514,10 +514,12 @@ impl Reader<'_> {
             {
                 let block = &row.blocks[next];
                 return Err(EngineError::Unavailable(format!(
-                    "recording {}: events from {} ({}, segment {}) cannot be read now: {}",
+                    "recording {}: events {}..{} ({} to {}, segment {}) cannot be read now: {}",
                     self.id,
                     block.first_event_index,
+                    row.first_event_index + row.event_count,
                     clock(block.start_time_us),
+                    clock(row.end_time_us),
                     row.sequence,
                     describe()
                 )));
