@@ -8,8 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use reel_engine::Engine;
-use reel_proto::RecordingId;
 use reel_proto::v1::{Event, Location, RecordingMetadata};
 use reel_storage::faults::{Fault, Ops};
 use reel_storage::{Role, keys};

@@ -40,8 +40,12 @@ fn check_windows(engine: &Engine, id: RecordingId, all: &[Event], cases: u32) {
             &(0..=end, 1..end + 2, any::<bool>()),
             |(from, len, open_ended)| {
                 let window = Window::new(from, (!open_ended).then_some(from + len)).unwrap();
-                let got = tokio::task::block_in_place(|| handle.block_on(read(engine, id, window)))
-                    .unwrap();
+                let got = tokio::task::block_in_place(|| {
+                    handle.block_on(async {
+                        read(engine, id, window).await.map_err(|e| e.to_string())
+                    })
+                })
+                .unwrap();
                 prop_assert_eq!(got, slice(all, window), "window {:?}", window);
                 Ok(())
             },
@@ -178,7 +182,7 @@ async fn lost_segments_and_blocks_become_gaps_and_the_rest_reads() {
     // byte inside the third block of segment 3.
     let seg1 = &info.segments[1];
     let store = reel_storage::DurableLocalStore::new(rig.dir.path().join("primary")).unwrap();
-    use object_store::{ObjectStore, ObjectStoreExt};
+    use object_store::ObjectStoreExt;
     store.delete(&keys::segment(id, 1)).await.unwrap();
     let seg3 = &info.segments[3];
     let block = &seg3.blocks[2];
