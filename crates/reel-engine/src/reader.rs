@@ -114,10 +114,17 @@ pub enum ReadItem {
 /// item if bytes cannot be read now (a store down or not answering).
 pub struct EventStream {
     id: RecordingId,
+    row: RecordingRow,
     rx: mpsc::Receiver<Result<ReadItem>>,
 }
 
 impl EventStream {
+    /// The recording's catalog row as it was when the read started (its
+    /// metadata, for a header).
+    pub fn recording(&self) -> &RecordingRow {
+        &self.row
+    }
+
     /// Collects every event; a gap is an error ([`EngineError::Gap`]).
     pub async fn collect_all(self) -> Result<Vec<Event>> {
         let id = self.id;
@@ -185,12 +192,14 @@ pub(crate) async fn read(
             window,
             tx: &tx,
             combined: None,
+            planned: Some(segments),
+            emitted: false,
         };
         if let Err(e) = reader.run().await {
             let _ = tx.send(Err(e)).await;
         }
     });
-    Ok(EventStream { id, rx })
+    Ok(EventStream { id, row, rx })
 }
 
 /// The time of the recording's end as far as it is durable now.
@@ -383,7 +392,15 @@ struct Reader<'a> {
     /// The open range read of the recombined object, shared by consecutive
     /// segments so a window of a recombined recording is one request.
     combined: Option<RangeReader>,
+    /// The segment rows read when the read was planned, used for the first
+    /// pass instead of reading them again.
+    planned: Option<Vec<SegmentRow>>,
+    /// Some events were sent.
+    emitted: bool,
 }
+
+/// Events are sent in batches of about this many bytes.
+const EMIT_BYTES: usize = 256 << 10;
 
 impl Reader<'_> {
     async fn run(&mut self) -> Result<()> {
@@ -442,7 +459,10 @@ impl Reader<'_> {
 
     async fn segments_from(&mut self, from_seq: u64) -> Result<Vec<SegmentRow>> {
         let id = self.id;
-        let mut segs = self.inner.catalog(move |c| c.segments(id)).await?;
+        let mut segs = match self.planned.take() {
+            Some(segs) => segs,
+            None => self.inner.catalog(move |c| c.segments(id)).await?,
+        };
         segs.retain(|s| s.sequence >= from_seq);
         Ok(segs)
     }
@@ -451,6 +471,7 @@ impl Reader<'_> {
     async fn emit(&mut self, mut events: Vec<Event>) {
         events.retain(|e| self.window.contains(e.time_us));
         if !events.is_empty() {
+            self.emitted = true;
             let _ = self.tx.send(Ok(ReadItem::Events(events))).await;
         }
     }
@@ -612,7 +633,10 @@ impl Reader<'_> {
                     break;
                 }
             }
-            if batch.len() >= 4096 {
+            // Small batches, so the first events leave as soon as their
+            // block is checked; larger ones later keep the channel cheap.
+            let batch_bytes: usize = batch.iter().map(|e| e.data.len() + 16).sum();
+            if batch_bytes >= EMIT_BYTES || !self.emitted {
                 self.emit(std::mem::take(&mut batch)).await;
             }
         }

@@ -381,26 +381,28 @@ async fn export(
             .map_err(|e| HttpError::from(EngineError::InvalidArgument(e)))
     };
     let window = Window::new(offset(&q.from)?.unwrap_or(0), offset(&q.to)?)?;
-    let info = app.engine.recording(id).await?;
     let mut events = app.engine.read(id, window).await?;
+    let header = cast.then(|| {
+        let meta = events.recording().metadata.clone().unwrap_or_default();
+        Bytes::from(reel_asciicast::v2_header(&meta) + "\n")
+    });
     // The first item before the status line: a read that cannot start
     // gets an error status, not a broken body.
     let first = events.next().await.transpose()?;
-    let header = cast.then(|| {
-        let meta = info.row.metadata.clone().unwrap_or_default();
-        Bytes::from(reel_asciicast::v2_header(&meta) + "\n")
-    });
     let from = window.from_us;
     let render = move |item: reel_engine::Result<ReadItem>| {
-        let item = item.map_err(|e| {
-            tracing::error!(recording = %id, error = %e, "export failed mid-stream");
-            std::io::Error::other(e.to_string())
-        })?;
-        Ok::<_, std::io::Error>(Bytes::from(render_item(&item, from, cast)))
+        let chunks = match item {
+            Ok(item) => render_item(item, from, cast).into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::error!(recording = %id, error = %e, "export failed mid-stream");
+                vec![Err(std::io::Error::other(e.to_string()))]
+            }
+        };
+        futures::stream::iter(chunks)
     };
     let body = futures::stream::iter(header.map(Ok))
-        .chain(futures::stream::iter(first.map(|item| render(Ok(item)))))
-        .chain(events.map(render));
+        .chain(futures::stream::iter(first.map(Ok)).flat_map(render))
+        .chain(events.flat_map(render));
     let (content_type, ext) = if cast {
         ("application/x-asciicast", "cast")
     } else {
@@ -419,37 +421,35 @@ async fn export(
         .into_response())
 }
 
-/// One read item as export bytes; times count from `from_us`.
-fn render_item(item: &ReadItem, from_us: u64, cast: bool) -> Vec<u8> {
-    let mut out = Vec::new();
+/// One read item as export bytes; times count from `from_us`. Raw output
+/// hands each event's bytes on without copying them.
+fn render_item(item: ReadItem, from_us: u64, cast: bool) -> Vec<Bytes> {
     match item {
-        ReadItem::Events(batch) => {
-            for e in batch {
-                if cast {
-                    let shifted = Event {
-                        time_us: e.time_us - from_us,
-                        kind: e.kind,
-                        data: e.data.clone(),
-                    };
-                    out.extend_from_slice(reel_asciicast::v2_event_line(&shifted).as_bytes());
-                    out.push(b'\n');
-                } else if e.kind == EventKind::Output as i32 {
-                    out.extend_from_slice(&e.data);
-                }
+        ReadItem::Events(batch) if cast => {
+            let mut out = Vec::new();
+            for mut e in batch {
+                e.time_us -= from_us;
+                out.extend_from_slice(reel_asciicast::v2_event_line(&e).as_bytes());
+                out.push(b'\n');
             }
+            vec![Bytes::from(out)]
         }
+        ReadItem::Events(batch) => batch
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Output as i32)
+            .map(|e| Bytes::from(e.data))
+            .collect(),
         ReadItem::Gap(gap) if cast => {
             let marker = Event {
                 time_us: gap.start_time_us.saturating_sub(from_us),
                 kind: EventKind::Marker as i32,
                 data: format!("{GAP_MARKER}{gap}").into_bytes(),
             };
-            out.extend_from_slice(reel_asciicast::v2_event_line(&marker).as_bytes());
-            out.push(b'\n');
+            let line = reel_asciicast::v2_event_line(&marker) + "\n";
+            vec![Bytes::from(line)]
         }
         // Raw output has no room for a marker; the gap is in the log and
         // the `read_gaps` metric.
-        ReadItem::Gap(_) => {}
+        ReadItem::Gap(_) => Vec::new(),
     }
-    out
 }

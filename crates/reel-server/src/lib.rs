@@ -6,6 +6,8 @@ pub mod grpc;
 pub mod http;
 pub mod status;
 
+use axum::serve::ListenerExt;
+
 use anyhow::Context;
 use clap::Parser;
 use reel_engine::Engine;
@@ -91,6 +93,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let app = http::router(http::AppState {
         engine: engine.clone(),
         grpc_listen: grpc_addr,
+    });
+    // No Nagle delay on the small first writes of an export (its status line
+    // and first events): time to first byte is what a player waits for.
+    let http_listener = http_listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
     });
     let http = axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal());
     // Tests and scripts wait for this line.

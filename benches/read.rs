@@ -1,0 +1,322 @@
+//! Window reads from a recombined 1 GiB recording on a real S3 server (a
+//! Garage process), beside a raw ranged GET of the same bytes in the same
+//! run.
+//!
+//! The recording: 64 KiB output events every 100 ms (about 27 minutes),
+//! 8 MiB segments, recombined into one object on the primary. For each
+//! window the raw baseline is one `get_opts` with the byte range that holds
+//! the window (first wanted block to last), read to the end.
+//!
+//! - time to first byte: windows of 10 s at random starts; raw = first
+//!   chunk of the ranged GET; Reel = first events of `Engine::read`, and
+//!   first body bytes of the HTTP export (`format=raw`, served in-process
+//!   as reeld serves it, through one kept-alive client connection).
+//! - throughput: 5 windows of 400 s (about 256 MiB); MB/s of the object bytes
+//!   the window spans, read to the end, raw vs Reel (engine and HTTP).
+//!
+//! Raw and Reel runs are interleaved; medians are reported.
+//!
+//! Run: `cargo bench --bench read` (`-- --quick`: 256 MiB recording).
+//! Needs Garage (`scripts/install-garage`).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::serve::ListenerExt;
+use futures::StreamExt;
+use object_store::{GetOptions, GetRange, ObjectStore};
+use reel::Garage;
+use reel_engine::{Engine, EngineConfig, ReadItem, Window};
+use reel_proto::RecordingId;
+use reel_proto::v1::{Event, EventKind, RecordingMetadata};
+use reel_storage::{HealthConfig, Role, Router, Store, StoreConfig, keys};
+
+const EVENT_BYTES: usize = 64 << 10;
+const STEP_US: u64 = 100_000;
+
+fn event(i: u64) -> Event {
+    // Varied bytes: Garage compresses and deduplicates blocks.
+    let mut data = Vec::with_capacity(EVENT_BYTES);
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while data.len() < EVENT_BYTES {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(format!("{:016x} ", x % 1_000_000_007).as_bytes());
+    }
+    data.truncate(EVENT_BYTES);
+    Event {
+        time_us: i * STEP_US,
+        kind: EventKind::Output as i32,
+        data,
+    }
+}
+
+async fn engine(dir: &std::path::Path, primary: &Garage) -> Engine {
+    let mut config = EngineConfig::new(dir.join("reel"));
+    config.segment_target_bytes = 8 << 20;
+    config.segment_max_age = Duration::from_secs(3600);
+    config.compactor.enabled = false;
+    config.health = HealthConfig::default();
+    let router = Arc::new(Router::new(config.health.clone()));
+    let p = Store::build(
+        Role::Primary,
+        &primary.store_config(),
+        router.primary.clone(),
+    )
+    .unwrap();
+    let s = Store::build(
+        Role::Secondary,
+        &StoreConfig::Local {
+            path: dir.join("secondary"),
+        },
+        router.secondary.clone(),
+    )
+    .unwrap();
+    Engine::open_with_stores(config, p, s, router)
+        .await
+        .unwrap()
+}
+
+/// A closed, recombined recording of `n` events.
+async fn recombined(engine: &Engine, n: u64) -> RecordingId {
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    for i in 0..n {
+        w.append(None, vec![event(i)]).unwrap().await.unwrap();
+    }
+    w.close(0).await.unwrap();
+    while engine.local_status().upload_queue > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    engine.compact(Some(id)).await.unwrap();
+    assert!(engine.recording(id).await.unwrap().row.combined_size > 0);
+    while engine.drain_deletions().await.unwrap() > 0 {}
+    id
+}
+
+/// The byte range of the combined object that holds `window`.
+async fn object_range(engine: &Engine, id: RecordingId, window: Window) -> Range<u64> {
+    let info = engine.recording(id).await.unwrap();
+    let end = window.to_us.unwrap_or(u64::MAX);
+    let mut range: Option<Range<u64>> = None;
+    for seg in &info.segments {
+        if seg.end_time_us < window.from_us || seg.start_time_us >= end {
+            continue;
+        }
+        let blocks = reel_log::blocks_for_window(&seg.blocks, window.from_us, end);
+        let base = seg.combined_offset.unwrap() + seg.content_offset;
+        let first = &seg.blocks[blocks.start];
+        let last = &seg.blocks[blocks.end - 1];
+        let r = base + first.offset..base + last.offset + last.len;
+        range = Some(match range {
+            None => r,
+            Some(prev) => prev.start..r.end,
+        });
+    }
+    range.unwrap()
+}
+
+/// Raw: time to the first chunk and to the end of a ranged GET.
+async fn raw(
+    store: &Arc<dyn ObjectStore>,
+    id: RecordingId,
+    range: Range<u64>,
+) -> (Duration, Duration) {
+    let start = Instant::now();
+    let options = GetOptions {
+        range: Some(GetRange::Bounded(range.clone())),
+        ..Default::default()
+    };
+    let mut body = store
+        .get_opts(&keys::recording_object(id), options)
+        .await
+        .unwrap()
+        .into_stream();
+    let mut first = None;
+    let mut bytes = 0;
+    while let Some(chunk) = body.next().await {
+        bytes += chunk.unwrap().len() as u64;
+        first.get_or_insert(start.elapsed());
+    }
+    assert_eq!(bytes, range.end - range.start);
+    (first.unwrap(), start.elapsed())
+}
+
+/// Reel (engine): time to the first events and to the end of a read.
+async fn reel_read(engine: &Engine, id: RecordingId, window: Window) -> (Duration, Duration) {
+    let start = Instant::now();
+    let mut events = engine.read(id, window).await.unwrap();
+    let mut first = None;
+    let mut n = 0;
+    while let Some(item) = events.next().await {
+        match item.unwrap() {
+            ReadItem::Events(batch) => n += batch.len(),
+            ReadItem::Gap(g) => panic!("gap {g}"),
+        }
+        first.get_or_insert(start.elapsed());
+    }
+    assert!(n > 0);
+    (first.unwrap(), start.elapsed())
+}
+
+/// Reel (HTTP export, raw format): first body bytes and the end.
+async fn reel_http(
+    client: &reqwest::Client,
+    base: &str,
+    id: RecordingId,
+    window: Window,
+) -> (Duration, Duration) {
+    let s = |us: u64| format!("{}.{:06}", us / 1_000_000, us % 1_000_000);
+    let url = format!(
+        "{base}/api/v1/recordings/{id}/export?format=raw&from={}&to={}",
+        s(window.from_us),
+        s(window.to_us.unwrap())
+    );
+    let start = Instant::now();
+    let response = client.get(&url).send().await.unwrap();
+    assert!(response.status().is_success());
+    let mut body = response.bytes_stream();
+    let mut first = None;
+    while let Some(chunk) = body.next().await {
+        chunk.unwrap();
+        first.get_or_insert(start.elapsed());
+    }
+    (first.unwrap(), start.elapsed())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn mb_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e6
+}
+
+async fn main_async(quick: bool) {
+    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+    let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
+    let raw_store: Arc<dyn ObjectStore> = Arc::new(primary.object_store());
+    let engine = engine(dir.path(), &primary).await;
+    let size: u64 = if quick { 256 << 20 } else { 1 << 30 };
+    let n = size / EVENT_BYTES as u64;
+    let built = Instant::now();
+    let id = recombined(&engine, n).await;
+    let object = engine.recording(id).await.unwrap().row.combined_size;
+    eprintln!("recombined {} MiB in {:.1?}", object >> 20, built.elapsed());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = reel_server::http::router(reel_server::http::AppState {
+        engine: engine.clone(),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+    });
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = reqwest::Client::new();
+
+    let duration = n * STEP_US;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut pick = |len: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let from = seed % (duration - len);
+        Window::new(from, Some(from + len)).unwrap()
+    };
+
+    // Time to first byte: 10 s windows.
+    let (mut t_raw, mut t_reel, mut t_http) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..15 {
+        let w = pick(10_000_000);
+        let range = object_range(&engine, id, w).await;
+        t_raw.push(raw(&raw_store, id, range).await.0);
+        t_reel.push(reel_read(&engine, id, w).await.0);
+        t_http.push(reel_http(&client, &base, id, w).await.0);
+    }
+    let (raw_ttfb, reel_ttfb, http_ttfb) = (median(t_raw), median(t_reel), median(t_http));
+    // The floor of any HTTP request to the in-process server.
+    let mut floor = Vec::new();
+    for _ in 0..15 {
+        let start = Instant::now();
+        let r = client.get(format!("{base}/healthz")).send().await.unwrap();
+        r.bytes().await.unwrap();
+        floor.push(start.elapsed());
+    }
+    let floor = median(floor);
+
+    // Throughput: 400 s windows (about 256 MiB; a quarter of the quick run).
+    let len = if quick { 100_000_000 } else { 400_000_000 };
+    let (mut b_raw, mut b_reel, mut b_http) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for _ in 0..5 {
+        let w = pick(len);
+        let range = object_range(&engine, id, w).await;
+        let span = range.end - range.start;
+        bytes += span;
+        b_raw.push((span, raw(&raw_store, id, range).await.1));
+        b_reel.push((span, reel_read(&engine, id, w).await.1));
+        b_http.push((span, reel_http(&client, &base, id, w).await.1));
+    }
+    let rate = |v: &[(u64, Duration)]| {
+        let mut r: Vec<f64> = v.iter().map(|(b, d)| mb_s(*b, *d)).collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    };
+    let (raw_rate, reel_rate, http_rate) = (rate(&b_raw), rate(&b_reel), rate(&b_http));
+
+    println!(
+        "## Window reads of a recombined {} MiB recording on Garage ({} windows of 10 s for TTFB, 5 of {} s for throughput, {} MiB read)\n",
+        object >> 20,
+        15,
+        len / 1_000_000,
+        bytes >> 20
+    );
+    println!(
+        "| | raw ranged GET | Reel engine read | Reel / raw | Reel HTTP export (raw) | HTTP / raw |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| time to first byte (median) | {:.2} ms | {:.2} ms | {:.2} x | {:.2} ms | {:.2} x |",
+        ms(raw_ttfb),
+        ms(reel_ttfb),
+        ms(reel_ttfb) / ms(raw_ttfb),
+        ms(http_ttfb),
+        ms(http_ttfb) / ms(raw_ttfb)
+    );
+    println!(
+        "| throughput (median) | {raw_rate:.0} MB/s | {reel_rate:.0} MB/s | {:.2} x | {http_rate:.0} MB/s | {:.2} x |",
+        reel_rate / raw_rate,
+        http_rate / raw_rate
+    );
+    println!(
+        "\nAn empty HTTP request (GET /healthz) to the same server takes {:.2} ms (median).",
+        ms(floor)
+    );
+    println!(
+        "\nGoals: time to first byte <= 2 x raw; throughput >= 0.80 x raw. \
+         Engine: TTFB {:.2} x, throughput {:.2} x. HTTP export: TTFB {:.2} x, throughput {:.2} x.",
+        ms(reel_ttfb) / ms(raw_ttfb),
+        reel_rate / raw_rate,
+        ms(http_ttfb) / ms(raw_ttfb),
+        http_rate / raw_rate
+    );
+    engine.shutdown().await;
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(main_async(quick));
+}
