@@ -257,14 +257,24 @@ async fn main_async(quick: bool) {
     let len = if quick { 100_000_000 } else { 400_000_000 };
     let (mut b_raw, mut b_reel, mut b_http) = (Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0;
+    // CPU seconds of this process (client, and for Reel the engine and the
+    // HTTP server) per path; Garage runs beside it on the same cores.
+    let mut cpu_s = [0.0f64; 3];
     for _ in 0..5 {
         let w = pick(len);
         let range = object_range(&engine, id, w).await;
         let span = range.end - range.start;
         bytes += span;
+        let c0 = cpu();
         b_raw.push((span, raw(&raw_store, id, range).await.1));
+        let c1 = cpu();
         b_reel.push((span, reel_read(&engine, id, w).await.1));
+        let c2 = cpu();
         b_http.push((span, reel_http(&client, &base, id, w).await.1));
+        let c3 = cpu();
+        cpu_s[0] += c1 - c0;
+        cpu_s[1] += c2 - c1;
+        cpu_s[2] += c3 - c2;
     }
     let rate = |v: &[(u64, Duration)]| {
         let mut r: Vec<f64> = v.iter().map(|(b, d)| mb_s(*b, *d)).collect();
@@ -297,6 +307,13 @@ async fn main_async(quick: bool) {
         reel_rate / raw_rate,
         http_rate / raw_rate
     );
+    let per_gib = |c: f64| c / (bytes as f64 / (1u64 << 30) as f64);
+    println!(
+        "\nCPU of the bench process per GiB read: raw {:.2} s, engine read {:.2} s, HTTP export (server and client) {:.2} s.",
+        per_gib(cpu_s[0]),
+        per_gib(cpu_s[1]),
+        per_gib(cpu_s[2])
+    );
     println!(
         "\nAn empty HTTP request (GET /healthz) to the same server takes {:.2} ms (median).",
         ms(floor)
@@ -319,4 +336,14 @@ fn main() {
         .build()
         .unwrap()
         .block_on(main_async(quick));
+}
+
+/// CPU seconds (user and system) this process has used.
+fn cpu() -> f64 {
+    // SAFETY: getrusage fills the struct it is given; all-zero is a valid
+    // rusage.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
 }

@@ -183,7 +183,7 @@ pub(crate) async fn read(
         )));
     }
     check_reachable(inner, id, &segments, window).await?;
-    let (tx, rx) = mpsc::channel(8);
+    let (tx, rx) = mpsc::channel(32);
     let inner = inner.clone();
     tokio::spawn(async move {
         let mut reader = Reader {
