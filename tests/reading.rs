@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use object_store::ObjectStoreExt;
 use reel::{Garage, Recorder, Reeld, Rng, drained, garage_config_file, terminal_event, wait_for};
 use reel_api::{RecordingDetail, RecordingList, StorageStatus};
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
@@ -300,6 +301,43 @@ async fn recordings_read_the_same_in_every_state_and_while_the_primary_is_frozen
         &mut rng,
     )
     .await;
+
+    // An operator deletes one segment object from the bucket (S3 API): the
+    // recording still exports and plays, the gap marked and reported.
+    let seg = detail(&reeld, &segmented).await.segments[2].clone();
+    let key = reel_storage::keys::segment(segmented.parse::<reel_proto::RecordingId>().unwrap(), 2);
+    primary.object_store().delete(&key).await.unwrap();
+    let out = reeld.reel(&["export", &segmented]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lost = seg.first_event_index..seg.first_event_index + seg.event_count;
+    assert!(
+        stderr.contains("gap") && stderr.contains(&format!("events {}..{}", lost.start, lost.end)),
+        "{stderr}"
+    );
+    let cast = reel_asciicast::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let markers: Vec<&Event> = cast
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Marker as i32)
+        .collect();
+    assert_eq!(markers.len(), 1);
+    assert!(String::from_utf8_lossy(&markers[0].data).starts_with(reel_api::GAP_MARKER));
+    let rest: Vec<Event> = cast
+        .events
+        .into_iter()
+        .filter(|e| e.kind != EventKind::Marker as i32)
+        .collect();
+    let want: Vec<Event> = sent(1, 600)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !lost.contains(&(*i as u64)))
+        .map(|(_, e)| e)
+        .collect();
+    assert!(rest == want, "everything but the lost segment exports");
+    let out = reeld.reel(&["play", &segmented, "--idle-limit", "0"]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, output_bytes(&want));
 }
 
 async fn split_recs_close(rec: Recorder) {
