@@ -411,10 +411,5 @@ async fn main_async(quick: bool) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(main_async(quick));
+    reel::bench_main(main_async);
 }

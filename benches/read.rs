@@ -36,16 +36,7 @@ const EVENT_BYTES: usize = 64 << 10;
 const STEP_US: u64 = 100_000;
 
 fn event(i: u64) -> Event {
-    // Varied bytes: Garage compresses and deduplicates blocks.
-    let mut data = Vec::with_capacity(EVENT_BYTES);
-    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while data.len() < EVENT_BYTES {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(format!("{:016x} ", x % 1_000_000_007).as_bytes());
-    }
-    data.truncate(EVENT_BYTES);
+    let data = reel::varied_bytes(i, EVENT_BYTES);
     Event {
         time_us: i * STEP_US,
         kind: EventKind::Output as i32,
@@ -330,12 +321,7 @@ async fn main_async(quick: bool) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(main_async(quick));
+    reel::bench_main(main_async);
 }
 
 /// CPU seconds (user and system) this process has used.

@@ -39,16 +39,7 @@ use reel_storage::{HealthConfig, PART_BYTES, PARTS_IN_FLIGHT, Role, Router, Stor
 const EVENT_BYTES: usize = 64 << 10;
 
 fn event(i: u64) -> Event {
-    // Varied bytes: Garage compresses and deduplicates blocks.
-    let mut data = Vec::with_capacity(EVENT_BYTES);
-    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while data.len() < EVENT_BYTES {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(format!("{:016x} ", x % 1_000_000_007).as_bytes());
-    }
-    data.truncate(EVENT_BYTES);
+    let data = reel::varied_bytes(i, EVENT_BYTES);
     Event {
         time_us: i * 1000,
         kind: EventKind::Output as i32,
@@ -359,10 +350,5 @@ async fn main_async(quick: bool) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(main_async(quick));
+    reel::bench_main(main_async);
 }

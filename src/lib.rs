@@ -829,3 +829,30 @@ pub async fn drained(reeld: &Reeld) -> bool {
     let s: reel_api::ServerStatus = reeld.get_json("/api/v1/status").await.unwrap();
     s.upload_queue == 0 && s.spool_segments == 0
 }
+
+/// `len` bytes of printable, varied text from `seed`. Garage compresses and
+/// deduplicates blocks, so benchmark payloads that repeat would measure
+/// less than they claim.
+pub fn varied_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(len + 17);
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(format!("{:016x} ", x % 1_000_000_007).as_bytes());
+    }
+    data.truncate(len);
+    data
+}
+
+/// Runs a benchmark's async main on a multi-threaded runtime; it is told
+/// whether `--quick` was given.
+pub fn bench_main<F: Future<Output = ()>>(main: impl FnOnce(bool) -> F) {
+    let quick = std::env::args().any(|a| a == "--quick");
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(main(quick));
+}

@@ -615,6 +615,11 @@ impl Reader<'_> {
         let mut outcome = Ok(());
         let mut batch = Vec::new();
         while *next < end {
+            if self.tx.is_closed() {
+                // The reader's consumer is gone: stop fetching.
+                *next = end;
+                break;
+            }
             let block = &row.blocks[*next];
             let bytes = match reader.read_at(base + block_at(*next), block.len).await {
                 Ok(b) => b,
