@@ -10,11 +10,15 @@
 //! | `upload_queue` | recording id + seq (u64 BE)  | empty          |
 //! | `recombine`    | recording id (16 bytes)      | why (`split`, `secondary`, `segmented`) |
 //! | `deletions`    | store (1 byte, a `Location`) + object key | why    |
+//! | `purging`      | recording id                 | `PurgeMark`    |
+//! | `holds`        | recording id                 | `LegalHold`    |
+//! | `audit`        | time (u64 BE, µs) + a fresh id (16 bytes) | `AuditEntry` |
 //!
 //! Every change that touches several keys goes through one [`Batch`] and is
 //! written with a synced write: when [`Catalog::commit`] returns, the change
 //! is durable as a whole or not at all.
 
+mod purge;
 mod query;
 
 pub use query::{Cursor, Filter, Page, Query, Sort, SortKey, StateFilter, glob_match};
@@ -36,12 +40,18 @@ const CF_SEGMENTS: &str = "segments";
 const CF_UPLOAD_QUEUE: &str = "upload_queue";
 const CF_RECOMBINE: &str = "recombine";
 const CF_DELETIONS: &str = "deletions";
-const FAMILIES: [&str; 5] = [
+const CF_PURGING: &str = "purging";
+const CF_HOLDS: &str = "holds";
+const CF_AUDIT: &str = "audit";
+const FAMILIES: [&str; 8] = [
     CF_RECORDINGS,
     CF_SEGMENTS,
     CF_UPLOAD_QUEUE,
     CF_RECOMBINE,
     CF_DELETIONS,
+    CF_PURGING,
+    CF_HOLDS,
+    CF_AUDIT,
 ];
 
 #[derive(Debug, Error)]
@@ -70,6 +80,9 @@ pub struct Catalog {
     /// `None` once closed: RocksDB releases its lock only when the handle is
     /// dropped, and [`Catalog::close`] must not wait for every `Arc` to go.
     db: RwLock<Option<DB>>,
+    /// Held by every commit, so that [`Catalog::commit_checked`] can look
+    /// and write with nothing committed in between.
+    writes: std::sync::Mutex<()>,
     sync: WriteOptions,
 }
 
@@ -200,6 +213,7 @@ impl Catalog {
         sync.set_sync(true);
         Ok(Catalog {
             db: RwLock::new(Some(db)),
+            writes: std::sync::Mutex::new(()),
             sync,
         })
     }
@@ -222,6 +236,26 @@ impl Catalog {
 
     /// Writes `batch` atomically and durably (synced).
     pub fn commit(&self, batch: Batch) -> Result<()> {
+        let _writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(batch)
+    }
+
+    /// Looks at the catalog and writes what `decide` returns (if anything)
+    /// with no other commit in between: a read-modify-write that cannot
+    /// undo a concurrent change (a purge mark, a moved segment).
+    pub fn commit_checked<T>(
+        &self,
+        decide: impl FnOnce(&Catalog) -> Result<(T, Batch)>,
+    ) -> Result<T> {
+        let _writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let (out, batch) = decide(self)?;
+        if !batch.is_empty() {
+            self.write(batch)?;
+        }
+        Ok(out)
+    }
+
+    fn write(&self, batch: Batch) -> Result<()> {
         self.with_db(|db| {
             let mut wb = WriteBatch::default();
             for change in batch.pending {

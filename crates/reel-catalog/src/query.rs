@@ -276,12 +276,17 @@ impl Catalog {
     /// One page of the recordings matching `query`, in its order.
     pub fn find(&self, query: &Query) -> Result<Page> {
         let key = query.sort.key;
+        // Recordings being purged are gone for listings from the mark on.
+        let purging: std::collections::HashSet<RecordingId> =
+            self.purging()?.into_iter().map(|(id, _)| id).collect();
         let mut hits: Vec<(SortValue, RecordingId, RecordingRow)> = self.with_db(|db| {
             let mut hits = Vec::new();
             for item in db.iterator_cf(cf_handle(db, CF_RECORDINGS), IteratorMode::Start) {
                 let (k, v) = item?;
                 let row: RecordingRow = decode(&k, &v)?;
-                if !query.filter.matches(&row) {
+                if !query.filter.matches(&row)
+                    || RecordingId::from_slice(&row.id).is_ok_and(|id| purging.contains(&id))
+                {
                     continue;
                 }
                 let Ok(id) = RecordingId::from_slice(&row.id) else {

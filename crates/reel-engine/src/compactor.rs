@@ -350,8 +350,27 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
     fail::fail_point!("compactor-commit", |_| Err(EngineError::Internal(
         "failpoint compactor-commit".into()
     )));
-    inner.catalog(move |c| c.commit(batch)).await?;
+    let purged = inner
+        .catalog(move |c| {
+            c.commit_checked(|c| {
+                if c.purge_mark(id)?.is_some() {
+                    // Purged while it was copied: the new object goes too.
+                    let mut gone = Batch::new();
+                    gone.enqueue_deletion(
+                        Location::Primary,
+                        keys::recording_object(id).as_ref(),
+                        "purged",
+                    );
+                    return Ok((true, gone));
+                }
+                Ok((false, batch))
+            })
+        })
+        .await?;
     inner.deleter_wake.notify_one();
+    if purged {
+        return Err(EngineError::NotFound(id));
+    }
     inner.metrics.recombined(size);
     info!(
         recording = %id,

@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub seal_concurrency: usize,
     /// Recombination of split and segmented recordings.
     pub compactor: crate::compactor::CompactorConfig,
+    /// Retention rules, applied by a background task.
+    pub retention: crate::retention::RetentionConfig,
 }
 
 impl EngineConfig {
@@ -67,6 +69,7 @@ impl EngineConfig {
             upload_concurrency: 4,
             seal_concurrency: 2,
             compactor: Default::default(),
+            retention: Default::default(),
         }
     }
 

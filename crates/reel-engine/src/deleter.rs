@@ -24,6 +24,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         if let Err(e) = drain(&inner).await {
             warn!(error = %e, "deletion queue: will retry");
         }
+        // Purges cut short (a crash, a store down) go on from their mark.
+        if let Err(e) = crate::purger::resume(&inner).await {
+            warn!(error = %e, "purge: will retry");
+        }
         tokio::select! {
             _ = tokio::time::sleep(INTERVAL) => {}
             _ = inner.deleter_wake.notified() => {}

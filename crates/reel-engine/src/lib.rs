@@ -25,9 +25,11 @@ mod housekeeping;
 mod ingest;
 mod metrics;
 mod prober;
+mod purger;
 mod reader;
 mod recording;
 mod recovery;
+mod retention;
 mod sealer;
 mod spool;
 mod uploader;
@@ -39,7 +41,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use reel_catalog::{Catalog, RecordingId};
 use reel_log::{Journal, RecoveryReport};
-use reel_proto::v1::{Location, RecordingRow, RecordingState, SegmentRow};
+use reel_proto::v1::{AuditEntry, LegalHold, Location, RecordingRow, RecordingState, SegmentRow};
 use reel_storage::{HealthSnapshot, Role, RouteEvent, Router, Store};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -47,8 +49,10 @@ pub use compactor::{CompactorConfig, CompactorStatus, PlanItem};
 pub use config::EngineConfig;
 pub use error::{EngineError, Result};
 pub use ingest::{AckFuture, Closed, RecordingWriter};
+pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window};
 pub use reel_catalog::{Cursor, Filter, InvalidId, Query, Sort, SortKey, StateFilter};
+pub use retention::{RetentionConfig, RetentionRule};
 
 use recording::OpenRecording;
 use spool::Spool;
@@ -142,6 +146,8 @@ pub struct RecordingInfo {
     pub attached: bool,
     /// Why it waits for recombination (`split`, `secondary`), if it does.
     pub recombine: Option<String>,
+    /// The legal hold on it, if any (filled by [`Engine::recording`]).
+    pub hold: Option<LegalHold>,
 }
 
 impl RecordingInfo {
@@ -285,6 +291,7 @@ impl Engine {
             tokio::spawn(prober::run(inner.clone())),
             tokio::spawn(compactor::run(inner.clone())),
             tokio::spawn(deleter::run(inner.clone())),
+            tokio::spawn(retention::run(inner.clone())),
         ];
         Ok(Engine {
             inner,
@@ -309,13 +316,21 @@ impl Engine {
 
     /// One recording with its segments and live state.
     pub async fn recording(&self, id: RecordingId) -> Result<RecordingInfo> {
-        let (row, segments, recombine) = self
+        let (row, segments, recombine, hold) = self
             .inner
-            .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?, c.recombine_reason(id)?)))
+            .catalog(move |c| {
+                // A recording being purged is gone from the first step on.
+                let row = match c.purge_mark(id)? {
+                    Some(_) => None,
+                    None => c.recording(id)?,
+                };
+                Ok((row, c.segments(id)?, c.recombine_reason(id)?, c.hold(id)?))
+            })
             .await?;
         let row = row.ok_or(EngineError::NotFound(id))?;
         let mut info = self.info(id, row, segments);
         info.recombine = recombine;
+        info.hold = hold;
         Ok(info)
     }
 
@@ -329,6 +344,7 @@ impl Engine {
             unsealed_bytes: 0,
             attached: false,
             recombine: None,
+            hold: None,
         };
         if let Some(rec) = self.inner.open_recording(id) {
             let live = rec.live();
@@ -373,6 +389,77 @@ impl Engine {
             .map(|(id, row, segs)| self.info(id, row, segs))
             .collect();
         Ok((infos, next))
+    }
+
+    /// Purges recordings everywhere (see the `purger` module for the steps
+    /// and what a crash leaves). Resolves once each is marked and its
+    /// objects are queued for deletion: from then on it is gone for
+    /// listings and reads; the deleter removes its objects, then its rows.
+    /// Recordings under legal hold, and unknown ids, are refused (listed in
+    /// the outcome) and the others purged. `dry_run` only says what would be.
+    pub async fn purge(
+        &self,
+        ids: Vec<RecordingId>,
+        actor: Actor,
+        dry_run: bool,
+    ) -> Result<PurgeOutcome> {
+        purger::purge(&self.inner, ids, actor, dry_run).await
+    }
+
+    /// Purges every closed recording `filter` matches (for `--older-than`).
+    pub async fn purge_matching(
+        &self,
+        mut filter: Filter,
+        actor: Actor,
+        dry_run: bool,
+    ) -> Result<PurgeOutcome> {
+        filter.state = Some(StateFilter::Closed);
+        let ids = self
+            .inner
+            .catalog(move |c| {
+                let mut ids = Vec::new();
+                let mut query = Query {
+                    filter,
+                    limit: 1000,
+                    ..Default::default()
+                };
+                loop {
+                    let page = c.find(&query)?;
+                    ids.extend(
+                        page.rows
+                            .iter()
+                            .filter_map(|r| RecordingId::from_slice(&r.id).ok()),
+                    );
+                    match page.next {
+                        Some(next) => query.after = Some(next),
+                        None => return Ok(ids),
+                    }
+                }
+            })
+            .await?;
+        purger::purge(&self.inner, ids, actor, dry_run).await
+    }
+
+    /// Applies the retention rules now (as the background task does on its
+    /// schedule); returns the recordings purged (or, `dry_run`, expired).
+    pub async fn apply_retention(&self, dry_run: bool) -> Result<Vec<RecordingId>> {
+        retention::apply(&self.inner, dry_run).await
+    }
+
+    /// Puts a recording under legal hold: no purge, by hand or by rule,
+    /// touches it until [`Engine::release`].
+    pub async fn hold(&self, id: RecordingId, actor: Actor) -> Result<LegalHold> {
+        purger::hold(&self.inner, id, actor).await
+    }
+
+    /// Lifts a legal hold; fails if there is none.
+    pub async fn release(&self, id: RecordingId, actor: Actor) -> Result<()> {
+        purger::release(&self.inner, id, actor).await
+    }
+
+    /// The audit log (purges, holds, releases), oldest first.
+    pub async fn audit(&self, since_us: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.inner.catalog(move |c| c.audit(since_us, limit)).await
     }
 
     /// Streams every durable event of a recording, in order, from wherever
@@ -455,9 +542,12 @@ impl Engine {
     }
 
     /// Deletes now what the deletion queue holds (stores that fail are left
-    /// for later); returns how many objects were deleted.
+    /// for later), then completes the purges whose objects are all deleted;
+    /// returns how many objects were deleted.
     pub async fn drain_deletions(&self) -> Result<u64> {
-        deleter::drain(&self.inner).await
+        let deleted = deleter::drain(&self.inner).await?;
+        purger::resume(&self.inner).await?;
+        Ok(deleted)
     }
 
     /// Objects waiting in the deletion queue.

@@ -169,7 +169,14 @@ pub(crate) async fn read(
     window: Window,
 ) -> Result<EventStream> {
     let (row, segments) = inner
-        .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?)))
+        .catalog(move |c| {
+            // A recording being purged is gone from the first step on.
+            let row = match c.purge_mark(id)? {
+                Some(_) => None,
+                None => c.recording(id)?,
+            };
+            Ok((row, c.segments(id)?))
+        })
         .await?;
     let Some(row) = row else {
         return Err(EngineError::NotFound(id));

@@ -55,6 +55,10 @@ pub(crate) fn recover(
         let Ok(id) = RecordingId::from_slice(&row.id) else {
             continue;
         };
+        if catalog.purge_mark(id)?.is_some() {
+            // Being purged: its journal events are dropped with it.
+            continue;
+        }
         replays.insert(
             id,
             Replay {

@@ -225,7 +225,18 @@ async fn seal_one(
         if finish.is_some() && inner.catalog.recombine_reason(id)?.is_none() {
             batch.mark_recombine(id, "segmented");
         }
-        inner.catalog.commit(batch)?;
+        let purged = inner.catalog.commit_checked(|c| {
+            if c.purge_mark(id)?.is_some() {
+                return Ok((true, Batch::new()));
+            }
+            Ok((false, batch))
+        })?;
+        if purged {
+            inner.spool.remove(id, seq)?;
+            return Err(EngineError::FailedPrecondition(format!(
+                "recording {id} is being purged"
+            )));
+        }
         Ok((encoded, row))
     })
     .await

@@ -152,14 +152,28 @@ async fn upload(
     // A good copy is known to be here now; it is not uncertain any more.
     stored.uncertain.retain(|&l| l != location);
     stored.uploaded_at_us = now_us();
-    inner
+    let kept = inner
         .catalog(move |c| {
-            let mut batch = Batch::new();
-            batch.put_segment(id, &stored).dequeue_upload(id, seq);
-            c.commit(batch)
+            c.commit_checked(|c| {
+                let mut batch = Batch::new();
+                batch.dequeue_upload(id, seq);
+                if c.purge_mark(id)?.is_some() {
+                    // Purged while this put was in flight: what it stored
+                    // goes the way of the recording's other objects.
+                    let key = keys::segment(id, seq);
+                    batch.enqueue_deletion(location_of(role), key.as_ref(), "purged");
+                    return Ok((false, batch));
+                }
+                batch.put_segment(id, &stored);
+                Ok((true, batch))
+            })
         })
         .await?;
     inner.spool.remove(id, seq)?;
+    if !kept {
+        inner.deleter_wake.notify_one();
+        return Ok(());
+    }
     inner.metrics.uploaded(role, size, took);
     debug!(recording = %id, sequence = seq, bytes = size, store = %role, "segment uploaded");
     if role == Role::Secondary {
@@ -212,18 +226,22 @@ async fn note_uncertain(inner: &Arc<Inner>, id: RecordingId, segment: &SegmentRo
     let seq = segment.sequence;
     let result = inner
         .catalog(move |c| {
-            // Re-read: only this uploader changes a queued segment, but keep
-            // whatever is newest.
-            let Some(mut row) = c.segment(id, seq)? else {
-                return Ok(());
-            };
-            if !row.uncertain.contains(&location) {
-                row.uncertain.push(location);
+            c.commit_checked(|c| {
                 let mut batch = Batch::new();
-                batch.put_segment(id, &row);
-                c.commit(batch)?;
-            }
-            Ok(())
+                if c.purge_mark(id)?.is_some() {
+                    let key = keys::segment(id, seq);
+                    batch.enqueue_deletion(location_of(role), key.as_ref(), "purged");
+                    return Ok(((), batch));
+                }
+                // Re-read: keep whatever is newest.
+                if let Some(mut row) = c.segment(id, seq)?
+                    && !row.uncertain.contains(&location)
+                {
+                    row.uncertain.push(location);
+                    batch.put_segment(id, &row);
+                }
+                Ok(((), batch))
+            })
         })
         .await;
     if let Err(e) = result {
@@ -245,13 +263,15 @@ async fn mark_for_recombination(inner: &Arc<Inner>, id: RecordingId) -> Result<(
                 (false, true) => "secondary",
                 _ => return Ok(None),
             };
-            if c.recombine_reason(id)?.as_deref() == Some(reason) {
-                return Ok(None);
-            }
-            let mut batch = Batch::new();
-            batch.mark_recombine(id, reason);
-            c.commit(batch)?;
-            Ok(Some(reason))
+            c.commit_checked(|c| {
+                let mut batch = Batch::new();
+                if c.recombine_reason(id)?.as_deref() == Some(reason) || c.purge_mark(id)?.is_some()
+                {
+                    return Ok((None, batch));
+                }
+                batch.mark_recombine(id, reason);
+                Ok((Some(reason), batch))
+            })
         })
         .await?;
     if let Some(reason) = marked {

@@ -1,0 +1,141 @@
+//! What purging needs from the catalog: purge marks, legal holds, the
+//! append-only audit log, and removing a recording's rows.
+
+use prost::Message;
+use reel_proto::v1::{AuditEntry, LegalHold, PurgeMark};
+use rocksdb::{Direction, IteratorMode};
+
+use crate::{
+    Batch, CF_AUDIT, CF_HOLDS, CF_PURGING, CF_RECORDINGS, CF_SEGMENTS, CF_UPLOAD_QUEUE, Catalog,
+    Change, RecordingId, Result, cf_handle, decode,
+};
+
+impl Batch {
+    pub fn mark_purging(&mut self, id: RecordingId, mark: &PurgeMark) -> &mut Self {
+        self.put(CF_PURGING, id.to_bytes().to_vec(), mark.encode_to_vec())
+    }
+
+    pub fn unmark_purging(&mut self, id: RecordingId) -> &mut Self {
+        self.delete(CF_PURGING, id.to_bytes().to_vec())
+    }
+
+    pub fn put_hold(&mut self, id: RecordingId, hold: &LegalHold) -> &mut Self {
+        self.put(CF_HOLDS, id.to_bytes().to_vec(), hold.encode_to_vec())
+    }
+
+    pub fn remove_hold(&mut self, id: RecordingId) -> &mut Self {
+        self.delete(CF_HOLDS, id.to_bytes().to_vec())
+    }
+
+    /// Appends to the audit log, under the entry's time and a fresh id.
+    pub fn append_audit(&mut self, entry: &AuditEntry) -> &mut Self {
+        let mut key = (entry.at_us.max(0) as u64).to_be_bytes().to_vec();
+        key.extend_from_slice(&RecordingId::generate().to_bytes());
+        self.put(CF_AUDIT, key, entry.encode_to_vec())
+    }
+
+    pub fn delete_segment(&mut self, id: RecordingId, seq: u64) -> &mut Self {
+        self.delete(CF_SEGMENTS, crate::segment_key(id, seq).to_vec())
+    }
+
+    /// Removes the recording's own row (not its segments).
+    pub fn delete_recording(&mut self, id: RecordingId) -> &mut Self {
+        self.delete(CF_RECORDINGS, id.to_bytes().to_vec())
+    }
+
+    fn put(&mut self, family: &'static str, key: Vec<u8>, value: Vec<u8>) -> &mut Self {
+        self.pending.push(Change {
+            family,
+            key,
+            value: Some(value),
+        });
+        self
+    }
+
+    fn delete(&mut self, family: &'static str, key: Vec<u8>) -> &mut Self {
+        self.pending.push(Change {
+            family,
+            key,
+            value: None,
+        });
+        self
+    }
+}
+
+impl Catalog {
+    pub fn purge_mark(&self, id: RecordingId) -> Result<Option<PurgeMark>> {
+        self.get(CF_PURGING, &id.to_bytes())
+    }
+
+    /// Every recording being purged.
+    pub fn purging(&self) -> Result<Vec<(RecordingId, PurgeMark)>> {
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            for item in db.iterator_cf(cf_handle(db, CF_PURGING), IteratorMode::Start) {
+                let (k, v) = item?;
+                if let Ok(id) = RecordingId::from_slice(&k) {
+                    out.push((id, decode(&k, &v)?));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn hold(&self, id: RecordingId) -> Result<Option<LegalHold>> {
+        self.get(CF_HOLDS, &id.to_bytes())
+    }
+
+    /// The audit log, oldest first, from `since_us` on, at most `limit`.
+    pub fn audit(&self, since_us: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let start = (since_us.max(0) as u64).to_be_bytes();
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            let mode = IteratorMode::From(&start, Direction::Forward);
+            for item in db.iterator_cf(cf_handle(db, CF_AUDIT), mode) {
+                let (k, v) = item?;
+                out.push(decode(&k, &v)?);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Objects of recording `id` still waiting in the deletion queue.
+    pub fn pending_deletions_of(&self, id: RecordingId) -> Result<usize> {
+        let needle = format!("recordings/{id}/");
+        Ok(self
+            .deletion_queue()?
+            .iter()
+            .filter(|(_, key, _)| key.contains(&needle))
+            .count())
+    }
+
+    /// Segments of `id` still waiting for an upload (to drop at purge).
+    pub fn queued_uploads_of(&self, id: RecordingId) -> Result<Vec<u64>> {
+        let prefix = id.to_bytes();
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            let mode = IteratorMode::From(&prefix, Direction::Forward);
+            for item in db.iterator_cf(cf_handle(db, CF_UPLOAD_QUEUE), mode) {
+                let (k, _) = item?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                if k.len() == 24 {
+                    out.push(u64::from_be_bytes(k[16..24].try_into().expect("8 bytes")));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn get<M: Message + Default>(&self, family: &str, key: &[u8]) -> Result<Option<M>> {
+        self.with_db(|db| {
+            db.get_pinned_cf(cf_handle(db, family), key)?
+                .map(|v| decode(key, &v))
+                .transpose()
+        })
+    }
+}

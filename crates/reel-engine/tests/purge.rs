@@ -1,0 +1,263 @@
+//! Purge, legal hold and retention on real local-directory stores behind
+//! the fault-injecting wrapper: each state (open, segmented, split,
+//! recombined) purged leaves nothing anywhere and other recordings
+//! untouched, with the audit log saying who and why; a hold stops purges
+//! by hand and by rule; an upload in flight when its recording is purged
+//! leaves no orphan.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reel_engine::{Actor, EngineError, Filter, Query, RetentionRule, Window};
+use reel_proto::RecordingId;
+use reel_proto::v1::{Event, RecordingMetadata};
+use reel_storage::faults::{Fault, Ops};
+
+fn actor(why: &str) -> Actor {
+    Actor {
+        by: "alice".into(),
+        reason: why.into(),
+    }
+}
+
+/// Objects of `id` in either store.
+async fn objects_of(rig: &Rig, id: RecordingId) -> Vec<String> {
+    let mut all = objects(&rig.primary_store).await;
+    all.extend(objects(&rig.secondary_store).await);
+    all.retain(|k| k.contains(&id.to_string()));
+    all
+}
+
+async fn listed(rig: &Rig) -> Vec<RecordingId> {
+    let (infos, _) = rig
+        .engine
+        .find(Query {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    infos.into_iter().map(|i| i.id).collect()
+}
+
+async fn finish_purges(rig: &Rig, ids: &[RecordingId]) {
+    wait_until("purges complete", Duration::from_secs(10), || async {
+        rig.engine.drain_deletions().await.unwrap();
+        let mut gone = true;
+        for &id in ids {
+            gone &= objects_of(rig, id).await.is_empty();
+        }
+        gone && rig.engine.pending_deletions().await.unwrap() == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_state_purged_leaves_nothing_and_touches_nothing_else() {
+    let rig = rig(|c| c.segment_max_age = Duration::from_secs(600)).await;
+    let engine = &rig.engine;
+    let (split, _) = split_recording(&rig, 300).await;
+    let (combined, _) = split_recording(&rig, 300).await;
+    compact_until_done(engine, combined).await;
+    while engine.drain_deletions().await.unwrap() > 0 {}
+
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let segmented = w.id();
+    write(&mut w, 0..200).await;
+    w.close(0).await.unwrap();
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let bystander = w.id();
+    write(&mut w, 0..200).await;
+    w.close(0).await.unwrap();
+    let mut open = engine.start(RecordingMetadata::default()).await.unwrap();
+    let open_id = open.id();
+    write(&mut open, 0..200).await;
+    wait_until("uploaded", Duration::from_secs(10), || async {
+        all_uploaded(engine, segmented).await && all_uploaded(engine, bystander).await
+    })
+    .await;
+    write(&mut open, 200..230).await; // a tail only in the journal
+
+    let targets = [split, combined, segmented, open_id];
+    for &id in &targets {
+        assert!(!objects_of(&rig, id).await.is_empty() || id == open_id);
+    }
+    let before = objects_of(&rig, bystander).await;
+    let out = engine
+        .purge(targets.to_vec(), actor("ticket CHG-1"), false)
+        .await
+        .unwrap();
+    assert_eq!(out.purged, targets);
+    assert!(out.refused.is_empty());
+    // Gone at once for listings, reads and the recorder.
+    assert_eq!(listed(&rig).await, vec![bystander]);
+    for &id in &targets {
+        assert!(matches!(
+            engine.recording(id).await,
+            Err(EngineError::NotFound(_))
+        ));
+        assert!(matches!(
+            engine.read(id, Window::ALL).await,
+            Err(EngineError::NotFound(_))
+        ));
+    }
+    let err = open.append(None, vec![event(230)]);
+    let failed = match err {
+        Err(e) => e.to_string(),
+        Ok(ack) => ack.await.unwrap_err().to_string(),
+    };
+    assert!(failed.contains("purged"), "{failed}");
+
+    finish_purges(&rig, &targets).await;
+    for &id in &targets {
+        assert!(objects_of(&rig, id).await.is_empty(), "{id} left objects");
+    }
+    let spool: Vec<_> = std::fs::read_dir(rig.dir.path().join("data/spool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| targets.iter().any(|id| n.starts_with(&id.to_string())))
+        .collect();
+    assert!(spool.is_empty(), "spool files left: {spool:?}");
+    assert_eq!(
+        objects_of(&rig, bystander).await,
+        before,
+        "the bystander is untouched"
+    );
+    assert_eq!(
+        engine
+            .events(bystander)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        (0..200).map(event).collect::<Vec<Event>>()
+    );
+    let audit = engine.audit(0, 100).await.unwrap();
+    let purge = audit
+        .iter()
+        .find(|e| e.action == "purge")
+        .expect("a purge entry");
+    assert_eq!(
+        (purge.by.as_str(), purge.reason.as_str()),
+        ("alice", "ticket CHG-1")
+    );
+    assert_eq!(purge.recordings.len(), 4);
+    assert_eq!(audit.iter().filter(|e| e.action == "purged").count(), 4);
+    drop(open);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legal_hold_stops_purges_by_hand_and_by_rule() {
+    let rig = rig(|c| {
+        c.retention.min_age = Duration::ZERO;
+        c.retention.rules = vec![RetentionRule {
+            older_than: Duration::ZERO,
+            user: Some("b*".into()),
+            target: None,
+            protocol: None,
+            label: None,
+        }];
+    })
+    .await;
+    let engine = &rig.engine;
+    let mut ids = Vec::new();
+    for user in ["bob", "bea", "carl"] {
+        let mut w = engine
+            .start(RecordingMetadata {
+                user: user.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        write(&mut w, 0..20).await;
+        ids.push(w.id());
+        w.close(0).await.unwrap();
+    }
+    let (bob, bea, carl) = (ids[0], ids[1], ids[2]);
+    engine.hold(bob, actor("litigation 7")).await.unwrap();
+    let out = engine
+        .purge(vec![bob], actor("cleanup"), false)
+        .await
+        .unwrap();
+    assert!(out.purged.is_empty());
+    assert!(
+        out.refused[0].1.contains("legal hold (litigation 7"),
+        "{:?}",
+        out.refused
+    );
+    assert_eq!(
+        engine.recording(bob).await.unwrap().hold.unwrap().reason,
+        "litigation 7"
+    );
+
+    // The rule matches bob and bea; only bea goes.
+    assert_eq!(engine.apply_retention(true).await.unwrap(), vec![bea]);
+    assert_eq!(listed(&rig).await, ids, "a dry run changes nothing");
+    assert_eq!(engine.apply_retention(false).await.unwrap(), vec![bea]);
+    assert_eq!(listed(&rig).await, vec![bob, carl]);
+    let by_hand = engine
+        .purge_matching(
+            Filter {
+                user: Some("bob".into()),
+                ..Default::default()
+            },
+            actor("cleanup"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(by_hand.purged.is_empty() && by_hand.refused.len() == 1);
+
+    engine.release(bob, actor("case closed")).await.unwrap();
+    assert!(matches!(
+        engine.release(bob, actor("again")).await,
+        Err(EngineError::FailedPrecondition(_))
+    ));
+    assert_eq!(engine.apply_retention(false).await.unwrap(), vec![bob]);
+    finish_purges(&rig, &[bob, bea]).await;
+    assert_eq!(listed(&rig).await, vec![carl]);
+    let actions: Vec<String> = engine
+        .audit(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{}:{}", e.action, e.by))
+        .collect();
+    for want in [
+        "hold:alice",
+        "purge:retention",
+        "release:alice",
+        "purged:retention",
+    ] {
+        assert!(
+            actions.contains(&want.to_string()),
+            "{want} not in {actions:?}"
+        );
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_in_flight_when_its_recording_is_purged_leaves_no_orphan() {
+    let rig = rig(|_| {}).await;
+    let engine = &rig.engine;
+    rig.primary
+        .fail_always(Ops::PUT, Fault::Delay(Duration::from_millis(400)));
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    write(&mut w, 0..100).await;
+    w.close(0).await.unwrap();
+    // Puts are in flight (delayed) when the purge comes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.purge(vec![id], actor("now"), false).await.unwrap();
+    rig.primary.clear();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    finish_purges(&rig, &[id]).await;
+    assert!(objects_of(&rig, id).await.is_empty());
+    assert!(engine.local_status().upload_queue == 0);
+    engine.shutdown().await;
+}
