@@ -131,6 +131,9 @@ pub struct RecordingDetail {
     /// The recording's one object on the primary, once recombined.
     #[serde(default)]
     pub object: Option<CombinedObject>,
+    /// The legal hold on it, if any: no purge touches it.
+    #[serde(default)]
+    pub legal_hold: Option<HoldInfo>,
     /// Durable events still only in the local journal.
     pub unsealed_events: u64,
     pub unsealed_bytes: u64,
@@ -209,4 +212,66 @@ pub struct StorageStatus {
     pub local_capacity_bytes: u64,
     /// Recent failovers and failbacks, oldest first.
     pub events: Vec<RouteEvent>,
+}
+
+/// `POST /api/v1/purge`: either `ids`, or `older_than` (a duration such as
+/// `90d`, by session start, closed recordings only) with optional `user`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PurgeRequest {
+    #[serde(default)]
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub older_than: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Who asks and why, for the audit log.
+    pub by: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A recording a purge left alone, and why (legal hold, unknown id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub id: String,
+    pub reason: String,
+}
+
+/// The answer of `POST /api/v1/purge` and `POST /api/v1/retention`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurgeResponse {
+    /// Purged (gone from listings and reads; objects on their way out), or
+    /// with `dry_run`, what would be.
+    pub purged: Vec<String>,
+    pub refused: Vec<Refusal>,
+    pub dry_run: bool,
+}
+
+/// `POST /api/v1/recordings/{id}/hold` and `DELETE` of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldRequest {
+    pub by: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A legal hold, as `GET /api/v1/recordings/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldInfo {
+    pub at_us: i64,
+    pub by: String,
+    pub reason: String,
+}
+
+/// One entry of `GET /api/v1/audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at_us: i64,
+    pub by: String,
+    /// `purge`, `purged` (every copy deleted), `hold`, `release`.
+    pub action: String,
+    pub recordings: Vec<String>,
+    pub reason: String,
 }

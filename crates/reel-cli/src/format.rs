@@ -93,6 +93,15 @@ pub(crate) fn detail(d: &RecordingDetail) -> String {
         (state, _) => format!("{state}, no recorder attached"),
     };
     let _ = writeln!(out, "state      {state}");
+    if let Some(h) = &d.legal_hold {
+        let _ = writeln!(
+            out,
+            "legal hold {} (by {}, since {})",
+            h.reason,
+            h.by,
+            time(h.at_us)
+        );
+    }
     let _ = writeln!(
         out,
         "events     {} ({})",

@@ -6,6 +6,7 @@ mod compact;
 mod format;
 mod ingest;
 mod play;
+mod purge;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +68,15 @@ enum Command {
     },
     /// Replay a terminal recording in this terminal.
     Play(play::PlayArgs),
+    /// Delete recordings everywhere (local log, both stores, catalog), by id
+    /// or by age; written to the audit log. Held recordings are refused.
+    Purge(purge::PurgeArgs),
+    /// Put a recording under legal hold: no purge, by hand or by rule.
+    Hold(purge::HoldArgs),
+    /// Lift a legal hold.
+    Release(purge::HoldArgs),
+    /// The audit log: purges, holds, releases (who, when, what, why).
+    Audit(purge::AuditArgs),
     /// Recombine split and segmented recordings into one object each on the
     /// primary, with progress; `--dry-run` lists what would be done.
     Compact(compact::CompactArgs),
@@ -190,18 +200,40 @@ impl Client {
         method: reqwest::Method,
         path: &str,
     ) -> anyhow::Result<reqwest::Response> {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .request(method, &url)
-            .send()
+        self.request_with(method, path, None::<&()>).await
+    }
+
+    /// A request with a JSON body, its JSON answer decoded.
+    pub(crate) async fn send_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.request_with(method, path, Some(body))
+            .await?
+            .json()
             .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the server at {} (is reeld running?)",
-                    self.base
-                )
-            })?;
+            .context("the server's answer is not what reel expects")
+    }
+
+    async fn request_with<B: serde::Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the server at {} (is reeld running?)",
+                self.base
+            )
+        })?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -271,6 +303,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             export_body(response, output, matches!(format, ExportFormat::Cast)).await
         }
         Command::Play(args) => play::run(&client, args).await,
+        Command::Purge(args) => purge::purge(&client, args).await,
+        Command::Hold(args) => purge::hold(&client, args, true).await,
+        Command::Release(args) => purge::hold(&client, args, false).await,
+        Command::Audit(args) => purge::audit(&client, args).await,
         Command::Compact(args) => compact::run(&client, args).await,
         Command::Status { json } => {
             let status = client.status().await?;

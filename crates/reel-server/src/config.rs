@@ -84,6 +84,73 @@ pub struct FileConfig {
     pub health: HealthSection,
     #[serde(default)]
     pub compactor: CompactorSection,
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+/// Retention rules; see `reel_engine::RetentionConfig`.
+///
+/// ```toml
+/// [retention]
+/// interval = "1h"
+/// min_age = "7d"
+/// [[retention.rules]]
+/// older_than = "90d"
+/// [[retention.rules]]
+/// older_than = "3y"
+/// label = "env=prod"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    #[serde(default, deserialize_with = "duration")]
+    pub interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub min_age: Option<Duration>,
+    #[serde(default)]
+    pub rules: Vec<RetentionRuleSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRuleSection {
+    #[serde(deserialize_with = "required_duration")]
+    pub older_than: Duration,
+    pub user: Option<String>,
+    pub target: Option<String>,
+    pub protocol: Option<String>,
+    /// `key` or `key=value`.
+    pub label: Option<String>,
+}
+
+impl RetentionSection {
+    fn apply(&self, r: &mut reel_engine::RetentionConfig) {
+        if let Some(v) = self.interval {
+            r.interval = v.max(Duration::from_millis(100));
+        }
+        if let Some(v) = self.min_age {
+            r.min_age = v;
+        }
+        r.rules = self
+            .rules
+            .iter()
+            .map(|rule| reel_engine::RetentionRule {
+                older_than: rule.older_than,
+                user: rule.user.clone(),
+                target: rule.target.clone(),
+                protocol: rule.protocol.clone(),
+                label: rule.label.as_ref().map(|l| match l.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (l.clone(), None),
+                }),
+            })
+            .collect();
+    }
+}
+
+fn required_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 /// Recombination; see `reel_engine::CompactorConfig`.
@@ -290,6 +357,7 @@ impl ServerConfig {
         set(&mut engine.local_capacity_bytes, args.local_capacity_bytes);
         file.health.apply(&mut engine.health);
         file.compactor.apply(&mut engine.compactor);
+        file.retention.apply(&mut engine.retention);
         if args.no_compactor {
             engine.compactor.enabled = false;
         }

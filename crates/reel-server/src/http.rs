@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/recordings", get(list))
         .route("/api/v1/recordings/{id}", get(show))
         .route("/api/v1/recordings/{id}/export", get(export))
+        .merge(crate::purge::routes())
         .fallback(|| async {
             error_response(
                 StatusCode::NOT_FOUND,
@@ -83,7 +84,7 @@ impl IntoResponse for HttpError {
     }
 }
 
-fn parse_id(text: &str) -> Result<RecordingId, HttpError> {
+pub(crate) fn parse_id(text: &str) -> Result<RecordingId, HttpError> {
     text.parse::<RecordingId>()
         .map_err(|e| HttpError::from(EngineError::InvalidId(e)))
 }
@@ -168,6 +169,11 @@ fn detail(info: &RecordingInfo) -> RecordingDetail {
             key: reel_storage::keys::recording_object(info.id).to_string(),
             size: info.row.combined_size,
             sha256: hex::encode(&info.row.combined_sha256),
+        }),
+        legal_hold: info.hold.as_ref().map(|h| reel_api::HoldInfo {
+            at_us: h.at_us,
+            by: h.by.clone(),
+            reason: h.reason.clone(),
         }),
         unsealed_events: info.unsealed_events,
         unsealed_bytes: info.unsealed_bytes,

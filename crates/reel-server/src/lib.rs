@@ -4,6 +4,7 @@
 pub mod config;
 pub mod grpc;
 pub mod http;
+mod purge;
 pub mod status;
 
 use axum::serve::ListenerExt;

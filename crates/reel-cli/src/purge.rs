@@ -1,0 +1,148 @@
+//! `reel purge`, `reel hold`, `reel release`, `reel audit`.
+
+use anyhow::bail;
+use clap::Args;
+use reel_api::{AuditRecord, HoldInfo, HoldRequest, PurgeRequest, PurgeResponse};
+
+use crate::{Client, UsageError, format, parse_id};
+
+/// Who runs the command, for the audit log.
+fn who(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PurgeArgs {
+    /// Recordings to purge.
+    ids: Vec<String>,
+    /// Instead of ids: every closed recording whose session started longer
+    /// ago than this (e.g. 90d).
+    #[arg(long)]
+    older_than: Option<String>,
+    /// With --older-than: only this user's (`*` matches any run of characters).
+    #[arg(long, requires = "older_than")]
+    user: Option<String>,
+    /// Why, for the audit log.
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Who, for the audit log (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+    /// Say what would be purged; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn purge(client: &Client, args: PurgeArgs) -> anyhow::Result<()> {
+    if args.ids.is_empty() == args.older_than.is_none() {
+        return Err(UsageError("give recording ids or --older-than (not both)".into()).into());
+    }
+    for id in &args.ids {
+        parse_id(id)?;
+    }
+    let req = PurgeRequest {
+        ids: args.ids,
+        older_than: args.older_than,
+        user: args.user,
+        dry_run: args.dry_run,
+        by: who(args.by),
+        reason: args.reason,
+    };
+    let out: PurgeResponse = client
+        .send_json(reqwest::Method::POST, "/api/v1/purge", &req)
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let verb = if out.dry_run { "would purge" } else { "purged" };
+        for id in &out.purged {
+            println!("{verb} {id}");
+        }
+        for r in &out.refused {
+            eprintln!("refused {}: {}", r.id, r.reason);
+        }
+        if out.purged.is_empty() && out.refused.is_empty() {
+            println!("nothing to purge");
+        }
+    }
+    if !out.refused.is_empty() {
+        bail!("{} recording(s) not purged", out.refused.len());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HoldArgs {
+    id: String,
+    /// Why (required for a hold).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Who (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+pub(crate) async fn hold(client: &Client, args: HoldArgs, put: bool) -> anyhow::Result<()> {
+    let id = parse_id(&args.id)?;
+    if put && args.reason.trim().is_empty() {
+        return Err(UsageError("a legal hold needs --reason".into()).into());
+    }
+    let req = HoldRequest {
+        by: who(args.by),
+        reason: args.reason,
+    };
+    let path = format!("/api/v1/recordings/{id}/hold");
+    if put {
+        let hold: HoldInfo = client.send_json(reqwest::Method::POST, &path, &req).await?;
+        println!("{id} is under legal hold: {} (by {})", hold.reason, hold.by);
+    } else {
+        let _: serde_json::Value = client
+            .send_json(reqwest::Method::DELETE, &path, &req)
+            .await?;
+        println!("{id} released");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Entries from this time on (a date, an RFC 3339 time, or an age: 7d).
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
+    let mut pairs = vec![("limit", args.limit.to_string())];
+    if let Some(s) = args.since {
+        pairs.push(("since", s));
+    }
+    let path = format!("/api/v1/audit?{}", serde_urlencoded::to_string(pairs)?);
+    let entries: Vec<AuditRecord> = client.get_json(&path).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20}  {:<8}  {:<12}  {:<40}  RECORDINGS",
+        "WHEN", "ACTION", "BY", "WHY"
+    );
+    for e in entries {
+        println!(
+            "{:<20}  {:<8}  {:<12}  {:<40}  {}",
+            format::time(e.at_us),
+            e.action,
+            e.by,
+            e.reason,
+            e.recordings.join(" ")
+        );
+    }
+    Ok(())
+}
