@@ -33,6 +33,7 @@ mod retention;
 mod sealer;
 mod spool;
 mod uploader;
+mod verifier;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +54,7 @@ pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window};
 pub use reel_catalog::{Cursor, Filter, InvalidId, Query, Sort, SortKey, StateFilter};
 pub use retention::{RetentionConfig, RetentionRule};
+pub use verifier::{Problem, VerifyOptions, VerifyProgress, VerifyReport};
 
 use recording::OpenRecording;
 use spool::Spool;
@@ -455,6 +457,17 @@ impl Engine {
     /// Lifts a legal hold; fails if there is none.
     pub async fn release(&self, id: RecordingId, actor: Actor) -> Result<()> {
         purger::release(&self.inner, id, actor).await
+    }
+
+    /// Compares the catalog with both stores (and with `content`, every
+    /// copy's bytes), and with `repair` fixes what can be fixed safely; see
+    /// the `verifier` module. `progress` is updated as it goes.
+    pub async fn verify(
+        &self,
+        options: VerifyOptions,
+        progress: &VerifyProgress,
+    ) -> Result<VerifyReport> {
+        verifier::verify(&self.inner, options, progress).await
     }
 
     /// The audit log (purges, holds, releases), oldest first.

@@ -1,0 +1,553 @@
+//! Verification: does the catalog agree with the stores? And repair of what
+//! can be repaired safely.
+//!
+//! Both stores are listed once; the catalog is walked once. A copy the
+//! catalog names that is not listed is *missing*; one whose size differs is
+//! *corrupt*; a listed object no catalog row names (and that is neither a
+//! known uncertain copy nor queued for deletion) is an *orphan*. With
+//! `content`, every copy is read: its SHA-256 must match the catalog's and
+//! its header must link to the previous segment (the hash chain).
+//!
+//! Repair never deletes data it cannot account for. A missing or corrupt
+//! copy is put back from a good copy elsewhere (the spool, or the same key
+//! on the other store, checked against the catalog's SHA-256); when no
+//! good copy exists the catalog stops naming it and the recording is marked
+//! damaged (reads show a gap there). An orphan that is a valid copy of a
+//! known segment is adopted (the catalog names it); other orphans are
+//! deleted only with `delete_orphans`, through the deletion queue.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use object_store::path::Path;
+use reel_catalog::{Batch, RecordingId};
+use reel_proto::v1::{Location, RecordingRow, SegmentRow};
+use reel_storage::{Role, keys};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::error::{EngineError, Result};
+use crate::uploader::{location_of, role_of};
+use crate::{Inner, now_us};
+
+/// What `verify` checks and may change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions {
+    /// Read every copy and check its SHA-256 and hash chain.
+    pub content: bool,
+    pub repair: bool,
+    /// With `repair`: delete orphans that are not a copy of a known segment.
+    pub delete_orphans: bool,
+}
+
+/// One disagreement between the catalog and the stores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    /// `missing`, `corrupt`, `chain`, `orphan`.
+    pub kind: String,
+    /// `primary`, `secondary`, `local`.
+    pub store: String,
+    pub key: String,
+    pub recording: Option<String>,
+    pub sequence: Option<u64>,
+    pub detail: String,
+    /// What repair did about it, if it ran.
+    pub repair: Option<String>,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub recordings: u64,
+    pub segments: u64,
+    /// Objects listed in both stores.
+    pub objects: u64,
+    /// Bytes read for content checks.
+    pub bytes_read: u64,
+    pub problems: Vec<Problem>,
+    /// Recordings marked damaged by this run's repair.
+    pub damaged: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Problems that are still there (found and not repaired).
+    pub fn unresolved(&self) -> usize {
+        self.problems.iter().filter(|p| p.repair.is_none()).count()
+    }
+}
+
+/// Progress of a running verification, for progress bars.
+#[derive(Debug, Default)]
+pub struct VerifyProgress {
+    pub phase: Mutex<String>,
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+}
+
+impl VerifyProgress {
+    fn phase(&self, name: &str, total: u64) {
+        *self.phase.lock().expect("progress lock") = name.to_string();
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    fn step(&self) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn store_name(location: Location) -> &'static str {
+    match location {
+        Location::Local => "local",
+        Location::Primary => "primary",
+        Location::Secondary => "secondary",
+        Location::Unspecified => "unknown",
+    }
+}
+
+/// A copy of one segment the catalog names, where it should be.
+struct Expected {
+    id: RecordingId,
+    location: Location,
+    key: Path,
+    size: u64,
+}
+
+pub(crate) async fn verify(
+    inner: &Arc<Inner>,
+    options: VerifyOptions,
+    progress: &VerifyProgress,
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    progress.phase("listing stores", 2);
+    let mut listed: HashMap<(Location, String), u64> = HashMap::new();
+    for role in [Role::Primary, Role::Secondary] {
+        let prefix = Path::from("recordings");
+        let objects = inner.store(role).list(Some(&prefix)).await.map_err(|e| {
+            EngineError::Unavailable(format!(
+                "cannot verify: listing the {role} store failed: {e}"
+            ))
+        })?;
+        for (key, size) in objects {
+            listed.insert((location_of(role), key.to_string()), size);
+        }
+        progress.step();
+    }
+    report.objects = listed.len() as u64;
+
+    progress.phase("reading the catalog", 0);
+    let (rows, queued) = inner
+        .catalog(|c| {
+            let purging: HashSet<RecordingId> =
+                c.purging()?.into_iter().map(|(id, _)| id).collect();
+            let mut rows = Vec::new();
+            for row in c.recordings(None, usize::MAX)? {
+                let Ok(id) = RecordingId::from_slice(&row.id) else {
+                    continue;
+                };
+                if !purging.contains(&id) {
+                    rows.push((id, row, c.segments(id)?));
+                }
+            }
+            let queued: HashSet<(Location, String)> = c
+                .deletion_queue()?
+                .into_iter()
+                .map(|(l, k, _)| (l, k))
+                .collect();
+            Ok((rows, queued))
+        })
+        .await?;
+    // Objects of recordings being purged are on their way out.
+    let purging_prefixes: Vec<String> = inner
+        .catalog(|c| c.purging())
+        .await?
+        .into_iter()
+        .map(|(id, _)| format!("recordings/{id}/"))
+        .collect();
+
+    progress.phase("checking recordings", rows.len() as u64);
+    let mut seen: HashSet<(Location, String)> = HashSet::new();
+    for (id, row, segments) in &rows {
+        report.recordings += 1;
+        let mut prev_sha: Option<Vec<u8>> = None;
+        for seg in segments {
+            report.segments += 1;
+            for e in expected_copies(*id, row, seg) {
+                let lkey = (e.location, e.key.to_string());
+                seen.insert(lkey.clone());
+                if e.location == Location::Local {
+                    if !inner.spool.contains(*id, seg.sequence) {
+                        report.problems.push(problem(
+                            "missing",
+                            &e,
+                            Some(seg),
+                            "not in the spool".into(),
+                        ));
+                    }
+                    continue;
+                }
+                match listed.get(&lkey) {
+                    None => report.problems.push(problem(
+                        "missing",
+                        &e,
+                        Some(seg),
+                        "not in the store".into(),
+                    )),
+                    Some(&size) if size != e.size => report.problems.push(problem(
+                        "corrupt",
+                        &e,
+                        Some(seg),
+                        format!("{size} bytes, the catalog says {}", e.size),
+                    )),
+                    Some(_) if options.content => {
+                        if let Some(p) =
+                            check_content(inner, &e, seg, prev_sha.as_deref(), &mut report).await
+                        {
+                            report.problems.push(p);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            for &u in &seg.uncertain {
+                if let Ok(loc) = Location::try_from(u) {
+                    seen.insert((loc, keys::segment(*id, seg.sequence).to_string()));
+                }
+            }
+            prev_sha = Some(seg.sha256.clone());
+        }
+        progress.step();
+    }
+    let mut orphans: Vec<(Location, String, u64)> = listed
+        .iter()
+        .filter(|(k, _)| !seen.contains(*k) && !queued.contains(*k))
+        .filter(|((_, key), _)| !purging_prefixes.iter().any(|p| key.starts_with(p.as_str())))
+        .map(|((l, k), s)| (*l, k.clone(), *s))
+        .collect();
+    orphans.sort_by(|a, b| a.1.cmp(&b.1));
+    for (location, key, size) in &orphans {
+        report.problems.push(Problem {
+            kind: "orphan".into(),
+            store: store_name(*location).into(),
+            key: key.clone(),
+            recording: None,
+            sequence: None,
+            detail: format!("{size} bytes that no catalog entry names"),
+            repair: None,
+        });
+    }
+    if options.repair {
+        progress.phase("repairing", report.problems.len() as u64);
+        repair(inner, &rows, &listed, options, &mut report, progress).await?;
+    }
+    info!(
+        recordings = report.recordings,
+        segments = report.segments,
+        objects = report.objects,
+        problems = report.problems.len(),
+        unresolved = report.unresolved(),
+        "verification done"
+    );
+    Ok(report)
+}
+
+fn problem(kind: &str, e: &Expected, seg: Option<&SegmentRow>, detail: String) -> Problem {
+    Problem {
+        kind: kind.into(),
+        store: store_name(e.location).into(),
+        key: e.key.to_string(),
+        recording: Some(e.id.to_string()),
+        sequence: seg.map(|s| s.sequence),
+        detail,
+        repair: None,
+    }
+}
+
+/// The copies of `seg` the catalog names.
+fn expected_copies(id: RecordingId, row: &RecordingRow, seg: &SegmentRow) -> Vec<Expected> {
+    let mut out = Vec::new();
+    for &l in &seg.locations {
+        let Ok(location) = Location::try_from(l) else {
+            continue;
+        };
+        let (key, size) = match (location, seg.combined_offset) {
+            (Location::Primary, Some(_)) => (keys::recording_object(id), row.combined_size),
+            _ => (keys::segment(id, seg.sequence), seg.size),
+        };
+        out.push(Expected {
+            id,
+            location,
+            key,
+            size,
+        });
+    }
+    out
+}
+
+/// Reads one copy of `seg` (its range, inside a combined object).
+async fn read_copy(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    seg: &SegmentRow,
+    location: Location,
+) -> Result<Option<Bytes>> {
+    match (location, seg.combined_offset) {
+        (Location::Local, _) => inner.spool.read(id, seg.sequence),
+        (Location::Primary, Some(offset)) => Ok(Some(
+            inner
+                .store(Role::Primary)
+                .get_range(&keys::recording_object(id), offset..offset + seg.size)
+                .await?,
+        )),
+        (loc, _) => {
+            let Some(role) = role_of(loc) else {
+                return Ok(None);
+            };
+            match inner
+                .store(role)
+                .get(&keys::segment(id, seg.sequence), Some(seg.size))
+                .await
+            {
+                Ok(b) => Ok(Some(b)),
+                Err(reel_storage::StorageError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+async fn check_content(
+    inner: &Arc<Inner>,
+    e: &Expected,
+    seg: &SegmentRow,
+    prev_sha: Option<&[u8]>,
+    report: &mut VerifyReport,
+) -> Option<Problem> {
+    let bytes = match read_copy(inner, e.id, seg, e.location).await {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Some(problem(
+                "missing",
+                e,
+                Some(seg),
+                "gone while verifying".into(),
+            ));
+        }
+        Err(err) => {
+            return Some(problem(
+                "corrupt",
+                e,
+                Some(seg),
+                format!("cannot be read: {err}"),
+            ));
+        }
+    };
+    report.bytes_read += bytes.len() as u64;
+    if reel_log::sha256(&bytes)[..] != seg.sha256[..] {
+        return Some(problem(
+            "corrupt",
+            e,
+            Some(seg),
+            "content does not match its SHA-256".into(),
+        ));
+    }
+    match reel_log::decode_header(&bytes) {
+        Ok((header, _)) => {
+            let linked = match prev_sha {
+                None => header.prev_hash.is_empty(),
+                Some(prev) => header.prev_hash == prev,
+            };
+            (!linked).then(|| {
+                problem(
+                    "chain",
+                    e,
+                    Some(seg),
+                    "does not link to the previous segment".into(),
+                )
+            })
+        }
+        Err(err) => Some(problem("corrupt", e, Some(seg), err.to_string())),
+    }
+}
+
+async fn repair(
+    inner: &Arc<Inner>,
+    rows: &[(RecordingId, RecordingRow, Vec<SegmentRow>)],
+    listed: &HashMap<(Location, String), u64>,
+    options: VerifyOptions,
+    report: &mut VerifyReport,
+    progress: &VerifyProgress,
+) -> Result<()> {
+    let segments: HashMap<(RecordingId, u64), &SegmentRow> = rows
+        .iter()
+        .flat_map(|(id, _, segs)| segs.iter().map(move |s| ((*id, s.sequence), s)))
+        .collect();
+    let mut damaged: HashSet<RecordingId> = HashSet::new();
+    for p in &mut report.problems {
+        progress.step();
+        let location = match p.store.as_str() {
+            "primary" => Location::Primary,
+            "secondary" => Location::Secondary,
+            _ => Location::Local,
+        };
+        if p.kind == "orphan" {
+            p.repair = adopt_or_delete(inner, p, location, &segments, options).await?;
+            continue;
+        }
+        let (Some(id), Some(seq)) = (
+            p.recording
+                .as_deref()
+                .and_then(|r| r.parse::<RecordingId>().ok()),
+            p.sequence,
+        ) else {
+            continue;
+        };
+        let Some(seg) = segments.get(&(id, seq)) else {
+            continue;
+        };
+        // A good copy elsewhere: the spool, or the same key on the other store.
+        let mut restored = None;
+        if let Some(role) = role_of(location)
+            && seg.combined_offset.is_none()
+        {
+            for source in [Location::Local, Location::Primary, Location::Secondary] {
+                if source == location {
+                    continue;
+                }
+                let key = keys::segment(id, seq).to_string();
+                if source != Location::Local && !listed.contains_key(&(source, key)) {
+                    continue;
+                }
+                let mut probe = (*seg).clone();
+                probe.combined_offset = None;
+                let Ok(Some(bytes)) = read_copy(inner, id, &probe, source).await else {
+                    continue;
+                };
+                if reel_log::sha256(&bytes)[..] != seg.sha256[..] {
+                    continue;
+                }
+                match inner.store(role).put(&keys::segment(id, seq), bytes).await {
+                    Ok(()) => {
+                        restored = Some(format!("restored from the {} copy", store_name(source)));
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(recording = %id, sequence = seq, error = %e, "repair put failed")
+                    }
+                }
+            }
+        }
+        p.repair = match restored {
+            Some(how) => Some(how),
+            None => {
+                forget_copy(inner, id, seq, location, &p.detail).await?;
+                damaged.insert(id);
+                Some(
+                    "no good copy: the catalog no longer names it; recording marked damaged".into(),
+                )
+            }
+        };
+    }
+    report.damaged = damaged.iter().map(|id| id.to_string()).collect();
+    report.damaged.sort();
+    Ok(())
+}
+
+/// The catalog stops naming a lost copy, and the recording records why.
+async fn forget_copy(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    seq: u64,
+    location: Location,
+    why: &str,
+) -> Result<()> {
+    let note = format!(
+        "segment {seq}: {} copy lost ({why}), found by verify at {}",
+        store_name(location),
+        now_us()
+    );
+    inner
+        .catalog(move |c| {
+            c.commit_checked(|c| {
+                let mut batch = Batch::new();
+                if c.purge_mark(id)?.is_some() {
+                    return Ok(((), batch));
+                }
+                if let Some(mut seg) = c.segment(id, seq)? {
+                    seg.locations.retain(|&l| l != location as i32);
+                    if location == Location::Primary {
+                        seg.combined_offset = None;
+                    }
+                    batch.put_segment(id, &seg);
+                }
+                if let Some(mut row) = c.recording(id)? {
+                    row.damage.push(note);
+                    batch.put_recording(&row);
+                }
+                Ok(((), batch))
+            })
+        })
+        .await
+}
+
+/// An orphan that is a good copy of a known segment is adopted; another is
+/// queued for deletion when asked.
+async fn adopt_or_delete(
+    inner: &Arc<Inner>,
+    p: &Problem,
+    location: Location,
+    segments: &HashMap<(RecordingId, u64), &SegmentRow>,
+    options: VerifyOptions,
+) -> Result<Option<String>> {
+    if let Some((id, seq)) = parse_segment_key(&p.key)
+        && let Some(seg) = segments.get(&(id, seq))
+        && seg.combined_offset.is_none()
+    {
+        let mut probe = (*seg).clone();
+        probe.combined_offset = None;
+        if let Ok(Some(bytes)) = read_copy(inner, id, &probe, location).await
+            && reel_log::sha256(&bytes)[..] == seg.sha256[..]
+        {
+            inner
+                .catalog(move |c| {
+                    c.commit_checked(|c| {
+                        let mut batch = Batch::new();
+                        if let Some(mut seg) = c.segment(id, seq)?
+                            && c.purge_mark(id)?.is_none()
+                            && !seg.locations.contains(&(location as i32))
+                        {
+                            seg.locations.push(location as i32);
+                            seg.uncertain.retain(|&l| l != location as i32);
+                            batch.put_segment(id, &seg);
+                        }
+                        Ok(((), batch))
+                    })
+                })
+                .await?;
+            return Ok(Some("adopted: a good copy of a known segment".into()));
+        }
+    }
+    if !options.delete_orphans {
+        return Ok(None);
+    }
+    let key = p.key.clone();
+    inner
+        .catalog(move |c| {
+            let mut batch = Batch::new();
+            batch.enqueue_deletion(location, &key, "orphan");
+            c.commit(batch)
+        })
+        .await?;
+    inner.deleter_wake.notify_one();
+    Ok(Some("queued for deletion".into()))
+}
+
+/// `recordings/<id>/segments/<seq>.seg` -> (id, seq).
+fn parse_segment_key(key: &str) -> Option<(RecordingId, u64)> {
+    let rest = key.strip_prefix("recordings/")?;
+    let (id, rest) = rest.split_once('/')?;
+    let seq = rest.strip_prefix("segments/")?.strip_suffix(".seg")?;
+    Some((id.parse().ok()?, seq.parse().ok()?))
+}
