@@ -275,3 +275,43 @@ pub struct AuditRecord {
     pub recordings: Vec<String>,
     pub reason: String,
 }
+
+/// One disagreement `reel verify` found (see `reel_engine::Problem`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyProblem {
+    /// `missing`, `corrupt`, `chain`, `orphan`.
+    pub kind: String,
+    /// `primary`, `secondary`, `local`.
+    pub store: String,
+    pub key: String,
+    pub recording: Option<String>,
+    pub sequence: Option<u64>,
+    pub detail: String,
+    /// What repair did about it, if it ran.
+    pub repair: Option<String>,
+}
+
+/// The report of `POST /api/v1/verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub recordings: u64,
+    pub segments: u64,
+    pub objects: u64,
+    pub bytes_read: u64,
+    pub problems: Vec<VerifyProblem>,
+    pub damaged: Vec<String>,
+}
+
+/// A line of the `POST /api/v1/verify` answer (newline-delimited JSON):
+/// progress while it runs, then the report or an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyLine {
+    Progress {
+        phase: String,
+        done: u64,
+        total: u64,
+    },
+    Report(VerifyReport),
+    Error(String),
+}

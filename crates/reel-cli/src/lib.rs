@@ -7,6 +7,7 @@ mod format;
 mod ingest;
 mod play;
 mod purge;
+mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -77,6 +78,9 @@ enum Command {
     Release(purge::HoldArgs),
     /// The audit log: purges, holds, releases (who, when, what, why).
     Audit(purge::AuditArgs),
+    /// Compare the catalog with the stores; exit 1 on a problem. `--repair`
+    /// fixes what can be fixed safely.
+    Verify(verify::VerifyArgs),
     /// Recombine split and segmented recordings into one object each on the
     /// primary, with progress; `--dry-run` lists what would be done.
     Compact(compact::CompactArgs),
@@ -203,6 +207,11 @@ impl Client {
         self.request_with(method, path, None::<&()>).await
     }
 
+    /// A POST whose answer is read as a stream.
+    pub(crate) async fn post_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        self.request(reqwest::Method::POST, path).await
+    }
+
     /// A request with a JSON body, its JSON answer decoded.
     pub(crate) async fn send_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
@@ -307,6 +316,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hold(args) => purge::hold(&client, args, true).await,
         Command::Release(args) => purge::hold(&client, args, false).await,
         Command::Audit(args) => purge::audit(&client, args).await,
+        Command::Verify(args) => verify::run(&client, args).await,
         Command::Compact(args) => compact::run(&client, args).await,
         Command::Status { json } => {
             let status = client.status().await?;

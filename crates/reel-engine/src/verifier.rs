@@ -176,7 +176,12 @@ pub(crate) async fn verify(
             report.segments += 1;
             for e in expected_copies(*id, row, seg) {
                 let lkey = (e.location, e.key.to_string());
-                seen.insert(lkey.clone());
+                // The combined object is named by every segment in it:
+                // its presence and size are checked once.
+                let again = !seen.insert(lkey.clone());
+                if again && !options.content {
+                    continue;
+                }
                 if e.location == Location::Local {
                     if !inner.spool.contains(*id, seg.sequence) {
                         report.problems.push(problem(
@@ -188,19 +193,26 @@ pub(crate) async fn verify(
                     }
                     continue;
                 }
+                let whole = seg.combined_offset.is_some() && e.location == Location::Primary;
+                let named = (!whole).then_some(seg);
                 match listed.get(&lkey) {
+                    None if again => {}
                     None => report.problems.push(problem(
                         "missing",
                         &e,
-                        Some(seg),
+                        named,
                         "not in the store".into(),
                     )),
-                    Some(&size) if size != e.size => report.problems.push(problem(
-                        "corrupt",
-                        &e,
-                        Some(seg),
-                        format!("{size} bytes, the catalog says {}", e.size),
-                    )),
+                    Some(&size) if size != e.size => {
+                        if !again {
+                            report.problems.push(problem(
+                                "corrupt",
+                                &e,
+                                named,
+                                format!("{size} bytes, the catalog says {}", e.size),
+                            ));
+                        }
+                    }
                     Some(_) if options.content => {
                         if let Some(p) =
                             check_content(inner, &e, seg, prev_sha.as_deref(), &mut report).await
@@ -396,12 +408,30 @@ async fn repair(
             p.repair = adopt_or_delete(inner, p, location, &segments, options).await?;
             continue;
         }
-        let (Some(id), Some(seq)) = (
-            p.recording
-                .as_deref()
-                .and_then(|r| r.parse::<RecordingId>().ok()),
-            p.sequence,
-        ) else {
+        let Some(id) = p
+            .recording
+            .as_deref()
+            .and_then(|r| r.parse::<RecordingId>().ok())
+        else {
+            continue;
+        };
+        let Some(seq) = p.sequence else {
+            // The combined object itself is missing or cut: every segment
+            // in it is lost (its old copies were deleted when it was made).
+            let inside: Vec<u64> = rows
+                .iter()
+                .filter(|(rid, _, _)| *rid == id)
+                .flat_map(|(_, _, segs)| segs.iter())
+                .filter(|s| s.combined_offset.is_some())
+                .map(|s| s.sequence)
+                .collect();
+            for seq in inside {
+                forget_copy(inner, id, seq, Location::Primary, &p.detail).await?;
+            }
+            damaged.insert(id);
+            p.repair = Some(
+                "no good copy: the catalog no longer names it; recording marked damaged".into(),
+            );
             continue;
         };
         let Some(seg) = segments.get(&(id, seq)) else {

@@ -1,0 +1,125 @@
+//! `reel verify`: does the catalog agree with the stores? With a progress
+//! bar while `reeld` works, then the report.
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reel_api::{VerifyLine, VerifyReport};
+
+use crate::{Client, UsageError, format};
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// Also read every copy and check its SHA-256 and hash chain.
+    #[arg(long)]
+    content: bool,
+    /// Fix what can be fixed safely (restore from a good copy, adopt valid
+    /// strays, mark the rest damaged).
+    #[arg(long)]
+    repair: bool,
+    /// With --repair: delete objects that belong to nothing.
+    #[arg(long)]
+    delete_orphans: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(client: &Client, args: VerifyArgs) -> anyhow::Result<()> {
+    if args.delete_orphans && !args.repair {
+        return Err(UsageError("--delete-orphans goes with --repair".into()).into());
+    }
+    let path = format!(
+        "/api/v1/verify?content={}&repair={}&delete_orphans={}",
+        args.content, args.repair, args.delete_orphans
+    );
+    let response = client.post_stream(&path).await?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    let mut body = response.bytes_stream();
+    let mut pending = Vec::new();
+    let mut report = None;
+    while let Some(chunk) = body.next().await {
+        pending.extend_from_slice(&chunk.map_err(|e| anyhow!("verify interrupted: {e}"))?);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            match serde_json::from_slice::<VerifyLine>(&line)
+                .context("the server's answer is not what reel expects")?
+            {
+                VerifyLine::Progress { phase, done, total } => {
+                    bar.set_prefix(phase);
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+                VerifyLine::Report(r) => report = Some(r),
+                VerifyLine::Error(e) => {
+                    bar.finish_and_clear();
+                    bail!("verify failed: {e}");
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let report = report.ok_or_else(|| anyhow!("verify ended without a report"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", text(&report));
+    }
+    let unresolved = report
+        .problems
+        .iter()
+        .filter(|p| p.repair.is_none())
+        .count();
+    if unresolved > 0 {
+        bail!(
+            "{unresolved} problem(s) found{}",
+            if args.repair {
+                " that repair could not fix"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+fn text(r: &VerifyReport) -> String {
+    let mut out = format!(
+        "checked {} recordings, {} segments, {} objects{}\n",
+        r.recordings,
+        r.segments,
+        r.objects,
+        if r.bytes_read > 0 {
+            format!(", read {}", format::bytes(r.bytes_read))
+        } else {
+            String::new()
+        }
+    );
+    if r.problems.is_empty() {
+        out.push_str("catalog and stores agree\n");
+    }
+    for p in &r.problems {
+        out.push_str(&format!(
+            "{:<8} {:<9} {}  {}{}\n",
+            p.kind,
+            p.store,
+            p.key,
+            p.detail,
+            p.repair
+                .as_ref()
+                .map(|how| format!("  -> {how}"))
+                .unwrap_or_default()
+        ));
+    }
+    for id in &r.damaged {
+        out.push_str(&format!(
+            "damaged  {id} (reads show a gap where copies were lost)\n"
+        ));
+    }
+    out
+}
