@@ -157,3 +157,117 @@ async fn objects_deleted_by_hand_are_found_and_repaired_where_a_copy_allows() {
         .collect();
     assert!(got == want, "everything but segment 1 exports");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_catalog_is_rebuilt_from_the_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
+    let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
+    let mut reeld = start(dir.path(), &primary, &secondary);
+    // Segmented, recombined, and split (half on each store).
+    let mut ids = vec![record(&reeld, 1, 600).await, record(&reeld, 2, 600).await];
+    wait_for("uploaded", Duration::from_secs(60), async || {
+        drained(&reeld).await
+    })
+    .await;
+    let out = reeld.reel(&["compact", "--recording", &ids[1], "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rec = Recorder::start(
+        &reeld.grpc,
+        RecordingMetadata {
+            user: "alice".into(),
+            target: "db-1".into(),
+            labels: [("ticket".to_string(), "T-9".to_string())].into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let events: Vec<Event> = (0..400).map(|i| terminal_event(3, i)).collect();
+    for batch in events[..200].chunks(25) {
+        rec.append(batch.to_vec()).await.unwrap();
+    }
+    wait_for("on the primary", Duration::from_secs(60), async || {
+        drained(&reeld).await
+    })
+    .await;
+    primary.freeze();
+    for batch in events[200..].chunks(25) {
+        rec.append(batch.to_vec()).await.unwrap();
+    }
+    ids.push(rec.id.clone());
+    rec.close().await.unwrap();
+    wait_for("on the secondary", Duration::from_secs(60), async || {
+        drained(&reeld).await
+    })
+    .await;
+    primary.thaw();
+    wait_for("old copies deleted", Duration::from_secs(60), async || {
+        let s: reel_api::CompactStatus = reeld.get_json("/api/v1/compact").await.unwrap();
+        s.pending_deletions == 0
+    })
+    .await;
+
+    let ls = |reeld: &Reeld| {
+        let out = reeld.reel(&["ls", "--json", "--all"]);
+        assert!(out.status.success());
+        serde_json::from_slice::<reel_api::RecordingList>(&out.stdout).unwrap()
+    };
+    let before = ls(&reeld);
+    assert_eq!(before.recordings.len(), 3);
+    assert_eq!(before.recordings[2].placement, "split");
+    let mut exports = Vec::new();
+    for id in &ids {
+        exports.push(reeld.export_events(id).await.unwrap());
+    }
+
+    // The catalog directory is lost.
+    reeld.stop();
+    std::fs::remove_dir_all(reeld.data_dir.join("catalog")).unwrap();
+    let cfg = dir.path().join("reel.toml");
+    let out = reel_cmd(&[
+        "rebuild-catalog",
+        "--data-dir",
+        reeld.data_dir.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rebuilt 3 recordings"));
+    // A second rebuild over a full catalog is refused.
+    let again = reel_cmd(&[
+        "rebuild-catalog",
+        "--data-dir",
+        reeld.data_dir.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    reeld.restart().unwrap();
+    assert_eq!(ls(&reeld), before, "reel ls is as before");
+    for (id, events) in ids.iter().zip(&exports) {
+        assert!(
+            &reeld.export_events(id).await.unwrap() == events,
+            "{id} exports as before"
+        );
+    }
+    let (code, report) = verify(&reeld, &["--content"]);
+    assert_eq!(code, Some(0), "{report:#?}");
+}
+
+fn reel_cmd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(reel::bin("reel"))
+        .args(args)
+        .output()
+        .expect("run reel")
+}

@@ -89,21 +89,7 @@ pub(crate) async fn run(client: &Client, args: CompactArgs) -> anyhow::Result<()
     let only = args.recording.as_deref().map(parse_id).transpose()?;
     match &args.data_dir {
         Some(dir) => {
-            let mut flags = vec![
-                "reeld".into(),
-                "--data-dir".into(),
-                dir.display().to_string(),
-                "--no-compactor".into(),
-            ];
-            if let Some(config) = &args.config {
-                flags.extend(["--config".into(), config.display().to_string()]);
-            }
-            let config = reel_server::ServerConfig::load(
-                &<reel_server::Args as clap::Parser>::parse_from(flags),
-            )?;
-            let engine = Engine::open(config.engine)
-                .await
-                .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+            let engine = open_offline(dir, args.config.as_deref()).await?;
             if let Some(id) = only {
                 engine.recording(id).await?;
             }
@@ -224,4 +210,27 @@ fn print_plan(plan: &CompactStatus, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// An engine on `dir` in this process, with reeld's configuration (file
+/// and environment) and its background compactor off: for work done while
+/// reeld is stopped. Fails with "in use" while reeld holds the directory.
+pub(crate) async fn open_offline(
+    dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<Engine> {
+    let mut flags = vec![
+        "reeld".into(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--no-compactor".into(),
+    ];
+    if let Some(config) = config {
+        flags.extend(["--config".into(), config.display().to_string()]);
+    }
+    let config =
+        reel_server::ServerConfig::load(&<reel_server::Args as clap::Parser>::parse_from(flags))?;
+    Engine::open(config.engine)
+        .await
+        .with_context(|| format!("cannot open the data directory {}", dir.display()))
 }

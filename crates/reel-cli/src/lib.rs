@@ -81,6 +81,8 @@ enum Command {
     /// Compare the catalog with the stores; exit 1 on a problem. `--repair`
     /// fixes what can be fixed safely.
     Verify(verify::VerifyArgs),
+    /// Recreate a lost catalog from the stores alone (reeld stopped).
+    RebuildCatalog(verify::RebuildArgs),
     /// Recombine split and segmented recordings into one object each on the
     /// primary, with progress; `--dry-run` lists what would be done.
     Compact(compact::CompactArgs),
@@ -317,6 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Release(args) => purge::hold(&client, args, false).await,
         Command::Audit(args) => purge::audit(&client, args).await,
         Command::Verify(args) => verify::run(&client, args).await,
+        Command::RebuildCatalog(args) => verify::rebuild(args).await,
         Command::Compact(args) => compact::run(&client, args).await,
         Command::Status { json } => {
             let status = client.status().await?;

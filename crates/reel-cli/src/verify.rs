@@ -123,3 +123,62 @@ fn text(r: &VerifyReport) -> String {
     }
     out
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct RebuildArgs {
+    /// The data directory whose catalog is lost (reeld must be stopped).
+    #[arg(long)]
+    data_dir: std::path::PathBuf,
+    /// reeld's configuration file (for the stores).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `reel rebuild-catalog`: fills a new catalog from the stores, in this
+/// process, with a progress bar.
+pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    let engine = crate::compact::open_offline(&args.data_dir, args.config.as_deref()).await?;
+    let progress = std::sync::Arc::new(reel_engine::VerifyProgress::default());
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    let watch = progress.clone();
+    let ticker_bar = bar.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            ticker_bar.set_prefix(watch.phase.lock().expect("progress lock").clone());
+            ticker_bar.set_length(watch.total.load(std::sync::atomic::Ordering::Relaxed));
+            ticker_bar.set_position(watch.done.load(std::sync::atomic::Ordering::Relaxed));
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let result = engine.rebuild_catalog(&progress).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    // Stray copies queued for deletion go now.
+    if result.is_ok() {
+        engine.drain_deletions().await?;
+    }
+    engine.shutdown().await;
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "rebuilt {} recordings, {} segments from {} objects ({})",
+            report.recordings,
+            report.segments,
+            report.objects_read,
+            format::bytes(report.bytes_read)
+        );
+        for s in &report.skipped {
+            eprintln!("skipped {s}");
+        }
+    }
+    Ok(())
+}

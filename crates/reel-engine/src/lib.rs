@@ -27,6 +27,7 @@ mod metrics;
 mod prober;
 mod purger;
 mod reader;
+mod rebuilder;
 mod recording;
 mod recovery;
 mod retention;
@@ -52,6 +53,7 @@ pub use error::{EngineError, Result};
 pub use ingest::{AckFuture, Closed, RecordingWriter};
 pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window};
+pub use rebuilder::RebuildReport;
 pub use reel_catalog::{Cursor, Filter, InvalidId, Query, Sort, SortKey, StateFilter};
 pub use retention::{RetentionConfig, RetentionRule};
 pub use verifier::{Problem, VerifyOptions, VerifyProgress, VerifyReport};
@@ -468,6 +470,13 @@ impl Engine {
         progress: &VerifyProgress,
     ) -> Result<VerifyReport> {
         verifier::verify(&self.inner, options, progress).await
+    }
+
+    /// Fills an empty catalog from the stores and the spool alone (see the
+    /// `rebuilder` module for what can and cannot come back). Refused when
+    /// the catalog already holds recordings.
+    pub async fn rebuild_catalog(&self, progress: &VerifyProgress) -> Result<RebuildReport> {
+        rebuilder::rebuild(&self.inner, progress).await
     }
 
     /// The audit log (purges, holds, releases), oldest first.

@@ -78,7 +78,8 @@ impl VerifyReport {
     }
 }
 
-/// Progress of a running verification, for progress bars.
+/// Progress of a running verification (or catalog rebuild), for progress
+/// bars.
 #[derive(Debug, Default)]
 pub struct VerifyProgress {
     pub phase: Mutex<String>,
@@ -87,13 +88,13 @@ pub struct VerifyProgress {
 }
 
 impl VerifyProgress {
-    fn phase(&self, name: &str, total: u64) {
+    pub(crate) fn set_phase(&self, name: &str, total: u64) {
         *self.phase.lock().expect("progress lock") = name.to_string();
         self.done.store(0, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
     }
 
-    fn step(&self) {
+    pub(crate) fn advance(&self) {
         self.done.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -121,7 +122,7 @@ pub(crate) async fn verify(
     progress: &VerifyProgress,
 ) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
-    progress.phase("listing stores", 2);
+    progress.set_phase("listing stores", 2);
     let mut listed: HashMap<(Location, String), u64> = HashMap::new();
     for role in [Role::Primary, Role::Secondary] {
         let prefix = Path::from("recordings");
@@ -133,11 +134,11 @@ pub(crate) async fn verify(
         for (key, size) in objects {
             listed.insert((location_of(role), key.to_string()), size);
         }
-        progress.step();
+        progress.advance();
     }
     report.objects = listed.len() as u64;
 
-    progress.phase("reading the catalog", 0);
+    progress.set_phase("reading the catalog", 0);
     let (rows, queued) = inner
         .catalog(|c| {
             let purging: HashSet<RecordingId> =
@@ -167,7 +168,7 @@ pub(crate) async fn verify(
         .map(|(id, _)| format!("recordings/{id}/"))
         .collect();
 
-    progress.phase("checking recordings", rows.len() as u64);
+    progress.set_phase("checking recordings", rows.len() as u64);
     let mut seen: HashSet<(Location, String)> = HashSet::new();
     for (id, row, segments) in &rows {
         report.recordings += 1;
@@ -230,7 +231,7 @@ pub(crate) async fn verify(
             }
             prev_sha = Some(seg.sha256.clone());
         }
-        progress.step();
+        progress.advance();
     }
     let mut orphans: Vec<(Location, String, u64)> = listed
         .iter()
@@ -251,7 +252,7 @@ pub(crate) async fn verify(
         });
     }
     if options.repair {
-        progress.phase("repairing", report.problems.len() as u64);
+        progress.set_phase("repairing", report.problems.len() as u64);
         repair(inner, &rows, &listed, options, &mut report, progress).await?;
     }
     info!(
@@ -398,7 +399,7 @@ async fn repair(
         .collect();
     let mut damaged: HashSet<RecordingId> = HashSet::new();
     for p in &mut report.problems {
-        progress.step();
+        progress.advance();
         let location = match p.store.as_str() {
             "primary" => Location::Primary,
             "secondary" => Location::Secondary,

@@ -1,0 +1,387 @@
+//! Rebuilding the catalog from the stores alone, for the day the RocksDB
+//! directory is lost: every object is self-describing.
+//!
+//! Both stores and the spool are read. A segment object gives its own row
+//! (its header has the recording's metadata, its events, times and blocks;
+//! its SHA-256 is computed from the bytes); a combined object gives, through
+//! its index, where each of its segments is, and each segment is read from
+//! its range. A recording's row is the sum of its segments: closed when its
+//! final segment is there (with the duration it carries), otherwise closed
+//! as `interrupted` (its journal tail is not in the stores). What the
+//! catalog alone knew is lost: legal holds, the audit log, purges in
+//! progress (their recordings come back) and copies a failed put may have
+//! left (they are found again as stray copies by `verify`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reel_catalog::{Batch, RecordingId};
+use reel_log::combined::{FOOTER_LEN, decode_footer, decode_index};
+use reel_proto::v1::{AuditEntry, Location, RecordingRow, RecordingState, SegmentRow};
+use reel_storage::{Role, keys};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::error::{EngineError, Result};
+use crate::uploader::location_of;
+use crate::verifier::VerifyProgress;
+use crate::{Inner, now_us};
+
+/// What a rebuild found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RebuildReport {
+    pub recordings: u64,
+    pub segments: u64,
+    pub objects_read: u64,
+    pub bytes_read: u64,
+    /// Objects that are not valid Reel objects, or contradict each other.
+    pub skipped: Vec<String>,
+}
+
+/// One segment as found, with every place it was found.
+struct Found {
+    row: SegmentRow,
+    header: reel_proto::v1::SegmentHeader,
+}
+
+pub(crate) async fn rebuild(
+    inner: &Arc<Inner>,
+    progress: &VerifyProgress,
+) -> Result<RebuildReport> {
+    let empty = inner
+        .catalog(|c| Ok(c.recordings(None, 1)?.is_empty() && c.purging()?.is_empty()))
+        .await?;
+    if !empty {
+        return Err(EngineError::FailedPrecondition(
+            "the catalog is not empty: rebuild-catalog only fills a new catalog (move the old one away first)".into(),
+        ));
+    }
+    let mut report = RebuildReport::default();
+    progress.set_phase("listing stores", 2);
+    let mut objects: Vec<(Role, String, u64)> = Vec::new();
+    for role in [Role::Primary, Role::Secondary] {
+        let listed = inner
+            .store(role)
+            .list(Some(&object_store::path::Path::from("recordings")))
+            .await
+            .map_err(|e| {
+                EngineError::Unavailable(format!(
+                    "cannot rebuild: listing the {role} store failed: {e}"
+                ))
+            })?;
+        objects.extend(listed.into_iter().map(|(k, s)| (role, k.to_string(), s)));
+        progress.advance();
+    }
+    let spooled = inner.spool.list()?;
+    progress.set_phase("reading objects", (objects.len() + spooled.len()) as u64);
+
+    // recording -> sequence -> what was found
+    let mut found: BTreeMap<RecordingId, BTreeMap<u64, Found>> = BTreeMap::new();
+    let mut combined: BTreeMap<RecordingId, (u64, Vec<u8>)> = BTreeMap::new();
+    for (role, key, size) in &objects {
+        progress.advance();
+        let path = object_store::path::Path::from(key.as_str());
+        let store = inner.store(*role);
+        if key.ends_with("/recording.reel") {
+            match read_combined(inner, *role, &path, *size, &mut report).await {
+                Ok((id, sha, segs)) => {
+                    combined.insert(id, (*size, sha));
+                    for (bytes, mut row) in segs {
+                        row.locations = vec![Location::Primary as i32];
+                        add(&mut found, id, row, &bytes, &mut report);
+                    }
+                }
+                Err(e) => report.skipped.push(format!("{role} {key}: {e}")),
+            }
+            continue;
+        }
+        let bytes = match store.get(&path, Some(*size)).await {
+            Ok(b) => b,
+            Err(e) => {
+                report.skipped.push(format!("{role} {key}: {e}"));
+                continue;
+            }
+        };
+        report.objects_read += 1;
+        report.bytes_read += bytes.len() as u64;
+        match segment_row(&bytes) {
+            Ok((id, mut row)) => {
+                row.locations = vec![location_of(*role) as i32];
+                add(&mut found, id, row, &bytes, &mut report);
+            }
+            Err(e) => report.skipped.push(format!("{role} {key}: {e}")),
+        }
+    }
+    for (id, seq) in spooled {
+        progress.advance();
+        let Some(bytes) = inner.spool.read(id, seq)? else {
+            continue;
+        };
+        match segment_row(&bytes) {
+            Ok((sid, mut row)) if sid == id => {
+                row.locations = vec![Location::Local as i32];
+                add(&mut found, id, row, &bytes, &mut report);
+            }
+            Ok(_) => report
+                .skipped
+                .push(format!("spool {id}-{seq}: names another recording")),
+            Err(e) => report.skipped.push(format!("spool {id}-{seq}: {e}")),
+        }
+    }
+
+    progress.set_phase("writing the catalog", found.len() as u64);
+    for (id, segments) in found {
+        progress.advance();
+        let mut batch = Batch::new();
+        let row = recording_row(id, &segments, combined.get(&id));
+        let on = |l: Location| {
+            segments
+                .values()
+                .any(|f| f.row.locations.contains(&(l as i32)) && f.row.combined_offset.is_none())
+        };
+        for f in segments.values() {
+            batch.put_segment(id, &f.row);
+            if f.row.locations.contains(&(Location::Local as i32)) {
+                batch.enqueue_upload(id, f.row.sequence);
+            }
+            // Stray segment objects beside a combined object (a crash
+            // between recombination and its deletions) go.
+            if f.row.combined_offset.is_some() {
+                for (role, loc) in [
+                    (Role::Primary, Location::Primary),
+                    (Role::Secondary, Location::Secondary),
+                ] {
+                    let key = keys::segment(id, f.row.sequence).to_string();
+                    if objects.iter().any(|(r, k, _)| *r == role && *k == key) {
+                        batch.enqueue_deletion(loc, &key, "superseded by the combined object");
+                    }
+                }
+            }
+        }
+        let reason = match (on(Location::Primary), on(Location::Secondary)) {
+            (true, true) => Some("split"),
+            (false, true) => Some("secondary"),
+            (true, false) if segments.len() > 1 && row.combined_size == 0 => Some("segmented"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            batch.mark_recombine(id, reason);
+        }
+        report.recordings += 1;
+        report.segments += segments.len() as u64;
+        batch.put_recording(&row);
+        inner.catalog(move |c| c.commit(batch)).await?;
+    }
+    let summary = format!(
+        "catalog rebuilt from the stores: {} recordings, {} segments",
+        report.recordings, report.segments
+    );
+    inner
+        .catalog(move |c| {
+            let mut batch = Batch::new();
+            batch.append_audit(&AuditEntry {
+                at_us: now_us(),
+                by: "rebuild-catalog".into(),
+                action: "rebuild".into(),
+                recordings: Vec::new(),
+                reason: summary,
+            });
+            c.commit(batch)
+        })
+        .await?;
+    info!(
+        recordings = report.recordings,
+        segments = report.segments,
+        skipped = report.skipped.len(),
+        "catalog rebuilt"
+    );
+    for s in &report.skipped {
+        warn!(object = %s, "not rebuilt");
+    }
+    inner.deleter_wake.notify_one();
+    Ok(report)
+}
+
+/// A segment object's recording and catalog row (locations left empty).
+fn segment_row(bytes: &[u8]) -> std::result::Result<(RecordingId, SegmentRow), String> {
+    let decoded = reel_log::decode_segment(bytes).map_err(|e| e.to_string())?;
+    let (_, content_offset) = reel_log::decode_header(bytes).map_err(|e| e.to_string())?;
+    let h = decoded.header;
+    let id = RecordingId::from_slice(&h.recording_id).map_err(|e| e.to_string())?;
+    let row = SegmentRow {
+        sequence: h.sequence,
+        first_event_index: h.first_event_index,
+        event_count: h.event_count,
+        start_time_us: h.start_time_us,
+        end_time_us: h.end_time_us,
+        data_bytes: decoded.events.iter().map(|e| e.data.len() as u64).sum(),
+        size: bytes.len() as u64,
+        sha256: reel_log::sha256(bytes).to_vec(),
+        locations: Vec::new(),
+        sealed_at_us: h.sealed_at_us,
+        uploaded_at_us: 0,
+        r#final: h.r#final,
+        uncertain: Vec::new(),
+        combined_offset: None,
+        content_offset: content_offset as u64,
+        blocks: h.blocks,
+    };
+    Ok((id, row))
+}
+
+/// Adds a found copy: a second copy of the same segment (same SHA-256)
+/// adds a location; a combined copy wins over segment objects.
+fn add(
+    found: &mut BTreeMap<RecordingId, BTreeMap<u64, Found>>,
+    id: RecordingId,
+    row: SegmentRow,
+    bytes: &[u8],
+    report: &mut RebuildReport,
+) {
+    let header = match reel_log::decode_header(bytes) {
+        Ok((h, _)) => h,
+        Err(e) => {
+            report
+                .skipped
+                .push(format!("{id} segment {}: {e}", row.sequence));
+            return;
+        }
+    };
+    let segs = found.entry(id).or_default();
+    match segs.get_mut(&row.sequence) {
+        None => {
+            segs.insert(row.sequence, Found { row, header });
+        }
+        Some(have) if have.row.sha256 != row.sha256 => report.skipped.push(format!(
+            "{id} segment {}: two copies differ; kept the first found",
+            row.sequence
+        )),
+        Some(have) => {
+            if row.combined_offset.is_some() {
+                have.row.combined_offset = row.combined_offset;
+                have.row.locations = row.locations;
+            } else if have.row.combined_offset.is_none() {
+                for l in row.locations {
+                    if !have.row.locations.contains(&l) {
+                        have.row.locations.push(l);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads a combined object: its index, then each segment's range (checked
+/// against the index's SHA-256), hashing the whole object on the way.
+async fn read_combined(
+    inner: &Arc<Inner>,
+    role: Role,
+    key: &object_store::path::Path,
+    size: u64,
+    report: &mut RebuildReport,
+) -> std::result::Result<(RecordingId, Vec<u8>, Vec<(Bytes, SegmentRow)>), String> {
+    let store = inner.store(role);
+    let footer = store
+        .get_range(key, size.saturating_sub(FOOTER_LEN as u64)..size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (index_len, _) = decode_footer(&footer).map_err(|e| e.to_string())?;
+    let tail_start = size.saturating_sub(FOOTER_LEN as u64 + index_len);
+    let tail = store
+        .get_range(key, tail_start..size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let index = decode_index(&tail).map_err(|e| e.to_string())?;
+    let id = RecordingId::from_slice(&index.recording_id).map_err(|e| e.to_string())?;
+    let mut whole = Sha256::new();
+    let mut out = Vec::new();
+    for entry in &index.segments {
+        let bytes = store
+            .get_range(key, entry.offset..entry.offset + entry.size)
+            .await
+            .map_err(|e| e.to_string())?;
+        report.bytes_read += bytes.len() as u64;
+        whole.update(&bytes);
+        if reel_log::sha256(&bytes)[..] != entry.sha256[..] {
+            return Err(format!(
+                "segment {} does not match the index's SHA-256",
+                entry.sequence
+            ));
+        }
+        let (sid, mut row) = segment_row(&bytes)?;
+        if sid != id {
+            return Err(format!(
+                "segment {} names another recording",
+                entry.sequence
+            ));
+        }
+        row.combined_offset = Some(entry.offset);
+        out.push((bytes, row));
+    }
+    whole.update(&tail[..]);
+    report.objects_read += 1;
+    Ok((id, whole.finalize().to_vec(), out))
+}
+
+/// The recording's row, summed from its segments.
+fn recording_row(
+    id: RecordingId,
+    segments: &BTreeMap<u64, Found>,
+    combined: Option<&(u64, Vec<u8>)>,
+) -> RecordingRow {
+    let first = segments.values().next().expect("at least one segment");
+    let last = segments.values().next_back().expect("at least one segment");
+    let mut row = RecordingRow {
+        id: id.to_bytes().to_vec(),
+        metadata: first.header.metadata.clone(),
+        created_at_us: (id.timestamp_ms() * 1000) as i64,
+        event_count: segments.values().map(|f| f.row.event_count).sum(),
+        data_bytes: segments.values().map(|f| f.row.data_bytes).sum(),
+        segment_count: segments.len() as u64,
+        stored_bytes: segments.values().map(|f| f.row.size).sum(),
+        last_segment_hash: last.row.sha256.clone(),
+        last_time_us: segments
+            .values()
+            .map(|f| f.row.end_time_us)
+            .max()
+            .unwrap_or(0),
+        next_event_index: last.row.first_event_index + last.row.event_count,
+        state: RecordingState::Closed as i32,
+        closed_at_us: last.header.sealed_at_us,
+        ..Default::default()
+    };
+    if last.header.r#final {
+        row.duration_us = last.header.duration_us;
+        row.close_reason = "closed".into();
+    } else {
+        row.duration_us = row.last_time_us;
+        row.close_reason = "interrupted".into();
+        row.damage.push("rebuilt from the stores without its last events (not uploaded when the catalog was lost)".into());
+    }
+    // Gaps in the sequence or a broken chain are noted, not hidden.
+    let mut prev: Option<&Found> = None;
+    for f in segments.values() {
+        let expected_seq = prev.map_or(0, |p| p.row.sequence + 1);
+        if f.row.sequence != expected_seq {
+            row.damage.push(format!(
+                "segments {expected_seq}..{} not found in any store",
+                f.row.sequence
+            ));
+        } else if let Some(p) = prev
+            && f.header.prev_hash != p.row.sha256
+        {
+            row.damage.push(format!(
+                "segment {} does not link to segment {}",
+                f.row.sequence, p.row.sequence
+            ));
+        }
+        prev = Some(f);
+    }
+    if let Some((size, sha)) = combined {
+        row.combined_size = *size;
+        row.combined_sha256 = sha.clone();
+    }
+    row
+}
