@@ -315,3 +315,11 @@ pub enum VerifyLine {
     Report(VerifyReport),
     Error(String),
 }
+
+/// The answer of `POST /api/v1/archive` (an import).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportResponse {
+    pub imported: Vec<String>,
+    /// Recordings already in Reel, left as they are.
+    pub refused: Vec<Refusal>,
+}

@@ -2,6 +2,7 @@
 //! `reeld`: HTTP for reading (`--server`), gRPC for ingest (the address the
 //! server advertises, or `--grpc`).
 
+mod archive;
 mod compact;
 mod format;
 mod ingest;
@@ -83,6 +84,11 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Recreate a lost catalog from the stores alone (reeld stopped).
     RebuildCatalog(verify::RebuildArgs),
+    /// Write recordings with their catalog entries into an archive file;
+    /// `--remove` purges them once the file is written and checked.
+    ExportArchive(archive::ExportArchiveArgs),
+    /// Bring an archive's recordings back, with their ids and metadata.
+    ImportArchive(archive::ImportArchiveArgs),
     /// Recombine split and segmented recordings into one object each on the
     /// primary, with progress; `--dry-run` lists what would be done.
     Compact(compact::CompactArgs),
@@ -209,6 +215,34 @@ impl Client {
         self.request_with(method, path, None::<&()>).await
     }
 
+    /// A POST of a streamed body, its JSON answer decoded.
+    pub(crate) async fn post_body<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            match serde_json::from_str::<ApiError>(&text) {
+                Ok(e) => bail!("{} ({}, HTTP {})", e.error, e.code, status.as_u16()),
+                Err(_) => bail!("server answered HTTP {status}: {text}"),
+            }
+        }
+        response
+            .json()
+            .await
+            .context("the server's answer is not what reel expects")
+    }
+
     /// A POST whose answer is read as a stream.
     pub(crate) async fn post_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         self.request(reqwest::Method::POST, path).await
@@ -320,6 +354,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => purge::audit(&client, args).await,
         Command::Verify(args) => verify::run(&client, args).await,
         Command::RebuildCatalog(args) => verify::rebuild(args).await,
+        Command::ExportArchive(args) => archive::export(&client, args).await,
+        Command::ImportArchive(args) => archive::import(&client, args).await,
         Command::Compact(args) => compact::run(&client, args).await,
         Command::Status { json } => {
             let status = client.status().await?;

@@ -7,7 +7,7 @@ use reel_api::{AuditRecord, HoldInfo, HoldRequest, PurgeRequest, PurgeResponse};
 use crate::{Client, UsageError, format, parse_id};
 
 /// Who runs the command, for the audit log.
-fn who(by: Option<String>) -> String {
+pub(crate) fn who(by: Option<String>) -> String {
     by.or_else(|| std::env::var("USER").ok())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())

@@ -17,6 +17,7 @@
 //!   catalog says so, deletes the spool file.
 //! - [`Engine::events`] reads a recording from wherever its bytes are.
 
+mod archiver;
 mod compactor;
 mod config;
 mod deleter;
@@ -47,6 +48,7 @@ use reel_proto::v1::{AuditEntry, LegalHold, Location, RecordingRow, RecordingSta
 use reel_storage::{HealthSnapshot, Role, RouteEvent, Router, Store};
 use tokio::sync::{Notify, mpsc, watch};
 
+pub use archiver::Import;
 pub use compactor::{CompactorConfig, CompactorStatus, PlanItem};
 pub use config::EngineConfig;
 pub use error::{EngineError, Result};
@@ -477,6 +479,28 @@ impl Engine {
     /// the catalog already holds recordings.
     pub async fn rebuild_catalog(&self, progress: &VerifyProgress) -> Result<RebuildReport> {
         rebuilder::rebuild(&self.inner, progress).await
+    }
+
+    /// A closed recording's catalog rows, for an archive (open recordings
+    /// are refused).
+    pub async fn archive_entry(&self, id: RecordingId) -> Result<reel_proto::v1::ArchiveRecording> {
+        archiver::entry(&self.inner, id).await
+    }
+
+    /// One segment object of a recording, whole, from the first copy that
+    /// checks against its SHA-256.
+    pub async fn segment_object(&self, id: RecordingId, sequence: u64) -> Result<bytes::Bytes> {
+        archiver::segment(&self.inner, id, sequence).await
+    }
+
+    /// Starts importing an archived recording (refused if its id is already
+    /// in Reel); feed it the segments in order, then `finish` commits it.
+    pub async fn import(
+        &self,
+        rec: reel_proto::v1::ArchiveRecording,
+        by: String,
+    ) -> Result<Import> {
+        archiver::begin(&self.inner, rec, by).await
     }
 
     /// The audit log (purges, holds, releases), oldest first.

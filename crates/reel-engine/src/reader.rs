@@ -823,3 +823,71 @@ pub(crate) fn clock(us: u64) -> String {
         ms % 1000
     )
 }
+
+/// Reads one copy of `seg`, whole (its range, inside a combined object);
+/// `None` when that copy is not there. Not checked.
+pub(crate) async fn read_copy(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    seg: &SegmentRow,
+    location: Location,
+) -> Result<Option<Bytes>> {
+    match (location, seg.combined_offset) {
+        (Location::Local, _) => inner.spool.read(id, seg.sequence),
+        (Location::Primary, Some(offset)) => Ok(Some(
+            inner
+                .store(Role::Primary)
+                .get_range(&keys::recording_object(id), offset..offset + seg.size)
+                .await?,
+        )),
+        (loc, _) => {
+            let Some(role) = role_of(loc as i32) else {
+                return Ok(None);
+            };
+            match inner
+                .store(role)
+                .get(&keys::segment(id, seg.sequence), Some(seg.size))
+                .await
+            {
+                Ok(b) => Ok(Some(b)),
+                Err(reel_storage::StorageError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// The segment object of `seg` from the first copy that checks against its
+/// SHA-256 (spool first, then the stores, healthy ones first).
+pub(crate) async fn read_segment_object(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    seg: &SegmentRow,
+) -> Result<Bytes> {
+    let mut failures = Vec::new();
+    let mut order = seg.locations.clone();
+    order.sort_by_key(|&l| match role_of(l) {
+        None => 0,
+        Some(role) => 1 + u8::from(!inner.store(role).health().state().is_usable()),
+    });
+    for l in order {
+        let Ok(location) = Location::try_from(l) else {
+            continue;
+        };
+        match read_copy(inner, id, seg, location).await {
+            Ok(Some(bytes)) if reel_log::sha256(&bytes)[..] == seg.sha256[..] => return Ok(bytes),
+            Ok(Some(_)) => failures.push(format!("{}: SHA-256 mismatch", location_name(l))),
+            Ok(None) => failures.push(format!("{}: not there", location_name(l))),
+            Err(e) => failures.push(format!("{}: {e}", location_name(l))),
+        }
+    }
+    Err(EngineError::Unavailable(format!(
+        "recording {id}: segment {} cannot be read: {}",
+        seg.sequence,
+        if failures.is_empty() {
+            "no copy is recorded".into()
+        } else {
+            failures.join("; ")
+        }
+    )))
+}

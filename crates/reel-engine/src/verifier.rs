@@ -20,7 +20,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use object_store::path::Path;
 use reel_catalog::{Batch, RecordingId};
 use reel_proto::v1::{Location, RecordingRow, SegmentRow};
@@ -29,6 +28,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::error::{EngineError, Result};
+use crate::reader::read_copy;
 use crate::uploader::{location_of, role_of};
 use crate::{Inner, now_us};
 
@@ -297,38 +297,6 @@ fn expected_copies(id: RecordingId, row: &RecordingRow, seg: &SegmentRow) -> Vec
         });
     }
     out
-}
-
-/// Reads one copy of `seg` (its range, inside a combined object).
-async fn read_copy(
-    inner: &Arc<Inner>,
-    id: RecordingId,
-    seg: &SegmentRow,
-    location: Location,
-) -> Result<Option<Bytes>> {
-    match (location, seg.combined_offset) {
-        (Location::Local, _) => inner.spool.read(id, seg.sequence),
-        (Location::Primary, Some(offset)) => Ok(Some(
-            inner
-                .store(Role::Primary)
-                .get_range(&keys::recording_object(id), offset..offset + seg.size)
-                .await?,
-        )),
-        (loc, _) => {
-            let Some(role) = role_of(loc) else {
-                return Ok(None);
-            };
-            match inner
-                .store(role)
-                .get(&keys::segment(id, seg.sequence), Some(seg.size))
-                .await
-            {
-                Ok(b) => Ok(Some(b)),
-                Err(reel_storage::StorageError::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
-            }
-        }
-    }
 }
 
 async fn check_content(

@@ -7,7 +7,9 @@
 //! - [`segment`]: the self-describing segment objects.
 //! - [`combined`]: a recording's segments recombined into one object with
 //!   an index.
+//! - [`archive`]: the archive file of recordings kept outside Reel.
 
+pub mod archive;
 pub mod combined;
 pub mod error;
 pub mod journal;

@@ -1,5 +1,5 @@
-//! The HTTP API of purge, legal holds, retention, the audit log and
-//! verification.
+//! The HTTP API of purge, legal holds, retention, the audit log,
+//! verification and archives.
 
 use std::time::SystemTime;
 
@@ -21,6 +21,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/recordings/{id}/hold", post(hold).delete(release))
         .route("/api/v1/verify", post(verify))
+        .route("/api/v1/archive", get(export_archive).post(import_archive))
 }
 
 fn invalid(message: String) -> HttpError {
@@ -273,4 +274,174 @@ fn convert(r: reel_engine::VerifyReport) -> reel_api::VerifyReport {
             .collect(),
         damaged: r.damaged,
     }
+}
+
+#[derive(Deserialize)]
+struct ArchiveQuery {
+    /// Comma-separated recording ids.
+    ids: Option<String>,
+    older_than: Option<String>,
+    user: Option<String>,
+}
+
+/// `GET /api/v1/archive?ids=A,B` or `?older_than=1y[&user=U]`: the archive
+/// file of those (closed) recordings, streamed. A failure mid-way cuts the
+/// body short, and the file then lacks its end frame.
+async fn export_archive(
+    State(app): State<AppState>,
+    Query(q): Query<ArchiveQuery>,
+) -> Result<axum::response::Response, HttpError> {
+    let ids = match (&q.ids, &q.older_than) {
+        (Some(ids), None) => ids
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(parse_id)
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, Some(age)) => {
+            let age = humantime::parse_duration(age)
+                .map_err(|e| invalid(format!("invalid older_than {age:?}: {e} (use e.g. 1y)")))?;
+            let cutoff = SystemTime::now()
+                .checked_sub(age)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_micros() as i64);
+            let mut filter = Filter {
+                user: q.user.clone(),
+                started_to_us: Some(cutoff),
+                state: Some(reel_engine::StateFilter::Closed),
+                ..Default::default()
+            };
+            let mut ids = Vec::new();
+            let mut after = None;
+            loop {
+                let (page, next) = app
+                    .engine
+                    .find(reel_engine::Query {
+                        filter: std::mem::take(&mut filter),
+                        after: after.take(),
+                        limit: 1000,
+                        ..Default::default()
+                    })
+                    .await?;
+                ids.extend(page.iter().map(|i| i.id));
+                match next {
+                    Some(n) => {
+                        after = Some(n);
+                        filter = Filter {
+                            user: q.user.clone(),
+                            started_to_us: Some(cutoff),
+                            state: Some(reel_engine::StateFilter::Closed),
+                            ..Default::default()
+                        };
+                    }
+                    None => break,
+                }
+            }
+            ids
+        }
+        _ => return Err(invalid("give either ids or older_than".into())),
+    };
+    // Every recording's rows first: an unknown or open one is refused
+    // before any byte.
+    let mut entries = Vec::new();
+    for id in ids {
+        entries.push((id, app.engine.archive_entry(id).await?));
+    }
+    let engine = app.engine.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let mut writer = reel_log::archive::ArchiveWriter::new();
+        if tx.send(Ok(writer.head().into())).await.is_err() {
+            return;
+        }
+        for (id, entry) in entries {
+            let sequences: Vec<u64> = entry.segments.iter().map(|s| s.sequence).collect();
+            if tx.send(Ok(writer.recording(&entry).into())).await.is_err() {
+                return;
+            }
+            for seq in sequences {
+                let frame = match engine.segment_object(id, seq).await {
+                    Ok(bytes) => writer.segment(&bytes),
+                    Err(e) => {
+                        tracing::error!(recording = %id, error = %e, "archive export failed");
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                };
+                if tx.send(Ok(frame.into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(Ok(writer.end().into())).await;
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    by: Option<String>,
+}
+
+/// `POST /api/v1/archive?by=U` with an archive file as the body: imports
+/// every recording in it (those already in Reel are skipped and listed).
+async fn import_archive(
+    State(app): State<AppState>,
+    Query(q): Query<ImportQuery>,
+    body: axum::body::Body,
+) -> Result<axum::Json<reel_api::ImportResponse>, HttpError> {
+    let by = q.by.unwrap_or_else(|| "unknown".into());
+    let mut reader = reel_log::archive::ArchiveReader::new();
+    let mut stream = body.into_data_stream();
+    let mut current: Option<reel_engine::Import> = None;
+    let mut out = reel_api::ImportResponse {
+        imported: Vec::new(),
+        refused: Vec::new(),
+    };
+    let bad = |e: String| invalid(format!("not a valid archive: {e}"));
+    loop {
+        while let Some(frame) = reader.next_frame().map_err(|e| bad(e.to_string()))? {
+            match frame {
+                reel_log::archive::Frame::Recording(rec) => {
+                    if let Some(done) = current.take() {
+                        out.imported.push(done.finish().await?.to_string());
+                    }
+                    let id = rec
+                        .row
+                        .as_ref()
+                        .and_then(|r| reel_proto::RecordingId::from_slice(&r.id).ok());
+                    match app.engine.import(rec, by.clone()).await {
+                        Ok(import) => current = Some(import),
+                        Err(EngineError::FailedPrecondition(reason)) => out.refused.push(Refusal {
+                            id: id.map(|i| i.to_string()).unwrap_or_default(),
+                            reason,
+                        }),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                reel_log::archive::Frame::Segment(bytes) => {
+                    if let Some(import) = current.as_mut() {
+                        import.segment(&bytes)?;
+                    }
+                }
+                reel_log::archive::Frame::End(_) => {
+                    if let Some(done) = current.take() {
+                        out.imported.push(done.finish().await?.to_string());
+                    }
+                }
+            }
+        }
+        match stream.next().await {
+            Some(chunk) => reader.push(&chunk.map_err(|e| bad(e.to_string()))?),
+            None => break,
+        }
+    }
+    if !reader.complete() {
+        // `current` (unfinished) is dropped: its spool files go.
+        return Err(bad("it ends before its end frame (truncated)".into()));
+    }
+    Ok(axum::Json(out))
 }
