@@ -34,7 +34,7 @@ const KIND_END: u8 = 3;
 /// One frame read back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
-    Recording(ArchiveRecording),
+    Recording(Box<ArchiveRecording>),
     Segment(Bytes),
     End(ArchiveEnd),
 }
@@ -170,7 +170,7 @@ impl ArchiveReader {
         let out = match kind {
             KIND_RECORDING => {
                 self.recordings += 1;
-                Frame::Recording(ArchiveRecording::decode(payload).map_err(decode)?)
+                Frame::Recording(Box::new(ArchiveRecording::decode(payload).map_err(decode)?))
             }
             KIND_SEGMENT => {
                 self.segments += 1;

@@ -413,7 +413,7 @@ async fn import_archive(
                         .row
                         .as_ref()
                         .and_then(|r| reel_proto::RecordingId::from_slice(&r.id).ok());
-                    match app.engine.import(rec, by.clone()).await {
+                    match app.engine.import(*rec, by.clone()).await {
                         Ok(import) => current = Some(import),
                         Err(EngineError::FailedPrecondition(reason)) => out.refused.push(Refusal {
                             id: id.map(|i| i.to_string()).unwrap_or_default(),
