@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use reel_catalog::{Batch, RecordingId};
 use reel_log::combined::{FOOTER_LEN, decode_footer, decode_index};
 use reel_proto::v1::{AuditEntry, Location, RecordingRow, RecordingState, SegmentRow};
@@ -28,6 +29,9 @@ use crate::error::{EngineError, Result};
 use crate::uploader::location_of;
 use crate::verifier::VerifyProgress;
 use crate::{Inner, now_us};
+
+/// Segment objects read at once.
+const READS_IN_FLIGHT: usize = 16;
 
 /// What a rebuild found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -80,24 +84,40 @@ pub(crate) async fn rebuild(
     // recording -> sequence -> what was found
     let mut found: BTreeMap<RecordingId, BTreeMap<u64, Found>> = BTreeMap::new();
     let mut combined: BTreeMap<RecordingId, (u64, Vec<u8>)> = BTreeMap::new();
-    for (role, key, size) in &objects {
+    // Combined objects one at a time (each is many range reads); segment
+    // objects READS_IN_FLIGHT at a time, as a listing of 10^5 small objects
+    // would otherwise wait on one round trip each.
+    for (role, key, size) in objects
+        .iter()
+        .filter(|(_, k, _)| k.ends_with("/recording.reel"))
+    {
         progress.advance();
         let path = object_store::path::Path::from(key.as_str());
-        let store = inner.store(*role);
-        if key.ends_with("/recording.reel") {
-            match read_combined(inner, *role, &path, *size, &mut report).await {
-                Ok((id, sha, segs)) => {
-                    combined.insert(id, (*size, sha));
-                    for (bytes, mut row) in segs {
-                        row.locations = vec![Location::Primary as i32];
-                        add(&mut found, id, row, &bytes, &mut report);
-                    }
+        match read_combined(inner, *role, &path, *size, &mut report).await {
+            Ok((id, sha, segs)) => {
+                combined.insert(id, (*size, sha));
+                for (bytes, mut row) in segs {
+                    row.locations = vec![Location::Primary as i32];
+                    add(&mut found, id, row, &bytes, &mut report);
                 }
-                Err(e) => report.skipped.push(format!("{role} {key}: {e}")),
             }
-            continue;
+            Err(e) => report.skipped.push(format!("{role} {key}: {e}")),
         }
-        let bytes = match store.get(&path, Some(*size)).await {
+    }
+    let mut reads = futures::stream::iter(
+        objects
+            .iter()
+            .filter(|(_, k, _)| !k.ends_with("/recording.reel"))
+            .map(|(role, key, size)| async move {
+                let path = object_store::path::Path::from(key.as_str());
+                let got = inner.store(*role).get(&path, Some(*size)).await;
+                (*role, key, got)
+            }),
+    )
+    .buffer_unordered(READS_IN_FLIGHT);
+    while let Some((role, key, got)) = reads.next().await {
+        progress.advance();
+        let bytes = match got {
             Ok(b) => b,
             Err(e) => {
                 report.skipped.push(format!("{role} {key}: {e}"));
@@ -108,12 +128,13 @@ pub(crate) async fn rebuild(
         report.bytes_read += bytes.len() as u64;
         match segment_row(&bytes) {
             Ok((id, mut row)) => {
-                row.locations = vec![location_of(*role) as i32];
+                row.locations = vec![location_of(role) as i32];
                 add(&mut found, id, row, &bytes, &mut report);
             }
             Err(e) => report.skipped.push(format!("{role} {key}: {e}")),
         }
     }
+    drop(reads);
     for (id, seq) in spooled {
         progress.advance();
         let Some(bytes) = inner.spool.read(id, seq)? else {
