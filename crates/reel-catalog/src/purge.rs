@@ -63,6 +63,15 @@ impl Batch {
 }
 
 impl Catalog {
+    /// The recording's row, unless it is being purged: for every reader,
+    /// a recording is gone from the purge mark on.
+    pub fn live_recording(&self, id: RecordingId) -> Result<Option<reel_proto::v1::RecordingRow>> {
+        match self.purge_mark(id)? {
+            Some(_) => Ok(None),
+            None => self.recording(id),
+        }
+    }
+
     pub fn purge_mark(&self, id: RecordingId) -> Result<Option<PurgeMark>> {
         self.get(CF_PURGING, &id.to_bytes())
     }

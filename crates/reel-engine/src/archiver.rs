@@ -24,10 +24,7 @@ use crate::{Inner, now_us};
 pub(crate) async fn entry(inner: &Arc<Inner>, id: RecordingId) -> Result<ArchiveRecording> {
     let (row, segments) = inner
         .catalog(move |c| {
-            let row = match c.purge_mark(id)? {
-                Some(_) => None,
-                None => c.recording(id)?,
-            };
+            let row = c.live_recording(id)?;
             Ok((row, c.segments(id)?))
         })
         .await?;
@@ -67,7 +64,7 @@ pub(crate) async fn begin(inner: &Arc<Inner>, rec: ArchiveRecording, by: String)
     })?;
     let id = RecordingId::from_slice(&row.id)?;
     let exists = inner
-        .catalog(move |c| Ok(c.recording(id)?.is_some() || c.purge_mark(id)?.is_some()))
+        .catalog(move |c| Ok(c.recording(id)?.is_some()))
         .await?;
     if exists {
         return Err(EngineError::FailedPrecondition(format!(

@@ -99,12 +99,7 @@ pub(crate) async fn start(
 
 pub(crate) async fn resume(inner: &Arc<Inner>, id: RecordingId) -> Result<RecordingWriter> {
     let Some(rec) = inner.open_recording(id) else {
-        let row = inner
-            .catalog(move |c| match c.purge_mark(id)? {
-                Some(_) => Ok(None),
-                None => c.recording(id),
-            })
-            .await?;
+        let row = inner.catalog(move |c| c.live_recording(id)).await?;
         return match row {
             Some(_) => Err(EngineError::FailedPrecondition(format!(
                 "recording {id} is closed; it takes no more events"

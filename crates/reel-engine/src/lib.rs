@@ -325,11 +325,7 @@ impl Engine {
         let (row, segments, recombine, hold) = self
             .inner
             .catalog(move |c| {
-                // A recording being purged is gone from the first step on.
-                let row = match c.purge_mark(id)? {
-                    Some(_) => None,
-                    None => c.recording(id)?,
-                };
+                let row = c.live_recording(id)?;
                 Ok((row, c.segments(id)?, c.recombine_reason(id)?, c.hold(id)?))
             })
             .await?;
@@ -420,8 +416,13 @@ impl Engine {
         dry_run: bool,
     ) -> Result<PurgeOutcome> {
         filter.state = Some(StateFilter::Closed);
-        let ids = self
-            .inner
+        let ids = self.find_ids(filter).await?;
+        purger::purge(&self.inner, ids, actor, dry_run).await
+    }
+
+    /// Every recording `filter` matches, in creation order (all pages).
+    pub async fn find_ids(&self, filter: Filter) -> Result<Vec<RecordingId>> {
+        self.inner
             .catalog(move |c| {
                 let mut ids = Vec::new();
                 let mut query = Query {
@@ -442,8 +443,7 @@ impl Engine {
                     }
                 }
             })
-            .await?;
-        purger::purge(&self.inner, ids, actor, dry_run).await
+            .await
     }
 
     /// Applies the retention rules now (as the background task does on its

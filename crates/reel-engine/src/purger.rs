@@ -234,7 +234,7 @@ pub(crate) async fn hold(inner: &Arc<Inner>, id: RecordingId, actor: Actor) -> R
         .catalog(move |c| {
             c.commit_checked(|c| {
                 let mut batch = Batch::new();
-                if c.recording(id)?.is_none() || c.purge_mark(id)?.is_some() {
+                if c.live_recording(id)?.is_none() {
                     return Ok((None, batch));
                 }
                 let hold = LegalHold {

@@ -170,11 +170,7 @@ pub(crate) async fn read(
 ) -> Result<EventStream> {
     let (row, segments) = inner
         .catalog(move |c| {
-            // A recording being purged is gone from the first step on.
-            let row = match c.purge_mark(id)? {
-                Some(_) => None,
-                None => c.recording(id)?,
-            };
+            let row = c.live_recording(id)?;
             Ok((row, c.segments(id)?))
         })
         .await?;

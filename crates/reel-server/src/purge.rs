@@ -44,6 +44,16 @@ fn actor(by: &str, reason: &str, default_reason: &str) -> Result<Actor, HttpErro
     })
 }
 
+/// Microseconds since the epoch `age` (e.g. `90d`) ago.
+fn cutoff(age: &str) -> Result<i64, HttpError> {
+    let age = humantime::parse_duration(age)
+        .map_err(|e| invalid(format!("invalid older_than {age:?}: {e} (use e.g. 90d)")))?;
+    Ok(SystemTime::now()
+        .checked_sub(age)
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_micros() as i64))
+}
+
 fn response(outcome: PurgeOutcome, dry_run: bool) -> axum::Json<PurgeResponse> {
     axum::Json(PurgeResponse {
         purged: outcome.purged.iter().map(|id| id.to_string()).collect(),
@@ -80,15 +90,9 @@ async fn purge(
             app.engine.purge(ids, actor, req.dry_run).await?
         }
         (Some(age), true) => {
-            let age = humantime::parse_duration(age)
-                .map_err(|e| invalid(format!("invalid older_than {age:?}: {e} (use e.g. 90d)")))?;
-            let cutoff = SystemTime::now()
-                .checked_sub(age)
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_micros() as i64);
             let filter = Filter {
                 user: req.user.clone(),
-                started_to_us: Some(cutoff),
+                started_to_us: Some(cutoff(age)?),
                 ..Default::default()
             };
             app.engine
@@ -298,45 +302,13 @@ async fn export_archive(
             .map(parse_id)
             .collect::<Result<Vec<_>, _>>()?,
         (None, Some(age)) => {
-            let age = humantime::parse_duration(age)
-                .map_err(|e| invalid(format!("invalid older_than {age:?}: {e} (use e.g. 1y)")))?;
-            let cutoff = SystemTime::now()
-                .checked_sub(age)
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_micros() as i64);
-            let mut filter = Filter {
+            let filter = Filter {
                 user: q.user.clone(),
-                started_to_us: Some(cutoff),
+                started_to_us: Some(cutoff(age)?),
                 state: Some(reel_engine::StateFilter::Closed),
                 ..Default::default()
             };
-            let mut ids = Vec::new();
-            let mut after = None;
-            loop {
-                let (page, next) = app
-                    .engine
-                    .find(reel_engine::Query {
-                        filter: std::mem::take(&mut filter),
-                        after: after.take(),
-                        limit: 1000,
-                        ..Default::default()
-                    })
-                    .await?;
-                ids.extend(page.iter().map(|i| i.id));
-                match next {
-                    Some(n) => {
-                        after = Some(n);
-                        filter = Filter {
-                            user: q.user.clone(),
-                            started_to_us: Some(cutoff),
-                            state: Some(reel_engine::StateFilter::Closed),
-                            ..Default::default()
-                        };
-                    }
-                    None => break,
-                }
-            }
-            ids
+            app.engine.find_ids(filter).await?
         }
         _ => return Err(invalid("give either ids or older_than".into())),
     };
