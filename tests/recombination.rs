@@ -253,9 +253,19 @@ async fn reel_compact_works_offline_on_a_data_directory_and_refuses_a_busy_one()
     rec.append((0..100).map(|i| terminal_event(3, i)).collect())
         .await
         .unwrap();
-    wait_for("first half uploaded", Duration::from_secs(10), async || {
-        drained(&reeld).await
-    })
+    // Sealed and on the primary (an empty upload queue alone can come
+    // before the events are even sealed).
+    wait_for(
+        "first half on the primary",
+        Duration::from_secs(10),
+        async || {
+            let d: RecordingDetail = reeld
+                .get_json(&format!("/api/v1/recordings/{id}"))
+                .await
+                .unwrap();
+            d.unsealed_events == 0 && d.summary.placement == "primary" && drained(&reeld).await
+        },
+    )
     .await;
     std::fs::rename(&primary, dir.path().join("primary.away")).unwrap();
     std::fs::write(&primary, b"not a directory").unwrap();
@@ -263,10 +273,18 @@ async fn reel_compact_works_offline_on_a_data_directory_and_refuses_a_busy_one()
         .await
         .unwrap();
     rec.close().await.unwrap();
+    // Sealed and uploaded to the secondary (an empty queue alone can come
+    // before the second half is even sealed).
     wait_for(
-        "second half uploaded",
+        "second half on the secondary",
         Duration::from_secs(15),
-        async || drained(&reeld).await,
+        async || {
+            let d: RecordingDetail = reeld
+                .get_json(&format!("/api/v1/recordings/{id}"))
+                .await
+                .unwrap();
+            d.unsealed_events == 0 && d.summary.placement == "split" && drained(&reeld).await
+        },
     )
     .await;
     std::fs::remove_file(&primary).unwrap();
