@@ -745,53 +745,14 @@ impl Reader<'_> {
     /// A segment written before content blocks existed: read whole, checked
     /// by its SHA-256.
     async fn read_whole_segment(&mut self, seg: &SegmentRow) -> Result<()> {
-        let mut failures = Vec::new();
-        for location in self.sources(seg) {
-            let fetched = match location_enum(location) {
-                Some(Location::Local) => self
-                    .inner
-                    .spool
-                    .read(self.id, seg.sequence)
-                    .map_err(|e| Failure::Unavailable(e.to_string()))
-                    .and_then(|b| b.ok_or_else(|| Failure::Missing("not in the spool".into()))),
-                _ => match (role_of(location), seg.combined_offset) {
-                    (Some(Role::Primary), Some(offset)) => self
-                        .inner
-                        .store(Role::Primary)
-                        .get_range(&keys::recording_object(self.id), offset..offset + seg.size)
-                        .await
-                        .map_err(Failure::from_storage),
-                    (Some(role), _) => self
-                        .inner
-                        .store(role)
-                        .get(&keys::segment(self.id, seg.sequence), Some(seg.size))
-                        .await
-                        .map_err(Failure::from_storage),
-                    (None, _) => Err(Failure::Missing("no such location".into())),
-                },
-            };
-            let checked = fetched.and_then(|bytes| {
-                if reel_log::sha256(&bytes)[..] != seg.sha256[..] {
-                    return Err(Failure::Corrupt("SHA-256 mismatch".into()));
-                }
-                decode_segment(&bytes).map_err(|e| Failure::Corrupt(e.to_string()))
-            });
-            match checked {
-                Ok(decoded) => {
-                    self.emit(decoded.events).await;
-                    return Ok(());
-                }
-                Err(f) => failures.push(format!("{}: {}", location_name(location), f.text())),
-            }
-        }
-        Err(EngineError::Unavailable(format!(
-            "recording {}: segment {} ({} to {}) cannot be read: {}",
-            self.id,
-            seg.sequence,
-            clock(seg.start_time_us),
-            clock(seg.end_time_us),
-            failures.join("; ")
-        )))
+        let bytes = read_segment_object(self.inner, self.id, seg).await?;
+        let decoded = decode_segment(&bytes).map_err(|source| EngineError::Segment {
+            recording: self.id,
+            sequence: seg.sequence,
+            source,
+        })?;
+        self.emit(decoded.events).await;
+        Ok(())
     }
 }
 
