@@ -17,8 +17,10 @@ use prost::Message;
 use reel_proto::v1::{IndexEntry, RecordingIndex};
 use sha2::{Digest, Sha256};
 
-use crate::error::SegmentError;
+use crate::error::{InvalidField, SegmentError};
+use crate::limits::{MAX_INDEX_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS_PER_RECORDING};
 use crate::segment::Hash;
+use crate::wire;
 
 /// The magic of the footer.
 pub const INDEX_MAGIC: &[u8; 8] = b"REELIDX1";
@@ -84,7 +86,8 @@ impl CombinedBuilder {
 }
 
 /// Reads the footer (the last [`FOOTER_LEN`] bytes of an object): the
-/// length and CRC of the index before it.
+/// length and CRC of the index before it. The length is at most
+/// [`MAX_INDEX_BYTES`].
 pub fn decode_footer(footer: &[u8]) -> Result<(u64, u32), SegmentError> {
     if footer.len() != FOOTER_LEN {
         return Err(SegmentError::Truncated("combined object footer"));
@@ -98,18 +101,28 @@ pub fn decode_footer(footer: &[u8]) -> Result<(u64, u32), SegmentError> {
     }
     let len = u64::from_le_bytes(footer[8..16].try_into().expect("8 bytes"));
     let crc = u32::from_le_bytes(footer[16..20].try_into().expect("4 bytes"));
+    if len > MAX_INDEX_BYTES {
+        return Err(SegmentError::TooLarge {
+            what: "combined object index",
+            len,
+            max: MAX_INDEX_BYTES,
+        });
+    }
     Ok((len, crc))
 }
 
 /// Decodes the index from the tail of an object: `tail` ends with the
-/// footer and holds at least the index before it.
+/// footer and holds at least the index before it. The index is checked:
+/// its segments in order, contiguous from offset 0, each of a size Reel
+/// writes, so that `offset + size` of any entry can be used as a range.
 pub fn decode_index(tail: &[u8]) -> Result<RecordingIndex, SegmentError> {
     if tail.len() < FOOTER_LEN {
         return Err(SegmentError::Truncated("combined object footer"));
     }
     let (len, crc) = decode_footer(&tail[tail.len() - FOOTER_LEN..])?;
     let body = &tail[..tail.len() - FOOTER_LEN];
-    let len = usize::try_from(len).map_err(|_| SegmentError::Truncated("combined object index"))?;
+    // At most MAX_INDEX_BYTES: fits in usize.
+    let len = len as usize;
     if body.len() < len {
         return Err(SegmentError::Truncated("combined object index"));
     }
@@ -117,19 +130,96 @@ pub fn decode_index(tail: &[u8]) -> Result<RecordingIndex, SegmentError> {
     if crc32c::crc32c(index) != crc {
         return Err(SegmentError::HeaderChecksum);
     }
+    decode_index_message(index)
+}
+
+/// Decodes a `RecordingIndex` message (CRC already checked) and checks it;
+/// its entries are counted on the wire first.
+pub fn decode_index_message(index: &[u8]) -> Result<RecordingIndex, SegmentError> {
+    let entries =
+        wire::count(index, 2, false).map_err(|e| SegmentError::HeaderDecode(e.to_string()))?;
+    if entries as u64 > MAX_SEGMENTS_PER_RECORDING {
+        return Err(SegmentError::TooLarge {
+            what: "combined object index's segment list",
+            len: entries as u64,
+            max: MAX_SEGMENTS_PER_RECORDING,
+        });
+    }
     let index =
         RecordingIndex::decode(index).map_err(|e| SegmentError::HeaderDecode(e.to_string()))?;
-    let mut end = 0;
-    for s in &index.segments {
-        if s.offset != end {
-            return Err(SegmentError::Inconsistent(format!(
-                "segment {} at offset {}, expected {end}",
-                s.sequence, s.offset
-            )));
-        }
-        end = s.offset + s.size;
-    }
+    check_index(&index).map_err(|e| e.within("index"))?;
     Ok(index)
+}
+
+/// The checks of a decoded index, each naming the field at fault.
+pub fn check_index(index: &RecordingIndex) -> Result<(), InvalidField> {
+    if index.recording_id.len() != 16 {
+        return Err(InvalidField::new(
+            "recording_id",
+            format!("{} bytes, not 16", index.recording_id.len()),
+        ));
+    }
+    if index.content_sha256.len() != 32 {
+        return Err(InvalidField::new(
+            "content_sha256",
+            format!("{} bytes, not 32", index.content_sha256.len()),
+        ));
+    }
+    let mut end = 0u64;
+    for (i, s) in index.segments.iter().enumerate() {
+        let bad = |field: &str, problem: String| {
+            Err(InvalidField::new(format!("segments[{i}].{field}"), problem))
+        };
+        if s.offset != end {
+            return bad(
+                "offset",
+                format!(
+                    "segment {} at offset {}, expected {end}",
+                    s.sequence, s.offset
+                ),
+            );
+        }
+        if s.size == 0 || s.size > MAX_SEGMENT_BYTES {
+            return bad(
+                "size",
+                format!("{} bytes (a segment is 1 to {MAX_SEGMENT_BYTES})", s.size),
+            );
+        }
+        if i > 0 && s.sequence <= index.segments[i - 1].sequence {
+            return bad("sequence", format!("{} out of order", s.sequence));
+        }
+        if s.sha256.len() != 32 {
+            return bad("sha256", format!("{} bytes, not 32", s.sha256.len()));
+        }
+        if s.first_event_index.checked_add(s.event_count).is_none() {
+            return bad(
+                "event_count",
+                format!(
+                    "{} events from {} overflow",
+                    s.event_count, s.first_event_index
+                ),
+            );
+        }
+        if s.start_time_us > s.end_time_us {
+            return bad(
+                "start_time_us",
+                format!("{} is after end_time_us {}", s.start_time_us, s.end_time_us),
+            );
+        }
+        end = s
+            .offset
+            .checked_add(s.size)
+            .ok_or_else(|| InvalidField::new(format!("segments[{i}].size"), "overflows"))?;
+    }
+    Ok(())
+}
+
+/// The bytes of an index's segments: where the index starts in the object.
+pub fn index_content_len(index: &RecordingIndex) -> u64 {
+    index
+        .segments
+        .last()
+        .map_or(0, |s| s.offset.saturating_add(s.size))
 }
 
 /// The index's segments that hold events at or after `time_us` up to
@@ -192,6 +282,64 @@ mod tests {
         );
         assert_eq!(decoded.event_count, 30);
         assert_eq!(segments_for_window(&decoded, 1500, 2100).len(), 2);
+    }
+
+    /// An index message in a tail with its CRC and footer right.
+    fn tail_of(index: &RecordingIndex) -> Vec<u8> {
+        let bytes = index.encode_to_vec();
+        let mut tail = bytes.clone();
+        tail.extend_from_slice(INDEX_MAGIC);
+        tail.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        tail.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+        tail.extend_from_slice(&VERSION.to_le_bytes());
+        tail
+    }
+
+    #[test]
+    fn entries_whose_ranges_overflow_are_refused_by_field() {
+        let (_, good) = build(&[b"abc", b"def"]);
+        let mut index = good.clone();
+        // Before: contiguous, so accepted, and `offset + size` overflowed.
+        index.segments[0].size = u64::MAX - 1;
+        index.segments[1].offset = u64::MAX - 1;
+        let err = decode_index(&tail_of(&index)).unwrap_err();
+        assert!(
+            matches!(&err, SegmentError::Invalid { field, .. } if field == "index.segments[0].size"),
+            "{err}"
+        );
+        let mut index = good.clone();
+        index.segments[1].first_event_index = u64::MAX;
+        let err = decode_index(&tail_of(&index)).unwrap_err();
+        assert!(
+            err.to_string().contains("index.segments[1].event_count"),
+            "{err}"
+        );
+        let mut index = good;
+        index.segments.swap(0, 1);
+        assert!(decode_index(&tail_of(&index)).is_err());
+    }
+
+    #[test]
+    fn a_footer_naming_a_huge_index_is_refused() {
+        // Before: accepted, and the reader of the tail added the footer's
+        // length to it.
+        let mut footer = INDEX_MAGIC.to_vec();
+        footer.extend_from_slice(&(u64::MAX - 3).to_le_bytes());
+        footer.extend_from_slice(&0u32.to_le_bytes());
+        footer.extend_from_slice(&VERSION.to_le_bytes());
+        assert!(matches!(
+            decode_footer(&footer),
+            Err(SegmentError::TooLarge { len, .. }) if len == u64::MAX - 3
+        ));
+        // Entries counted before they are decoded.
+        let mut many = Vec::new();
+        for _ in 0..=MAX_SEGMENTS_PER_RECORDING {
+            many.extend_from_slice(&[0x12, 0x00]);
+        }
+        assert!(matches!(
+            decode_index_message(&many),
+            Err(SegmentError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -82,4 +82,53 @@ pub enum SegmentError {
     ContentDecode(String),
     #[error("segment is inconsistent with its header: {0}")]
     Inconsistent(String),
+    /// A field (of a segment header, of a combined object's index) is out
+    /// of its bounds or contradicts another.
+    #[error("invalid {field}: {problem}")]
+    Invalid { field: String, problem: String },
+    /// The content does not decode at this byte offset (from the start of
+    /// the content).
+    #[error("segment content byte {offset}: {reason}")]
+    Event { offset: u64, reason: String },
+    /// A length the bytes claim is beyond what Reel ever writes.
+    #[error("{what} of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        what: &'static str,
+        len: u64,
+        max: u64,
+    },
+}
+
+/// A field of a decoded message (a catalog row from an archive, a journal
+/// entry) that is out of bounds or contradicts another; `field` is its path,
+/// e.g. `segments[2].blocks[0].offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidField {
+    pub field: String,
+    pub problem: String,
+}
+
+impl InvalidField {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        InvalidField {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The same problem, its field named inside `parent`.
+    pub fn within(mut self, parent: &str) -> Self {
+        self.field = format!("{parent}.{}", self.field);
+        self
+    }
+}
+
+impl From<InvalidField> for SegmentError {
+    fn from(e: InvalidField) -> Self {
+        SegmentError::Invalid {
+            field: e.field,
+            problem: e.problem,
+        }
+    }
 }

@@ -8,19 +8,25 @@
 //! - [`combined`]: a recording's segments recombined into one object with
 //!   an index.
 //! - [`archive`]: the archive file of recordings kept outside Reel.
+//! - [`limits`]: the bounds of what Reel writes, which every decoder checks.
+//! - [`validate`]: checks of decoded catalog rows and journal entries.
 
 pub mod archive;
 pub mod combined;
 pub mod error;
 pub mod journal;
+pub mod limits;
 pub mod record;
 pub mod segment;
+pub mod validate;
+mod wire;
 
-pub use error::{JournalError, SegmentError, is_disk_full};
+pub use error::{InvalidField, JournalError, SegmentError, is_disk_full};
 pub use journal::{
     Completion, Damage, Journal, JournalOptions, JournalStats, Position, RecoveryReport,
 };
 pub use segment::{
-    BLOCK_TARGET_BYTES, DecodedSegment, EncodedSegment, Hash, SegmentSpec, blocks_for_window,
-    content_blocks, decode_block, decode_header, decode_segment, encode_segment, sha256,
+    BLOCK_TARGET_BYTES, CheckedSegment, DecodedSegment, EncodedSegment, Hash, SegmentSpec,
+    blocks_for_window, check_segment, content_blocks, decode_block, decode_header, decode_segment,
+    encode_segment, sha256,
 };

@@ -22,16 +22,18 @@
 use prost::Message;
 use std::ops::Range;
 
-use reel_proto::v1::{ContentBlock, Event, EventList, RecordingMetadata, SegmentHeader};
+use reel_proto::v1::{ContentBlock, Event, RecordingMetadata, SegmentHeader};
 use sha2::{Digest, Sha256};
 
-use crate::error::SegmentError;
+use crate::error::{InvalidField, SegmentError};
+use crate::limits::{MAX_BLOCKS_PER_SEGMENT, MAX_SEGMENT_CONTENT_BYTES, MIN_EVENT_BYTES};
+use crate::wire;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"REELSEG\x01";
 pub const SEGMENT_FORMAT_VERSION: u32 = 1;
 /// A header larger than this is treated as corruption.
 pub const MAX_HEADER_LEN: usize = 1 << 20;
-const PREFIX_LEN: usize = SEGMENT_MAGIC.len() + 4;
+pub(crate) const PREFIX_LEN: usize = SEGMENT_MAGIC.len() + 4;
 /// A content block is closed at the first event boundary past this size:
 /// the most a seek reads before the first event it wants.
 pub const BLOCK_TARGET_BYTES: usize = 64 << 10;
@@ -76,6 +78,16 @@ pub struct EncodedSegment {
 pub struct DecodedSegment {
     pub header: SegmentHeader,
     pub events: Vec<Event>,
+}
+
+/// A segment object checked whole without keeping its events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedSegment {
+    pub header: SegmentHeader,
+    /// Where the content starts within the object.
+    pub content_offset: u64,
+    /// The bytes of its events' data.
+    pub data_bytes: u64,
 }
 
 /// Encodes `events` (in order, times never decreasing) as a segment object.
@@ -183,19 +195,233 @@ pub fn decode_block(
             offset: block.offset,
         });
     }
-    let events = EventList::decode(bytes)
-        .map_err(|e| SegmentError::ContentDecode(e.to_string()))?
-        .events;
-    let first_ok = events
-        .first()
-        .is_none_or(|e| e.time_us == block.start_time_us);
-    if events.is_empty() && block.len > 0 || !first_ok {
-        return Err(SegmentError::Inconsistent(format!(
-            "block at offset {} does not start at its time",
-            block.offset
-        )));
+    let mut events = Vec::new();
+    for_each_event(bytes, block.offset, |offset, e| {
+        if events.is_empty() && e.time_us != block.start_time_us {
+            return Err(SegmentError::Event {
+                offset,
+                reason: format!(
+                    "the block's first event is at {} us, the block says {}",
+                    e.time_us, block.start_time_us
+                ),
+            });
+        }
+        events.push(e);
+        Ok(())
+    })?;
+    if events.is_empty() && block.len > 0 {
+        return Err(SegmentError::Event {
+            offset: block.offset,
+            reason: "a block without events".into(),
+        });
     }
     Ok(events)
+}
+
+/// Calls `each` with every event of a run of length-delimited events (an
+/// `EventList`'s bytes) and its offset, `base` being the offset of `buf`
+/// in the content. Only field 1 (an event) is accepted, as Reel writes
+/// nothing else there; each event is decoded on its own, so memory follows
+/// the events kept, not the run.
+pub fn for_each_event(
+    buf: &[u8],
+    base: u64,
+    mut each: impl FnMut(u64, Event) -> Result<(), SegmentError>,
+) -> Result<(), SegmentError> {
+    for field in wire::fields(buf) {
+        let field = field.map_err(|e| SegmentError::Event {
+            offset: base + e.offset as u64,
+            reason: e.reason.into(),
+        })?;
+        let offset = base + field.offset as u64;
+        let (1, Some(bytes)) = (field.number, field.bytes) else {
+            return Err(SegmentError::Event {
+                offset,
+                reason: format!("field {} where an event was expected", field.number),
+            });
+        };
+        let event = Event::decode(bytes).map_err(|e| SegmentError::Event {
+            offset,
+            reason: format!("event does not decode: {e}"),
+        })?;
+        each(offset, event)?;
+    }
+    Ok(())
+}
+
+/// Checks the layout of content blocks (from a segment header or a catalog
+/// row) against the segment they cut: contiguous from offset 0 to the end
+/// of the content, each holding at least one event, events and times in
+/// order and inside the segment's. Every sum is checked, so the blocks can
+/// be used as byte ranges of the content afterwards.
+pub fn check_block_layout(
+    blocks: &[ContentBlock],
+    content_len: u64,
+    first_event_index: u64,
+    event_count: u64,
+    start_time_us: u64,
+    end_time_us: u64,
+) -> Result<(), InvalidField> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    if event_count == 0 {
+        return Err(InvalidField::new(
+            "blocks",
+            format!("{} blocks in a segment without events", blocks.len()),
+        ));
+    }
+    let most = content_len / BLOCK_TARGET_BYTES as u64 + 1;
+    if blocks.len() as u64 > most {
+        return Err(InvalidField::new(
+            "blocks",
+            format!(
+                "{} blocks cut {content_len} content bytes (at most {most})",
+                blocks.len()
+            ),
+        ));
+    }
+    // Checked by the caller, but kept safe on its own.
+    let end_index = first_event_index.checked_add(event_count).ok_or_else(|| {
+        InvalidField::new("event_count", "first_event_index + event_count overflows")
+    })?;
+    let mut offset = 0u64;
+    for (i, b) in blocks.iter().enumerate() {
+        let bad = |field: &str, problem: String| {
+            Err(InvalidField::new(format!("blocks[{i}].{field}"), problem))
+        };
+        if b.offset != offset {
+            return bad(
+                "offset",
+                format!("{} where the previous block ends at {offset}", b.offset),
+            );
+        }
+        if b.len < MIN_EVENT_BYTES {
+            return bad("len", format!("{} bytes cannot hold an event", b.len));
+        }
+        offset = match b.offset.checked_add(b.len) {
+            Some(end) if end <= content_len => end,
+            _ => {
+                return bad(
+                    "len",
+                    format!(
+                        "{} bytes at {} run past the content ({content_len} bytes)",
+                        b.len, b.offset
+                    ),
+                );
+            }
+        };
+        let (index_ok, time_ok) = match i.checked_sub(1).map(|p| &blocks[p]) {
+            None => (
+                b.first_event_index == first_event_index,
+                b.start_time_us == start_time_us,
+            ),
+            Some(prev) => (
+                b.first_event_index > prev.first_event_index && b.first_event_index < end_index,
+                b.start_time_us >= prev.start_time_us && b.start_time_us <= end_time_us,
+            ),
+        };
+        if !index_ok {
+            return bad(
+                "first_event_index",
+                format!(
+                    "{} is out of order in events {first_event_index}..{end_index}",
+                    b.first_event_index
+                ),
+            );
+        }
+        if !time_ok {
+            return bad(
+                "start_time_us",
+                format!(
+                    "{} is out of order in times {start_time_us}..={end_time_us}",
+                    b.start_time_us
+                ),
+            );
+        }
+    }
+    if offset != content_len {
+        return Err(InvalidField::new(
+            "blocks",
+            format!("cover {offset} of {content_len} content bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The checks of a header that need no content: bounds, hash fields, the
+/// event range, and the layout of its blocks.
+pub fn check_header(header: &SegmentHeader) -> Result<(), SegmentError> {
+    if header.format_version != SEGMENT_FORMAT_VERSION {
+        return Err(SegmentError::Version(header.format_version));
+    }
+    if header.recording_id.len() != 16 {
+        return Err(SegmentError::Inconsistent(format!(
+            "recording id is {} bytes, not 16",
+            header.recording_id.len()
+        )));
+    }
+    let chain_ok = match header.sequence {
+        0 => header.prev_hash.is_empty(),
+        _ => header.prev_hash.len() == 32,
+    };
+    if !chain_ok || header.content_sha256.len() != 32 {
+        return Err(SegmentError::Inconsistent("malformed hash fields".into()));
+    }
+    if header.content_len > MAX_SEGMENT_CONTENT_BYTES {
+        return Err(SegmentError::TooLarge {
+            what: "segment content_len",
+            len: header.content_len,
+            max: MAX_SEGMENT_CONTENT_BYTES,
+        });
+    }
+    let bad = |field: &str, problem: String| {
+        Err(SegmentError::Invalid {
+            field: format!("header.{field}"),
+            problem,
+        })
+    };
+    if header
+        .first_event_index
+        .checked_add(header.event_count)
+        .is_none()
+    {
+        return bad(
+            "event_count",
+            format!(
+                "{} events from index {} overflow",
+                header.event_count, header.first_event_index
+            ),
+        );
+    }
+    if header.event_count > header.content_len / MIN_EVENT_BYTES {
+        return bad(
+            "event_count",
+            format!(
+                "{} events cannot fit in {} content bytes",
+                header.event_count, header.content_len
+            ),
+        );
+    }
+    if header.start_time_us > header.end_time_us {
+        return bad(
+            "start_time_us",
+            format!(
+                "{} is after end_time_us {}",
+                header.start_time_us, header.end_time_us
+            ),
+        );
+    }
+    check_block_layout(
+        &header.blocks,
+        header.content_len,
+        header.first_event_index,
+        header.event_count,
+        header.start_time_us,
+        header.end_time_us,
+    )
+    .map_err(|e| e.within("header"))?;
+    Ok(())
 }
 
 /// Decodes and checks the header at the start of `bytes`; returns it and the
@@ -213,9 +439,11 @@ pub fn decode_header(bytes: &[u8]) -> Result<(SegmentHeader, usize), SegmentErro
     }
     let header_len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
     if header_len > MAX_HEADER_LEN {
-        return Err(SegmentError::HeaderDecode(format!(
-            "header length {header_len} exceeds {MAX_HEADER_LEN}"
-        )));
+        return Err(SegmentError::TooLarge {
+            what: "segment header",
+            len: header_len as u64,
+            max: MAX_HEADER_LEN as u64,
+        });
     }
     let content_at = PREFIX_LEN + header_len + 4;
     if bytes.len() < content_at {
@@ -230,30 +458,47 @@ pub fn decode_header(bytes: &[u8]) -> Result<(SegmentHeader, usize), SegmentErro
     if crc32c::crc32c(header_bytes) != stored {
         return Err(SegmentError::HeaderChecksum);
     }
+    Ok((decode_header_message(header_bytes)?, content_at))
+}
+
+/// Decodes a `SegmentHeader` message (the header's bytes, CRC already
+/// checked) and checks it. Its blocks are counted on the wire first: an
+/// empty one is 2 bytes there and 40 decoded.
+pub fn decode_header_message(header_bytes: &[u8]) -> Result<SegmentHeader, SegmentError> {
+    let blocks = wire::count(header_bytes, 15, false)
+        .map_err(|e| SegmentError::HeaderDecode(e.to_string()))?;
+    if blocks as u64 > MAX_BLOCKS_PER_SEGMENT {
+        return Err(SegmentError::TooLarge {
+            what: "segment header's block list",
+            len: blocks as u64,
+            max: MAX_BLOCKS_PER_SEGMENT,
+        });
+    }
     let header = SegmentHeader::decode(header_bytes)
         .map_err(|e| SegmentError::HeaderDecode(e.to_string()))?;
-    if header.format_version != SEGMENT_FORMAT_VERSION {
-        return Err(SegmentError::Version(header.format_version));
-    }
-    if header.recording_id.len() != 16 {
-        return Err(SegmentError::Inconsistent(format!(
-            "recording id is {} bytes, not 16",
-            header.recording_id.len()
-        )));
-    }
-    let chain_ok = match header.sequence {
-        0 => header.prev_hash.is_empty(),
-        _ => header.prev_hash.len() == 32,
-    };
-    if !chain_ok || header.content_sha256.len() != 32 {
-        return Err(SegmentError::Inconsistent("malformed hash fields".into()));
-    }
-    Ok((header, content_at))
+    check_header(&header)?;
+    Ok(header)
 }
 
 /// Decodes a whole segment object and checks everything it claims: header
-/// checksum, content length and SHA-256, event count and time range.
+/// checksum, content length and SHA-256, every block's CRC32C, event count
+/// and time range.
 pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, SegmentError> {
+    let mut events = Vec::new();
+    let checked = walk_segment(bytes, |e| events.push(e))?;
+    Ok(DecodedSegment {
+        header: checked.header,
+        events,
+    })
+}
+
+/// Checks a whole segment object as [`decode_segment`] does, one event at a
+/// time, without keeping the events.
+pub fn check_segment(bytes: &[u8]) -> Result<CheckedSegment, SegmentError> {
+    walk_segment(bytes, |_| {})
+}
+
+fn walk_segment(bytes: &[u8], mut keep: impl FnMut(Event)) -> Result<CheckedSegment, SegmentError> {
     let (header, content_at) = decode_header(bytes)?;
     let content = &bytes[content_at..];
     if content.len() as u64 != header.content_len {
@@ -265,62 +510,100 @@ pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, SegmentError> {
     if sha256(content)[..] != header.content_sha256[..] {
         return Err(SegmentError::ContentHash);
     }
-    let events = EventList::decode(content)
-        .map_err(|e| SegmentError::ContentDecode(e.to_string()))?
-        .events;
-    check_events(&header, &events)?;
-    check_blocks(&header, content)?;
-    Ok(DecodedSegment { header, events })
+    let mut tally = Tally::default();
+    if header.blocks.is_empty() {
+        for_each_event(content, 0, |offset, e| {
+            tally.add(offset, &e)?;
+            keep(e);
+            Ok(())
+        })?;
+    } else {
+        for block in &header.blocks {
+            // check_block_layout made these ranges safe.
+            let range = block.offset as usize..(block.offset + block.len) as usize;
+            let bytes = &content[range];
+            if crc32c::crc32c(bytes) != block.crc32c {
+                return Err(SegmentError::BlockChecksum {
+                    offset: block.offset,
+                });
+            }
+            let before = tally.count;
+            for_each_event(bytes, block.offset, |offset, e| {
+                if tally.count == before {
+                    let index = header.first_event_index + before;
+                    if index != block.first_event_index || e.time_us != block.start_time_us {
+                        return Err(SegmentError::Event {
+                            offset,
+                            reason: format!(
+                                "event {index} at {} us starts a block that names event {} at {} us",
+                                e.time_us, block.first_event_index, block.start_time_us
+                            ),
+                        });
+                    }
+                }
+                tally.add(offset, &e)?;
+                keep(e);
+                Ok(())
+            })?;
+            if tally.count == before {
+                return Err(SegmentError::Event {
+                    offset: block.offset,
+                    reason: "a block without events".into(),
+                });
+            }
+        }
+    }
+    tally.finish(&header)?;
+    Ok(CheckedSegment {
+        header,
+        content_offset: content_at as u64,
+        data_bytes: tally.data_bytes,
+    })
 }
 
-fn check_blocks(header: &SegmentHeader, content: &[u8]) -> Result<(), SegmentError> {
-    let mut offset = 0;
-    let mut index = header.first_event_index;
-    for block in &header.blocks {
-        if block.offset != offset || block.first_event_index != index {
+/// What the events of a segment add up to, as they are read.
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    first_time: Option<u64>,
+    last_time: u64,
+    data_bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, offset: u64, e: &Event) -> Result<(), SegmentError> {
+        if self.first_time.is_some() && e.time_us < self.last_time {
+            return Err(SegmentError::Event {
+                offset,
+                reason: format!(
+                    "event time goes backwards ({} us after {} us)",
+                    e.time_us, self.last_time
+                ),
+            });
+        }
+        self.first_time.get_or_insert(e.time_us);
+        self.last_time = e.time_us;
+        self.count += 1;
+        self.data_bytes += e.data.len() as u64;
+        Ok(())
+    }
+
+    fn finish(&self, header: &SegmentHeader) -> Result<(), SegmentError> {
+        if self.count != header.event_count {
             return Err(SegmentError::Inconsistent(format!(
-                "block at offset {} is out of place",
-                block.offset
+                "{} events, header says {}",
+                self.count, header.event_count
             )));
         }
-        let end = offset.saturating_add(block.len);
-        if end > content.len() as u64 {
+        if let Some(first) = self.first_time
+            && (first != header.start_time_us || self.last_time != header.end_time_us)
+        {
             return Err(SegmentError::Inconsistent(
-                "blocks run past the content".into(),
+                "time range differs from the header".into(),
             ));
         }
-        let events = decode_block(block, &content[offset as usize..end as usize], true)?;
-        offset = end;
-        index = block.first_event_index + events.len() as u64;
+        Ok(())
     }
-    if !header.blocks.is_empty()
-        && (offset != header.content_len || index != header.first_event_index + header.event_count)
-    {
-        return Err(SegmentError::Inconsistent(
-            "blocks do not cover the content".into(),
-        ));
-    }
-    Ok(())
-}
-
-fn check_events(header: &SegmentHeader, events: &[Event]) -> Result<(), SegmentError> {
-    let bad = |what: String| Err(SegmentError::Inconsistent(what));
-    if events.len() as u64 != header.event_count {
-        return bad(format!(
-            "{} events, header says {}",
-            events.len(),
-            header.event_count
-        ));
-    }
-    if let (Some(first), Some(last)) = (events.first(), events.last())
-        && (first.time_us != header.start_time_us || last.time_us != header.end_time_us)
-    {
-        return bad("time range differs from the header".into());
-    }
-    if events.windows(2).any(|w| w[1].time_us < w[0].time_us) {
-        return bad("event times go backwards".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -408,6 +691,100 @@ mod tests {
         );
     }
 
+    /// A segment object around `header` and `content`, its CRC and SHA-256
+    /// right.
+    fn object(mut header: SegmentHeader, content: &[u8]) -> Vec<u8> {
+        header.content_len = content.len() as u64;
+        header.content_sha256 = sha256(content).to_vec();
+        let h = header.encode_to_vec();
+        let mut out = SEGMENT_MAGIC.to_vec();
+        out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&crc32c::crc32c(&h).to_le_bytes());
+        out.extend_from_slice(content);
+        out
+    }
+
+    #[test]
+    fn headers_whose_ranges_overflow_are_refused_by_field() {
+        let ev = |t| Event {
+            time_us: t,
+            kind: 1,
+            data: b"abc".to_vec(),
+        };
+        let seg = encode_segment(spec(0, None), &[ev(1), ev(2), ev(3)]);
+        let content = &seg.bytes[seg.content_offset as usize..];
+        let field = |h: SegmentHeader| match decode_segment(&object(h, content)) {
+            Err(SegmentError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        // Before: check_blocks added first_event_index and the count of a
+        // block's events, and overflowed.
+        let mut h = seg.header.clone();
+        h.first_event_index = u64::MAX - 1;
+        h.blocks[0].first_event_index = u64::MAX - 1;
+        assert_eq!(field(h), "header.event_count");
+        let mut h = seg.header.clone();
+        h.blocks[0].len = u64::MAX;
+        assert_eq!(field(h), "header.blocks[0].len");
+        let mut h = seg.header.clone();
+        h.blocks[0].offset = 1;
+        assert_eq!(field(h), "header.blocks[0].offset");
+        let mut h = seg.header.clone();
+        h.blocks.push(ContentBlock::default());
+        assert_eq!(field(h), "header.blocks");
+        let mut h = seg.header.clone();
+        h.event_count = 1000;
+        assert_eq!(field(h), "header.event_count");
+        let mut h = seg.header.clone();
+        h.start_time_us = 5;
+        assert_eq!(field(h), "header.start_time_us");
+        // The header's blocks counted before they are decoded.
+        let mut many = Vec::new();
+        for _ in 0..=crate::limits::MAX_BLOCKS_PER_SEGMENT {
+            many.extend_from_slice(&[0x7a, 0x00]);
+        }
+        assert!(matches!(
+            decode_header_message(&many),
+            Err(SegmentError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn content_that_is_not_events_is_refused_at_its_offset() {
+        let ev = |t| Event {
+            time_us: t,
+            kind: 1,
+            data: b"abc".to_vec(),
+        };
+        let seg = encode_segment(spec(0, None), &[ev(1), ev(2)]);
+        let content = seg.bytes[seg.content_offset as usize..].to_vec();
+        let one = content.len() / 2;
+        // Field 2 where the second event should be.
+        let mut bad = content.clone();
+        bad[one] = 0x12;
+        let mut h = seg.header.clone();
+        h.blocks[0].crc32c = crc32c::crc32c(&bad);
+        assert!(matches!(
+            decode_segment(&object(h, &bad)),
+            Err(SegmentError::Event { offset, .. }) if offset == one as u64
+        ));
+        // An event claiming more bytes than are left.
+        let mut bad = content.clone();
+        bad[1] = 0x7f;
+        let mut h = seg.header.clone();
+        h.blocks[0].crc32c = crc32c::crc32c(&bad);
+        assert!(matches!(
+            decode_segment(&object(h, &bad)),
+            Err(SegmentError::Event { offset: 0, .. })
+        ));
+        // check_segment agrees with decode_segment and keeps no event.
+        let ok = check_segment(&seg.bytes).unwrap();
+        assert_eq!(ok.header, seg.header);
+        assert_eq!(ok.data_bytes, 6);
+        assert_eq!(ok.content_offset, seg.content_offset);
+    }
+
     proptest! {
         #[test]
         fn events_round_trip(events in arb_events(), seq in 0u64..3) {
@@ -454,7 +831,8 @@ mod tests {
             if magic && bytes.len() >= 8 {
                 bytes[..8].copy_from_slice(SEGMENT_MAGIC);
             }
-            let _ = decode_segment(&bytes);
+            let decoded = decode_segment(&bytes);
+            prop_assert_eq!(decoded.is_ok(), check_segment(&bytes).is_ok());
         }
 
         #[test]
