@@ -16,6 +16,7 @@ use bytes::Bytes;
 use reel_catalog::{Batch, RecordingId};
 use reel_proto::v1::{ArchiveRecording, AuditEntry, Location, RecordingState};
 
+use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::reader::read_segment_object;
 use crate::{Inner, now_us};
@@ -59,6 +60,10 @@ pub struct Import {
 }
 
 pub(crate) async fn begin(inner: &Arc<Inner>, rec: ArchiveRecording, by: String) -> Result<Import> {
+    // Rows are checked before anything: every range and sum a reader makes
+    // from them stays inside its object and does not overflow.
+    reel_log::validate::check_archive_recording(&rec)
+        .map_err(|e| EngineError::InvalidArgument(format!("archived recording: {e}")))?;
     let row = rec.row.clone().ok_or_else(|| {
         EngineError::InvalidArgument("an archived recording without its row".into())
     })?;
@@ -81,12 +86,24 @@ pub(crate) async fn begin(inner: &Arc<Inner>, rec: ArchiveRecording, by: String)
 }
 
 impl Import {
+    /// The largest segment object an engine with `config` writes
+    /// (`reel_log::limits::segment_object_bound` of its segment target and
+    /// its largest journal record, a batch and its slack). An archive's
+    /// segment frames are bounded by it.
+    pub fn max_segment_bytes(config: &EngineConfig) -> u64 {
+        reel_log::limits::segment_object_bound(
+            config.segment_target_bytes,
+            (config.max_batch_bytes as u64).saturating_add(reel_log::limits::RECORD_SLACK_BYTES),
+        )
+        .min(reel_log::limits::MAX_SEGMENT_BYTES)
+    }
+
     pub fn id(&self) -> RecordingId {
         self.id
     }
 
-    /// The next segment object, checked against its row and its header,
-    /// into the spool.
+    /// The next segment object, checked whole (header, every block, every
+    /// event) and against its row, field by field, into the spool.
     pub fn segment(&mut self, bytes: &[u8]) -> Result<()> {
         let i = self.written.len();
         let Some(seg) = self.rec.segments.get(i) else {
@@ -103,10 +120,13 @@ impl Import {
                 seg.sequence
             )));
         }
-        let (header, _) = reel_log::decode_header(bytes).map_err(|e| bad(e.to_string()))?;
-        if header.recording_id != self.id.to_bytes() || header.sequence != seg.sequence {
+        let checked = reel_log::check_segment(bytes)
+            .map_err(|e| bad(format!("segment {}: {e}", seg.sequence)))?;
+        if checked.header.recording_id != self.id.to_bytes() {
             return Err(bad(format!("segment {} belongs elsewhere", seg.sequence)));
         }
+        reel_log::validate::check_row_matches_segment(seg, &checked, bytes.len() as u64)
+            .map_err(|e| bad(format!("segments[{i}].{e}")))?;
         self.inner.spool.write(self.id, seg.sequence, bytes)?;
         self.written.push(seg.sequence);
         Ok(())

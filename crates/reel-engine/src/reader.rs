@@ -92,7 +92,7 @@ impl fmt::Display for Gap {
             f,
             "events {}..{} ({} to {}, segment {}) are lost: {}",
             self.first_event_index,
-            self.first_event_index + self.event_count,
+            self.first_event_index.saturating_add(self.event_count),
             clock(self.start_time_us),
             clock(self.end_time_us),
             self.sequence,
@@ -246,7 +246,7 @@ async fn check_reachable(
             format!(
                 "events {}..{} ({} to {}) are only on the {only_down} store, which is down",
                 seg.first_event_index,
-                seg.first_event_index + seg.event_count,
+                seg.first_event_index.saturating_add(seg.event_count),
                 clock(seg.start_time_us),
                 clock(seg.end_time_us),
             ),
@@ -345,11 +345,23 @@ impl RangeReader {
     }
 
     fn can_serve(&self, location: i32, at: u64, len: u64) -> bool {
-        self.location == location && at >= self.pos && at + len <= self.end
+        self.location == location
+            && at >= self.pos
+            && at.checked_add(len).is_some_and(|end| end <= self.end)
     }
 
-    /// The `len` bytes at `at` (at or after the current position).
+    /// The `len` bytes at `at` (at or after the current position, inside
+    /// the range read: nothing is allocated for bytes outside it).
     async fn read_at(&mut self, at: u64, len: u64) -> std::result::Result<Bytes, Failure> {
+        let inside = at >= self.pos
+            && len <= reel_log::limits::MAX_SEGMENT_BYTES
+            && at.checked_add(len).is_some_and(|end| end <= self.end);
+        if !inside {
+            return Err(Failure::Corrupt(format!(
+                "the catalog names {len} bytes at {at}, outside the range read ({}..{})",
+                self.pos, self.end
+            )));
+        }
         while self.pos < at {
             self.fill().await?;
             let n = (at - self.pos).min(self.buf.len() as u64);
@@ -412,8 +424,8 @@ impl Reader<'_> {
         loop {
             let segments = self.segments_from(next_seq).await?;
             for (i, seg) in segments.iter().enumerate() {
-                next_seq = seg.sequence + 1;
-                cursor = seg.first_event_index + seg.event_count;
+                next_seq = seg.sequence.saturating_add(1);
+                cursor = seg.first_event_index.saturating_add(seg.event_count);
                 if seg.event_count == 0 || seg.end_time_us < self.window.from_us {
                     continue;
                 }
@@ -536,12 +548,12 @@ impl Reader<'_> {
                 .iter()
                 .any(|(_, f)| matches!(f, Failure::Unavailable(_)))
             {
-                let block = &row.blocks[next];
+                let block = row.blocks.get(next).cloned().unwrap_or_default();
                 return Err(EngineError::Unavailable(format!(
                     "recording {}: events {}..{} ({} to {}, segment {}) cannot be read now: {}",
                     self.id,
                     block.first_event_index,
-                    row.first_event_index + row.event_count,
+                    row.first_event_index.saturating_add(row.event_count),
                     clock(block.start_time_us),
                     clock(row.end_time_us),
                     row.sequence,
@@ -575,9 +587,10 @@ impl Reader<'_> {
         end: usize,
         rest: &[SegmentRow],
     ) -> std::result::Result<(), Failure> {
-        let block_at = |i: usize| row.content_offset + row.blocks[i].offset;
-        let last = &row.blocks[end - 1];
-        let range_end = row.content_offset + last.offset + last.len;
+        // Checked ranges: a row is checked when it enters the catalog, and
+        // its arithmetic is checked here all the same.
+        let wanted = blocks_range(row, *next, end)?;
+        let range_end = wanted.end;
         let (mut reader, base) = match (location_enum(location), row.combined_offset) {
             (Some(Location::Local), _) => {
                 let bytes = self
@@ -589,12 +602,21 @@ impl Reader<'_> {
                 (RangeReader::from_bytes(location, bytes), 0)
             }
             (Some(Location::Primary), Some(offset)) => {
-                let at = offset + block_at(*next);
-                let len = range_end - block_at(*next);
+                let in_object = |at: u64| {
+                    offset.checked_add(at).ok_or_else(|| {
+                        Failure::Corrupt(format!(
+                            "segment {}: combined offset {offset} + {at} overflows",
+                            row.sequence
+                        ))
+                    })
+                };
+                let at = in_object(wanted.start)?;
+                let stop_here = in_object(range_end)?;
+                let len = range_end - wanted.start;
                 let reader = match self.combined.take() {
                     Some(r) if r.can_serve(location, at, len) => r,
                     _ => {
-                        let stop = self.combined_end(rest).max(offset + range_end);
+                        let stop = self.combined_end(rest).max(stop_here);
                         let key = keys::recording_object(self.id);
                         self.open(Role::Primary, &key, location, at..stop).await?
                     }
@@ -604,9 +626,7 @@ impl Reader<'_> {
             (Some(Location::Primary | Location::Secondary), None) => {
                 let role = role_of(location).expect("a store location");
                 let key = keys::segment(self.id, row.sequence);
-                let reader = self
-                    .open(role, &key, location, block_at(*next)..range_end)
-                    .await?;
+                let reader = self.open(role, &key, location, wanted.clone()).await?;
                 (reader, 0)
             }
             _ => {
@@ -623,8 +643,17 @@ impl Reader<'_> {
                 *next = end;
                 break;
             }
-            let block = &row.blocks[*next];
-            let bytes = match reader.read_at(base + block_at(*next), block.len).await {
+            let (block, at) = match blocks_range(row, *next, *next + 1).and_then(|r| {
+                base.checked_add(r.start)
+                    .ok_or_else(|| Failure::Corrupt("block offset overflows".into()))
+            }) {
+                Ok(at) => (&row.blocks[*next], at),
+                Err(f) => {
+                    outcome = Err(f);
+                    break;
+                }
+            };
+            let bytes = match reader.read_at(at, block.len).await {
                 Ok(b) => b,
                 Err(f) => {
                     outcome = Err(f);
@@ -671,9 +700,14 @@ impl Reader<'_> {
                 break;
             }
             let wanted = blocks_for_window(&seg.blocks, self.window.from_us, self.window.end());
-            end = match wanted.end.checked_sub(1).and_then(|i| seg.blocks.get(i)) {
-                Some(b) => offset + seg.content_offset + b.offset + b.len,
-                None => end.max(offset + seg.size),
+            // Saturating: this only sizes a request, each block is checked.
+            end = match wanted
+                .end
+                .checked_sub(1)
+                .map(|i| blocks_range(seg, i, i + 1))
+            {
+                Some(Ok(r)) => offset.saturating_add(r.end),
+                _ => end.max(offset.saturating_add(seg.size)),
             };
         }
         end
@@ -720,15 +754,18 @@ impl Reader<'_> {
     }
 
     async fn gap(&mut self, row: &SegmentRow, from_block: usize, to_block: usize, reason: String) {
-        let first = &row.blocks[from_block];
+        let first = row.blocks.get(from_block).cloned().unwrap_or_default();
         let (end_index, end_time) = match row.blocks.get(to_block) {
             Some(b) => (b.first_event_index, b.start_time_us),
-            None => (row.first_event_index + row.event_count, row.end_time_us),
+            None => (
+                row.first_event_index.saturating_add(row.event_count),
+                row.end_time_us,
+            ),
         };
         let gap = Gap {
             sequence: row.sequence,
             first_event_index: first.first_event_index,
-            event_count: end_index - first.first_event_index,
+            event_count: end_index.saturating_sub(first.first_event_index),
             start_time_us: first.start_time_us.max(self.window.from_us),
             end_time_us: end_time.min(self.window.end()),
             reason,
@@ -754,6 +791,36 @@ impl Reader<'_> {
         self.emit(decoded.events).await;
         Ok(())
     }
+}
+
+/// The bytes of blocks `from..to` of `row` within its segment object:
+/// checked to exist, to not overflow and to lie inside the object.
+fn blocks_range(
+    row: &SegmentRow,
+    from: usize,
+    to: usize,
+) -> std::result::Result<std::ops::Range<u64>, Failure> {
+    let first = row.blocks.get(from);
+    let last = to.checked_sub(1).and_then(|i| row.blocks.get(i));
+    let range = match (first, last) {
+        (Some(first), Some(last)) if from < to => {
+            let start = row.content_offset.checked_add(first.offset);
+            let end = row
+                .content_offset
+                .checked_add(last.offset)
+                .and_then(|e| e.checked_add(last.len));
+            start.zip(end).filter(|(s, e)| s <= e && *e <= row.size)
+        }
+        _ => None,
+    };
+    range.map(|(s, e)| s..e).ok_or_else(|| {
+        Failure::Corrupt(format!(
+            "segment {}: the catalog's blocks {from}..{to} (of {}) are not inside its {} bytes",
+            row.sequence,
+            row.blocks.len(),
+            row.size
+        ))
+    })
 }
 
 fn location_enum(location: i32) -> Option<Location> {
@@ -791,12 +858,24 @@ pub(crate) async fn read_copy(
 ) -> Result<Option<Bytes>> {
     match (location, seg.combined_offset) {
         (Location::Local, _) => inner.spool.read(id, seg.sequence),
-        (Location::Primary, Some(offset)) => Ok(Some(
-            inner
-                .store(Role::Primary)
-                .get_range(&keys::recording_object(id), offset..offset + seg.size)
-                .await?,
-        )),
+        (Location::Primary, Some(offset)) => {
+            let end = offset
+                .checked_add(seg.size)
+                .ok_or_else(|| EngineError::Segment {
+                    recording: id,
+                    sequence: seg.sequence,
+                    source: reel_log::SegmentError::Invalid {
+                        field: "combined_offset".into(),
+                        problem: format!("{offset} + size {} overflows", seg.size),
+                    },
+                })?;
+            Ok(Some(
+                inner
+                    .store(Role::Primary)
+                    .get_range(&keys::recording_object(id), offset..end)
+                    .await?,
+            ))
+        }
         (loc, _) => {
             let Some(role) = role_of(loc as i32) else {
                 return Ok(None);

@@ -104,10 +104,23 @@ pub(crate) async fn rebuild(
             Err(e) => report.skipped.push(format!("{role} {key}: {e}")),
         }
     }
+    // An object larger than any segment Reel writes is not read whole: it
+    // is not a segment, and could be larger than memory.
+    for (role, key, size) in objects.iter().filter(|(_, k, s)| {
+        !k.ends_with("/recording.reel") && *s > reel_log::limits::MAX_SEGMENT_BYTES
+    }) {
+        progress.advance();
+        report.skipped.push(format!(
+            "{role} {key}: {size} bytes, larger than any segment ({} bytes)",
+            reel_log::limits::MAX_SEGMENT_BYTES
+        ));
+    }
     let mut reads = futures::stream::iter(
         objects
             .iter()
-            .filter(|(_, k, _)| !k.ends_with("/recording.reel"))
+            .filter(|(_, k, s)| {
+                !k.ends_with("/recording.reel") && *s <= reel_log::limits::MAX_SEGMENT_BYTES
+            })
             .map(|(role, key, size)| async move {
                 let path = object_store::path::Path::from(key.as_str());
                 let got = inner.store(*role).get(&path, Some(*size)).await;
@@ -225,11 +238,12 @@ pub(crate) async fn rebuild(
     Ok(report)
 }
 
-/// A segment object's recording and catalog row (locations left empty).
+/// A segment object's recording and catalog row (locations left empty),
+/// from the object checked whole (one event at a time).
 fn segment_row(bytes: &[u8]) -> std::result::Result<(RecordingId, SegmentRow), String> {
-    let decoded = reel_log::decode_segment(bytes).map_err(|e| e.to_string())?;
-    let (_, content_offset) = reel_log::decode_header(bytes).map_err(|e| e.to_string())?;
-    let h = decoded.header;
+    let checked = reel_log::check_segment(bytes).map_err(|e| e.to_string())?;
+    let h = checked.header;
+    let content_offset = checked.content_offset;
     let id = RecordingId::from_slice(&h.recording_id).map_err(|e| e.to_string())?;
     let row = SegmentRow {
         sequence: h.sequence,
@@ -237,7 +251,7 @@ fn segment_row(bytes: &[u8]) -> std::result::Result<(RecordingId, SegmentRow), S
         event_count: h.event_count,
         start_time_us: h.start_time_us,
         end_time_us: h.end_time_us,
-        data_bytes: decoded.events.iter().map(|e| e.data.len() as u64).sum(),
+        data_bytes: checked.data_bytes,
         size: bytes.len() as u64,
         sha256: reel_log::sha256(bytes).to_vec(),
         locations: Vec::new(),
@@ -246,9 +260,10 @@ fn segment_row(bytes: &[u8]) -> std::result::Result<(RecordingId, SegmentRow), S
         r#final: h.r#final,
         uncertain: Vec::new(),
         combined_offset: None,
-        content_offset: content_offset as u64,
+        content_offset,
         blocks: h.blocks,
     };
+    reel_log::validate::check_segment_row(&row).map_err(|e| format!("segment row {e}"))?;
     Ok((id, row))
 }
 
@@ -308,13 +323,28 @@ async fn read_combined(
         .get_range(key, size.saturating_sub(FOOTER_LEN as u64)..size)
         .await
         .map_err(|e| e.to_string())?;
+    // The index length is bounded (MAX_INDEX_BYTES): no sum here overflows.
     let (index_len, _) = decode_footer(&footer).map_err(|e| e.to_string())?;
-    let tail_start = size.saturating_sub(FOOTER_LEN as u64 + index_len);
+    let tail_len = FOOTER_LEN as u64 + index_len;
+    if tail_len > size {
+        return Err(format!(
+            "its footer names an index of {index_len} bytes in an object of {size}"
+        ));
+    }
+    let tail_start = size - tail_len;
     let tail = store
         .get_range(key, tail_start..size)
         .await
         .map_err(|e| e.to_string())?;
     let index = decode_index(&tail).map_err(|e| e.to_string())?;
+    // decode_index checked that the entries are contiguous from 0 without
+    // overflow; they must also end where the index starts.
+    let segments_len = reel_log::combined::index_content_len(&index);
+    if segments_len != tail_start {
+        return Err(format!(
+            "its index names {segments_len} bytes of segments, but the index starts at {tail_start}"
+        ));
+    }
     let id = RecordingId::from_slice(&index.recording_id).map_err(|e| e.to_string())?;
     let mut whole = Sha256::new();
     let mut out = Vec::new();
@@ -354,21 +384,27 @@ fn recording_row(
 ) -> RecordingRow {
     let first = segments.values().next().expect("at least one segment");
     let last = segments.values().next_back().expect("at least one segment");
+    // Each row was checked (check_segment_row); the sums are saturating
+    // all the same, so that no set of objects can overflow them.
+    let sum = |f: fn(&Found) -> u64| segments.values().map(f).fold(0u64, u64::saturating_add);
     let mut row = RecordingRow {
         id: id.to_bytes().to_vec(),
         metadata: first.header.metadata.clone(),
-        created_at_us: (id.timestamp_ms() * 1000) as i64,
-        event_count: segments.values().map(|f| f.row.event_count).sum(),
-        data_bytes: segments.values().map(|f| f.row.data_bytes).sum(),
+        created_at_us: id.timestamp_ms().saturating_mul(1000) as i64,
+        event_count: sum(|f| f.row.event_count),
+        data_bytes: sum(|f| f.row.data_bytes),
         segment_count: segments.len() as u64,
-        stored_bytes: segments.values().map(|f| f.row.size).sum(),
+        stored_bytes: sum(|f| f.row.size),
         last_segment_hash: last.row.sha256.clone(),
         last_time_us: segments
             .values()
             .map(|f| f.row.end_time_us)
             .max()
             .unwrap_or(0),
-        next_event_index: last.row.first_event_index + last.row.event_count,
+        next_event_index: last
+            .row
+            .first_event_index
+            .saturating_add(last.row.event_count),
         state: RecordingState::Closed as i32,
         closed_at_us: last.header.sealed_at_us,
         ..Default::default()
@@ -384,7 +420,7 @@ fn recording_row(
     // Gaps in the sequence or a broken chain are noted, not hidden.
     let mut prev: Option<&Found> = None;
     for f in segments.values() {
-        let expected_seq = prev.map_or(0, |p| p.row.sequence + 1);
+        let expected_seq = prev.map_or(0, |p| p.row.sequence.saturating_add(1));
         if f.row.sequence != expected_seq {
             row.damage.push(format!(
                 "segments {expected_seq}..{} not found in any store",

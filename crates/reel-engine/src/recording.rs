@@ -129,15 +129,11 @@ pub(crate) fn read_chunks(
     id: RecordingId,
     chunks: &[Chunk],
 ) -> crate::Result<Vec<reel_proto::v1::Event>> {
-    use prost::Message;
     let mut events = Vec::with_capacity(chunks.iter().map(|c| c.count as usize).sum());
     for c in chunks {
         let payload = journal.read(c.position())?;
-        let entry = reel_proto::v1::JournalEntry::decode(payload).map_err(|e| {
-            crate::EngineError::Internal(format!(
-                "journal record {:?} of {id} does not decode: {e}",
-                c.position()
-            ))
+        let entry = reel_log::validate::decode_journal_entry(&payload).map_err(|e| {
+            crate::EngineError::Internal(format!("journal record {:?} of {id}: {e}", c.position()))
         })?;
         if entry.recording_id != id.to_bytes()
             || entry.first_index != c.first_index

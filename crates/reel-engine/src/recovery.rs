@@ -16,10 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use prost::Message;
 use reel_catalog::{Catalog, RecordingId};
 use reel_log::{Journal, JournalOptions, Position, RecoveryReport};
-use reel_proto::v1::{JournalEntry, Location, RecordingRow, RecordingState};
+use reel_proto::v1::{Location, RecordingRow, RecordingState};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -72,7 +71,11 @@ pub(crate) fn recover(
 
     let options = JournalOptions {
         file_size: config.journal_file_size,
-        max_record_bytes: (config.max_batch_bytes + (1 << 20)) as u32,
+        // A batch and its slack, never beyond what readers accept (reeld's
+        // configuration is checked against it; an embedding is capped).
+        max_record_bytes: (config.max_batch_bytes as u64)
+            .saturating_add(reel_log::limits::RECORD_SLACK_BYTES)
+            .min(reel_log::limits::MAX_RECORD_BYTES) as u32,
         ..JournalOptions::new(config.journal_dir())
     };
     let (journal, report) = Journal::open(options, |pos, payload| {
@@ -150,10 +153,12 @@ pub(crate) fn prepare_data_dir(dir: &Path) -> Result<()> {
 }
 
 fn replay_record(replays: &mut HashMap<RecordingId, Replay>, pos: Position, payload: &[u8]) {
-    let entry = match JournalEntry::decode(payload) {
+    // Decoded and checked (id, event range, times): a record that passes
+    // its checksum but not this is skipped, never trusted.
+    let entry = match reel_log::validate::decode_journal_entry(payload) {
         Ok(e) => e,
         Err(e) => {
-            error!(file = pos.file, offset = pos.offset, error = %e, "journal record passes its checksum but does not decode");
+            error!(file = pos.file, offset = pos.offset, error = %e, "journal record passes its checksum but is not a valid entry; skipped");
             return;
         }
     };

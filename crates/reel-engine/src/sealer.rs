@@ -70,21 +70,25 @@ pub(crate) fn is_due(live: &LiveState, config: &EngineConfig) -> bool {
 }
 
 /// Seals while the recording has a segment's worth of events, or events
-/// older than the maximum age.
+/// older than the maximum age. A segment cut short by the content cap (a
+/// run of tiny events, see [`pick`]) is followed at once by the next, so
+/// that what was due is sealed whole.
 async fn seal_due(inner: &Arc<Inner>, rec: &Arc<OpenRecording>) -> Result<()> {
     let mut seal = rec.seal.lock().await;
+    let mut after_cap = false;
     loop {
-        let picked = {
+        let (picked, capped) = {
             let live = rec.live();
-            if live.closing || !is_due(&live, &inner.config) {
+            if live.closing || !(after_cap || is_due(&live, &inner.config)) {
                 return Ok(());
             }
-            pick(&live, inner.config.segment_target_bytes)
+            pick(&live, inner.config.segment_target_bytes, after_cap)
         };
         if picked.is_empty() {
             return Ok(());
         }
         seal_one(inner, rec, &mut seal, picked, None).await?;
+        after_cap = capped;
     }
 }
 
@@ -106,7 +110,7 @@ pub(crate) async fn finish(
     loop {
         let (picked, rest) = {
             let live = rec.live();
-            let picked = pick(&live, inner.config.segment_target_bytes);
+            let (picked, _) = pick(&live, inner.config.segment_target_bytes, false);
             let rest = live.chunks.len() - picked.len();
             (picked, rest)
         };
@@ -128,20 +132,35 @@ pub(crate) async fn finish(
     })
 }
 
-/// The next run of contiguous chunks, up to about a segment's size.
-fn pick(live: &LiveState, target: u64) -> Vec<Chunk> {
+/// The next run of contiguous chunks, up to about a segment's size: until
+/// its events' data reaches `target`, or until what they take in the
+/// content, framing included, could reach
+/// [`SEGMENT_CUT_FACTOR`](reel_log::limits::SEGMENT_CUT_FACTOR) times
+/// `target` (runs of tiny or empty events, which the data alone does not
+/// measure). A segment's content is then less than that cap plus one
+/// journal record, whatever its events: the bound every reader checks
+/// segments against (`reel_log::limits::segment_object_bound`). After a
+/// segment cut by the cap (`after_cap`), only the cap cuts, so that the rest
+/// of what was due is sealed too. Also says whether the cap cut the run.
+fn pick(live: &LiveState, target: u64, after_cap: bool) -> (Vec<Chunk>, bool) {
+    use reel_log::limits::{EVENT_FRAMING_BYTES, SEGMENT_CUT_FACTOR};
+    let cap = target.saturating_mul(SEGMENT_CUT_FACTOR);
     let mut picked: Vec<Chunk> = Vec::new();
-    let mut bytes = 0u64;
+    let (mut data, mut content) = (0u64, 0u64);
     for c in &live.chunks {
-        if let Some(last) = picked.last()
-            && (last.end() != c.first_index || bytes >= target)
-        {
-            break;
+        if let Some(last) = picked.last() {
+            if content >= cap {
+                return (picked, true);
+            }
+            if last.end() != c.first_index || (!after_cap && data >= target) {
+                break;
+            }
         }
-        bytes += c.data_bytes as u64;
+        data += u64::from(c.data_bytes);
+        content += u64::from(c.data_bytes) + u64::from(c.count) * EVENT_FRAMING_BYTES;
         picked.push(*c);
     }
-    picked
+    (picked, false)
 }
 
 async fn seal_one(

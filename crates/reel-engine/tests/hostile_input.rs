@@ -1,0 +1,349 @@
+//! Bytes from outside the process that are not what Reel writes: archived
+//! rows that disagree with their bounds or their segments, a journal record
+//! whose event range overflows, combined objects planted in a bucket, a
+//! recording of empty events. Each is refused (or skipped) with an error
+//! naming the field, nothing of it is stored, and the engine keeps serving.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
+use reel_engine::{Engine, EngineConfig, EngineError, Import, VerifyProgress};
+use reel_proto::RecordingId;
+use reel_proto::v1::{
+    ArchiveRecording, Event, EventKind, IndexEntry, JournalEntry, RecordingIndex, RecordingMetadata,
+};
+
+fn event(i: u64) -> Event {
+    Event {
+        time_us: i * 10_000,
+        kind: EventKind::Output as i32,
+        data: format!("line {i:06} {}\r\n", "=".repeat((i % 40) as usize)).into_bytes(),
+    }
+}
+
+fn config(dir: &Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.segment_target_bytes = 4096;
+    c.segment_max_age = Duration::from_secs(3600);
+    c.min_free_disk_bytes = 0;
+    c
+}
+
+async fn read_all(engine: &Engine, id: RecordingId) -> Vec<Event> {
+    engine
+        .events(id)
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap()
+}
+
+/// Files under `dir`, recursively.
+fn files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => files(&e.path()),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// A closed recording of `n` events, made in an engine of its own and
+/// archived: its rows, its segment objects, its events.
+async fn archived(n: u64) -> (ArchiveRecording, Vec<Bytes>, Vec<Event>) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).await.unwrap();
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    let events: Vec<Event> = (0..n).map(event).collect();
+    for chunk in events.chunks(10) {
+        w.append(None, chunk.to_vec()).unwrap().await.unwrap();
+    }
+    w.close(0).await.unwrap();
+    let rec = engine.archive_entry(id).await.unwrap();
+    let mut objects = Vec::new();
+    for s in &rec.segments {
+        objects.push(engine.segment_object(id, s.sequence).await.unwrap());
+    }
+    engine.shutdown().await;
+    (rec, objects, events)
+}
+
+async fn import(
+    engine: &Engine,
+    rec: ArchiveRecording,
+    objects: &[Bytes],
+) -> Result<RecordingId, EngineError> {
+    let mut import = engine.import(rec, "test".into()).await?;
+    for o in objects {
+        import.segment(o)?;
+    }
+    import.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_rows_are_checked_against_their_bounds_and_their_segments() {
+    let (rec, objects, events) = archived(300).await;
+    assert!(rec.segments.len() >= 3, "{} segments", rec.segments.len());
+    let id = RecordingId::from_slice(&rec.row.as_ref().unwrap().id).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).await.unwrap();
+    type Tamper = fn(&mut ArchiveRecording);
+    let cases: [(&str, Tamper); 7] = [
+        // Before: a block's length became a read's range end and the
+        // capacity of its buffer; the sum overflowed in the reader.
+        ("segments[1].blocks[0].len", |r| {
+            r.segments[1].blocks[0].len = u64::MAX - 4
+        }),
+        ("segments[0].content_offset", |r| {
+            r.segments[0].content_offset = u64::MAX - 8
+        }),
+        ("segments[2].event_count", |r| {
+            r.segments[2].first_event_index = u64::MAX - 1
+        }),
+        ("segments[0].size", |r| r.segments[0].size = 1 << 50),
+        // Valid alone, but not what the segment object holds.
+        ("segments[0].blocks[0]", |r| {
+            r.segments[0].blocks[0].crc32c ^= 1
+        }),
+        ("segments[1].data_bytes", |r| r.segments[1].data_bytes -= 1),
+        ("segments[2].end_time_us", |r| {
+            r.segments[2].end_time_us += 1
+        }),
+    ];
+    for (field, tamper) in cases {
+        let mut bad = rec.clone();
+        tamper(&mut bad);
+        let err = import(&engine, bad, &objects).await.expect_err(field);
+        assert!(
+            matches!(err, EngineError::InvalidArgument(_)),
+            "{field}: {err}"
+        );
+        assert!(err.to_string().contains(field), "{field}: {err}");
+        // Nothing of it was kept.
+        assert!(matches!(
+            engine.recording(id).await,
+            Err(EngineError::NotFound(_))
+        ));
+        assert_eq!(files(&dir.path().join("spool")), 0, "{field}");
+    }
+    // The archive as written imports and reads back.
+    assert_eq!(import(&engine, rec, &objects).await.unwrap(), id);
+    assert_eq!(read_all(&engine, id).await, events);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_record_whose_event_range_overflows_is_skipped_at_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let events: Vec<Event> = (0..30).map(event).collect();
+    let id = {
+        let engine = Engine::open(cfg.clone()).await.unwrap();
+        let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+        for chunk in events[..20].chunks(10) {
+            w.append(None, chunk.to_vec()).unwrap().await.unwrap();
+        }
+        let id = w.id();
+        drop(w);
+        engine.shutdown().await;
+        id
+    };
+    // A record that passes its CRC32C but names events u64::MAX - 1 and
+    // on. Before, recovery added first index and count and overflowed: a
+    // panic at every start.
+    {
+        let options = reel_log::JournalOptions {
+            file_size: cfg.journal_file_size,
+            max_record_bytes: 8 << 20,
+            ..reel_log::JournalOptions::new(cfg.journal_dir())
+        };
+        let (journal, _) = reel_log::Journal::open(options, |_, _| {}).unwrap();
+        let entry = JournalEntry {
+            recording_id: id.to_bytes().to_vec(),
+            first_index: u64::MAX - 1,
+            events: vec![event(100), event(101)],
+        };
+        journal.append_durable(entry.encode_to_vec()).await.unwrap();
+        journal.shutdown();
+    }
+    let engine = Engine::open(cfg).await.unwrap();
+    assert_eq!(engine.recording(id).await.unwrap().durable_events, 20);
+    assert_eq!(read_all(&engine, id).await, events[..20]);
+    // Still serving: the recorder resumes where it was.
+    let mut w = engine.resume(id).await.unwrap();
+    w.append(Some(20), events[20..].to_vec())
+        .unwrap()
+        .await
+        .unwrap();
+    w.close(0).await.unwrap();
+    assert_eq!(read_all(&engine, id).await, events);
+    engine.shutdown().await;
+}
+
+/// CRC32C (Castagnoli), bit by bit: enough for a few hundred bytes.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A combined object's tail: `index` then its footer, the CRC right.
+fn combined_tail(index: &[u8], claimed_len: u64) -> Vec<u8> {
+    let mut out = index.to_vec();
+    out.extend_from_slice(reel_log::combined::INDEX_MAGIC);
+    out.extend_from_slice(&claimed_len.to_le_bytes());
+    out.extend_from_slice(&crc32c(index).to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_combined_objects_are_skipped_by_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let events: Vec<Event> = (0..100).map(event).collect();
+    let id = {
+        let engine = Engine::open(cfg.clone()).await.unwrap();
+        let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+        for chunk in events.chunks(10) {
+            w.append(None, chunk.to_vec()).unwrap().await.unwrap();
+        }
+        let id = w.id();
+        w.close(0).await.unwrap();
+        for _ in 0..400 {
+            if engine.local_status().upload_queue == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        engine.shutdown().await;
+        id
+    };
+    std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
+    let plant = |name: &str, bytes: Vec<u8>| {
+        let key = reel_storage::keys::recording_object(name);
+        let path = dir.path().join("primary").join(key.as_ref());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    };
+    // A footer naming an index of nearly 2^64 bytes: before, the rebuild
+    // added the footer's length to it and overflowed.
+    plant(
+        &RecordingId::generate().to_string(),
+        combined_tail(b"", u64::MAX - 3),
+    );
+    // An index whose CRC is right and whose entries overflow.
+    let index = RecordingIndex {
+        recording_id: RecordingId::generate().to_bytes().to_vec(),
+        segments: vec![
+            IndexEntry {
+                sequence: 0,
+                offset: 0,
+                size: u64::MAX - 1,
+                sha256: vec![0; 32],
+                ..Default::default()
+            },
+            IndexEntry {
+                sequence: 1,
+                offset: u64::MAX - 1,
+                size: 10,
+                sha256: vec![0; 32],
+                ..Default::default()
+            },
+        ],
+        content_sha256: vec![0; 32],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let len = index.len() as u64;
+    plant(
+        &RecordingId::generate().to_string(),
+        combined_tail(&index, len),
+    );
+    let engine = Engine::open(cfg).await.unwrap();
+    let report = engine
+        .rebuild_catalog(&VerifyProgress::default())
+        .await
+        .unwrap();
+    assert_eq!(report.recordings, 1, "{report:?}");
+    assert_eq!(report.skipped.len(), 2, "{report:?}");
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.contains("combined object index of")),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.contains("index.segments[0].size")),
+        "{report:?}"
+    );
+    assert_eq!(read_all(&engine, id).await, events);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_of_empty_events_is_cut_into_bounded_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    let empty = |i: u64| Event {
+        time_us: i,
+        kind: EventKind::Marker as i32,
+        data: Vec::new(),
+    };
+    let mut largest_record = 0u64;
+    for b in 0..60u64 {
+        let batch: Vec<Event> = (b * 500..(b + 1) * 500).map(empty).collect();
+        let record = JournalEntry {
+            recording_id: id.to_bytes().to_vec(),
+            first_index: b * 500,
+            events: batch.clone(),
+        };
+        largest_record = largest_record.max(record.encoded_len() as u64);
+        w.append(None, batch).unwrap().await.unwrap();
+    }
+    w.close(0).await.unwrap();
+    // Before, a segment was cut by its events' data only: all 30,000 empty
+    // events went into one segment of ~200 KB, past any bound readers
+    // check segments against.
+    let info = engine.recording(id).await.unwrap();
+    assert!(info.segments.len() > 10, "{} segments", info.segments.len());
+    let bound = reel_log::limits::segment_object_bound(cfg.segment_target_bytes, largest_record);
+    for s in &info.segments {
+        assert!(
+            s.size <= bound,
+            "segment {}: {} > {bound}",
+            s.sequence,
+            s.size
+        );
+    }
+    assert!(
+        Import::max_segment_bytes(&cfg) >= bound,
+        "what this engine writes, its imports accept"
+    );
+    assert_eq!(read_all(&engine, id).await.len(), 30_000);
+    engine.shutdown().await;
+}
