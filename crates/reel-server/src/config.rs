@@ -386,6 +386,19 @@ impl ServerConfig {
             (1 << 20..=1 << 30).contains(&engine.journal_file_size),
             "journal.file_bytes must be between 1 MiB and 1 GiB"
         );
+        // What every reader of segments and archives checks them against.
+        anyhow::ensure!(
+            engine.segment_target_bytes <= reel_log::limits::MAX_SEGMENT_TARGET_BYTES,
+            "segments.target_bytes ({}) must be at most {} (32 MiB)",
+            engine.segment_target_bytes,
+            reel_log::limits::MAX_SEGMENT_TARGET_BYTES
+        );
+        anyhow::ensure!(
+            engine.max_batch_bytes as u64 <= reel_log::limits::MAX_BATCH_BYTES,
+            "ingest.max_batch_bytes ({}) must be at most {} (63 MiB)",
+            engine.max_batch_bytes,
+            reel_log::limits::MAX_BATCH_BYTES
+        );
         Ok(ServerConfig {
             engine,
             grpc_listen: args
@@ -453,6 +466,27 @@ allow_http = true
                 path: PathBuf::from("/var/lib/reel/secondary")
             }
         );
+    }
+
+    #[test]
+    fn sizes_beyond_what_readers_accept_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reel.toml");
+        for (text, want) in [
+            (
+                "[segments]\ntarget_bytes = 1073741824\n",
+                "segments.target_bytes",
+            ),
+            (
+                "[ingest]\nmax_batch_bytes = 1073741824\n",
+                "ingest.max_batch_bytes",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let args = Args::parse_from(["reeld", "--config", path.to_str().unwrap()]);
+            let err = ServerConfig::load(&args).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
                 "no such API endpoint".into(),
             )
         })
+        .layer(crate::purge::body_limit())
         .with_state(state)
 }
 

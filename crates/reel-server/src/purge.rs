@@ -24,6 +24,16 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/archive", get(export_archive).post(import_archive))
 }
 
+/// The largest request body of every route but the archive import (which
+/// streams, see [`import_archive`]): JSON requests, the largest being a
+/// purge of some 250,000 ids. Beyond it: 413.
+pub(crate) const MAX_JSON_BODY_BYTES: usize = 8 << 20;
+
+/// The layer that bounds every route's body by [`MAX_JSON_BODY_BYTES`].
+pub(crate) fn body_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES)
+}
+
 fn invalid(message: String) -> HttpError {
     HttpError::from(EngineError::InvalidArgument(message))
 }
@@ -358,28 +368,76 @@ struct ImportQuery {
     by: Option<String>,
 }
 
+/// 413 with the API's JSON error.
+fn too_large(error: String) -> axum::response::Response {
+    (
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        axum::Json(reel_api::ApiError {
+            code: "payload_too_large".into(),
+            error,
+        }),
+    )
+        .into_response()
+}
+
 /// `POST /api/v1/archive?by=U` with an archive file as the body: imports
 /// every recording in it (those already in Reel are skipped and listed).
+///
+/// The body may hold at most the local log's capacity
+/// (`ingest.local_capacity_bytes`), as imported segments wait in the local
+/// spool until they are uploaded; each segment frame at most the largest
+/// segment this server writes. Beyond either: 413. Every frame, row and
+/// segment is checked before it is kept (see `reel_log::archive`).
 async fn import_archive(
     State(app): State<AppState>,
     Query(q): Query<ImportQuery>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Body,
-) -> Result<axum::Json<reel_api::ImportResponse>, HttpError> {
+) -> Result<axum::Json<reel_api::ImportResponse>, axum::response::Response> {
+    let max_body = app.engine.config().local_capacity_bytes;
+    let over = |what: String| {
+        too_large(format!(
+            "{what}: an archive import may take at most {max_body} bytes (ingest.local_capacity_bytes, \
+             as imported segments wait in the local spool); split the archive"
+        ))
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > max_body
+    {
+        return Err(over(format!("the body is {len} bytes")));
+    }
     let by = q.by.unwrap_or_else(|| "unknown".into());
-    let mut reader = reel_log::archive::ArchiveReader::new();
+    let mut reader = reel_log::archive::ArchiveReader::with_max_segment_bytes(
+        reel_engine::Import::max_segment_bytes(app.engine.config()),
+    );
     let mut stream = body.into_data_stream();
     let mut current: Option<reel_engine::Import> = None;
     let mut out = reel_api::ImportResponse {
         imported: Vec::new(),
         refused: Vec::new(),
     };
-    let bad = |e: String| invalid(format!("not a valid archive: {e}"));
+    let bad = |e: String| invalid(format!("not a valid archive: {e}")).into_response();
+    let engine_error = |e: EngineError| HttpError::from(e).into_response();
+    let mut received = 0u64;
     loop {
-        while let Some(frame) = reader.next_frame().map_err(|e| bad(e.to_string()))? {
+        loop {
+            let frame = match reader.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) if e.is_too_large() => {
+                    return Err(too_large(format!("not a valid archive: {e}")));
+                }
+                Err(e) => return Err(bad(e.to_string())),
+            };
             match frame {
                 reel_log::archive::Frame::Recording(rec) => {
                     if let Some(done) = current.take() {
-                        out.imported.push(done.finish().await?.to_string());
+                        out.imported
+                            .push(done.finish().await.map_err(engine_error)?.to_string());
                     }
                     let id = rec
                         .row
@@ -391,29 +449,40 @@ async fn import_archive(
                             id: id.map(|i| i.to_string()).unwrap_or_default(),
                             reason,
                         }),
-                        Err(e) => return Err(e.into()),
+                        Err(e) => return Err(engine_error(e)),
                     }
                 }
                 reel_log::archive::Frame::Segment(bytes) => {
                     if let Some(import) = current.as_mut() {
-                        import.segment(&bytes)?;
+                        import.segment(&bytes).map_err(engine_error)?;
                     }
                 }
                 reel_log::archive::Frame::End(_) => {
                     if let Some(done) = current.take() {
-                        out.imported.push(done.finish().await?.to_string());
+                        out.imported
+                            .push(done.finish().await.map_err(engine_error)?.to_string());
                     }
                 }
             }
         }
         match stream.next().await {
-            Some(chunk) => reader.push(&chunk.map_err(|e| bad(e.to_string()))?),
+            Some(chunk) => {
+                let chunk = chunk.map_err(|e| bad(e.to_string()))?;
+                received = received.saturating_add(chunk.len() as u64);
+                if received > max_body {
+                    return Err(over(format!("the body exceeds {max_body} bytes")));
+                }
+                reader.push(&chunk);
+            }
             None => break,
         }
     }
     if !reader.complete() {
         // `current` (unfinished) is dropped: its spool files go.
-        return Err(bad("it ends before its end frame (truncated)".into()));
+        return Err(bad(format!(
+            "it ends before its end frame (truncated after its frames up to byte {})",
+            reader.consumed()
+        )));
     }
     Ok(axum::Json(out))
 }
