@@ -47,6 +47,8 @@ pub struct Reeld {
     pub http: String,
     pub log: PathBuf,
     args: Vec<String>,
+    /// Extra environment of the next launches (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Reeld {
@@ -61,6 +63,7 @@ impl Reeld {
             http: String::new(),
             log: data_dir.with_extension("log"),
             args,
+            env: Vec::new(),
         };
         reeld.launch()?;
         Ok(reeld)
@@ -82,6 +85,8 @@ impl Reeld {
                 std::env::var("REEL_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env_remove("REEL_CONFIG")
+            .env_remove("FAILPOINTS")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().context("cannot start reeld")?;
@@ -141,6 +146,14 @@ impl Reeld {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// True once the process has ended by itself (a crashpoint, a crash),
+    /// rather than by [`kill9`](Self::kill9) or [`stop`](Self::stop).
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     /// SIGTERM and wait: a clean stop.

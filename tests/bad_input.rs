@@ -547,3 +547,98 @@ async fn bad_reads_and_listings_get_fitting_status_codes() {
     // Nothing changed: the recording reads whole.
     assert_eq!(reeld.export_events(&id).await.unwrap(), events(5, 0..100));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_recordings_empty_events_and_headers_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reel.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nmax_open_recordings = 3\nmax_streams = 4\nmax_batch_bytes = 65536\nmax_event_bytes = 1024\n",
+    )
+    .unwrap();
+    let reeld = Reeld::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+
+    // A header that would put lines of its own into every export.
+    let mut forged = metadata("mallory", "db");
+    forged.source_format = "asciicast-v2".into();
+    forged.source_header =
+        "{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\", \"typed by nobody\"]".into();
+    let err = Recorder::start(&reeld.grpc, forged).await.err().unwrap();
+    assert_status(&err, Code::InvalidArgument, "line break at byte 41");
+
+    // Three open recordings are the most; a fourth start is refused.
+    let mut open = Vec::new();
+    for user in ["u0", "u1", "u2"] {
+        let mut rec = Recorder::start(&reeld.grpc, metadata(user, "db"))
+            .await
+            .unwrap();
+        rec.append(events(open.len(), 0..5)).await.unwrap();
+        open.push(rec);
+    }
+    let err = Recorder::start(&reeld.grpc, metadata("u3", "db"))
+        .await
+        .err()
+        .unwrap();
+    assert_status(&err, Code::ResourceExhausted, "max_open_recordings = 3");
+
+    // Empty events are not free: 5,000 of them are over a 64 KiB batch.
+    let empty: Vec<Event> = (0..5000)
+        .map(|i| Event {
+            time_us: 10_000_000 + i,
+            kind: EventKind::Output as i32,
+            data: Vec::new(),
+        })
+        .collect();
+    let err = open[0].append(empty).await.unwrap_err();
+    assert_status(&err, Code::InvalidArgument, "16 per event");
+
+    // Streams: two recorders are attached; two more streams fill the four.
+    let first = open.remove(0);
+    let id0 = first.id.clone();
+    drop(first);
+    let again = Recorder::resume(&reeld.grpc, &id0).await.unwrap();
+    let (_idle_tx, idle_rx) = tokio::sync::mpsc::channel::<RecordRequest>(1);
+    let mut client = IngestClient::connect(reeld.grpc.clone()).await.unwrap();
+    let _idle = client
+        .record(tokio_stream::wrappers::ReceiverStream::new(idle_rx))
+        .await
+        .unwrap();
+    let err = Recorder::resume(&reeld.grpc, &id0).await.err().unwrap();
+    assert_status(&err, Code::ResourceExhausted, "ingest streams are open");
+
+    // Closing a recording frees a stream and a place for a new recording.
+    let closed = open.remove(0);
+    let closed_id = closed.id.clone();
+    assert_eq!(closed.close().await.unwrap().0, 5);
+    let mut started = None;
+    reel::wait_for(
+        "a stream and a recording free",
+        Duration::from_secs(10),
+        async || {
+            started = Recorder::start(&reeld.grpc, metadata("u4", "db"))
+                .await
+                .ok();
+            started.is_some()
+        },
+    )
+    .await;
+    // Nothing refused was kept; everything acknowledged is there.
+    drop((again, open, started));
+    assert_eq!(reeld.export_events(&id0).await.unwrap(), events(0, 0..5));
+    assert_eq!(
+        reeld.export_events(&closed_id).await.unwrap(),
+        events(1, 0..5)
+    );
+    let users: Vec<String> = recordings(&reeld)
+        .await
+        .recordings
+        .into_iter()
+        .map(|r| r.user)
+        .collect();
+    assert!(!users.contains(&"mallory".to_string()) && !users.contains(&"u3".to_string()));
+}

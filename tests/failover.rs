@@ -184,12 +184,44 @@ async fn primary_killed_frozen_and_restarted_while_recording() {
     assert!(split > 0, "no recording ended split");
     check_events(&reeld, &results).await;
     check_buckets(&reeld, &ids, &primary, &secondary).await;
-    let metrics = reeld.get("/metrics").await.unwrap().text().await.unwrap();
+    // What a scraper of either format reads: counters typed as counters.
+    let response = reeld.get("/metrics").await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let metrics = response.text().await.unwrap();
     assert!(
         metrics.contains("reel_uploaded_segments_total{store=\"secondary\"}"),
         "{metrics}"
     );
     assert!(metrics.contains("reel_store_state{"), "{metrics}");
+    let text = openmetrics_parser::prometheus::parse_prometheus(&metrics).expect("text format");
+    assert_eq!(
+        text.families["reel_uploaded_segments_total"].family_type,
+        openmetrics_parser::PrometheusType::Counter
+    );
+    let response = reqwest::Client::new()
+        .get(format!("{}/metrics", reeld.http))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text; version=1.0.0")
+    );
+    let om = openmetrics_parser::openmetrics::parse_openmetrics(&response.text().await.unwrap())
+        .expect("OpenMetrics");
+    assert_eq!(
+        om.families["reel_uploaded_segments"].family_type,
+        openmetrics_parser::OpenMetricsType::Counter
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,11 +237,20 @@ pub fn format_seconds(micros: u64) -> String {
     s
 }
 
+/// True when `text` is one line holding one JSON object of version 2: only
+/// such a header is given back verbatim, so a recorder's header can never
+/// add lines (fake events) to what an auditor reads.
+fn is_v2_header_line(text: &str) -> bool {
+    !text.contains(['\n', '\r'])
+        && serde_json::from_str::<Map<String, Value>>(text)
+            .is_ok_and(|h| h.get("version").and_then(Value::as_u64) == Some(2))
+}
+
 /// The v2 header line (no newline) for a recording. A recording that came
 /// from a v2 file gets its header back verbatim; one from a v3 file gets the
 /// v2 equivalent; anything else a header made from its metadata.
 pub fn v2_header(meta: &RecordingMetadata) -> String {
-    if meta.source_format == SOURCE_V2 && !meta.source_header.is_empty() {
+    if meta.source_format == SOURCE_V2 && is_v2_header_line(&meta.source_header) {
         return meta.source_header.clone();
     }
     let source: Map<String, Value> = if meta.source_format == SOURCE_V3 {
@@ -356,6 +365,28 @@ mod tests {
             out += &(v2_event_line(e) + "\n");
         }
         assert_eq!(out, V2);
+    }
+
+    #[test]
+    fn a_header_that_is_not_one_v2_object_line_is_never_given_back_verbatim() {
+        let injected = "{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\", \"rm -rf / typed by nobody\"]";
+        for header in [
+            injected,
+            "{\"version\": 2, \"width\": 80, \"height\": 24}\r[0.1, \"o\", \"x\"]",
+            "{\"version\": 2} trailing",
+            "[0.1, \"o\", \"x\"]",
+            "{\"version\": 3}",
+        ] {
+            let meta = RecordingMetadata {
+                source_format: SOURCE_V2.into(),
+                source_header: header.into(),
+                ..Default::default()
+            };
+            let line = v2_header(&meta);
+            assert!(!line.contains(['\n', '\r']), "{line:?}");
+            assert!(is_v2_header_line(&line), "{line:?}");
+            assert_ne!(line, header);
+        }
     }
 
     #[test]

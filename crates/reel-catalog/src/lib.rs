@@ -21,7 +21,9 @@
 mod purge;
 mod query;
 
-pub use query::{Cursor, Filter, Page, Query, Sort, SortKey, StateFilter, glob_match};
+pub use query::{
+    Cursor, Filter, Page, Query, Sort, SortKey, StateFilter, glob_match, received_at_us,
+};
 
 use std::path::Path;
 use std::sync::RwLock;

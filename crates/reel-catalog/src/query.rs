@@ -28,7 +28,21 @@ pub struct Filter {
     /// Session start, microseconds since the epoch: `from <= start < to`.
     pub started_from_us: Option<i64>,
     pub started_to_us: Option<i64>,
+    /// Received by reeld before this (microseconds since the epoch): what
+    /// "older than" means for purges and archives, since a recorder chooses
+    /// its start time but not when reeld received it.
+    pub received_before_us: Option<i64>,
     pub state: Option<StateFilter>,
+}
+
+/// When reeld received a recording, microseconds since the epoch: the row's
+/// `created_at_us`, which reeld sets, or the time in its id (which reeld
+/// generated too) for rows that lack it.
+pub fn received_at_us(row: &RecordingRow) -> i64 {
+    if row.created_at_us > 0 {
+        return row.created_at_us;
+    }
+    RecordingId::from_slice(&row.id).map_or(0, |id| id.timestamp_ms() as i64 * 1000)
 }
 
 /// The states `reel ls --state` knows.
@@ -234,6 +248,9 @@ impl Filter {
                 .started_from_us
                 .is_none_or(|from| meta.started_at_us >= from)
             && self.started_to_us.is_none_or(|to| meta.started_at_us < to)
+            && self
+                .received_before_us
+                .is_none_or(|before| received_at_us(row) < before)
             && state_ok
     }
 }
@@ -252,18 +269,19 @@ fn sort_value(key: SortKey, row: &RecordingRow) -> SortValue {
 /// `*` matches any run of characters; everything else matches itself.
 pub fn glob_match(pattern: &str, value: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
+    let [first, middle @ .., last] = parts.as_slice() else {
         return pattern == value;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !value.starts_with(first) || value.len() < first.len() + last.len() {
+    };
+    // Prefix and suffix are taken off in turn, so they never overlap and
+    // never cut a character (a byte-length slice could).
+    let Some(rest) = value
+        .strip_prefix(first)
+        .and_then(|rest| rest.strip_suffix(last))
+    else {
         return false;
-    }
-    let mut rest = &value[first.len()..value.len() - last.len()];
-    if !value.ends_with(last) {
-        return false;
-    }
-    for part in &parts[1..parts.len() - 1] {
+    };
+    let mut rest = rest;
+    for part in middle {
         match rest.find(part) {
             Some(at) => rest = &rest[at + part.len()..],
             None => return false,
@@ -339,6 +357,33 @@ mod tests {
         assert!(!glob_match("a*a", "a"));
         assert!(glob_match("alice", "alice"));
         assert!(!glob_match("alice", "alice2"));
+        // Multi-byte characters where a byte count would cut one.
+        assert!(!glob_match("a*b", "aé"));
+        assert!(glob_match("é*", "éa"));
+        assert!(glob_match("*é", "aé"));
+        assert!(!glob_match("é*é", "é"));
+    }
+
+    /// The matcher the catalog's is checked against: plain recursion over
+    /// characters, too slow for listings, obviously right.
+    fn reference(pattern: &[char], value: &[char]) -> bool {
+        match pattern.split_first() {
+            None => value.is_empty(),
+            Some(('*', rest)) => (0..=value.len()).any(|i| reference(rest, &value[i..])),
+            Some((c, rest)) => value.first() == Some(c) && reference(rest, &value[1..]),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn globs_agree_with_the_reference(
+            pattern in "[ab*é€]{0,8}",
+            value in "[abé€]{0,10}",
+        ) {
+            let p: Vec<char> = pattern.chars().collect();
+            let v: Vec<char> = value.chars().collect();
+            proptest::prop_assert_eq!(glob_match(&pattern, &value), reference(&p, &v));
+        }
     }
 
     #[test]

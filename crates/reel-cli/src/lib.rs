@@ -8,6 +8,7 @@ mod format;
 mod ingest;
 mod play;
 mod purge;
+mod terminal_guard;
 mod verify;
 
 use std::io::Write;

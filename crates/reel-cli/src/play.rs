@@ -1,7 +1,8 @@
 //! `reel play`: replays a terminal recording in the terminal, like
 //! `asciinema play`: output events written at their times, scaled by
 //! `--speed`, with pauses capped by `--idle-limit` (or the recording's own
-//! `idle_time_limit`), starting at `--from`.
+//! `idle_time_limit`), starting at `--from`. Only what draws on the screen
+//! reaches the terminal (see `terminal_guard`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use futures::StreamExt;
 use reel_api::GAP_MARKER;
 use tokio::time::Instant;
 
+use crate::terminal_guard::TerminalGuard;
 use crate::{Client, UsageError, parse_id, window_query};
 
 #[derive(Debug, Args)]
@@ -76,6 +78,8 @@ struct Player {
     /// recording seconds, pauses capped) it was shown at.
     last_time: f64,
     played: f64,
+    /// Keeps what could act outside the screen off the reviewer's terminal.
+    guard: TerminalGuard,
 }
 
 impl Player {
@@ -89,6 +93,7 @@ impl Player {
             start: Instant::now(),
             last_time: 0.0,
             played: 0.0,
+            guard: TerminalGuard::default(),
         })
     }
 
@@ -108,7 +113,7 @@ impl Player {
             tokio::time::sleep_until(due).await;
         }
         match code.as_str() {
-            "o" => out.write_all(data.as_bytes())?,
+            "o" => out.write_all(&self.guard.filter(data.as_bytes()))?,
             "m" if data.starts_with(GAP_MARKER) => {
                 out.flush()?;
                 eprintln!("\r\n[reel: {}]\r", &data["reel: ".len()..]);

@@ -367,6 +367,7 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
             })
         })
         .await?;
+    crashpoint!("compactor-after-commit");
     inner.deleter_wake.notify_one();
     if purged {
         return Err(EngineError::NotFound(id));

@@ -3,6 +3,10 @@ use std::time::Duration;
 
 use reel_storage::{HealthConfig, StoreConfig};
 
+/// What each event costs in a batch's budget beyond its data: about what its
+/// time, kind and framing take in the journal and in memory.
+pub const EVENT_OVERHEAD_BYTES: usize = 16;
+
 /// How an [`Engine`](crate::Engine) runs. `reeld` fills it from its TOML
 /// file and flags; [`EngineConfig::new`] gives the embedded default.
 #[derive(Debug, Clone)]
@@ -15,8 +19,13 @@ pub struct EngineConfig {
     pub journal_file_size: u64,
     /// The largest event (bytes of data) a recorder may send.
     pub max_event_bytes: usize,
-    /// The largest batch of events in one message.
+    /// The largest batch of events in one message: the bytes of its events'
+    /// data plus [`EVENT_OVERHEAD_BYTES`] for each event, so that a batch of
+    /// empty events is bounded too.
     pub max_batch_bytes: usize,
+    /// Recordings open at once (attached or waiting for their recorder to
+    /// resume); a start beyond it is refused (RESOURCE_EXHAUSTED).
+    pub max_open_recordings: usize,
     /// A segment is sealed once its events reach this many bytes...
     pub segment_target_bytes: u64,
     /// ...or once its oldest event has waited this long.
@@ -60,6 +69,7 @@ impl EngineConfig {
             journal_file_size: 64 << 20,
             max_event_bytes: 1 << 20,
             max_batch_bytes: 4 << 20,
+            max_open_recordings: 50_000,
             segment_target_bytes: 8 << 20,
             segment_max_age: Duration::from_secs(60),
             min_free_disk_bytes: 64 << 20,

@@ -19,6 +19,7 @@ use reel_proto::v1::{
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use crate::config::EVENT_OVERHEAD_BYTES;
 use crate::error::{EngineError, Result};
 use crate::recording::{Chunk, OpenRecording};
 use crate::{Engine, Inner, now_us, sealer};
@@ -67,6 +68,14 @@ pub(crate) async fn start(
 ) -> Result<RecordingWriter> {
     check_metadata(&metadata)?;
     refuse_if_full(inner)?;
+    let open = inner.open.read().expect("open map lock").len();
+    let max_open = inner.config.max_open_recordings;
+    if open >= max_open {
+        return Err(EngineError::ResourceExhausted(format!(
+            "{open} recordings are open, the most this server takes (ingest.max_open_recordings = {max_open}); \
+             a new recording can start once others close"
+        )));
+    }
     let id = RecordingId::generate();
     let now = now_us();
     if metadata.started_at_us == 0 {
@@ -197,6 +206,12 @@ fn check_metadata(m: &RecordingMetadata) -> Result<()> {
     if m.source_header.len() > MAX_SOURCE_HEADER {
         return Err(EngineError::InvalidArgument(format!(
             "source header is larger than {MAX_SOURCE_HEADER} bytes"
+        )));
+    }
+    // Exports write it as the first line of a file read line by line.
+    if let Some(at) = m.source_header.find(['\n', '\r']) {
+        return Err(EngineError::InvalidArgument(format!(
+            "source header has a line break at byte {at}; it must be one line"
         )));
     }
     Ok(())
@@ -345,10 +360,15 @@ impl RecordingWriter {
 
     fn check_events(&self, events: &[Event]) -> Result<()> {
         let max = self.inner.config.max_event_bytes;
-        let total: usize = events.iter().map(|e| e.data.len()).sum();
+        let total: usize = events
+            .iter()
+            .map(|e| e.data.len() + EVENT_OVERHEAD_BYTES)
+            .sum();
         if total > self.inner.config.max_batch_bytes {
             return Err(EngineError::InvalidArgument(format!(
-                "batch of {total} bytes exceeds the maximum of {} bytes",
+                "batch of {} events costs {total} bytes ({EVENT_OVERHEAD_BYTES} per event beyond its data), \
+                 more than the maximum of {} bytes",
+                events.len(),
                 self.inner.config.max_batch_bytes
             )));
         }

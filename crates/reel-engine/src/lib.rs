@@ -17,6 +17,16 @@
 //!   catalog says so, deletes the spool file.
 //! - [`Engine::events`] reads a recording from wherever its bytes are.
 
+/// A place where a test may kill the process outright: with the
+/// `failpoints` feature and `FAILPOINTS=NAME=N*off->panic(crash)` in the
+/// environment (see [`crashpoints_from_env`]), the N+1th pass through `NAME`
+/// is a SIGKILL. Compiled out without the feature.
+macro_rules! crashpoint {
+    ($name:literal) => {
+        fail::fail_point!($name)
+    };
+}
+
 mod archiver;
 mod compactor;
 mod config;
@@ -50,7 +60,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 pub use archiver::Import;
 pub use compactor::{CompactorConfig, CompactorStatus, PlanItem};
-pub use config::EngineConfig;
+pub use config::{EVENT_OVERHEAD_BYTES, EngineConfig};
 pub use error::{EngineError, Result};
 pub use ingest::{AckFuture, Closed, RecordingWriter};
 pub use purger::{Actor, PurgeOutcome};
@@ -62,6 +72,38 @@ pub use verifier::{Problem, VerifyOptions, VerifyProgress, VerifyReport};
 
 use recording::OpenRecording;
 use spool::Spool;
+
+/// Arms the crashpoints named in the `FAILPOINTS` environment variable, for
+/// the kill -9 torture test: a crashpoint whose action is `panic(crash)`
+/// kills the process with SIGKILL on the spot (no unwinding, no shutdown
+/// code), as a power cut would. Does nothing without the `failpoints`
+/// feature (release builds) or without the variable.
+pub fn crashpoints_from_env() {
+    #[cfg(feature = "failpoints")]
+    if std::env::var_os("FAILPOINTS").is_some() {
+        // The scenario lives as long as the process.
+        std::mem::forget(fail::FailScenario::setup());
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied());
+            if message == Some("crash") {
+                eprintln!(
+                    "reeld: crashpoint reached at {:?}: SIGKILL",
+                    info.location()
+                );
+                // SAFETY: signalling our own process.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+            }
+            previous(info);
+        }));
+    }
+}
 
 /// Microseconds since the Unix epoch.
 pub(crate) fn now_us() -> i64 {

@@ -96,6 +96,7 @@ pub(crate) async fn purge(
     if dry_run {
         return Ok(outcome);
     }
+    crashpoint!("purge-after-mark");
     for &id in &outcome.purged {
         info!(recording = %id, by = %actor.by, reason = %actor.reason, "recording purged");
         stop_open(inner, id).await;

@@ -2,7 +2,8 @@
 //! once they are old enough, applied on a schedule through the same purge
 //! path as a purge by hand (so a legal hold stops them too).
 //!
-//! A recording's age is the time since its session started. A recording is
+//! A recording's age is the time since reeld received it (never the start
+//! time its recorder claims, which could make a fresh recording look old). A recording is
 //! purged when at least one rule matches it and it is older than the
 //! longest `older_than` of the rules that match (the longest retention
 //! wins), and never before `min_age`.
@@ -10,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reel_catalog::{Filter, Query, RecordingId, StateFilter, glob_match};
+use reel_catalog::{Filter, Query, RecordingId, StateFilter, glob_match, received_at_us};
 use reel_proto::v1::RecordingRow;
 use tracing::{debug, info, warn};
 
@@ -120,8 +121,8 @@ pub(crate) async fn apply(inner: &Arc<Inner>, dry_run: bool) -> Result<Vec<Recor
                     let Ok(id) = RecordingId::from_slice(&row.id) else {
                         continue;
                     };
-                    let started = row.metadata.as_ref().map_or(0, |m| m.started_at_us);
-                    let age = Duration::from_micros(now.saturating_sub(started).max(0) as u64);
+                    let received = received_at_us(row);
+                    let age = Duration::from_micros(now.saturating_sub(received).max(0) as u64);
                     if let Some(keep) = config.keep_for(row)
                         && age >= keep
                         && c.hold(id)?.is_none()

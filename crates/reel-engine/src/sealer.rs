@@ -244,12 +244,14 @@ async fn seal_one(
         if finish.is_some() && inner.catalog.recombine_reason(id)?.is_none() {
             batch.mark_recombine(id, "segmented");
         }
+        crashpoint!("seal-before-commit");
         let purged = inner.catalog.commit_checked(|c| {
             if c.purge_mark(id)?.is_some() {
                 return Ok((true, Batch::new()));
             }
             Ok((false, batch))
         })?;
+        crashpoint!("seal-after-commit");
         if purged {
             inner.spool.remove(id, seq)?;
             return Err(EngineError::FailedPrecondition(format!(

@@ -6,10 +6,14 @@
 //! deterministic key, commit in one synced batch its new location and the
 //! end of its queue entry, and only then delete the spool file.
 //!
-//! A put that fails may still have stored the object (a time-out says
-//! nothing), so the failed store is recorded as `uncertain` on the segment;
-//! the same key would hold the same bytes. A crash anywhere repeats at most
-//! the put, or leaves a spool file that recovery deletes.
+//! Before each put the store is recorded as `uncertain` on the segment (the
+//! intent): a put that fails, times out, or is cut short by a crash may
+//! still have stored the object, and the catalog must know every store a
+//! copy may be on, or that copy would be an orphan nobody deletes. The
+//! commit after a good put turns the intent into the location; intents left
+//! behind are copies the compactor, purge and `verify` account for, and
+//! delete once the segment is safely elsewhere. A crash anywhere repeats at
+//! most the put, or leaves a spool file that recovery deletes.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -132,6 +136,11 @@ async fn upload(
     }
     let bytes = read_spooled(inner, id, seq, segment.sha256.clone()).await?;
     let size = bytes.len() as u64;
+    let Some(segment) = record_intent(inner, id, segment, role).await? else {
+        // Purged meanwhile: nothing to put.
+        return dequeue(inner, id, seq).await;
+    };
+    crashpoint!("upload-before-put");
     let store = inner.store(role);
     let put_slot = puts
         .acquire()
@@ -141,10 +150,8 @@ async fn upload(
     let put = store.put(&keys::segment(id, seq), bytes).await;
     let took = started.elapsed();
     drop(put_slot);
-    if let Err(e) = put {
-        note_uncertain(inner, id, &segment, role).await;
-        return Err(e.into());
-    }
+    put?;
+    crashpoint!("upload-after-put");
 
     let mut stored = segment;
     let location = location_of(role) as i32;
@@ -169,6 +176,7 @@ async fn upload(
             })
         })
         .await?;
+    crashpoint!("upload-after-commit");
     inner.spool.remove(id, seq)?;
     if !kept {
         inner.deleter_wake.notify_one();
@@ -217,36 +225,39 @@ async fn read_spooled(
     .map_err(|e| EngineError::Internal(format!("spool read task failed: {e}")))?
 }
 
-/// Records that a store may hold a copy after a failed put.
-async fn note_uncertain(inner: &Arc<Inner>, id: RecordingId, segment: &SegmentRow, role: Role) {
+/// Records, durably and before the put, that `role` may hold a copy of the
+/// segment. Returns the row as it now is, or `None` when the recording is
+/// being purged (nothing is put then).
+async fn record_intent(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    segment: SegmentRow,
+    role: Role,
+) -> Result<Option<SegmentRow>> {
     let location = location_of(role) as i32;
     if segment.uncertain.contains(&location) {
-        return;
+        return Ok(Some(segment));
     }
     let seq = segment.sequence;
-    let result = inner
+    inner
         .catalog(move |c| {
             c.commit_checked(|c| {
                 let mut batch = Batch::new();
                 if c.purge_mark(id)?.is_some() {
-                    let key = keys::segment(id, seq);
-                    batch.enqueue_deletion(location_of(role), key.as_ref(), "purged");
-                    return Ok(((), batch));
+                    return Ok((None, batch));
                 }
                 // Re-read: keep whatever is newest.
-                if let Some(mut row) = c.segment(id, seq)?
-                    && !row.uncertain.contains(&location)
-                {
+                let Some(mut row) = c.segment(id, seq)? else {
+                    return Ok((None, batch));
+                };
+                if !row.uncertain.contains(&location) {
                     row.uncertain.push(location);
                     batch.put_segment(id, &row);
                 }
-                Ok(((), batch))
+                Ok((Some(row), batch))
             })
         })
-        .await;
-    if let Err(e) = result {
-        warn!(recording = %id, sequence = seq, error = %e, "could not record an uncertain copy");
-    }
+        .await
 }
 
 /// Marks the recording for recombination onto the primary: `split` when its

@@ -261,3 +261,55 @@ async fn an_upload_in_flight_when_its_recording_is_purged_leaves_no_orphan() {
     assert!(engine.local_status().upload_queue == 0);
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_counts_age_from_receipt_and_survives_any_name() {
+    let rig = rig(|c| {
+        c.retention.min_age = Duration::ZERO;
+        c.retention.rules = vec![RetentionRule {
+            older_than: Duration::from_secs(3600),
+            user: Some("a*b".into()),
+            target: None,
+            protocol: None,
+            label: None,
+        }];
+    })
+    .await;
+    let engine = &rig.engine;
+    let mut ids = Vec::new();
+    // A recorder claims its session started in 1970; a user name ends in
+    // a character of two bytes where the pattern's last byte would fall.
+    for user in ["ab", "aé", "a€b"] {
+        let mut w = engine
+            .start(RecordingMetadata {
+                user: user.into(),
+                started_at_us: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        write(&mut w, 0..5).await;
+        ids.push(w.id());
+        w.close(0).await.unwrap();
+    }
+    assert_eq!(engine.apply_retention(false).await.unwrap(), vec![]);
+    assert_eq!(listed(&rig).await, ids, "nothing received an hour ago");
+    let by_age = engine
+        .purge_matching(
+            Filter {
+                received_before_us: Some(
+                    (std::time::SystemTime::now() - Duration::from_secs(60))
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_micros() as i64,
+                ),
+                ..Default::default()
+            },
+            actor("older than a minute"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(by_age.purged.is_empty(), "{by_age:?}");
+    engine.shutdown().await;
+}

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use reel_engine::EngineError;
+use reel_engine::{Engine, EngineError};
 use reel_proto::v1::{Event, Location, RecordingMetadata};
 use reel_storage::faults::{Fault, Ops};
 use reel_storage::{Role, StoreState, keys};
@@ -283,5 +283,66 @@ async fn both_stores_down_fill_the_local_log_then_drain() {
         all
     );
     rig.primary.clear();
+    engine.shutdown().await;
+}
+
+/// Bytes of the journal files as the filesystem sees them.
+fn journal_on_disk(engine: &Engine) -> u64 {
+    std::fs::read_dir(engine.config().journal_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_many_times_the_local_capacity_never_fills_the_local_log() {
+    const CAPACITY: u64 = 64 << 10;
+    let rig = rig(|c| {
+        c.local_capacity_bytes = CAPACITY;
+        c.journal_file_size = 4 << 10;
+    })
+    .await;
+    let engine = &rig.engine;
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    let mut next = 0u64;
+    let mut written = 0u64;
+    // Ten times the capacity, a quarter of it at a time, each quarter
+    // drained to the primary before the next.
+    for round in 0..40 {
+        let target = written + CAPACITY / 4;
+        while written < target {
+            let batch: Vec<Event> = (next..next + 16).map(event).collect();
+            written += batch.iter().map(|e| e.data.len() as u64).sum::<u64>();
+            next += 16;
+            if let Err(e) = w.append(None, batch).unwrap().await {
+                panic!("round {round}: event {next} refused: {e}");
+            }
+        }
+        wait_until(
+            "the journal's count equals its files",
+            Duration::from_secs(10),
+            || async {
+                let local = engine.local_status();
+                engine.storage_status().backlog_segments == 0
+                    && local.journal_bytes == journal_on_disk(engine)
+                    && local.journal_bytes < CAPACITY / 2
+            },
+        )
+        .await;
+    }
+    assert!(written > 10 * CAPACITY);
+    w.close(0).await.unwrap();
+    let read = engine
+        .events(id)
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    assert_eq!(read.len() as u64, next);
+    assert!(read.iter().zip(0..).all(|(e, i)| *e == event(i)));
     engine.shutdown().await;
 }

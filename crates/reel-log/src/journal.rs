@@ -313,26 +313,31 @@ impl Journal {
     /// durable elsewhere and recorded in the catalog.
     pub fn release_before(&self, file: u64) -> Result<u64, JournalError> {
         let limit = file.min(self.shared.current.load(Ordering::Acquire));
-        let doomed: Vec<(u64, u64)> = {
+        let doomed: Vec<u64> = {
             let files = self.shared.files.lock().expect("files lock");
-            files.range(..limit).map(|(k, v)| (*k, *v)).collect()
+            files.range(..limit).map(|(k, _)| *k).collect()
         };
         let mut freed = 0;
-        for (id, size) in doomed {
+        for id in doomed {
             let path = self.shared.path(id);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(JournalError::io(path, e)),
             }
-            self.shared.files.lock().expect("files lock").remove(&id);
+            // Only what this call took out of the map is subtracted, so a
+            // concurrent release of the same file never counts it twice.
+            let removed = self.shared.files.lock().expect("files lock").remove(&id);
+            if let Some(size) = removed {
+                self.shared.disk_bytes.fetch_sub(size, Ordering::Relaxed);
+                freed += size;
+            }
             self.shared
                 .readers
                 .lock()
                 .expect("readers lock")
                 .remove(&id);
-            freed += size;
-            tracing::debug!(file = id, bytes = size, "released journal file");
+            tracing::debug!(file = id, "released journal file");
         }
         Ok(freed)
     }

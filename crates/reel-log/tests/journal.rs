@@ -163,6 +163,45 @@ async fn released_files_are_gone_and_reads_say_so() {
     assert_eq!(&j.read(second).unwrap()[..], &[2; 3000][..]);
 }
 
+/// The bytes and files of the journal as the filesystem sees them.
+fn on_disk(dir: &std::path::Path) -> (u64, usize) {
+    let mut bytes = 0;
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().ends_with(".wal") {
+            bytes += entry.metadata().unwrap().len();
+            files += 1;
+        }
+    }
+    (bytes, files)
+}
+
+#[tokio::test]
+async fn the_byte_count_follows_the_files_through_a_lifetime_of_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay(dir.path());
+    // Some fifty times more than is ever held at once goes through.
+    for round in 0..200 {
+        for k in 0..4 {
+            j.append_durable(payload(round * 4 + k).repeat(20))
+                .await
+                .unwrap();
+        }
+        j.release_before(j.current_file()).unwrap();
+        assert_eq!(
+            (j.disk_bytes(), j.file_count()),
+            on_disk(dir.path()),
+            "after round {round}"
+        );
+    }
+    assert!(j.stats().bytes.load(std::sync::atomic::Ordering::Relaxed) > 50 * j.disk_bytes());
+    drop(j);
+    // A reopened journal counts the same files.
+    let (j, _, _) = replay(dir.path());
+    assert_eq!((j.disk_bytes(), j.file_count()), on_disk(dir.path()));
+}
+
 #[tokio::test]
 async fn oversized_and_empty_records_are_refused() {
     let dir = tempfile::tempdir().unwrap();

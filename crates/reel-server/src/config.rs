@@ -259,11 +259,19 @@ fn store_from_env(prefix: &str) -> anyhow::Result<Option<StoreConfig>> {
     }
 }
 
+/// gRPC ingest streams open at once, by default: above the open recordings
+/// a bastion fleet keeps, below what would exhaust the process's memory.
+pub const DEFAULT_MAX_STREAMS: usize = 50_000;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSection {
     pub max_event_bytes: Option<usize>,
     pub max_batch_bytes: Option<usize>,
+    /// Recordings open at once (attached or resumable).
+    pub max_open_recordings: Option<usize>,
+    /// gRPC ingest streams open at once.
+    pub max_streams: Option<usize>,
     pub min_free_disk_bytes: Option<u64>,
     /// The most the local log may hold while the stores cannot take it.
     pub local_capacity_bytes: Option<u64>,
@@ -301,6 +309,9 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub engine: EngineConfig,
+    /// gRPC ingest streams open at once; one more is refused
+    /// (RESOURCE_EXHAUSTED).
+    pub max_streams: usize,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub log: String,
@@ -373,6 +384,9 @@ impl ServerConfig {
         if let Some(v) = file.ingest.max_batch_bytes {
             engine.max_batch_bytes = v;
         }
+        if let Some(v) = file.ingest.max_open_recordings {
+            engine.max_open_recordings = v;
+        }
         if let Some(v) = file.upload.concurrency {
             engine.upload_concurrency = v;
         }
@@ -400,6 +414,7 @@ impl ServerConfig {
             reel_log::limits::MAX_BATCH_BYTES
         );
         Ok(ServerConfig {
+            max_streams: file.ingest.max_streams.unwrap_or(DEFAULT_MAX_STREAMS),
             engine,
             grpc_listen: args
                 .grpc_listen

@@ -1,5 +1,6 @@
 //! The gRPC ingest service: one bidirectional stream per recording.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -10,7 +11,7 @@ use reel_proto::v1::ingest_server::Ingest;
 use reel_proto::v1::record_request::Request as Req;
 use reel_proto::v1::record_response::Response as Resp;
 use reel_proto::v1::{Ack, Closed, RecordRequest, RecordResponse, Started};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info_span, warn};
@@ -24,11 +25,19 @@ const AFTER_CLOSE: Duration = Duration::from_secs(30);
 
 pub struct IngestService {
     engine: Engine,
+    /// One permit per open stream.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
 }
 
 impl IngestService {
-    pub fn new(engine: Engine) -> Self {
-        IngestService { engine }
+    /// A service that keeps at most `max_streams` streams open at once.
+    pub fn new(engine: Engine, max_streams: usize) -> Self {
+        IngestService {
+            engine,
+            streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
+        }
     }
 }
 
@@ -42,10 +51,18 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<RecordRequest>>,
     ) -> Result<Response<Self::RecordStream>, Status> {
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} ingest streams are open, the most this server takes (ingest.max_streams); \
+                 retry when others end",
+                self.max_streams
+            ))
+        })?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let engine = self.engine.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(status) = drive(engine, inbound, &tx).await {
                 debug!(code = ?status.code(), message = status.message(), "ingest stream ended with an error");
                 let _ = tx.send(Err(status)).await;

@@ -22,6 +22,7 @@ use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, Location, RecordingState};
 use serde::Deserialize;
 
+use crate::exposition;
 use crate::status::http_status;
 
 const DEFAULT_PAGE: usize = 100;
@@ -204,15 +205,20 @@ async fn storage(State(app): State<AppState>) -> axum::Json<reel_engine::Storage
     axum::Json(app.engine.storage_status())
 }
 
-async fn metrics(State(app): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.engine.metrics(),
-    )
-        .into_response()
+/// `GET /metrics`: OpenMetrics when the scraper accepts it, else the
+/// Prometheus text format, each under its own content type.
+async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let body = app.engine.metrics();
+    if exposition::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, exposition::OPENMETRICS)], body).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, exposition::TEXT)],
+            exposition::openmetrics_to_text(&body),
+        )
+            .into_response()
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! the HTTP API that lists, shows and exports recordings.
 
 pub mod config;
+mod exposition;
 pub mod grpc;
 pub mod http;
 mod purge;
@@ -23,6 +24,8 @@ const GRPC_SLACK: usize = 1 << 20;
 /// Entry point of the `reeld` binary.
 pub fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // Test builds only: the crashpoints of the kill -9 torture test.
+    reel_engine::crashpoints_from_env();
     let config = match ServerConfig::load(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -82,7 +85,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let http_addr = http_listener.local_addr()?;
 
     let max_message = config.engine.max_batch_bytes + GRPC_SLACK;
-    let ingest = IngestServer::new(grpc::IngestService::new(engine.clone()))
+    let ingest = IngestServer::new(grpc::IngestService::new(engine.clone(), config.max_streams))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let grpc = tonic::transport::Server::builder()

@@ -102,7 +102,7 @@ async fn purge(
         (Some(age), true) => {
             let filter = Filter {
                 user: req.user.clone(),
-                started_to_us: Some(cutoff(age)?),
+                received_before_us: Some(cutoff(age)?),
                 ..Default::default()
             };
             app.engine
@@ -314,7 +314,7 @@ async fn export_archive(
         (None, Some(age)) => {
             let filter = Filter {
                 user: q.user.clone(),
-                started_to_us: Some(cutoff(age)?),
+                received_before_us: Some(cutoff(age)?),
                 state: Some(reel_engine::StateFilter::Closed),
                 ..Default::default()
             };

@@ -69,6 +69,10 @@ pub enum Fault {
     /// Never answers until [`FaultHandle::release`] (or the caller's time-out):
     /// a hung connection, a frozen server.
     Hang,
+    /// Runs on the inner store, then never answers until
+    /// [`FaultHandle::release`]: the store took the write and the caller died
+    /// before it heard so (a crash in the middle of a put).
+    HangAfterWrite,
     /// Answers after this delay.
     Delay(Duration),
     /// Reads answer at once but deliver each chunk of the body after this
@@ -188,7 +192,7 @@ impl FaultyStore {
     /// `Ok(true)` means: run the call, then fail (AfterWrite).
     async fn before(&self, op: Ops, fault: Option<Fault>) -> Result<bool> {
         match fault {
-            None | Some(Fault::SlowBody(_)) => Ok(false),
+            None | Some(Fault::SlowBody(_) | Fault::HangAfterWrite) => Ok(false),
             Some(Fault::Error) => Err(injected(op, "injected failure")),
             Some(Fault::AfterWrite) => Ok(true),
             Some(Fault::Hang) => {
@@ -206,6 +210,9 @@ impl FaultyStore {
         let fault = self.fault_for(op);
         let fail_after = self.before(op, fault).await?;
         let out = call.await?;
+        if fault == Some(Fault::HangAfterWrite) {
+            self.shared.release.notified().await;
+        }
         if fail_after {
             return Err(injected(
                 op,
@@ -374,6 +381,13 @@ impl MultipartUpload for FaultyUpload {
                 })
             }
             Some(Fault::Hang) => Box::pin(std::future::pending()),
+            Some(Fault::HangAfterWrite) => {
+                let part = self.inner.put_part(data);
+                Box::pin(async move {
+                    part.await?;
+                    std::future::pending().await
+                })
+            }
             Some(Fault::Delay(d) | Fault::SlowBody(d)) => {
                 let part = self.inner.put_part(data);
                 Box::pin(async move {

@@ -53,10 +53,38 @@ pub async fn rig(tune: impl FnOnce(&mut EngineConfig)) -> Rig {
     // Tests that want it run the compactor themselves.
     config.compactor.enabled = false;
     tune(&mut config);
-    let router = Arc::new(Router::new(config.health.clone()));
     let primary_store = Arc::new(DurableLocalStore::new(dir.path().join("primary")).unwrap());
-    let (p, primary) = FaultyStore::wrap(primary_store.clone());
     let secondary_store = Arc::new(DurableLocalStore::new(dir.path().join("secondary")).unwrap());
+    open_rig(config, primary_store, secondary_store, dir).await
+}
+
+/// The rig's engine stopped (what was in flight is cut short, as by a crash
+/// of the process) and opened again on the same directory and stores, with
+/// new fault handles that inject nothing.
+pub async fn restart(rig: Rig) -> Rig {
+    let config = rig.engine.config().clone();
+    rig.engine.shutdown().await;
+    rig.primary.release();
+    rig.secondary.release();
+    let Rig {
+        engine,
+        primary_store,
+        secondary_store,
+        dir,
+        ..
+    } = rig;
+    drop(engine);
+    open_rig(config, primary_store, secondary_store, dir).await
+}
+
+async fn open_rig(
+    config: EngineConfig,
+    primary_store: Arc<DurableLocalStore>,
+    secondary_store: Arc<DurableLocalStore>,
+    dir: tempfile::TempDir,
+) -> Rig {
+    let router = Arc::new(Router::new(config.health.clone()));
+    let (p, primary) = FaultyStore::wrap(primary_store.clone());
     let (s, secondary) = FaultyStore::wrap(secondary_store.clone());
     let engine = Engine::open_with_stores(
         config,
