@@ -350,7 +350,7 @@ async fn a_full_disk_refuses_ingest_keeps_what_was_acknowledged_and_recovers() {
             "--segment-max-age",
             "1h",
             "--segment-target-bytes",
-            "1073741824",
+            "33554432",
         ],
     )
     .unwrap();
