@@ -118,7 +118,6 @@ impl Compactor {
 
 /// The background compactor.
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut shutdown = inner.shutdown.subscribe();
     loop {
         let pause = if inner.config.compactor.enabled {
             match compact_pending(&inner, None).await {
@@ -134,7 +133,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = inner.compactor.wake.notified() => {}
-            _ = shutdown.changed() => return,
+            _ = inner.stopped() => return,
         }
     }
 }

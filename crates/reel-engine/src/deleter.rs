@@ -19,7 +19,6 @@ use crate::uploader::role_of;
 const INTERVAL: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut shutdown = inner.shutdown.subscribe();
     loop {
         if let Err(e) = drain(&inner).await {
             warn!(error = %e, "deletion queue: will retry");
@@ -31,7 +30,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         tokio::select! {
             _ = tokio::time::sleep(INTERVAL) => {}
             _ = inner.deleter_wake.notified() => {}
-            _ = shutdown.changed() => return,
+            _ = inner.stopped() => return,
         }
     }
 }

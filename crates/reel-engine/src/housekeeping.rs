@@ -15,13 +15,12 @@ use crate::{Inner, sealer};
 const TICK: Duration = Duration::from_millis(250);
 
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut shutdown = inner.shutdown.subscribe();
     let mut tick = tokio::time::interval(TICK);
     let mut closes = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => break,
+            _ = inner.stopped() => break,
         }
         while closes.try_join_next().is_some() {}
         check_disk(&inner);

@@ -146,6 +146,15 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Resolves once shutdown has begun, including when it began before the
+    /// call: a task first polled after `Engine::shutdown` sent the signal
+    /// still stops (a `watch::Receiver::changed` subscribed late would wait
+    /// for a change that never comes).
+    pub(crate) async fn stopped(&self) {
+        let mut shutdown = self.shutdown.subscribe();
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    }
+
     pub(crate) fn open_recording(&self, id: RecordingId) -> Option<Arc<OpenRecording>> {
         self.open.read().expect("open map lock").get(&id).cloned()
     }
@@ -675,7 +684,9 @@ impl Engine {
     /// catalog and can be resumed after the next open. The catalog closes
     /// when the last clone of the engine, and the last writer, is dropped.
     pub async fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
+        // `send` would drop the value while no task has subscribed yet
+        // (none polled so far); `send_replace` always stores it.
+        self.inner.shutdown.send_replace(true);
         let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks lock"));
         for task in tasks {
             let _ = task.await;

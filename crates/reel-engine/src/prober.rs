@@ -23,7 +23,6 @@ fn log(t: Option<Transition>) {
 }
 
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut shutdown = inner.shutdown.subscribe();
     let mut tick = tokio::time::interval(TICK);
     let node = reel_proto::RecordingId::generate();
     let busy = [
@@ -36,7 +35,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => break,
+            _ = inner.stopped() => break,
         }
         while probes.try_join_next().is_some() {}
         for (i, role) in [Role::Primary, Role::Secondary].into_iter().enumerate() {

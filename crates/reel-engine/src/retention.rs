@@ -83,7 +83,6 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     if inner.config.retention.rules.is_empty() {
         return;
     }
-    let mut shutdown = inner.shutdown.subscribe();
     loop {
         match apply(&inner, false).await {
             Ok(ids) if !ids.is_empty() => {
@@ -94,7 +93,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(inner.config.retention.interval) => {}
-            _ = shutdown.changed() => return,
+            _ = inner.stopped() => return,
         }
     }
 }

@@ -26,13 +26,12 @@ use crate::{EngineConfig, Inner, now_us};
 /// housekeeping) with at most `seal_concurrency` seals at once.
 pub(crate) async fn run(inner: Arc<Inner>, mut requests: mpsc::UnboundedReceiver<RecordingId>) {
     let permits = Arc::new(Semaphore::new(inner.config.seal_concurrency.max(1)));
-    let mut shutdown = inner.shutdown.subscribe();
     let mut seals = tokio::task::JoinSet::new();
     loop {
         while seals.try_join_next().is_some() {}
         let id = tokio::select! {
             id = requests.recv() => match id { Some(id) => id, None => break },
-            _ = shutdown.changed() => break,
+            _ = inner.stopped() => break,
         };
         let Some(rec) = inner.open_recording(id) else {
             continue;

@@ -58,19 +58,19 @@ pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(R
     let puts = Arc::new(Semaphore::new(inner.config.upload_concurrency.max(1)));
     let permits = Arc::new(Semaphore::new(2 * inner.config.upload_concurrency.max(1)));
     let in_flight: Arc<Mutex<HashSet<(RecordingId, u64)>>> = Arc::default();
-    let mut shutdown = inner.shutdown.subscribe();
     let mut uploads = tokio::task::JoinSet::new();
     loop {
         while uploads.try_join_next().is_some() {}
         let item = tokio::select! {
             item = queue.recv() => match item { Some(item) => item, None => break },
-            _ = shutdown.changed() => break,
+            _ = inner.stopped() => break,
         };
         if !in_flight.lock().expect("in-flight lock").insert(item) {
             continue;
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            _ = inner.stopped() => break,
         };
         let inner = inner.clone();
         let in_flight = in_flight.clone();
@@ -86,7 +86,6 @@ pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(R
 }
 
 async fn upload_until_done(inner: &Arc<Inner>, puts: &Semaphore, id: RecordingId, seq: u64) {
-    let mut shutdown = inner.shutdown.subscribe();
     let mut logged_wait = false;
     loop {
         let Some(role) = inner.router.pick() else {
@@ -97,7 +96,7 @@ async fn upload_until_done(inner: &Arc<Inner>, puts: &Semaphore, id: RecordingId
             tokio::select! {
                 _ = inner.route_changed.notified() => {}
                 _ = tokio::time::sleep(NO_STORE_WAIT) => {}
-                _ = shutdown.changed() => return,
+                _ = inner.stopped() => return,
             }
             continue;
         };
@@ -115,7 +114,7 @@ async fn upload_until_done(inner: &Arc<Inner>, puts: &Semaphore, id: RecordingId
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+            _ = inner.stopped() => return,
         }
     }
 }

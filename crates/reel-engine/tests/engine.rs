@@ -311,3 +311,18 @@ async fn journal_corruption_is_reported_on_the_recording() {
     assert_eq!(read_all(&engine, id).await, expected);
     engine.shutdown().await;
 }
+
+/// `reel rebuild-catalog` and `reel compact` open an engine and may shut it
+/// down at once: the background tasks have not run yet when the signal is
+/// sent. On a single-threaded runtime none of them has been polled, so each
+/// one meets the signal only after it was sent; each must still stop.
+#[tokio::test(flavor = "current_thread")]
+async fn an_engine_shut_down_right_after_open_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let engine = Engine::open(config(dir.path())).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), engine.shutdown())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: shutdown still waits after 30 s"));
+    }
+}
