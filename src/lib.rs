@@ -22,6 +22,8 @@ use tokio::sync::mpsc as tmpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
+pub mod soak;
+
 /// A binary of this workspace (`reeld`, `reel`), next to the running test or
 /// bench executable (`target/<profile>/deps/..` -> `target/<profile>/NAME`).
 pub fn bin(name: &str) -> PathBuf {
