@@ -204,15 +204,28 @@ async fn main_async(quick: bool) {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let access = reel_server::access::Access::load(&engine, dir.path(), false)
+        .await
+        .unwrap();
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     let app = reel_server::http::router(reel_server::http::AppState {
         engine: engine.clone(),
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        access,
     });
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let client = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.trim()).parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
 
     let duration = n * STEP_US;
     let mut seed = 0x2545_f491_4f6c_dd1du64;

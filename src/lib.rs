@@ -138,7 +138,32 @@ impl Reeld {
         self.grpc = format!("http://{}", field("grpc")?);
         self.http = format!("http://{}", field("http")?);
         self.child = Some(child);
+        // Recorders given this endpoint stream with the admin token.
+        let token = self.token()?;
+        ENDPOINT_TOKENS
+            .lock()
+            .expect("endpoint tokens")
+            .insert(self.grpc.clone(), token);
         Ok(())
+    }
+
+    /// The bootstrap admin token reeld wrote to its data directory (read
+    /// each time: a rebuilt catalog gets a new one).
+    pub fn token(&self) -> anyhow::Result<String> {
+        let path = self.data_dir.join("admin.token");
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("reeld's admin token {}", path.display()))?
+            .trim()
+            .to_string())
+    }
+
+    /// A request to the HTTP API with the admin token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = reqwest::Client::new().request(method, format!("{}{path}", self.http));
+        match self.token() {
+            Ok(token) => request.bearer_auth(token),
+            Err(_) => request,
+        }
     }
 
     /// SIGKILL: no shutdown code runs, as in a crash or power loss of the
@@ -179,18 +204,20 @@ impl Reeld {
         self.child.as_ref().map(|c| c.id())
     }
 
-    /// Runs the `reel` CLI against this server.
+    /// Runs the `reel` CLI against this server, with the admin token.
     pub fn reel(&self, args: &[&str]) -> std::process::Output {
         Command::new(bin("reel"))
             .args(["--server", &self.http, "--grpc", &self.grpc])
             .args(args)
+            .env_remove("REEL_TOKEN")
+            .env("REEL_TOKEN_FILE", self.data_dir.join("admin.token"))
             .output()
             .expect("run reel")
     }
 
-    /// GET on the HTTP API.
+    /// GET on the HTTP API, with the admin token.
     pub async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        Ok(reqwest::get(format!("{}{path}", self.http)).await?)
+        Ok(self.request(reqwest::Method::GET, path).send().await?)
     }
 
     /// GET on the HTTP API, decoded as JSON; non-2xx is an error.
@@ -226,6 +253,12 @@ impl Drop for Reeld {
     }
 }
 
+/// The admin token of each endpoint a [`Reeld`] of this process listens
+/// on: [`Recorder::start`] and [`Recorder::resume`] use it.
+static ENDPOINT_TOKENS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, String>>,
+> = std::sync::LazyLock::new(Default::default);
+
 /// A recorder: one gRPC stream carrying one recording.
 pub struct Recorder {
     tx: tmpsc::Sender<RecordRequest>,
@@ -238,12 +271,59 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    async fn open(endpoint: &str, first: RecordRequest) -> Result<Recorder, tonic::Status> {
-        // No client-side size limit: tests check the server's own.
-        let mut client = IngestClient::connect(endpoint.to_string())
+    /// A client of `endpoint` sending `token` (none: the admin token of the
+    /// harness's reeld there, if any).
+    pub async fn client(
+        endpoint: &str,
+        token: Option<&str>,
+    ) -> Result<
+        IngestClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                impl tonic::service::Interceptor + Clone,
+            >,
+        >,
+        tonic::Status,
+    > {
+        let token = match token {
+            Some(t) => Some(t.to_string()),
+            None => ENDPOINT_TOKENS
+                .lock()
+                .expect("endpoint tokens")
+                .get(endpoint)
+                .cloned(),
+        };
+        let value = token
+            .map(|t| format!("Bearer {t}").parse::<tonic::metadata::MetadataValue<_>>())
+            .transpose()
+            .map_err(|_| tonic::Status::invalid_argument("token is not a header value"))?;
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+            .connect()
             .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?
-            .max_encoding_message_size(usize::MAX);
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        // No client-side size limit: tests check the server's own.
+        Ok(
+            IngestClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+                if let Some(v) = &value {
+                    request.metadata_mut().insert("authorization", v.clone());
+                }
+                Ok(request)
+            })
+            .max_encoding_message_size(usize::MAX),
+        )
+    }
+
+    async fn open(endpoint: &str, first: RecordRequest) -> Result<Recorder, tonic::Status> {
+        Self::open_as(endpoint, None, first).await
+    }
+
+    async fn open_as(
+        endpoint: &str,
+        token: Option<&str>,
+        first: RecordRequest,
+    ) -> Result<Recorder, tonic::Status> {
+        let mut client = Self::client(endpoint, token).await?;
         let (tx, rx) = tmpsc::channel(1024);
         tx.send(first).await.expect("fresh channel");
         let mut responses = client.record(ReceiverStream::new(rx)).await?.into_inner();
@@ -271,6 +351,42 @@ impl Recorder {
             RecordRequest {
                 request: Some(Req::Start(StartRecording {
                     metadata: Some(metadata),
+                })),
+            },
+        )
+        .await
+    }
+
+    /// Starts a new recording as the identity of `token`.
+    pub async fn start_as(
+        endpoint: &str,
+        token: &str,
+        metadata: RecordingMetadata,
+    ) -> Result<Recorder, tonic::Status> {
+        Self::open_as(
+            endpoint,
+            Some(token),
+            RecordRequest {
+                request: Some(Req::Start(StartRecording {
+                    metadata: Some(metadata),
+                })),
+            },
+        )
+        .await
+    }
+
+    /// Re-attaches to an open recording as the identity of `token`.
+    pub async fn resume_as(
+        endpoint: &str,
+        token: &str,
+        id: &str,
+    ) -> Result<Recorder, tonic::Status> {
+        Self::open_as(
+            endpoint,
+            Some(token),
+            RecordRequest {
+                request: Some(Req::Resume(ResumeRecording {
+                    recording_id: id.to_string(),
                 })),
             },
         )
@@ -700,7 +816,7 @@ impl Garage {
             region: "garage".into(),
             bucket: self.bucket.clone(),
             access_key_id: Some(self.key_id.clone()),
-            secret_access_key: Some(self.secret.clone()),
+            secret_access_key: Some(self.secret.clone().into()),
             allow_http: true,
             path_style: true,
             prefix: None,

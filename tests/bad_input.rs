@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use reel::{Recorder, Reeld, Tmpfs, metadata, terminal_event};
 use reel_api::RecordingList;
-use reel_proto::v1::ingest_client::IngestClient;
 use reel_proto::v1::record_request::Request as Req;
 use reel_proto::v1::{CloseRecording, Event, EventBatch, EventKind, RecordRequest};
 use tonic::Code;
@@ -23,7 +22,7 @@ async fn recordings(reeld: &Reeld) -> RecordingList {
 
 /// The status a stream ends with after `messages`.
 async fn stream_status(endpoint: &str, messages: Vec<RecordRequest>) -> tonic::Status {
-    let mut client = IngestClient::connect(endpoint.to_string()).await.unwrap();
+    let mut client = Recorder::client(endpoint, None).await.unwrap();
     let mut responses = match client.record(tokio_stream::iter(messages)).await {
         Ok(r) => r.into_inner(),
         Err(status) => return status,
@@ -603,7 +602,7 @@ async fn streams_recordings_empty_events_and_headers_are_bounded() {
     drop(first);
     let again = Recorder::resume(&reeld.grpc, &id0).await.unwrap();
     let (_idle_tx, idle_rx) = tokio::sync::mpsc::channel::<RecordRequest>(1);
-    let mut client = IngestClient::connect(reeld.grpc.clone()).await.unwrap();
+    let mut client = Recorder::client(&reeld.grpc, None).await.unwrap();
     let _idle = client
         .record(tokio_stream::wrappers::ReceiverStream::new(idle_rx))
         .await

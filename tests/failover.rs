@@ -201,8 +201,8 @@ async fn primary_killed_frozen_and_restarted_while_recording() {
         text.families["reel_uploaded_segments_total"].family_type,
         openmetrics_parser::PrometheusType::Counter
     );
-    let response = reqwest::Client::new()
-        .get(format!("{}/metrics", reeld.http))
+    let response = reeld
+        .request(reqwest::Method::GET, "/metrics")
         .header(
             "accept",
             "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",

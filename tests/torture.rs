@@ -244,11 +244,12 @@ async fn purge(reeld: &Reeld, purges: &mut Purges) {
         older_than: None,
         user: None,
         dry_run: false,
-        by: "torture".into(),
+        force: true,
+        by: String::new(),
         reason: "torture run".into(),
     };
-    let answer = reqwest::Client::new()
-        .post(format!("{}/api/v1/purge", reeld.http))
+    let answer = reeld
+        .request(reqwest::Method::POST, "/api/v1/purge")
         .json(&request)
         .send()
         .await;

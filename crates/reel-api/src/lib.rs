@@ -226,8 +226,13 @@ pub struct PurgeRequest {
     pub user: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
-    /// Who asks and why, for the audit log.
+    /// Purge recordings that are still open too (refused otherwise: 409).
+    #[serde(default)]
+    pub force: bool,
+    /// Ignored: the audit log names the caller's authenticated identity.
+    #[serde(default)]
     pub by: String,
+    /// Why, for the audit log.
     #[serde(default)]
     pub reason: String,
 }
@@ -252,6 +257,8 @@ pub struct PurgeResponse {
 /// `POST /api/v1/recordings/{id}/hold` and `DELETE` of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HoldRequest {
+    /// Ignored: the audit log names the caller's authenticated identity.
+    #[serde(default)]
     pub by: String,
     #[serde(default)]
     pub reason: String,
@@ -274,6 +281,48 @@ pub struct AuditRecord {
     pub action: String,
     pub recordings: Vec<String>,
     pub reason: String,
+    /// The client's address, for acts that came over the network.
+    #[serde(default)]
+    pub client: String,
+    /// What was asked (a window, a route, a token's roles).
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// An API token as `GET /api/v1/tokens` lists it (never its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    /// recorder, viewer, auditor, custodian, admin.
+    pub roles: Vec<String>,
+    /// `user=GLOB`, `target=GLOB`, `protocol=GLOB`, `label=K=V`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub created_at_us: i64,
+    /// `None`: never expires.
+    #[serde(default)]
+    pub expires_at_us: Option<i64>,
+    pub created_by: String,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub name: String,
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// A lifetime such as `30d`; none: never expires.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// The answer to `POST /api/v1/tokens`: the secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    pub token: String,
 }
 
 /// One disagreement `reel verify` found (see `reel_engine::Problem`).

@@ -20,9 +20,10 @@
 
 mod purge;
 mod query;
+mod tokens;
 
 pub use query::{
-    Cursor, Filter, Page, Query, Sort, SortKey, StateFilter, glob_match, received_at_us,
+    Cursor, Filter, Page, Query, Scope, Sort, SortKey, StateFilter, glob_match, received_at_us,
 };
 
 use std::path::Path;
@@ -45,7 +46,8 @@ const CF_DELETIONS: &str = "deletions";
 const CF_PURGING: &str = "purging";
 const CF_HOLDS: &str = "holds";
 const CF_AUDIT: &str = "audit";
-const FAMILIES: [&str; 8] = [
+const CF_TOKENS: &str = "tokens";
+const FAMILIES: [&str; 9] = [
     CF_RECORDINGS,
     CF_SEGMENTS,
     CF_UPLOAD_QUEUE,
@@ -54,6 +56,7 @@ const FAMILIES: [&str; 8] = [
     CF_PURGING,
     CF_HOLDS,
     CF_AUDIT,
+    CF_TOKENS,
 ];
 
 #[derive(Debug, Error)]

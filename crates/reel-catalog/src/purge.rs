@@ -43,7 +43,7 @@ impl Batch {
         self.delete(CF_RECORDINGS, id.to_bytes().to_vec())
     }
 
-    fn put(&mut self, family: &'static str, key: Vec<u8>, value: Vec<u8>) -> &mut Self {
+    pub(crate) fn put(&mut self, family: &'static str, key: Vec<u8>, value: Vec<u8>) -> &mut Self {
         self.pending.push(Change {
             family,
             key,
@@ -52,7 +52,7 @@ impl Batch {
         self
     }
 
-    fn delete(&mut self, family: &'static str, key: Vec<u8>) -> &mut Self {
+    pub(crate) fn delete(&mut self, family: &'static str, key: Vec<u8>) -> &mut Self {
         self.pending.push(Change {
             family,
             key,
@@ -140,7 +140,7 @@ impl Catalog {
         })
     }
 
-    fn get<M: Message + Default>(&self, family: &str, key: &[u8]) -> Result<Option<M>> {
+    pub(crate) fn get<M: Message + Default>(&self, family: &str, key: &[u8]) -> Result<Option<M>> {
         self.with_db(|db| {
             db.get_pinned_cf(cf_handle(db, family), key)?
                 .map(|v| decode(key, &v))

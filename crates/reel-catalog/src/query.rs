@@ -33,6 +33,64 @@ pub struct Filter {
     /// its start time but not when reeld received it.
     pub received_before_us: Option<i64>,
     pub state: Option<StateFilter>,
+    /// The scopes of the identity that asks: nothing outside them matches.
+    pub scope: Scope,
+}
+
+/// Which recordings an identity reaches (its token's scopes): each kind
+/// given must match one of its patterns; a kind not given does not limit.
+/// Patterns are globs as in [`Filter`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scope {
+    pub users: Vec<String>,
+    pub targets: Vec<String>,
+    pub protocols: Vec<String>,
+    /// `(key, value)`: the label has this value.
+    pub labels: Vec<(String, String)>,
+}
+
+impl Scope {
+    /// Parses `user=GLOB`, `target=GLOB`, `protocol=GLOB`, `label=K=V`.
+    pub fn parse(texts: &[String]) -> std::result::Result<Scope, String> {
+        let mut s = Scope::default();
+        for text in texts {
+            let (kind, value) = text.split_once('=').ok_or_else(|| {
+                format!("scope {text:?}: use user=GLOB, target=GLOB, protocol=GLOB or label=K=V")
+            })?;
+            match kind {
+                "user" => s.users.push(value.into()),
+                "target" => s.targets.push(value.into()),
+                "protocol" => s.protocols.push(value.into()),
+                "label" => {
+                    let (k, v) = value
+                        .split_once('=')
+                        .ok_or_else(|| format!("scope {text:?}: a label scope is label=K=V"))?;
+                    s.labels.push((k.into(), v.into()));
+                }
+                other => return Err(format!("scope {text:?}: unknown kind {other:?}")),
+            }
+        }
+        Ok(s)
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        *self == Scope::default()
+    }
+
+    /// Whether a recording with this metadata is within the scope.
+    pub fn admits(&self, meta: &reel_proto::v1::RecordingMetadata) -> bool {
+        let any = |patterns: &[String], value: &str| {
+            patterns.is_empty() || patterns.iter().any(|p| glob_match(p, value))
+        };
+        any(&self.users, &meta.user)
+            && any(&self.targets, &meta.target)
+            && any(&self.protocols, &meta.protocol)
+            && (self.labels.is_empty()
+                || self
+                    .labels
+                    .iter()
+                    .any(|(k, v)| meta.labels.get(k).is_some_and(|have| have == v)))
+    }
 }
 
 /// When reeld received a recording, microseconds since the epoch: the row's
@@ -252,6 +310,7 @@ impl Filter {
                 .received_before_us
                 .is_none_or(|before| received_at_us(row) < before)
             && state_ok
+            && self.scope.admits(&meta)
     }
 }
 

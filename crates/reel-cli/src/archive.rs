@@ -28,9 +28,6 @@ pub(crate) struct ExportArchiveArgs {
     /// Once the file is written and checked, purge the recordings from Reel.
     #[arg(long)]
     remove: bool,
-    /// Who, for the audit log (default: $USER).
-    #[arg(long)]
-    by: Option<String>,
 }
 
 /// What a checked archive holds.
@@ -149,7 +146,6 @@ pub(crate) async fn export(client: &Client, args: ExportArchiveArgs) -> anyhow::
     if args.remove && !checked.recordings.is_empty() {
         let req = PurgeRequest {
             ids: checked.recordings.clone(),
-            by: crate::purge::who(args.by),
             reason: format!("archived to {}", args.output.display()),
             ..Default::default()
         };
@@ -170,9 +166,6 @@ pub(crate) async fn export(client: &Client, args: ExportArchiveArgs) -> anyhow::
 #[derive(Debug, Args)]
 pub(crate) struct ImportArchiveArgs {
     file: PathBuf,
-    /// Who, for the audit log (default: $USER).
-    #[arg(long)]
-    by: Option<String>,
 }
 
 pub(crate) async fn import(client: &Client, args: ImportArchiveArgs) -> anyhow::Result<()> {
@@ -191,13 +184,8 @@ pub(crate) async fn import(client: &Client, args: ImportArchiveArgs) -> anyhow::
             Err(e) => Some((Err(e), file)),
         }
     });
-    let by = crate::purge::who(args.by);
-    let path = format!(
-        "/api/v1/archive?{}",
-        serde_urlencoded::to_string([("by", by)])?
-    );
     let out: ImportResponse = client
-        .post_body(&path, reqwest::Body::wrap_stream(chunks))
+        .post_body("/api/v1/archive", reqwest::Body::wrap_stream(chunks))
         .await?;
     println!(
         "imported {} of {} recordings from {}",

@@ -74,9 +74,25 @@ pub(crate) async fn run(
         Some(g) => g.to_string(),
         None => advertised_grpc(client, server).await?,
     };
-    let mut ingest = IngestClient::connect(endpoint.clone())
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        .with_context(|| format!("bad ingest endpoint {endpoint}"))?
+        .connect()
         .await
-        .with_context(|| format!("cannot connect to the ingest service at {endpoint}"))?
+        .with_context(|| format!("cannot connect to the ingest service at {endpoint}"))?;
+    let authorization = client
+        .token()
+        .map(|t| format!("Bearer {t}").parse::<tonic::metadata::MetadataValue<_>>())
+        .transpose()
+        .map_err(|_| crate::UsageError("the token holds characters a header cannot".into()))?;
+    let mut ingest =
+        IngestClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            if let Some(value) = &authorization {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
+            Ok(request)
+        })
         .max_encoding_message_size(64 << 20);
 
     let total = cast.events.len() as u64;

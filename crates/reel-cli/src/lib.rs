@@ -9,6 +9,7 @@ mod ingest;
 mod play;
 mod purge;
 mod terminal_guard;
+mod token;
 mod verify;
 
 use std::io::Write;
@@ -36,6 +37,10 @@ pub struct Cli {
     /// The server's gRPC ingest endpoint (default: the one the server advertises).
     #[arg(long, global = true, env = "REEL_GRPC")]
     grpc: Option<String>,
+    /// The API token to send (else `REEL_TOKEN`, then the file
+    /// `REEL_TOKEN_FILE` names, then ./reel-data/admin.token if it exists).
+    #[arg(long, global = true, env = "REEL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,6 +98,9 @@ enum Command {
     /// Recombine split and segmented recordings into one object each on the
     /// primary, with progress; `--dry-run` lists what would be done.
     Compact(compact::CompactArgs),
+    /// API tokens: create (printed once), ls, revoke (admin).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Show the stores' health, where uploads go, the local backlog and the
     /// recent failovers and failbacks.
     Status {
@@ -183,14 +191,31 @@ pub fn main() -> ExitCode {
 pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
+    token: Option<String>,
 }
 
 impl Client {
-    fn new(base: &str) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            base: base.trim_end_matches('/').to_string(),
+    fn new(base: &str, token: Option<String>) -> anyhow::Result<Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| UsageError("the token holds characters a header cannot".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        Ok(Client {
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .context("HTTP client")?,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// The token this client sends (for the gRPC ingest stream).
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
@@ -315,7 +340,7 @@ fn parse_id(text: &str) -> anyhow::Result<RecordingId> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.server);
+    let client = Client::new(&cli.server, token::resolve(cli.token)?)?;
     match cli.command {
         Command::Ingest(args) => ingest::run(&client, cli.grpc.as_deref(), &cli.server, args).await,
         Command::Ls(args) => ls(&client, args).await,
@@ -355,6 +380,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => purge::audit(&client, args).await,
         Command::Verify(args) => verify::run(&client, args).await,
         Command::RebuildCatalog(args) => verify::rebuild(args).await,
+        Command::Token(command) => token::run(&client, command).await,
         Command::ExportArchive(args) => archive::export(&client, args).await,
         Command::ImportArchive(args) => archive::import(&client, args).await,
         Command::Compact(args) => compact::run(&client, args).await,

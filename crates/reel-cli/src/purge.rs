@@ -6,13 +6,6 @@ use reel_api::{AuditRecord, HoldInfo, HoldRequest, PurgeRequest, PurgeResponse};
 
 use crate::{Client, UsageError, format, parse_id};
 
-/// Who runs the command, for the audit log.
-pub(crate) fn who(by: Option<String>) -> String {
-    by.or_else(|| std::env::var("USER").ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 #[derive(Debug, Args)]
 pub(crate) struct PurgeArgs {
     /// Recordings to purge.
@@ -27,9 +20,10 @@ pub(crate) struct PurgeArgs {
     /// Why, for the audit log.
     #[arg(long, default_value = "")]
     reason: String,
-    /// Who, for the audit log (default: $USER).
+    /// Purge recordings that are still being recorded too (refused
+    /// otherwise).
     #[arg(long)]
-    by: Option<String>,
+    force: bool,
     /// Say what would be purged; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -49,7 +43,8 @@ pub(crate) async fn purge(client: &Client, args: PurgeArgs) -> anyhow::Result<()
         older_than: args.older_than,
         user: args.user,
         dry_run: args.dry_run,
-        by: who(args.by),
+        force: args.force,
+        by: String::new(),
         reason: args.reason,
     };
     let out: PurgeResponse = client
@@ -81,9 +76,6 @@ pub(crate) struct HoldArgs {
     /// Why (required for a hold).
     #[arg(long, default_value = "")]
     reason: String,
-    /// Who (default: $USER).
-    #[arg(long)]
-    by: Option<String>,
 }
 
 pub(crate) async fn hold(client: &Client, args: HoldArgs, put: bool) -> anyhow::Result<()> {
@@ -92,7 +84,7 @@ pub(crate) async fn hold(client: &Client, args: HoldArgs, put: bool) -> anyhow::
         return Err(UsageError("a legal hold needs --reason".into()).into());
     }
     let req = HoldRequest {
-        by: who(args.by),
+        by: String::new(),
         reason: args.reason,
     };
     let path = format!("/api/v1/recordings/{id}/hold");
@@ -131,16 +123,22 @@ pub(crate) async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()
         return Ok(());
     }
     println!(
-        "{:<20}  {:<8}  {:<12}  {:<40}  RECORDINGS",
-        "WHEN", "ACTION", "BY", "WHY"
+        "{:<20}  {:<15}  {:<12}  {:<21}  {:<40}  RECORDINGS",
+        "WHEN", "ACTION", "BY", "CLIENT", "WHY / WHAT"
     );
     for e in entries {
+        let what = match (e.reason.is_empty(), e.detail.is_empty()) {
+            (false, false) => format!("{} ({})", e.reason, e.detail),
+            (false, true) => e.reason,
+            _ => e.detail,
+        };
         println!(
-            "{:<20}  {:<8}  {:<12}  {:<40}  {}",
+            "{:<20}  {:<15}  {:<12}  {:<21}  {:<40}  {}",
             format::time(e.at_us),
             e.action,
             e.by,
-            e.reason,
+            e.client,
+            what,
             e.recordings.join(" ")
         );
     }

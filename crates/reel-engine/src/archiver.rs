@@ -176,6 +176,7 @@ impl Import {
                         action: "import".into(),
                         recordings: vec![id.to_string()],
                         reason: "imported from an archive".into(),
+                        ..Default::default()
                     });
                     Ok((true, batch))
                 })

@@ -65,6 +65,7 @@ pub struct RecordingWriter {
 pub(crate) async fn start(
     inner: &Arc<Inner>,
     mut metadata: RecordingMetadata,
+    owner: &str,
 ) -> Result<RecordingWriter> {
     check_metadata(&metadata)?;
     refuse_if_full(inner)?;
@@ -86,6 +87,7 @@ pub(crate) async fn start(
         metadata: Some(metadata),
         state: RecordingState::Open as i32,
         created_at_us: now,
+        owner: owner.to_string(),
         ..Default::default()
     };
     let stored = row.clone();

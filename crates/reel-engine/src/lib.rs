@@ -66,7 +66,7 @@ pub use ingest::{AckFuture, Closed, RecordingWriter};
 pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window};
 pub use rebuilder::RebuildReport;
-pub use reel_catalog::{Cursor, Filter, InvalidId, Query, Sort, SortKey, StateFilter};
+pub use reel_catalog::{Cursor, Filter, InvalidId, Query, Scope, Sort, SortKey, StateFilter};
 pub use retention::{RetentionConfig, RetentionRule};
 pub use verifier::{Problem, VerifyOptions, VerifyProgress, VerifyReport};
 
@@ -362,7 +362,17 @@ impl Engine {
         &self,
         metadata: reel_proto::v1::RecordingMetadata,
     ) -> Result<RecordingWriter> {
-        ingest::start(&self.inner, metadata).await
+        ingest::start(&self.inner, metadata, "").await
+    }
+
+    /// [`Engine::start`], the recording owned by `owner` (the identity that
+    /// started it, kept in its row: the server lets only it resume).
+    pub async fn start_owned(
+        &self,
+        metadata: reel_proto::v1::RecordingMetadata,
+        owner: &str,
+    ) -> Result<RecordingWriter> {
+        ingest::start(&self.inner, metadata, owner).await
     }
 
     /// Re-attaches a recorder to an open recording, after a broken stream or
@@ -554,9 +564,58 @@ impl Engine {
         archiver::begin(&self.inner, rec, by).await
     }
 
-    /// The audit log (purges, holds, releases), oldest first.
+    /// The audit log (purges, holds, releases, reads, refusals, tokens),
+    /// oldest first.
     pub async fn audit(&self, since_us: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         self.inner.catalog(move |c| c.audit(since_us, limit)).await
+    }
+
+    /// Appends `entry` to the audit log (its time set to now when 0);
+    /// durable when the future resolves.
+    pub async fn record_audit(&self, mut entry: AuditEntry) -> Result<()> {
+        if entry.at_us == 0 {
+            entry.at_us = now_us();
+        }
+        self.inner
+            .catalog(move |c| {
+                let mut batch = reel_catalog::Batch::new();
+                batch.append_audit(&entry);
+                c.commit(batch)
+            })
+            .await
+    }
+
+    /// Every API token (names, hashes, roles; never a secret).
+    pub async fn tokens(&self) -> Result<Vec<reel_proto::v1::TokenRow>> {
+        self.inner.catalog(|c| c.tokens()).await
+    }
+
+    /// Stores `row` (replacing a token of the same name) with its audit
+    /// entry, in one durable commit.
+    pub async fn put_token(&self, row: reel_proto::v1::TokenRow, audit: AuditEntry) -> Result<()> {
+        self.inner
+            .catalog(move |c| {
+                let mut batch = reel_catalog::Batch::new();
+                batch.put_token(&row).append_audit(&audit);
+                c.commit(batch)
+            })
+            .await
+    }
+
+    /// Removes the token `name` with its audit entry; false if there was none.
+    pub async fn revoke_token(&self, name: String, audit: AuditEntry) -> Result<bool> {
+        self.inner
+            .catalog(move |c| {
+                c.commit_checked(|c| {
+                    let mut batch = reel_catalog::Batch::new();
+                    let found = c.token(&name)?.is_some();
+                    if found {
+                        batch.delete_token(&name).append_audit(&audit);
+                    }
+                    Ok((found, batch))
+                })
+            })
+            .await
     }
 
     /// Streams every durable event of a recording, in order, from wherever

@@ -88,6 +88,7 @@ pub(crate) async fn purge(
                     action: "purge".into(),
                     recordings: outcome.purged.iter().map(|id| id.to_string()).collect(),
                     reason: mark.reason.clone(),
+                    ..Default::default()
                 });
                 Ok((outcome, batch))
             })
@@ -218,6 +219,7 @@ pub(crate) async fn resume(inner: &Arc<Inner>) -> Result<()> {
                             action: "purged".into(),
                             recordings: vec![id.to_string()],
                             reason: "every copy deleted".into(),
+                            ..Default::default()
                         });
                     Ok((true, batch))
                 })
@@ -249,6 +251,7 @@ pub(crate) async fn hold(inner: &Arc<Inner>, id: RecordingId, actor: Actor) -> R
                     action: "hold".into(),
                     recordings: vec![id.to_string()],
                     reason: actor.reason,
+                    ..Default::default()
                 });
                 Ok((Some(hold), batch))
             })
@@ -271,6 +274,7 @@ pub(crate) async fn release(inner: &Arc<Inner>, id: RecordingId, actor: Actor) -
                     action: "release".into(),
                     recordings: vec![id.to_string()],
                     reason: actor.reason,
+                    ..Default::default()
                 });
                 Ok((true, batch))
             })

@@ -221,6 +221,7 @@ pub(crate) async fn rebuild(
                 action: "rebuild".into(),
                 recordings: Vec::new(),
                 reason: summary,
+                ..Default::default()
             });
             c.commit(batch)
         })

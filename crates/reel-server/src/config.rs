@@ -86,6 +86,17 @@ pub struct FileConfig {
     pub compactor: CompactorSection,
     #[serde(default)]
     pub retention: RetentionSection,
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// `[http]`: the HTTP API's own settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Serve `/metrics` without a token (to a scraper on a trusted network).
+    #[serde(default)]
+    pub open_metrics: bool,
 }
 
 /// Retention rules; see `reel_engine::RetentionConfig`.
@@ -250,7 +261,7 @@ fn store_from_env(prefix: &str) -> anyhow::Result<Option<StoreConfig>> {
             bucket: var("BUCKET")
                 .ok_or_else(|| anyhow::anyhow!("{prefix}_TYPE=s3 needs {prefix}_BUCKET"))?,
             access_key_id: var("ACCESS_KEY_ID"),
-            secret_access_key: var("SECRET_ACCESS_KEY"),
+            secret_access_key: var("SECRET_ACCESS_KEY").map(Into::into),
             allow_http: flag("ALLOW_HTTP", false)?,
             path_style: flag("PATH_STYLE", true)?,
             prefix: var("PREFIX"),
@@ -315,6 +326,8 @@ pub struct ServerConfig {
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub log: String,
+    /// `/metrics` without a token.
+    pub open_metrics: bool,
 }
 
 impl ServerConfig {
@@ -415,6 +428,7 @@ impl ServerConfig {
         );
         Ok(ServerConfig {
             max_streams: file.ingest.max_streams.unwrap_or(DEFAULT_MAX_STREAMS),
+            open_metrics: file.http.open_metrics,
             engine,
             grpc_listen: args
                 .grpc_listen

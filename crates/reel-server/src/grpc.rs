@@ -16,7 +16,44 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::access::{Action, Identity, Tokens, audit_refusal, bearer};
 use crate::status::to_status;
+
+/// The interceptor of the ingest service: the bearer token in the
+/// `authorization` metadata must stand for an identity that may record.
+/// Refusals are audited.
+pub fn authenticate(
+    engine: Engine,
+    tokens: Arc<Tokens>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut request: Request<()>| {
+        let client = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let result = bearer(header)
+            .and_then(|secret| tokens.authenticate(secret, client.clone()))
+            .and_then(|identity| identity.check(Action::Record).map(|()| identity));
+        match result {
+            Ok(identity) => {
+                request.extensions_mut().insert(identity);
+                Ok(request)
+            }
+            Err(denied) => {
+                let engine = engine.clone();
+                let status = denied.to_status();
+                tokio::spawn(async move {
+                    audit_refusal(&engine, None, &client, "gRPC Ingest/Record", &denied).await;
+                });
+                Err(status)
+            }
+        }
+    }
+}
 
 /// Batches a stream may have in flight (accepted, not yet acknowledged).
 const MAX_IN_FLIGHT: usize = 256;
@@ -58,12 +95,17 @@ impl Ingest for IngestService {
                 self.max_streams
             ))
         })?;
+        let identity = request
+            .extensions()
+            .get::<Identity>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no identity"))?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let engine = self.engine.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(status) = drive(engine, inbound, &tx).await {
+            if let Err(status) = drive(engine, identity, inbound, &tx).await {
                 debug!(code = ?status.code(), message = status.message(), "ingest stream ended with an error");
                 let _ = tx.send(Err(status)).await;
             }
@@ -87,8 +129,16 @@ fn ack(durable: u64) -> Resp {
     })
 }
 
+/// Refuses, audited, what `who` may not do to a recording.
+async fn refuse(engine: &Engine, who: &Identity, asked: &str, message: String) -> Status {
+    let denied = crate::access::Denied::Forbidden(message);
+    audit_refusal(engine, Some(who), &who.client, asked, &denied).await;
+    denied.to_status()
+}
+
 async fn drive(
     engine: Engine,
+    who: Identity,
     mut inbound: Streaming<RecordRequest>,
     out: &Out,
 ) -> Result<(), Status> {
@@ -96,9 +146,30 @@ async fn drive(
         return Ok(());
     };
     let writer = match first.request {
-        Some(Req::Start(start)) => engine.start(start.metadata.unwrap_or_default()).await,
+        Some(Req::Start(start)) => {
+            let metadata = start.metadata.unwrap_or_default();
+            if !who.scopes.admits(&metadata) {
+                let message = format!(
+                    "{} may not record user {:?} on target {:?} ({}): outside its scopes",
+                    who.name, metadata.user, metadata.target, metadata.protocol
+                );
+                return Err(refuse(&engine, &who, "gRPC start", message).await);
+            }
+            engine.start_owned(metadata, &who.name).await
+        }
         Some(Req::Resume(resume)) => match resume.recording_id.parse::<RecordingId>() {
-            Ok(id) => engine.resume(id).await,
+            Ok(id) => {
+                // Only the identity that started a recording may add to it.
+                let info = engine.recording(id).await.map_err(to_status)?;
+                if info.row.owner != who.name && !info.row.owner.is_empty() {
+                    let message = format!(
+                        "recording {id} was started by another identity; {} may not resume it",
+                        who.name
+                    );
+                    return Err(refuse(&engine, &who, &format!("gRPC resume {id}"), message).await);
+                }
+                engine.resume(id).await
+            }
             Err(e) => Err(e.into()),
         },
         Some(Req::Events(_) | Req::Close(_)) => {

@@ -22,6 +22,7 @@ use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, Location, RecordingState};
 use serde::Deserialize;
 
+use crate::access::{Access, Denied, Identity};
 use crate::exposition;
 use crate::status::http_status;
 
@@ -32,8 +33,11 @@ const MAX_PAGE: usize = 1000;
 pub struct AppState {
     pub engine: Engine,
     pub grpc_listen: SocketAddr,
+    pub access: Access,
 }
 
+/// Every route of the API. Each must have a rule in
+/// [`crate::access::RULES`]; one without is refused to everyone.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -45,6 +49,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/recordings/{id}", get(show))
         .route("/api/v1/recordings/{id}/export", get(export))
         .merge(crate::purge::routes())
+        .merge(crate::tokens::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::access::authorize,
+        ))
         .fallback(|| async {
             error_response(
                 StatusCode::NOT_FOUND,
@@ -67,22 +76,36 @@ fn error_response(status: StatusCode, code: &str, error: String) -> Response {
         .into_response()
 }
 
-/// An engine error as an HTTP response.
-pub struct HttpError(Box<EngineError>);
+/// An engine error or a refusal as an HTTP response.
+pub enum HttpError {
+    Engine(Box<EngineError>),
+    Denied(Denied),
+}
 
 impl From<EngineError> for HttpError {
     fn from(e: EngineError) -> Self {
-        HttpError(Box::new(e))
+        HttpError::Engine(Box::new(e))
+    }
+}
+
+impl From<Denied> for HttpError {
+    fn from(d: Denied) -> Self {
+        HttpError::Denied(d)
     }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let (status, code) = http_status(&self.0);
-        if status.is_server_error() {
-            tracing::error!(error = %self.0, "request failed");
+        match self {
+            HttpError::Engine(e) => {
+                let (status, code) = http_status(&e);
+                if status.is_server_error() {
+                    tracing::error!(error = %e, "request failed");
+                }
+                error_response(status, code, e.to_string())
+            }
+            HttpError::Denied(d) => d.into_response(),
         }
-        error_response(status, code, self.0.to_string())
     }
 }
 
@@ -189,8 +212,8 @@ async fn status(State(app): State<AppState>) -> axum::Json<ServerStatus> {
         version: env!("CARGO_PKG_VERSION").into(),
         grpc_listen: app.grpc_listen.to_string(),
         data_dir: config.data_dir.display().to_string(),
-        primary: format!("{:?}", config.primary),
-        secondary: format!("{:?}", config.secondary),
+        primary: config.primary.describe(),
+        secondary: config.secondary.describe(),
         journal_bytes: local.journal_bytes,
         journal_files: local.journal_files,
         spool_bytes: local.spool_bytes,
@@ -269,9 +292,19 @@ async fn compact_status(
 /// Starts recombining now (unless `dry_run`) and answers with the plan.
 async fn compact(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     Query(q): Query<CompactQuery>,
 ) -> Result<axum::Json<CompactStatus>, HttpError> {
     let only = q.recording.as_deref().map(parse_id).transpose()?;
+    crate::purge::audited(
+        &app,
+        who.audit(
+            "compact",
+            only.iter().map(|i| i.to_string()).collect(),
+            format!("dry_run={}", q.dry_run),
+        ),
+    )
+    .await?;
     let state = compact_state(&app.engine, only).await?;
     if !q.dry_run {
         let engine = app.engine.clone();
@@ -293,10 +326,12 @@ async fn compact(
 /// older name).
 async fn list(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     RawQuery(raw): RawQuery,
 ) -> Result<axum::Json<RecordingList>, HttpError> {
-    let query = list_query(raw.as_deref().unwrap_or(""), std::time::SystemTime::now())
+    let mut query = list_query(raw.as_deref().unwrap_or(""), std::time::SystemTime::now())
         .map_err(|e| HttpError::from(EngineError::InvalidArgument(e)))?;
+    query.filter.scope = who.scopes.clone();
     let (infos, next) = app.engine.find(query).await?;
     Ok(axum::Json(RecordingList {
         recordings: infos.iter().map(summary).collect(),
@@ -352,10 +387,12 @@ fn list_query(raw: &str, now: std::time::SystemTime) -> Result<ListQuery, String
 
 async fn show(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<RecordingDetail>, HttpError> {
     let id = parse_id(&id)?;
-    Ok(axum::Json(detail(&app.engine.recording(id).await?)))
+    let info = crate::purge::within_scope(&app, &who, id, "show").await?;
+    Ok(axum::Json(detail(&info)))
 }
 
 #[derive(Deserialize)]
@@ -374,10 +411,12 @@ struct ExportQuery {
 /// a store that is down. A failure after that aborts the body.
 async fn export(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     Path(id): Path<String>,
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, HttpError> {
     let id = parse_id(&id)?;
+    crate::purge::within_scope(&app, &who, id, "export").await?;
     let cast = match q.format.as_deref().unwrap_or("cast") {
         "cast" => true,
         "raw" => false,
@@ -394,6 +433,14 @@ async fn export(
             .map_err(|e| HttpError::from(EngineError::InvalidArgument(e)))
     };
     let window = Window::new(offset(&q.from)?.unwrap_or(0), offset(&q.to)?)?;
+    // Every read is in the audit log, written before the first byte.
+    let detail = format!(
+        "format={} from={} to={}",
+        if cast { "cast" } else { "raw" },
+        q.from.as_deref().unwrap_or("start"),
+        q.to.as_deref().unwrap_or("end")
+    );
+    crate::purge::audited(&app, who.audit("export", vec![id.to_string()], detail)).await?;
     let mut events = app.engine.read(id, window).await?;
     let header = cast.then(|| {
         let meta = events.recording().metadata.clone().unwrap_or_default();

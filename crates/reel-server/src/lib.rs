@@ -1,12 +1,14 @@
 //! `reeld`, Reel's server: the gRPC ingest service recorders stream to, and
 //! the HTTP API that lists, shows and exports recordings.
 
+pub mod access;
 pub mod config;
 mod exposition;
 pub mod grpc;
 pub mod http;
 mod purge;
 pub mod status;
+pub mod tokens;
 
 use axum::serve::ListenerExt;
 
@@ -83,11 +85,17 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let access = access::Access::load(&engine, &config.engine.data_dir, config.open_metrics)
+        .await
+        .context("cannot set up the API tokens")?;
 
     let max_message = config.engine.max_batch_bytes + GRPC_SLACK;
-    let ingest = IngestServer::new(grpc::IngestService::new(engine.clone(), config.max_streams))
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+    let ingest = tonic::service::interceptor::InterceptedService::new(
+        IngestServer::new(grpc::IngestService::new(engine.clone(), config.max_streams))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+        grpc::authenticate(engine.clone(), access.tokens.clone()),
+    );
     let grpc = tonic::transport::Server::builder()
         .add_service(ingest)
         .serve_with_incoming_shutdown(
@@ -97,13 +105,18 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let app = http::router(http::AppState {
         engine: engine.clone(),
         grpc_listen: grpc_addr,
+        access,
     });
     // No Nagle delay on the small first writes of an export (its status line
     // and first events): time to first byte is what a player waits for.
     let http_listener = http_listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let http = axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal());
+    let http = axum::serve(
+        http_listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal());
     // Tests and scripts wait for this line.
     info!(grpc = %grpc_addr, http = %http_addr, data_dir, "reeld ready");
     let (g, h) = tokio::join!(grpc, http);

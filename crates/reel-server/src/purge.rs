@@ -12,6 +12,7 @@ use reel_api::{AuditRecord, HoldInfo, HoldRequest, PurgeRequest, PurgeResponse, 
 use reel_engine::{Actor, EngineError, Filter, PurgeOutcome};
 use serde::Deserialize;
 
+use crate::access::{Action, Identity};
 use crate::http::{AppState, HttpError, parse_id};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -38,20 +39,42 @@ fn invalid(message: String) -> HttpError {
     HttpError::from(EngineError::InvalidArgument(message))
 }
 
-fn actor(by: &str, reason: &str, default_reason: &str) -> Result<Actor, HttpError> {
-    if by.trim().is_empty() {
-        return Err(invalid(
-            "`by` (who asks) is required for the audit log".into(),
-        ));
-    }
-    Ok(Actor {
-        by: by.trim().to_string(),
+/// Who acts, for the audit log: always the authenticated identity (a `by`
+/// in the request body is ignored).
+fn actor(who: &Identity, reason: &str, default_reason: &str) -> Actor {
+    Actor {
+        by: who.name.clone(),
         reason: if reason.trim().is_empty() {
             default_reason.to_string()
         } else {
             reason.trim().to_string()
         },
-    })
+    }
+}
+
+/// Refuses (audited) a recording outside the caller's scopes.
+pub(crate) async fn within_scope(
+    app: &AppState,
+    who: &Identity,
+    id: reel_proto::RecordingId,
+    asked: &str,
+) -> Result<reel_engine::RecordingInfo, HttpError> {
+    let info = app.engine.recording(id).await?;
+    let meta = info.row.metadata.clone().unwrap_or_default();
+    if let Err(denied) = who.require_scope(id, &meta) {
+        crate::access::audit_refusal(&app.engine, Some(who), &who.client, asked, &denied).await;
+        return Err(denied.into());
+    }
+    Ok(info)
+}
+
+/// Writes an access to the audit log before it happens: an act that cannot
+/// be recorded is not done.
+pub(crate) async fn audited(
+    app: &AppState,
+    entry: reel_proto::v1::AuditEntry,
+) -> Result<(), HttpError> {
+    Ok(app.engine.record_audit(entry).await?)
 }
 
 /// Microseconds since the epoch `age` (e.g. `90d`) ago.
@@ -82,9 +105,10 @@ fn response(outcome: PurgeOutcome, dry_run: bool) -> axum::Json<PurgeResponse> {
 /// `POST /api/v1/purge`: ids, or `older_than` (+ `user`).
 async fn purge(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     axum::Json(req): axum::Json<PurgeRequest>,
 ) -> Result<axum::Json<PurgeResponse>, HttpError> {
-    let actor = actor(&req.by, &req.reason, "purged by hand")?;
+    let actor = actor(&who, &req.reason, "purged by hand");
     let outcome = match (&req.older_than, req.ids.is_empty()) {
         (None, false) => {
             if req.user.is_some() {
@@ -97,12 +121,31 @@ async fn purge(
                 .iter()
                 .map(|id| parse_id(id))
                 .collect::<Result<Vec<_>, _>>()?;
+            for id in &ids {
+                let info = within_scope(&app, &who, *id, "purge").await;
+                // Unknown ids are the engine's to report (refused, listed).
+                match info {
+                    Ok(info)
+                        if !req.force
+                            && info.row.state == reel_proto::v1::RecordingState::Open as i32 =>
+                    {
+                        return Err(HttpError::from(EngineError::FailedPrecondition(format!(
+                            "recording {id} is still open (being recorded); purge it with force to cut it short"
+                        ))));
+                    }
+                    Err(HttpError::Denied(d)) => return Err(d.into()),
+                    _ => {}
+                }
+            }
             app.engine.purge(ids, actor, req.dry_run).await?
         }
         (Some(age), true) => {
             let filter = Filter {
                 user: req.user.clone(),
                 received_before_us: Some(cutoff(age)?),
+                // Open recordings are left alone unless forced.
+                state: (!req.force).then_some(reel_engine::StateFilter::Closed),
+                scope: who.scopes.clone(),
                 ..Default::default()
             };
             app.engine
@@ -127,8 +170,18 @@ struct DryRun {
 /// `POST /api/v1/retention?dry_run=true`: applies the retention rules now.
 async fn retention(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     Query(q): Query<DryRun>,
 ) -> Result<axum::Json<PurgeResponse>, HttpError> {
+    audited(
+        &app,
+        who.audit(
+            "retention-run",
+            Vec::new(),
+            format!("dry_run={}", q.dry_run),
+        ),
+    )
+    .await?;
     let ids = app.engine.apply_retention(q.dry_run).await?;
     Ok(response(
         PurgeOutcome {
@@ -141,6 +194,7 @@ async fn retention(
 
 async fn hold(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     Path(id): Path<String>,
     axum::Json(req): axum::Json<HoldRequest>,
 ) -> Result<axum::Json<HoldInfo>, HttpError> {
@@ -148,10 +202,8 @@ async fn hold(
     if req.reason.trim().is_empty() {
         return Err(invalid("a legal hold needs a reason".into()));
     }
-    let hold = app
-        .engine
-        .hold(id, actor(&req.by, &req.reason, "")?)
-        .await?;
+    within_scope(&app, &who, id, "hold").await?;
+    let hold = app.engine.hold(id, actor(&who, &req.reason, "")).await?;
     Ok(axum::Json(HoldInfo {
         at_us: hold.at_us,
         by: hold.by,
@@ -161,12 +213,14 @@ async fn hold(
 
 async fn release(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     Path(id): Path<String>,
     axum::Json(req): axum::Json<HoldRequest>,
 ) -> Result<axum::Json<serde_json::Value>, HttpError> {
     let id = parse_id(&id)?;
+    within_scope(&app, &who, id, "release").await?;
     app.engine
-        .release(id, actor(&req.by, &req.reason, "released")?)
+        .release(id, actor(&who, &req.reason, "released"))
         .await?;
     Ok(axum::Json(
         serde_json::json!({ "released": id.to_string() }),
@@ -199,6 +253,8 @@ async fn audit(
                 action: e.action,
                 recordings: e.recordings,
                 reason: e.reason,
+                client: e.client,
+                detail: e.detail,
             })
             .collect(),
     ))
@@ -218,11 +274,38 @@ struct VerifyQuery {
 /// JSON, a progress line every 200 ms, then the report (or an error).
 async fn verify(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     Query(q): Query<VerifyQuery>,
 ) -> Result<axum::response::Response, HttpError> {
     if q.delete_orphans && !q.repair {
         return Err(invalid("delete_orphans goes with repair".into()));
     }
+    if q.repair
+        && let Err(denied) = who.check(Action::Repair)
+    {
+        crate::access::audit_refusal(
+            &app.engine,
+            Some(&who),
+            &who.client,
+            "verify --repair",
+            &denied,
+        )
+        .await;
+        return Err(denied.into());
+    }
+    let detail = format!(
+        "content={} repair={} delete_orphans={}",
+        q.content, q.repair, q.delete_orphans
+    );
+    audited(
+        &app,
+        who.audit(
+            if q.repair { "repair" } else { "verify" },
+            Vec::new(),
+            detail,
+        ),
+    )
+    .await?;
     let options = reel_engine::VerifyOptions {
         content: q.content,
         repair: q.repair,
@@ -303,6 +386,7 @@ struct ArchiveQuery {
 /// body short, and the file then lacks its end frame.
 async fn export_archive(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     Query(q): Query<ArchiveQuery>,
 ) -> Result<axum::response::Response, HttpError> {
     let ids = match (&q.ids, &q.older_than) {
@@ -316,6 +400,7 @@ async fn export_archive(
                 user: q.user.clone(),
                 received_before_us: Some(cutoff(age)?),
                 state: Some(reel_engine::StateFilter::Closed),
+                scope: who.scopes.clone(),
                 ..Default::default()
             };
             app.engine.find_ids(filter).await?
@@ -325,9 +410,19 @@ async fn export_archive(
     // Every recording's rows first: an unknown or open one is refused
     // before any byte.
     let mut entries = Vec::new();
-    for id in ids {
-        entries.push((id, app.engine.archive_entry(id).await?));
+    for id in &ids {
+        within_scope(&app, &who, *id, "archive export").await?;
+        entries.push((*id, app.engine.archive_entry(*id).await?));
     }
+    audited(
+        &app,
+        who.audit(
+            "archive-export",
+            ids.iter().map(|i| i.to_string()).collect(),
+            String::new(),
+        ),
+    )
+    .await?;
     let engine = app.engine.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
@@ -363,11 +458,6 @@ async fn export_archive(
         .into_response())
 }
 
-#[derive(Deserialize)]
-struct ImportQuery {
-    by: Option<String>,
-}
-
 /// 413 with the API's JSON error.
 fn too_large(error: String) -> axum::response::Response {
     (
@@ -380,7 +470,7 @@ fn too_large(error: String) -> axum::response::Response {
         .into_response()
 }
 
-/// `POST /api/v1/archive?by=U` with an archive file as the body: imports
+/// `POST /api/v1/archive` with an archive file as the body: imports
 /// every recording in it (those already in Reel are skipped and listed).
 ///
 /// The body may hold at most the local log's capacity
@@ -390,7 +480,7 @@ fn too_large(error: String) -> axum::response::Response {
 /// segment is checked before it is kept (see `reel_log::archive`).
 async fn import_archive(
     State(app): State<AppState>,
-    Query(q): Query<ImportQuery>,
+    axum::Extension(who): axum::Extension<Identity>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<axum::Json<reel_api::ImportResponse>, axum::response::Response> {
@@ -410,7 +500,7 @@ async fn import_archive(
     {
         return Err(over(format!("the body is {len} bytes")));
     }
-    let by = q.by.unwrap_or_else(|| "unknown".into());
+    let by = who.name.clone();
     let mut reader = reel_log::archive::ArchiveReader::with_max_segment_bytes(
         reel_engine::Import::max_segment_bytes(app.engine.config()),
     );
@@ -484,5 +574,12 @@ async fn import_archive(
             reader.consumed()
         )));
     }
+    let detail = format!("{} refused", out.refused.len());
+    audited(
+        &app,
+        who.audit("archive-import", out.imported.clone(), detail),
+    )
+    .await
+    .map_err(IntoResponse::into_response)?;
     Ok(axum::Json(out))
 }

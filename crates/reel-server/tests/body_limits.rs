@@ -11,6 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Server {
     addr: SocketAddr,
+    /// The admin token, sent by [`post`].
+    token: String,
     engine: Engine,
     _dir: tempfile::TempDir,
 }
@@ -21,15 +23,24 @@ async fn server(tune: impl FnOnce(&mut EngineConfig)) -> Server {
     config.min_free_disk_bytes = 0;
     tune(&mut config);
     let engine = Engine::open(config).await.unwrap();
+    let access = reel_server::access::Access::load(&engine, dir.path(), false)
+        .await
+        .unwrap();
+    let token = std::fs::read_to_string(dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
     let app = reel_server::http::router(reel_server::http::AppState {
         engine: engine.clone(),
         grpc_listen: "127.0.0.1:1".parse().unwrap(),
+        access,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Server {
         addr,
+        token,
         engine,
         _dir: dir,
     }
@@ -38,15 +49,16 @@ async fn server(tune: impl FnOnce(&mut EngineConfig)) -> Server {
 /// Sends a POST (its body chunked, or with a content-length) and returns the
 /// status and the body of the answer. The server may answer before the
 /// whole body is sent: a write that fails then is not an error.
-async fn post(addr: SocketAddr, path: &str, body: &[u8], chunked: bool) -> (u16, String) {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+async fn post(s: &Server, path: &str, body: &[u8], chunked: bool) -> (u16, String) {
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let token = &s.token;
     let head = if chunked {
         format!(
-            "POST {path} HTTP/1.1\r\nhost: reel\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+            "POST {path} HTTP/1.1\r\nhost: reel\r\nauthorization: Bearer {token}\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
         )
     } else {
         format!(
-            "POST {path} HTTP/1.1\r\nhost: reel\r\ncontent-length: {}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nhost: reel\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",
             body.len()
         )
     };
@@ -104,7 +116,7 @@ async fn an_archive_import_larger_than_the_local_capacity_is_refused_with_413() 
     let mut body = frame_head(1, 600 << 10);
     body.resize(600 << 10, 0);
     for chunked in [false, true] {
-        let (status, text) = post(s.addr, "/api/v1/archive?by=t", &body, chunked).await;
+        let (status, text) = post(&s, "/api/v1/archive", &body, chunked).await;
         assert_eq!(status, 413, "chunked {chunked}: {text}");
         assert!(text.contains("local_capacity_bytes"), "{text}");
         assert!(text.contains("payload_too_large"), "{text}");
@@ -124,7 +136,7 @@ async fn a_segment_frame_larger_than_this_server_writes_is_refused_with_413() {
     // Before, frames up to 1 GiB were awaited and buffered: this one
     // waited for the end of the body and was then called truncated.
     let body = frame_head(2, max + 1);
-    let (status, text) = post(s.addr, "/api/v1/archive?by=t", &body, false).await;
+    let (status, text) = post(&s, "/api/v1/archive", &body, false).await;
     assert_eq!(status, 413, "{text}");
     assert!(
         text.contains(&format!(
@@ -135,7 +147,7 @@ async fn a_segment_frame_larger_than_this_server_writes_is_refused_with_413() {
     );
     assert!(text.contains("frame at byte 12"), "{text}");
     // Within the bound, but the file ends: a 400 naming the truncation.
-    let (status, text) = post(s.addr, "/api/v1/archive?by=t", &frame_head(1, 10), false).await;
+    let (status, text) = post(&s, "/api/v1/archive", &frame_head(1, 10), false).await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("truncated"), "{text}");
     s.engine.shutdown().await;
@@ -147,10 +159,10 @@ async fn json_bodies_are_limited_on_every_route() {
     let ids = vec!["01KAZ3Q6Z2VJ6D1N7M4R8TXQ2C"; 400_000];
     let body = serde_json::to_vec(&serde_json::json!({ "ids": ids, "by": "t" })).unwrap();
     assert!(body.len() > 8 << 20);
-    let (status, text) = post(s.addr, "/api/v1/purge", &body, false).await;
+    let (status, text) = post(&s, "/api/v1/purge", &body, false).await;
     assert_eq!(status, 413, "{text}");
     let (status, text) = post(
-        s.addr,
+        &s,
         "/api/v1/recordings/01KAZ3Q6Z2VJ6D1N7M4R8TXQ2C/hold",
         &body,
         true,

@@ -70,7 +70,7 @@ pub struct S3Config {
     #[serde(default)]
     pub access_key_id: Option<String>,
     #[serde(default)]
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<Secret>,
     /// Allow plain `http://` endpoints.
     #[serde(default)]
     pub allow_http: bool,
@@ -80,6 +80,59 @@ pub struct S3Config {
     /// A key prefix inside the bucket, e.g. `reel/`.
     #[serde(default)]
     pub prefix: Option<String>,
+}
+
+/// A secret from the configuration (an S3 secret key). Its `Debug` and
+/// `Serialize` never show it; only [`Secret::expose`] does, for the client
+/// that needs it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+impl StoreConfig {
+    /// Where the store is, for people to read: no credential.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreConfig::Local { path } => format!("local {}", path.display()),
+            StoreConfig::S3(s3) => format!(
+                "s3 {}/{}{}",
+                s3.endpoint.as_deref().unwrap_or("https://s3.amazonaws.com"),
+                s3.bucket,
+                s3.prefix
+                    .as_deref()
+                    .map(|p| format!(" (prefix {p})"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
 }
 
 fn default_region() -> String {
@@ -193,7 +246,7 @@ impl Store {
                     builder = builder.with_access_key_id(key);
                 }
                 if let Some(secret) = &s3.secret_access_key {
-                    builder = builder.with_secret_access_key(secret);
+                    builder = builder.with_secret_access_key(secret.expose());
                 }
                 let s3_store = builder
                     .build()

@@ -1,0 +1,409 @@
+//! Who may see and do what, end to end against a real reeld: every HTTP
+//! route and the gRPC ingest method for every role, no token and a wrong
+//! token; scopes; recordings resumed only by who started them; the audit
+//! log naming the authenticated identity for every access and refusal; the
+//! bootstrap token; and no secret in any answer or log line.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use reel::{Garage, Recorder, Reeld, garage_config_file, metadata, terminal_event};
+use reel_api::{AuditRecord, RecordingList};
+use reel_proto::v1::{Event, RecordingMetadata};
+
+const ROLES: [&str; 5] = ["recorder", "viewer", "auditor", "custodian", "admin"];
+
+/// Who may use each route: the roles allowed, or `OPEN` for everyone
+/// (no token needed). Written here, apart from the server's own rules,
+/// which must agree with it row for row.
+const OPEN: &[&str] = &["*"];
+const TABLE: &[(&str, &str, &[&str])] = &[
+    ("GET", "/healthz", OPEN),
+    ("GET", "/metrics", &["auditor", "admin"]),
+    ("GET", "/api/v1/status", &["auditor", "admin"]),
+    ("GET", "/api/v1/storage", &["auditor", "admin"]),
+    ("GET", "/api/v1/compact", &["auditor", "admin"]),
+    ("POST", "/api/v1/compact", &["admin"]),
+    (
+        "GET",
+        "/api/v1/recordings",
+        &["viewer", "auditor", "custodian", "admin"],
+    ),
+    (
+        "GET",
+        "/api/v1/recordings/{id}",
+        &["viewer", "auditor", "custodian", "admin"],
+    ),
+    (
+        "GET",
+        "/api/v1/recordings/{id}/export",
+        &["viewer", "auditor", "custodian", "admin"],
+    ),
+    (
+        "POST",
+        "/api/v1/recordings/{id}/hold",
+        &["custodian", "admin"],
+    ),
+    // Releasing a hold is a custodian's act, never an admin's alone.
+    ("DELETE", "/api/v1/recordings/{id}/hold", &["custodian"]),
+    ("POST", "/api/v1/purge", &["admin"]),
+    ("POST", "/api/v1/retention", &["admin"]),
+    ("GET", "/api/v1/audit", &["auditor", "admin"]),
+    ("POST", "/api/v1/verify", &["auditor", "admin"]),
+    ("GET", "/api/v1/archive", &["admin"]),
+    ("POST", "/api/v1/archive", &["admin"]),
+    ("GET", "/api/v1/tokens", &["admin"]),
+    ("POST", "/api/v1/tokens", &["admin"]),
+    ("DELETE", "/api/v1/tokens/{name}", &["admin"]),
+];
+
+/// `reel token create`; returns the secret (the last line of its output).
+fn create_token(reeld: &Reeld, name: &str, roles: &[&str], scopes: &[&str]) -> String {
+    let mut args = vec!["token", "create", "--name", name];
+    for r in roles {
+        args.extend(["--role", r]);
+    }
+    for s in scopes {
+        args.extend(["--scope", s]);
+    }
+    let out = reeld.reel(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last = text.lines().last().unwrap().trim().to_string();
+    assert!(last.starts_with("reel_"), "{text}");
+    last
+}
+
+async fn record(endpoint: &str, token: &str, meta: RecordingMetadata, n: u64) -> String {
+    let mut rec = Recorder::start_as(endpoint, token, meta).await.unwrap();
+    let events: Vec<Event> = (0..n).map(|i| terminal_event(1, i)).collect();
+    rec.append(events).await.unwrap();
+    let id = rec.id.clone();
+    rec.close().await.unwrap();
+    id
+}
+
+/// A request that each route serves, with a body that changes nothing that
+/// the rest of the test relies on.
+fn request(
+    reeld: &Reeld,
+    method: &str,
+    route: &str,
+    id: &str,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let path = route.replace("{id}", id).replace("{name}", "nobody");
+    let path = match (method, route) {
+        ("POST", "/api/v1/compact") | ("POST", "/api/v1/retention") => {
+            format!("{path}?dry_run=true")
+        }
+        ("GET", "/api/v1/archive") => format!("{path}?ids=01KAZ3Q6Z2VJ6D1N7M4R8TXQ2C"),
+        _ => path,
+    };
+    let method: reqwest::Method = method.parse().unwrap();
+    let mut r = reqwest::Client::new().request(method, format!("{}{path}", reeld.http));
+    r = match route {
+        "/api/v1/purge" => r.json(&serde_json::json!({ "ids": ["01KAZ3Q6Z2VJ6D1N7M4R8TXQ2C"] })),
+        "/api/v1/recordings/{id}/hold" => r.json(&serde_json::json!({ "reason": "case 7" })),
+        "/api/v1/tokens" => r.json(&serde_json::json!({ "name": "", "roles": [] })),
+        "/api/v1/archive" => r.body(Vec::new()),
+        _ => r,
+    };
+    match token {
+        Some(t) => r.bearer_auth(t),
+        None => r,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_and_method_answers_each_role_as_the_table_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let reeld = Reeld::start(&dir.path().join("data"), &[]).unwrap();
+
+    // The server's rules and this table agree, row for row.
+    let served: BTreeSet<(String, String)> = reel_server::access::RULES
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    let table: BTreeSet<(String, String)> = TABLE
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        served, table,
+        "every route needs a row in this test's table, and every row a route"
+    );
+
+    let mut tokens = Vec::new();
+    for role in ROLES {
+        tokens.push((
+            role,
+            create_token(&reeld, &format!("t-{role}"), &[role], &[]),
+        ));
+    }
+    let token = |role: &str| tokens.iter().find(|(r, _)| *r == role).unwrap().1.clone();
+    let id = record(
+        &reeld.grpc,
+        &token("recorder"),
+        metadata("alice", "db-1"),
+        20,
+    )
+    .await;
+
+    let mut failures = Vec::new();
+    for (method, route, allowed) in TABLE {
+        let mut callers: Vec<(&str, Option<String>)> = vec![
+            ("no token", None),
+            ("a wrong token", Some("reel_0000".into())),
+        ];
+        // The custodian acts on the hold after the admin, so that the
+        // release finds one to release.
+        for role in ["recorder", "viewer", "auditor", "admin", "custodian"] {
+            callers.push((role, Some(token(role))));
+        }
+        for (who, t) in callers {
+            let status = request(&reeld, method, route, &id, t.as_deref())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            let expected = if *allowed == OPEN {
+                "served"
+            } else if t.is_none() || who == "a wrong token" {
+                "401"
+            } else if allowed.contains(&who) {
+                "served"
+            } else {
+                "403"
+            };
+            let got = match status {
+                401 => "401",
+                403 => "403",
+                _ => "served",
+            };
+            if got != expected {
+                failures.push(format!(
+                    "{method} {route} by {who}: HTTP {status}, expected {expected}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // gRPC: only recorders (and admins) may record; without a token no one.
+    for role in ROLES {
+        let result = Recorder::start_as(&reeld.grpc, &token(role), metadata("alice", "db-2")).await;
+        match role {
+            "recorder" | "admin" => assert!(result.is_ok(), "{role}: {:?}", result.err()),
+            _ => {
+                let status = result.err().unwrap();
+                assert_eq!(status.code(), tonic::Code::PermissionDenied, "{role}");
+                assert!(status.message().contains("recorder"), "{status:?}");
+            }
+        }
+    }
+    let status = Recorder::start_as(&reeld.grpc, "reel_wrong", metadata("a", "b"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_resume_audit_and_the_bootstrap_token() {
+    let dir = tempfile::tempdir().unwrap();
+    // The embedded default's layout: ./reel-data beside where reel runs.
+    let reeld = Reeld::start(&dir.path().join("reel-data"), &[]).unwrap();
+    let token_file = dir.path().join("reel-data/admin.token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // `reel` with no token flag finds ./reel-data/admin.token.
+    let out = std::process::Command::new(reel::bin("reel"))
+        .current_dir(dir.path())
+        .env_remove("REEL_TOKEN")
+        .env_remove("REEL_TOKEN_FILE")
+        .args(["--server", &reeld.http, "ls"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let rec_a = create_token(&reeld, "bastion-a", &["recorder"], &[]);
+    let rec_b = create_token(&reeld, "bastion-b", &["recorder"], &[]);
+    let alice_viewer = create_token(&reeld, "alice-viewer", &["viewer"], &["user=alice"]);
+    let alice = record(&reeld.grpc, &rec_a, metadata("alice", "db-1"), 30).await;
+    let bob = record(&reeld.grpc, &rec_a, metadata("bob", "db-1"), 30).await;
+
+    // A viewer scoped to alice sees and exports only alice's recordings.
+    let as_viewer = |path: String| {
+        reqwest::Client::new()
+            .get(format!("{}{path}", reeld.http))
+            .bearer_auth(&alice_viewer)
+            .send()
+    };
+    let list: RecordingList = as_viewer("/api/v1/recordings".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list.recordings.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec![alice.as_str()]);
+    for path in [
+        format!("/api/v1/recordings/{alice}"),
+        format!("/api/v1/recordings/{alice}/export"),
+    ] {
+        assert_eq!(as_viewer(path).await.unwrap().status(), 200);
+    }
+    for path in [
+        format!("/api/v1/recordings/{bob}"),
+        format!("/api/v1/recordings/{bob}/export"),
+    ] {
+        let r = as_viewer(path).await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("outside the scopes"));
+    }
+
+    // Only the identity that started a recording may resume it.
+    let mut open = Recorder::start_as(&reeld.grpc, &rec_a, metadata("carol", "db-9"))
+        .await
+        .unwrap();
+    open.append(vec![terminal_event(2, 0)]).await.unwrap();
+    let open_id = open.id.clone();
+    drop(open);
+    let stolen = Recorder::resume_as(&reeld.grpc, &rec_b, &open_id)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(stolen.code(), tonic::Code::PermissionDenied, "{stolen:?}");
+    let mut back = Recorder::resume_as(&reeld.grpc, &rec_a, &open_id)
+        .await
+        .unwrap();
+    assert_eq!(back.acked, 1);
+
+    // Purging an open recording is refused unless forced.
+    let out = reeld.reel(&["purge", &open_id, "--reason", "test"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still open"));
+    back.append(vec![terminal_event(2, 1)]).await.unwrap();
+
+    // `by` in a body is ignored: the audit log names the token.
+    let r = reeld
+        .request(reqwest::Method::POST, "/api/v1/purge")
+        .json(&serde_json::json!({ "ids": [bob], "by": "mallory", "reason": "spoof" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit").await.unwrap();
+    let purge = audit.iter().find(|e| e.action == "purge").unwrap();
+    assert_eq!(purge.by, "admin");
+    assert!(audit.iter().all(|e| e.by != "mallory"));
+    // Every access is there: the viewer's exports and its refusals, the
+    // stolen resume, the tokens made.
+    let has = |action: &str, by: &str, recording: Option<&str>| {
+        audit.iter().any(|e| {
+            e.action == action
+                && e.by == by
+                && recording.is_none_or(|id| e.recordings.iter().any(|r| r == id))
+        })
+    };
+    assert!(has("export", "alice-viewer", Some(&alice)), "{audit:#?}");
+    assert!(has("forbidden", "alice-viewer", None), "{audit:#?}");
+    assert!(has("forbidden", "bastion-b", None), "{audit:#?}");
+    assert!(has("token-create", "admin", None), "{audit:#?}");
+    assert!(
+        audit
+            .iter()
+            .filter(|e| e.action == "forbidden" || e.action == "export")
+            .all(|e| e.client.starts_with("127.0.0.1:")),
+        "{audit:#?}"
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/recordings", reeld.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit").await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "unauthenticated" && e.detail == "GET /api/v1/recordings")
+    );
+
+    // A revoked token stops working at once.
+    let out = reeld.reel(&["token", "revoke", "alice-viewer"]);
+    assert!(out.status.success());
+    assert_eq!(
+        as_viewer("/api/v1/recordings".into())
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    back.close().await.unwrap();
+}
+
+/// Every answer of every GET route, with the admin's token.
+async fn every_answer(reeld: &Reeld) -> String {
+    let mut all = String::new();
+    for (method, route, _) in TABLE {
+        if *method == "GET" && !route.contains('{') {
+            let r = reeld.get(route).await.unwrap();
+            all.push_str(&r.text().await.unwrap());
+        }
+    }
+    all
+}
+
+fn file_text(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_and_no_log_line_shows_a_store_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
+    let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
+    let cfg = garage_config_file(dir.path(), &primary, &secondary, "");
+    let reeld = Reeld::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    )
+    .unwrap();
+    record(&reeld.grpc, &reeld.token().unwrap(), metadata("a", "b"), 10).await;
+    let mut seen = every_answer(&reeld).await;
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["token", "ls"],
+        vec!["ls", "--json"],
+    ] {
+        let out = reeld.reel(&args);
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        seen.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    let out = std::process::Command::new(reel::bin("reeld"))
+        .args(["--config", cfg.to_str().unwrap(), "--print-config"])
+        .output()
+        .unwrap();
+    seen.push_str(&String::from_utf8_lossy(&out.stdout));
+    assert!(seen.contains(&primary.bucket), "the answers name the store");
+    seen.push_str(&file_text(&reeld.log));
+    let admin = reeld.token().unwrap();
+    for secret in [&primary.secret, &secondary.secret, &admin] {
+        assert!(!seen.contains(secret.as_str()), "a secret was shown");
+    }
+}
