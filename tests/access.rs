@@ -49,6 +49,7 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("POST", "/api/v1/purge", &["admin"]),
     ("POST", "/api/v1/retention", &["admin"]),
     ("GET", "/api/v1/audit", &["auditor", "admin"]),
+    ("GET", "/api/v1/audit/verify", &["auditor", "admin"]),
     ("POST", "/api/v1/verify", &["auditor", "admin"]),
     ("GET", "/api/v1/archive", &["admin"]),
     ("POST", "/api/v1/archive", &["admin"]),
@@ -406,4 +407,38 @@ async fn no_answer_and_no_log_line_shows_a_store_secret() {
     for secret in [&primary.secret, &secondary.secret, &admin] {
         assert!(!seen.contains(secret.as_str()), "a secret was shown");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_entry_removed_from_the_catalog_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reeld = Reeld::start(&dir.path().join("data"), &[]).unwrap();
+    for name in ["a", "b", "c", "d"] {
+        create_token(&reeld, name, &["viewer"], &[]);
+    }
+    let out = reeld.reel(&["audit", "--verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("the audit log is intact"), "{text}");
+
+    // Someone with the disk removes one entry (the third) from RocksDB.
+    reeld.stop();
+    let path = reeld.data_dir.join("catalog");
+    {
+        let opts = rocksdb::Options::default();
+        let families = rocksdb::DB::list_cf(&opts, &path).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, &path, families).unwrap();
+        let cf = db.cf_handle("audit").unwrap();
+        let keys: Vec<Box<[u8]>> = db
+            .iterator_cf(cf, rocksdb::IteratorMode::Start)
+            .map(|item| item.unwrap().0)
+            .collect();
+        assert!(keys.len() > 4, "{} keys", keys.len());
+        db.delete_cf(cf, &keys[2]).unwrap();
+    }
+    reeld.restart().unwrap();
+    let out = reeld.reel(&["audit", "--verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("entries 3..3 are missing"), "{text}");
 }

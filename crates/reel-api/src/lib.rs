@@ -289,6 +289,19 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// `GET /api/v1/audit/verify`: the audit log's hash chain checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditVerify {
+    /// Chained entries read.
+    pub entries: u64,
+    /// Entries from before the log was chained (not provable).
+    pub unchained: u64,
+    /// The chain's head: how many chained entries there must be.
+    pub head_seq: u64,
+    /// Every break found; empty when the log is intact.
+    pub problems: Vec<String>,
+}
+
 /// An API token as `GET /api/v1/tokens` lists it (never its secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenInfo {

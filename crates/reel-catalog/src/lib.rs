@@ -18,9 +18,12 @@
 //! written with a synced write: when [`Catalog::commit`] returns, the change
 //! is durable as a whole or not at all.
 
+mod audit;
 mod purge;
 mod query;
 mod tokens;
+
+pub use audit::AuditCheck;
 
 pub use query::{
     Cursor, Filter, Page, Query, Scope, Sort, SortKey, StateFilter, glob_match, received_at_us,
@@ -95,6 +98,8 @@ pub struct Catalog {
 #[derive(Default)]
 pub struct Batch {
     pending: Vec<Change>,
+    /// Audit entries, chained at commit (see the `audit` module).
+    audit: Vec<reel_proto::v1::AuditEntry>,
 }
 
 /// One put (`Some`) or delete (`None`) of a batch.
@@ -189,6 +194,9 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
+        if !self.audit.is_empty() {
+            return false;
+        }
         self.pending.is_empty()
     }
 }
@@ -269,6 +277,9 @@ impl Catalog {
                     Some(v) => wb.put_cf(cf, change.key, v),
                     None => wb.delete_cf(cf, change.key),
                 }
+            }
+            if !batch.audit.is_empty() {
+                audit::chain(db, &mut wb, batch.audit)?;
             }
             Ok(db.write_opt(wb, &self.sync)?)
         })

@@ -1,13 +1,13 @@
-//! What purging needs from the catalog: purge marks, legal holds, the
-//! append-only audit log, and removing a recording's rows.
+//! What purging needs from the catalog: purge marks, legal holds and
+//! removing a recording's rows (its audit entries: the `audit` module).
 
 use prost::Message;
-use reel_proto::v1::{AuditEntry, LegalHold, PurgeMark};
+use reel_proto::v1::{LegalHold, PurgeMark};
 use rocksdb::{Direction, IteratorMode};
 
 use crate::{
-    Batch, CF_AUDIT, CF_HOLDS, CF_PURGING, CF_RECORDINGS, CF_SEGMENTS, CF_UPLOAD_QUEUE, Catalog,
-    Change, RecordingId, Result, cf_handle, decode,
+    Batch, CF_HOLDS, CF_PURGING, CF_RECORDINGS, CF_SEGMENTS, CF_UPLOAD_QUEUE, Catalog, Change,
+    RecordingId, Result, cf_handle, decode,
 };
 
 impl Batch {
@@ -25,13 +25,6 @@ impl Batch {
 
     pub fn remove_hold(&mut self, id: RecordingId) -> &mut Self {
         self.delete(CF_HOLDS, id.to_bytes().to_vec())
-    }
-
-    /// Appends to the audit log, under the entry's time and a fresh id.
-    pub fn append_audit(&mut self, entry: &AuditEntry) -> &mut Self {
-        let mut key = (entry.at_us.max(0) as u64).to_be_bytes().to_vec();
-        key.extend_from_slice(&RecordingId::generate().to_bytes());
-        self.put(CF_AUDIT, key, entry.encode_to_vec())
     }
 
     pub fn delete_segment(&mut self, id: RecordingId, seq: u64) -> &mut Self {
@@ -92,23 +85,6 @@ impl Catalog {
 
     pub fn hold(&self, id: RecordingId) -> Result<Option<LegalHold>> {
         self.get(CF_HOLDS, &id.to_bytes())
-    }
-
-    /// The audit log, oldest first, from `since_us` on, at most `limit`.
-    pub fn audit(&self, since_us: i64, limit: usize) -> Result<Vec<AuditEntry>> {
-        let start = (since_us.max(0) as u64).to_be_bytes();
-        self.with_db(|db| {
-            let mut out = Vec::new();
-            let mode = IteratorMode::From(&start, Direction::Forward);
-            for item in db.iterator_cf(cf_handle(db, CF_AUDIT), mode) {
-                let (k, v) = item?;
-                out.push(decode(&k, &v)?);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            Ok(out)
-        })
     }
 
     /// Objects of recording `id` still waiting in the deletion queue.

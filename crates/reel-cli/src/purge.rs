@@ -107,11 +107,37 @@ pub(crate) struct AuditArgs {
     since: Option<String>,
     #[arg(long, default_value_t = 1000)]
     limit: usize,
+    /// Check the log's hash chain instead: exit 1 if an entry was changed
+    /// or removed.
+    #[arg(long)]
+    verify: bool,
     #[arg(long)]
     json: bool,
 }
 
 pub(crate) async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
+    if args.verify {
+        let check: reel_api::AuditVerify = client.get_json("/api/v1/audit/verify").await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&check)?);
+        } else {
+            println!(
+                "{} chained entries (head {}), {} from before the chain",
+                check.entries, check.head_seq, check.unchained
+            );
+            for p in &check.problems {
+                println!("problem: {p}");
+            }
+        }
+        if !check.problems.is_empty() {
+            bail!(
+                "the audit log was changed: {} problem(s)",
+                check.problems.len()
+            );
+        }
+        println!("the audit log is intact");
+        return Ok(());
+    }
     let mut pairs = vec![("limit", args.limit.to_string())];
     if let Some(s) = args.since {
         pairs.push(("since", s));

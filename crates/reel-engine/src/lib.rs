@@ -66,7 +66,9 @@ pub use ingest::{AckFuture, Closed, RecordingWriter};
 pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window};
 pub use rebuilder::RebuildReport;
-pub use reel_catalog::{Cursor, Filter, InvalidId, Query, Scope, Sort, SortKey, StateFilter};
+pub use reel_catalog::{
+    AuditCheck, Cursor, Filter, InvalidId, Query, Scope, Sort, SortKey, StateFilter,
+};
 pub use retention::{RetentionConfig, RetentionRule};
 pub use verifier::{Problem, VerifyOptions, VerifyProgress, VerifyReport};
 
@@ -568,6 +570,11 @@ impl Engine {
     /// oldest first.
     pub async fn audit(&self, since_us: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         self.inner.catalog(move |c| c.audit(since_us, limit)).await
+    }
+
+    /// Checks the audit log's hash chain from its first entry to its head.
+    pub async fn check_audit(&self) -> Result<reel_catalog::AuditCheck> {
+        self.inner.catalog(|c| c.check_audit()).await
     }
 
     /// Appends `entry` to the audit log (its time set to now when 0);

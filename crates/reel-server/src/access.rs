@@ -153,6 +153,7 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("POST", "/api/v1/purge", Action::Purge),
     ("POST", "/api/v1/retention", Action::Retention),
     ("GET", "/api/v1/audit", Action::Audit),
+    ("GET", "/api/v1/audit/verify", Action::Audit),
     ("POST", "/api/v1/verify", Action::Verify),
     ("GET", "/api/v1/archive", Action::ArchiveExport),
     ("POST", "/api/v1/archive", Action::ArchiveImport),

@@ -1,0 +1,279 @@
+//! The audit log (family `audit`): append-only and hash-chained.
+//!
+//! Entries are chained when their batch is written, under the catalog's
+//! write lock: each gets the next `seq` and the SHA-256 of the previous
+//! entry's encoding, and the head (key `0xff`: the last seq, its hash and
+//! time) moves in the same atomic write. Times never go back along the
+//! chain (an entry's time is at least its predecessor's), so the key, time
+//! then seq, orders the log the same way as the chain. Changing or removing
+//! an entry breaks the chain after it or disagrees with the head;
+//! [`Catalog::check_audit`] finds both.
+
+use prost::Message;
+use reel_proto::v1::{AuditEntry, AuditHead};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use sha2::{Digest, Sha256};
+
+use crate::{Batch, CF_AUDIT, Catalog, Result, cf_handle, decode};
+
+/// The head's key: after every entry's (whose first byte is a time's).
+const HEAD_KEY: &[u8] = &[0xff];
+
+fn entry_key(at_us: i64, seq: u64) -> Vec<u8> {
+    let mut key = (at_us.max(0) as u64).to_be_bytes().to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Hash of an entry as stored.
+pub fn entry_hash(encoded: &[u8]) -> Vec<u8> {
+    Sha256::digest(encoded).to_vec()
+}
+
+impl Batch {
+    /// Appends to the audit log when the batch is committed (chained then).
+    pub fn append_audit(&mut self, entry: &AuditEntry) -> &mut Self {
+        self.audit.push(entry.clone());
+        self
+    }
+}
+
+fn head(db: &DB) -> Result<AuditHead> {
+    Ok(db
+        .get_pinned_cf(cf_handle(db, CF_AUDIT), HEAD_KEY)?
+        .map(|v| decode::<AuditHead>(HEAD_KEY, &v))
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// Chains `entries` after the head and adds them, and the new head, to `wb`.
+/// Called with the catalog's write lock held.
+pub(crate) fn chain(db: &DB, wb: &mut WriteBatch, entries: Vec<AuditEntry>) -> Result<()> {
+    let cf = cf_handle(db, CF_AUDIT);
+    let mut head = head(db)?;
+    for mut entry in entries {
+        entry.seq = head.seq + 1;
+        entry.prev_sha256 = head.sha256.clone();
+        entry.at_us = entry.at_us.max(head.at_us);
+        let encoded = entry.encode_to_vec();
+        wb.put_cf(cf, entry_key(entry.at_us, entry.seq), &encoded);
+        head = AuditHead {
+            seq: entry.seq,
+            sha256: entry_hash(&encoded),
+            at_us: entry.at_us,
+        };
+    }
+    wb.put_cf(cf, HEAD_KEY, head.encode_to_vec());
+    Ok(())
+}
+
+/// What [`Catalog::check_audit`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditCheck {
+    /// Chained entries read.
+    pub entries: u64,
+    /// Entries written before the log was chained (not provable).
+    pub unchained: u64,
+    /// The head's seq: the number of chained entries there must be.
+    pub head_seq: u64,
+    /// Every break found, each naming the entry.
+    pub problems: Vec<String>,
+}
+
+impl Catalog {
+    /// The audit log, oldest first, from `since_us` on, at most `limit`.
+    pub fn audit(&self, since_us: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let start = (since_us.max(0) as u64).to_be_bytes();
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            let mode = IteratorMode::From(&start, Direction::Forward);
+            for item in db.iterator_cf(cf_handle(db, CF_AUDIT), mode) {
+                let (k, v) = item?;
+                if k.as_ref() == HEAD_KEY || out.len() >= limit {
+                    break;
+                }
+                out.push(decode(&k, &v)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The chain's head (seq 0 on an empty log).
+    pub fn audit_head(&self) -> Result<AuditHead> {
+        self.with_db(head)
+    }
+
+    /// Walks the whole log and checks the chain: consecutive seqs from 1,
+    /// each entry naming its predecessor's hash, the last one the head.
+    pub fn check_audit(&self) -> Result<AuditCheck> {
+        self.with_db(|db| {
+            let head = head(db)?;
+            let mut check = AuditCheck {
+                head_seq: head.seq,
+                ..Default::default()
+            };
+            let mut prev: Option<(u64, Vec<u8>)> = None;
+            for item in db.iterator_cf(cf_handle(db, CF_AUDIT), IteratorMode::Start) {
+                let (k, v) = item?;
+                if k.as_ref() == HEAD_KEY {
+                    break;
+                }
+                let entry: AuditEntry = match decode(&k, &v) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        check.problems.push(format!("an entry does not decode: {e}"));
+                        continue;
+                    }
+                };
+                if entry.seq == 0 {
+                    check.unchained += 1;
+                    if prev.is_some() {
+                        check
+                            .problems
+                            .push("an unchained entry after chained ones".into());
+                    }
+                    continue;
+                }
+                check.entries += 1;
+                let (want_seq, want_prev) = match &prev {
+                    Some((seq, hash)) => (seq + 1, hash.clone()),
+                    None => (1, Vec::new()),
+                };
+                if entry.seq != want_seq {
+                    check.problems.push(format!(
+                        "entry {} follows entry {}: entries {}..{} are missing",
+                        entry.seq,
+                        want_seq - 1,
+                        want_seq,
+                        entry.seq.saturating_sub(1)
+                    ));
+                } else if entry.prev_sha256 != want_prev {
+                    check.problems.push(format!(
+                        "entry {} does not chain to entry {}: one of them was changed",
+                        entry.seq,
+                        want_seq - 1
+                    ));
+                }
+                if k.as_ref() != entry_key(entry.at_us, entry.seq).as_slice() {
+                    check
+                        .problems
+                        .push(format!("entry {} is stored under another time", entry.seq));
+                }
+                prev = Some((entry.seq, entry_hash(&v)));
+            }
+            match prev {
+                Some((seq, hash)) if seq == head.seq && hash == head.sha256 => {}
+                Some((seq, _)) if seq != head.seq => check.problems.push(format!(
+                    "the log ends at entry {seq} but its head says {}: entries were removed from its end",
+                    head.seq
+                )),
+                Some((seq, _)) => check
+                    .problems
+                    .push(format!("entry {seq}, the last, was changed (it is not the head's)")),
+                None if head.seq > 0 => check.problems.push(format!(
+                    "the log is empty but its head says {} entries",
+                    head.seq
+                )),
+                None => {}
+            }
+            Ok(check)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Catalog;
+
+    fn entry(i: usize) -> AuditEntry {
+        AuditEntry {
+            at_us: 1_000 + i as i64,
+            by: "alice".into(),
+            action: "export".into(),
+            recordings: vec![format!("r{i}")],
+            ..Default::default()
+        }
+    }
+
+    fn filled() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).unwrap();
+        for chunk in 0..4 {
+            let mut batch = Batch::new();
+            for i in 0..5 {
+                batch.append_audit(&entry(chunk * 5 + i));
+            }
+            catalog.commit(batch).unwrap();
+        }
+        (dir, catalog)
+    }
+
+    /// The raw key and value of entry `seq`.
+    fn raw(catalog: &Catalog, seq: u64) -> (Vec<u8>, AuditEntry) {
+        catalog
+            .with_db(|db| {
+                for item in db.iterator_cf(cf_handle(db, CF_AUDIT), IteratorMode::Start) {
+                    let (k, v) = item?;
+                    let e: AuditEntry = decode(&k, &v)?;
+                    if e.seq == seq {
+                        return Ok((k.to_vec(), e));
+                    }
+                }
+                panic!("no entry {seq}")
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn an_untouched_log_checks_clean_and_in_order() {
+        let (_dir, catalog) = filled();
+        let check = catalog.check_audit().unwrap();
+        assert_eq!(check.entries, 20);
+        assert_eq!(check.head_seq, 20);
+        assert!(check.problems.is_empty(), "{check:?}");
+        let log = catalog.audit(0, 100).unwrap();
+        let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+        // A clock that goes back does not reorder the log.
+        let mut batch = Batch::new();
+        batch.append_audit(&AuditEntry {
+            at_us: 5,
+            ..entry(99)
+        });
+        catalog.commit(batch).unwrap();
+        let log = catalog.audit(0, 100).unwrap();
+        assert_eq!(log.last().unwrap().seq, 21);
+        assert!(catalog.check_audit().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn a_changed_entry_is_found() {
+        let (_dir, catalog) = filled();
+        let (key, mut e) = raw(&catalog, 7);
+        e.by = "mallory".into();
+        catalog
+            .with_db(|db| Ok(db.put_cf(cf_handle(db, CF_AUDIT), &key, e.encode_to_vec())?))
+            .unwrap();
+        let check = catalog.check_audit().unwrap();
+        assert_eq!(
+            check.problems,
+            vec!["entry 8 does not chain to entry 7: one of them was changed".to_string()]
+        );
+    }
+
+    #[test]
+    fn removed_entries_are_found_in_the_middle_and_at_the_end() {
+        let (_dir, catalog) = filled();
+        for seq in [5, 20] {
+            let (key, _) = raw(&catalog, seq);
+            catalog
+                .with_db(|db| Ok(db.delete_cf(cf_handle(db, CF_AUDIT), &key)?))
+                .unwrap();
+        }
+        let check = catalog.check_audit().unwrap();
+        assert_eq!(check.problems.len(), 2, "{check:?}");
+        assert!(check.problems[0].contains("entries 5..5 are missing"));
+        assert!(check.problems[1].contains("removed from its end"));
+    }
+}
