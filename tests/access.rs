@@ -442,3 +442,48 @@ async fn an_audit_entry_removed_from_the_catalog_is_found() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("entries 3..3 are missing"), "{text}");
 }
+
+/// Someone with the disk cuts the log's last entries and rewrites the head
+/// to match: the catalog's chain is consistent, but the stores' copies
+/// (written every few seconds and at a clean stop) still hold the entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_log_cut_short_with_its_head_rewritten_is_found_in_the_stores() {
+    use prost::Message;
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let mut reeld = Reeld::start(&dir.path().join("data"), &[]).unwrap();
+    for name in ["a", "b", "c", "d"] {
+        create_token(&reeld, name, &["viewer"], &[]);
+    }
+    reeld.stop();
+    let path = reeld.data_dir.join("catalog");
+    {
+        let opts = rocksdb::Options::default();
+        let families = rocksdb::DB::list_cf(&opts, &path).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, &path, families).unwrap();
+        let cf = db.cf_handle("audit").unwrap();
+        let entries: Vec<(Box<[u8]>, Box<[u8]>)> = db
+            .iterator_cf(cf, rocksdb::IteratorMode::Start)
+            .map(|item| item.unwrap())
+            .filter(|(k, _)| k[0] < 0xf0)
+            .collect();
+        let n = entries.len();
+        assert!(n >= 4, "{n} entries");
+        for (k, _) in &entries[n - 2..] {
+            db.delete_cf(cf, k).unwrap();
+        }
+        let (_, last) = &entries[n - 3];
+        let kept = reel_proto::v1::AuditEntry::decode(&last[..]).unwrap();
+        let head = reel_proto::v1::AuditHead {
+            seq: kept.seq,
+            sha256: sha2::Sha256::digest(last).to_vec(),
+            at_us: kept.at_us,
+        };
+        db.put_cf(cf, [0xff], head.encode_to_vec()).unwrap();
+    }
+    reeld.restart().unwrap();
+    let out = reeld.reel(&["audit", "--verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("past the catalog's head"), "{text}");
+}

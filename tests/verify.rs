@@ -225,7 +225,12 @@ async fn a_lost_catalog_is_rebuilt_from_the_stores() {
         exports.push(reeld.export_events(id).await.unwrap());
     }
 
-    // The catalog directory is lost.
+    let audit_before: Vec<reel_api::AuditRecord> =
+        reeld.get_json("/api/v1/audit?limit=10000").await.unwrap();
+    assert!(audit_before.iter().any(|e| e.action == "compact"));
+
+    // The catalog directory is lost (a clean stop copies the audit log's
+    // last entries to the stores first).
     reeld.stop();
     std::fs::remove_dir_all(reeld.data_dir.join("catalog")).unwrap();
     let cfg = dir.path().join("reel.toml");
@@ -263,6 +268,22 @@ async fn a_lost_catalog_is_rebuilt_from_the_stores() {
     }
     let (code, report) = verify(&reeld, &["--content"]);
     assert_eq!(code, Some(0), "{report:#?}");
+    // The audit log came back from the stores' copies, intact.
+    let audit_after: Vec<reel_api::AuditRecord> =
+        reeld.get_json("/api/v1/audit?limit=10000").await.unwrap();
+    assert!(
+        audit_after.starts_with(&audit_before),
+        "{} entries before, {} after",
+        audit_before.len(),
+        audit_after.len()
+    );
+    assert!(audit_after.iter().any(|e| e.action == "rebuild"));
+    let out = reeld.reel(&["audit", "--verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 fn reel_cmd(args: &[&str]) -> std::process::Output {

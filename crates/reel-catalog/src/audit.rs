@@ -18,6 +18,13 @@ use crate::{Batch, CF_AUDIT, Catalog, Result, cf_handle, decode};
 
 /// The head's key: after every entry's (whose first byte is a time's).
 const HEAD_KEY: &[u8] = &[0xff];
+/// `[0xfe, store]`: the key of the last entry copied to that store.
+const COPIED: u8 = 0xfe;
+
+/// Whether `key` is an entry's (not the head or a copy mark).
+fn is_entry(key: &[u8]) -> bool {
+    key.first().is_some_and(|b| *b < 0xf0)
+}
 
 fn entry_key(at_us: i64, seq: u64) -> Vec<u8> {
     let mut key = (at_us.max(0) as u64).to_be_bytes().to_vec();
@@ -36,7 +43,27 @@ impl Batch {
         self.audit.push(entry.clone());
         self
     }
+
+    /// Records that the entries up to `upto` (from [`Catalog::audit_to_copy`])
+    /// are in store `store`.
+    pub fn mark_audit_copied(&mut self, store: u8, upto: AuditPosition) -> &mut Self {
+        self.put(CF_AUDIT, vec![COPIED, store], upto.0)
+    }
+
+    /// Writes chained entries as they are (their bytes, with their seq and
+    /// hashes) and `head`: an audit log brought back from a store's copy.
+    pub fn restore_audit(&mut self, encoded: &[Vec<u8>], head: &AuditHead) -> Result<&mut Self> {
+        for bytes in encoded {
+            let entry: AuditEntry = decode(b"restored", bytes)?;
+            self.put(CF_AUDIT, entry_key(entry.at_us, entry.seq), bytes.clone());
+        }
+        Ok(self.put(CF_AUDIT, HEAD_KEY.to_vec(), head.encode_to_vec()))
+    }
 }
+
+/// Where a store's copy of the log stands (an entry's key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPosition(Vec<u8>);
 
 fn head(db: &DB) -> Result<AuditHead> {
     Ok(db
@@ -89,12 +116,44 @@ impl Catalog {
             let mode = IteratorMode::From(&start, Direction::Forward);
             for item in db.iterator_cf(cf_handle(db, CF_AUDIT), mode) {
                 let (k, v) = item?;
-                if k.as_ref() == HEAD_KEY || out.len() >= limit {
+                if !is_entry(&k) || out.len() >= limit {
                     break;
                 }
                 out.push(decode(&k, &v)?);
             }
             Ok(out)
+        })
+    }
+
+    /// Up to `limit` entries not yet copied to store `store`, oldest first,
+    /// as stored (their encodings), and the position to mark once copied.
+    pub fn audit_to_copy(
+        &self,
+        store: u8,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<AuditPosition>)> {
+        self.with_db(|db| {
+            let cf = cf_handle(db, CF_AUDIT);
+            let after = db.get_cf(cf, [COPIED, store])?;
+            let start = after.clone().unwrap_or_default();
+            let mut out = Vec::new();
+            let mut last = None;
+            for item in db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+                let (k, v) = item?;
+                if !is_entry(&k) || out.len() >= limit {
+                    break;
+                }
+                if after.as_deref() == Some(k.as_ref()) {
+                    continue;
+                }
+                let entry: AuditEntry = decode(&k, &v)?;
+                // Entries from before the chain are not copied.
+                if entry.seq > 0 {
+                    out.push(v.to_vec());
+                }
+                last = Some(AuditPosition(k.to_vec()));
+            }
+            Ok((out, last))
         })
     }
 
@@ -115,7 +174,7 @@ impl Catalog {
             let mut prev: Option<(u64, Vec<u8>)> = None;
             for item in db.iterator_cf(cf_handle(db, CF_AUDIT), IteratorMode::Start) {
                 let (k, v) = item?;
-                if k.as_ref() == HEAD_KEY {
+                if !is_entry(&k) {
                     break;
                 }
                 let entry: AuditEntry = match decode(&k, &v) {

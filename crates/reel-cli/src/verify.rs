@@ -170,11 +170,12 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "rebuilt {} recordings, {} segments from {} objects ({})",
+            "rebuilt {} recordings, {} segments from {} objects ({}), {} audit entries",
             report.recordings,
             report.segments,
             report.objects_read,
-            format::bytes(report.bytes_read)
+            format::bytes(report.bytes_read),
+            report.audit_entries
         );
         for s in &report.skipped {
             eprintln!("skipped {s}");

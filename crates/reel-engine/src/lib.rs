@@ -28,6 +28,7 @@ macro_rules! crashpoint {
 }
 
 mod archiver;
+mod auditlog;
 mod compactor;
 mod config;
 mod deleter;
@@ -351,6 +352,7 @@ impl Engine {
             tokio::spawn(compactor::run(inner.clone())),
             tokio::spawn(deleter::run(inner.clone())),
             tokio::spawn(retention::run(inner.clone())),
+            tokio::spawn(auditlog::run(inner.clone())),
         ];
         Ok(Engine {
             inner,
@@ -572,9 +574,16 @@ impl Engine {
         self.inner.catalog(move |c| c.audit(since_us, limit)).await
     }
 
-    /// Checks the audit log's hash chain from its first entry to its head.
+    /// Checks the audit log's hash chain from its first entry to its head,
+    /// and compares it with the copies in each reachable store.
     pub async fn check_audit(&self) -> Result<reel_catalog::AuditCheck> {
-        self.inner.catalog(|c| c.check_audit()).await
+        auditlog::check(&self.inner).await
+    }
+
+    /// Copies the audit entries each usable store lacks now (a background
+    /// task does it every few seconds); returns the entries copied.
+    pub async fn copy_audit(&self) -> Result<u64> {
+        auditlog::copy(&self.inner).await
     }
 
     /// Appends `entry` to the audit log (its time set to now when 0);

@@ -8,7 +8,8 @@
 //! its range. A recording's row is the sum of its segments: closed when its
 //! final segment is there (with the duration it carries), otherwise closed
 //! as `interrupted` (its journal tail is not in the stores). What the
-//! catalog alone knew is lost: legal holds, the audit log, purges in
+//! catalog alone knew is lost: legal holds, audit entries not yet copied
+//! to a store (the log comes back from the stores' copies), purges in
 //! progress (their recordings come back) and copies a failed put may have
 //! left (they are found again as stray copies by `verify`).
 
@@ -40,6 +41,8 @@ pub struct RebuildReport {
     pub segments: u64,
     pub objects_read: u64,
     pub bytes_read: u64,
+    /// Audit entries brought back from the stores' copies of the log.
+    pub audit_entries: u64,
     /// Objects that are not valid Reel objects, or contradict each other.
     pub skipped: Vec<String>,
 }
@@ -208,9 +211,12 @@ pub(crate) async fn rebuild(
         batch.put_recording(&row);
         inner.catalog(move |c| c.commit(batch)).await?;
     }
+    progress.set_phase("audit log", 1);
+    report.audit_entries = crate::auditlog::restore(inner).await?;
+    progress.advance();
     let summary = format!(
-        "catalog rebuilt from the stores: {} recordings, {} segments",
-        report.recordings, report.segments
+        "catalog rebuilt from the stores: {} recordings, {} segments, {} audit entries",
+        report.recordings, report.segments, report.audit_entries
     );
     inner
         .catalog(move |c| {

@@ -6,6 +6,7 @@
 //! recordings/<recording id>/segments/<sequence, 10 digits>.seg
 //! recordings/<recording id>/recording.reel   (the recombined recording)
 //! _reel/probes/<token>            (health probes, deleted at once)
+//! audit/<first seq>-<last seq>.pb (copies of the audit log, 20 digits each)
 //! ```
 
 use std::fmt::Display;
@@ -28,6 +29,14 @@ pub fn segment(recording: impl Display, sequence: u64) -> Path {
 /// an index; see reel-log's `combined` module).
 pub fn recording_object(recording: impl Display) -> Path {
     Path::from(format!("recordings/{recording}/recording.reel"))
+}
+
+/// Where the audit log's copies are.
+pub const AUDIT_PREFIX: &str = "audit";
+
+/// The copy of audit entries `first..=last`.
+pub fn audit(first: u64, last: u64) -> Path {
+    Path::from(format!("{AUDIT_PREFIX}/{first:020}-{last:020}.pb"))
 }
 
 /// A probe object (health checks write, read and delete it).
