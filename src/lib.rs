@@ -51,6 +51,9 @@ pub struct Reeld {
     args: Vec<String>,
     /// Extra environment of the next launches (e.g. `FAILPOINTS`).
     pub env: Vec<(String, String)>,
+    /// For a reeld with TLS: the CA (PEM file) its certificate chains to,
+    /// trusted by [`Reeld::request`] and [`Reeld::reel`].
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Reeld {
@@ -66,6 +69,7 @@ impl Reeld {
             log: data_dir.with_extension("log"),
             args,
             env: Vec::new(),
+            ca_file: None,
         };
         reeld.launch()?;
         Ok(reeld)
@@ -135,8 +139,9 @@ impl Reeld {
                 .unwrap_or_default()
                 .to_string())
         };
-        self.grpc = format!("http://{}", field("grpc")?);
-        self.http = format!("http://{}", field("http")?);
+        let scheme = field("scheme").unwrap_or_else(|_| "http".into());
+        self.grpc = format!("{scheme}://{}", field("grpc")?);
+        self.http = format!("{scheme}://{}", field("http")?);
         self.child = Some(child);
         // Recorders given this endpoint stream with the admin token.
         let token = self.token()?;
@@ -159,7 +164,16 @@ impl Reeld {
 
     /// A request to the HTTP API with the admin token.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = reqwest::Client::new().request(method, format!("{}{path}", self.http));
+        let mut client = reqwest::Client::builder();
+        if let Some(ca) = self.ca_file.as_ref().and_then(|f| std::fs::read(f).ok()) {
+            client = client.add_root_certificate(
+                reqwest::Certificate::from_pem(&ca).expect("a PEM certificate"),
+            );
+        }
+        let request = client
+            .build()
+            .expect("HTTP client")
+            .request(method, format!("{}{path}", self.http));
         match self.token() {
             Ok(token) => request.bearer_auth(token),
             Err(_) => request,
@@ -211,6 +225,7 @@ impl Reeld {
             .args(args)
             .env_remove("REEL_TOKEN")
             .env("REEL_TOKEN_FILE", self.data_dir.join("admin.token"))
+            .envs(self.ca_file.iter().map(|f| ("REEL_CA_FILE", f)))
             .output()
             .expect("run reel")
     }
@@ -302,6 +317,22 @@ impl Recorder {
             .connect()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Self::client_on(channel, value)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn client_on(
+        channel: tonic::transport::Channel,
+        value: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    ) -> Result<
+        IngestClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                impl tonic::service::Interceptor + Clone,
+            >,
+        >,
+        tonic::Status,
+    > {
         // No client-side size limit: tests check the server's own.
         Ok(
             IngestClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
@@ -318,12 +349,47 @@ impl Recorder {
         Self::open_as(endpoint, None, first).await
     }
 
+    /// Starts a new recording over `channel` (e.g. one with TLS and a
+    /// client certificate), sending `token` if given.
+    pub async fn start_on(
+        channel: tonic::transport::Channel,
+        token: Option<&str>,
+        metadata: RecordingMetadata,
+    ) -> Result<Recorder, tonic::Status> {
+        let value = token
+            .map(|t| format!("Bearer {t}").parse())
+            .transpose()
+            .map_err(|_| tonic::Status::invalid_argument("token is not a header value"))?;
+        let client = Self::client_on(channel, value)?;
+        Self::open_client(
+            client,
+            RecordRequest {
+                request: Some(Req::Start(StartRecording {
+                    metadata: Some(metadata),
+                })),
+            },
+        )
+        .await
+    }
+
     async fn open_as(
         endpoint: &str,
         token: Option<&str>,
         first: RecordRequest,
     ) -> Result<Recorder, tonic::Status> {
-        let mut client = Self::client(endpoint, token).await?;
+        let client = Self::client(endpoint, token).await?;
+        Self::open_client(client, first).await
+    }
+
+    async fn open_client(
+        mut client: IngestClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                impl tonic::service::Interceptor + Clone,
+            >,
+        >,
+        first: RecordRequest,
+    ) -> Result<Recorder, tonic::Status> {
         let (tx, rx) = tmpsc::channel(1024);
         tx.send(first).await.expect("fresh channel");
         let mut responses = client.record(ReceiverStream::new(rx)).await?.into_inner();
@@ -832,15 +898,22 @@ impl Garage {
         )
     }
 
-    /// Every object in the bucket (but health probes), with its size.
+    /// Every object of a recording in the bucket (not health probes, not
+    /// the audit log's copies), with its size.
     pub async fn list(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        let mut all = self.list_all().await?;
+        all.retain(|(k, _)| !k.starts_with("_reel/") && !k.starts_with("audit/"));
+        Ok(all)
+    }
+
+    /// Every object in the bucket, with its size.
+    pub async fn list_all(&self) -> anyhow::Result<Vec<(String, u64)>> {
         use futures::TryStreamExt;
         let store = self.object_store();
         let mut all: Vec<(String, u64)> = object_store::ObjectStore::list(&store, None)
             .map_ok(|m| (m.location.to_string(), m.size))
             .try_collect()
             .await?;
-        all.retain(|(k, _)| !k.starts_with("_reel/"));
         all.sort();
         Ok(all)
     }

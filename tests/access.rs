@@ -196,6 +196,30 @@ async fn every_route_and_method_answers_each_role_as_the_table_says() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
+    // Every access served above is in the audit log, under the identity
+    // that made it; every refusal too.
+    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit?limit=10000").await.unwrap();
+    for (action, by) in [
+        ("export", "t-viewer"),
+        ("export", "t-auditor"),
+        ("export", "t-custodian"),
+        ("export", "t-admin"),
+        ("hold", "t-admin"),
+        ("release", "t-custodian"),
+        ("retention-run", "t-admin"),
+        ("verify", "t-auditor"),
+        ("compact", "t-admin"),
+        ("forbidden", "t-recorder"),
+        ("forbidden", "t-admin"),
+        ("unauthenticated", ""),
+        ("token-create", "admin"),
+    ] {
+        assert!(
+            audit.iter().any(|e| e.action == action && e.by == by),
+            "no {action} by {by:?} in the audit log"
+        );
+    }
+
     // gRPC: only recorders (and admins) may record; without a token no one.
     for role in ROLES {
         let result = Recorder::start_as(&reeld.grpc, &token(role), metadata("alice", "db-2")).await;

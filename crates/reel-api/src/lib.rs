@@ -124,6 +124,10 @@ pub struct RecordingDetail {
     pub terminal: Option<String>,
     pub created_at_us: i64,
     pub closed_at_us: i64,
+    /// The identity that started it (a token's name, or `cert:NAME` for a
+    /// client certificate); only it may resume the recording.
+    #[serde(default)]
+    pub owner: String,
     pub segments: Vec<SegmentSummary>,
     /// Why the recording waits for recombination onto the primary (`split`,
     /// `secondary`), if it does.

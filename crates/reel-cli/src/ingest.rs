@@ -74,8 +74,21 @@ pub(crate) async fn run(
         Some(g) => g.to_string(),
         None => advertised_grpc(client, server).await?,
     };
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-        .with_context(|| format!("bad ingest endpoint {endpoint}"))?
+    let mut channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        .with_context(|| format!("bad ingest endpoint {endpoint}"))?;
+    if endpoint.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
+        if let Some(ca) = &client.tls().ca {
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &client.tls().identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        channel = channel
+            .tls_config(tls)
+            .context("TLS for the ingest endpoint")?;
+    }
+    let channel = channel
         .connect()
         .await
         .with_context(|| format!("cannot connect to the ingest service at {endpoint}"))?;
@@ -157,8 +170,20 @@ pub(crate) async fn run(
 
 /// The gRPC address the server advertises, reached through the host of
 /// `server` when it listens on all interfaces.
+/// The ingest endpoint the server advertises (TLS when its HTTP API has
+/// it). A token that may not read the server's status (a recorder's) gets
+/// the default port on the server's host.
 async fn advertised_grpc(client: &Client, server: &str) -> anyhow::Result<String> {
-    let status = client.status().await?;
+    let url = reqwest::Url::parse(server).context("bad --server URL")?;
+    let host = url.host_str().unwrap_or("127.0.0.1").to_string();
+    let scheme = if url.scheme() == "https" {
+        "https"
+    } else {
+        "http"
+    };
+    let Ok(status) = client.status().await else {
+        return Ok(format!("{scheme}://{host}:7700"));
+    };
     let addr: std::net::SocketAddr = status.grpc_listen.parse().with_context(|| {
         format!(
             "server advertises a bad gRPC address {:?}",
@@ -166,11 +191,9 @@ async fn advertised_grpc(client: &Client, server: &str) -> anyhow::Result<String
         )
     })?;
     if addr.ip().is_unspecified() {
-        let url = reqwest::Url::parse(server).context("bad --server URL")?;
-        let host = url.host_str().unwrap_or("127.0.0.1");
-        return Ok(format!("http://{host}:{}", addr.port()));
+        return Ok(format!("{scheme}://{host}:{}", addr.port()));
     }
-    Ok(format!("http://{addr}"))
+    Ok(format!("{scheme}://{addr}"))
 }
 
 fn batches(events: Vec<Event>) -> Vec<Vec<Event>> {

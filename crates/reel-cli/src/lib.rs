@@ -41,6 +41,16 @@ pub struct Cli {
     /// `REEL_TOKEN_FILE` names, then ./reel-data/admin.token if it exists).
     #[arg(long, global = true, env = "REEL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A CA certificate (PEM) to trust for a server with TLS (besides the
+    /// system's roots).
+    #[arg(long, global = true, env = "REEL_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// A client certificate and key (PEM) for a server that asks for one
+    /// (mTLS on gRPC ingest).
+    #[arg(long, global = true, env = "REEL_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, global = true, env = "REEL_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -192,10 +202,32 @@ pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    tls: TlsFiles,
+}
+
+/// The PEM files `reel` uses with a server that has TLS.
+#[derive(Default)]
+pub(crate) struct TlsFiles {
+    pub ca: Option<Vec<u8>>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsFiles {
+    fn load(cli: &Cli) -> anyhow::Result<TlsFiles> {
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        Ok(TlsFiles {
+            ca: cli.ca_file.as_ref().map(read).transpose()?,
+            identity: match (&cli.client_cert, &cli.client_key) {
+                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                _ => None,
+            },
+        })
+    }
 }
 
 impl Client {
-    fn new(base: &str, token: Option<String>) -> anyhow::Result<Client> {
+    fn new(base: &str, token: Option<String>, tls: TlsFiles) -> anyhow::Result<Client> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = &token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
@@ -203,14 +235,24 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(ca) = &tls.ca {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(ca)
+                    .context("the CA file is not a PEM certificate")?,
+            );
+        }
         Ok(Client {
-            http: reqwest::Client::builder()
-                .default_headers(headers)
-                .build()
-                .context("HTTP client")?,
+            http: builder.build().context("HTTP client")?,
             base: base.trim_end_matches('/').to_string(),
             token,
+            tls,
         })
+    }
+
+    /// The TLS files given (for the gRPC ingest stream).
+    pub(crate) fn tls(&self) -> &TlsFiles {
+        &self.tls
     }
 
     /// The token this client sends (for the gRPC ingest stream).
@@ -340,7 +382,8 @@ fn parse_id(text: &str) -> anyhow::Result<RecordingId> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.server, token::resolve(cli.token)?)?;
+    let tls = TlsFiles::load(&cli)?;
+    let client = Client::new(&cli.server, token::resolve(cli.token.clone())?, tls)?;
     match cli.command {
         Command::Ingest(args) => ingest::run(&client, cli.grpc.as_deref(), &cli.server, args).await,
         Command::Ls(args) => ls(&client, args).await,

@@ -88,6 +88,20 @@ pub struct FileConfig {
     pub retention: RetentionSection,
     #[serde(default)]
     pub http: HttpSection,
+    /// TLS on both listeners (and mTLS for recorders with `client_ca_file`).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: PEM files. With `client_ca_file`, every gRPC client must show a
+/// certificate that CA signed; its common name is then the recorder's
+/// identity (role `recorder`) unless it also sends a token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// `[http]`: the HTTP API's own settings.
@@ -328,6 +342,7 @@ pub struct ServerConfig {
     pub log: String,
     /// `/metrics` without a token.
     pub open_metrics: bool,
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -429,6 +444,7 @@ impl ServerConfig {
         Ok(ServerConfig {
             max_streams: file.ingest.max_streams.unwrap_or(DEFAULT_MAX_STREAMS),
             open_metrics: file.http.open_metrics,
+            tls: file.tls.clone(),
             engine,
             grpc_listen: args
                 .grpc_listen

@@ -35,9 +35,14 @@ pub fn authenticate(
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let result = bearer(header)
-            .and_then(|secret| tokens.authenticate(secret, client.clone()))
-            .and_then(|identity| identity.check(Action::Record).map(|()| identity));
+        // A token names the identity; without one, a verified client
+        // certificate (mTLS) does.
+        let from_cert = || crate::tls::certificate_identity(request.peer_certs(), client.clone());
+        let result = match (header, from_cert()) {
+            (None, Some(identity)) => Ok(identity),
+            _ => bearer(header).and_then(|secret| tokens.authenticate(secret, client.clone())),
+        }
+        .and_then(|identity| identity.check(Action::Record).map(|()| identity));
         match result {
             Ok(identity) => {
                 request.extensions_mut().insert(identity);

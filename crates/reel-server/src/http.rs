@@ -171,6 +171,7 @@ fn detail(info: &RecordingInfo) -> RecordingDetail {
         }),
         created_at_us: info.row.created_at_us,
         closed_at_us: info.row.closed_at_us,
+        owner: info.row.owner.clone(),
         segments: info
             .segments
             .iter()

@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod http;
 mod purge;
 pub mod status;
+pub mod tls;
 pub mod tokens;
 
 use axum::serve::ListenerExt;
@@ -96,29 +97,56 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .max_encoding_message_size(max_message),
         grpc::authenticate(engine.clone(), access.tokens.clone()),
     );
-    let grpc = tonic::transport::Server::builder()
-        .add_service(ingest)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-            shutdown_signal(),
-        );
+    let tls = match &config.tls {
+        Some(t) => Some(tls::load(t).await?),
+        None => None,
+    };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = &tls {
+        builder = builder
+            .tls_config(t.grpc.clone())
+            .context("the TLS configuration does not work for gRPC")?;
+    }
+    let grpc = builder.add_service(ingest).serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+        shutdown_signal(),
+    );
     let app = http::router(http::AppState {
         engine: engine.clone(),
         grpc_listen: grpc_addr,
         access,
     });
-    // No Nagle delay on the small first writes of an export (its status line
-    // and first events): time to first byte is what a player waits for.
-    let http_listener = http_listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let http = axum::serve(
-        http_listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal());
+    let make_service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let http: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
+        Some(t) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            // Nagle is off there too (its default acceptor sets nodelay).
+            let server = axum_server::from_tcp_rustls(http_listener.into_std()?, t.http.clone())
+                .handle(handle);
+            Box::pin(server.serve(make_service))
+        }
+        None => {
+            // No Nagle delay on the small first writes of an export (its
+            // status line and first events): time to first byte is what a
+            // player waits for.
+            let http_listener = http_listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            Box::pin(async move {
+                axum::serve(http_listener, make_service)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            })
+        }
+    };
     // Tests and scripts wait for this line.
-    info!(grpc = %grpc_addr, http = %http_addr, data_dir, "reeld ready");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(grpc = %grpc_addr, http = %http_addr, scheme = %scheme, data_dir, "reeld ready");
     let (g, h) = tokio::join!(grpc, http);
     engine.shutdown().await;
     g.context("gRPC server failed")?;

@@ -177,7 +177,8 @@ pub async fn wait_for_failback(engine: &Engine) {
     .await;
 }
 
-/// Every object key in a store, but health probes.
+/// Every object key in a store, but health probes and the audit log's
+/// copies.
 pub async fn objects(store: &DurableLocalStore) -> Vec<String> {
     let mut keys: Vec<String> = store
         .list(None)
@@ -185,7 +186,7 @@ pub async fn objects(store: &DurableLocalStore) -> Vec<String> {
         .try_collect()
         .await
         .unwrap();
-    keys.retain(|k| !k.starts_with("_reel/"));
+    keys.retain(|k| !k.starts_with("_reel/") && !k.starts_with("audit/"));
     keys.sort();
     keys
 }
