@@ -486,7 +486,8 @@ async fn an_audit_log_cut_short_with_its_head_rewritten_is_found_in_the_stores()
         let families = rocksdb::DB::list_cf(&opts, &path).unwrap();
         let db = rocksdb::DB::open_cf(&opts, &path, families).unwrap();
         let cf = db.cf_handle("audit").unwrap();
-        let entries: Vec<(Box<[u8]>, Box<[u8]>)> = db
+        type Row = (Box<[u8]>, Box<[u8]>);
+        let entries: Vec<Row> = db
             .iterator_cf(cf, rocksdb::IteratorMode::Start)
             .map(|item| item.unwrap())
             .filter(|(k, _)| k[0] < 0xf0)
