@@ -274,6 +274,22 @@ static ENDPOINT_TOKENS: std::sync::LazyLock<
     std::sync::Mutex<std::collections::HashMap<String, String>>,
 > = std::sync::LazyLock::new(Default::default);
 
+fn start_request(metadata: RecordingMetadata) -> RecordRequest {
+    RecordRequest {
+        request: Some(Req::Start(StartRecording {
+            metadata: Some(metadata),
+        })),
+    }
+}
+
+fn resume_request(id: &str) -> RecordRequest {
+    RecordRequest {
+        request: Some(Req::Resume(ResumeRecording {
+            recording_id: id.to_string(),
+        })),
+    }
+}
+
 /// A recorder: one gRPC stream carrying one recording.
 pub struct Recorder {
     tx: tmpsc::Sender<RecordRequest>,
@@ -361,15 +377,7 @@ impl Recorder {
             .transpose()
             .map_err(|_| tonic::Status::invalid_argument("token is not a header value"))?;
         let client = Self::client_on(channel, value)?;
-        Self::open_client(
-            client,
-            RecordRequest {
-                request: Some(Req::Start(StartRecording {
-                    metadata: Some(metadata),
-                })),
-            },
-        )
-        .await
+        Self::open_client(client, start_request(metadata)).await
     }
 
     async fn open_as(
@@ -412,15 +420,7 @@ impl Recorder {
         endpoint: &str,
         metadata: RecordingMetadata,
     ) -> Result<Recorder, tonic::Status> {
-        Self::open(
-            endpoint,
-            RecordRequest {
-                request: Some(Req::Start(StartRecording {
-                    metadata: Some(metadata),
-                })),
-            },
-        )
-        .await
+        Self::open(endpoint, start_request(metadata)).await
     }
 
     /// Starts a new recording as the identity of `token`.
@@ -429,16 +429,7 @@ impl Recorder {
         token: &str,
         metadata: RecordingMetadata,
     ) -> Result<Recorder, tonic::Status> {
-        Self::open_as(
-            endpoint,
-            Some(token),
-            RecordRequest {
-                request: Some(Req::Start(StartRecording {
-                    metadata: Some(metadata),
-                })),
-            },
-        )
-        .await
+        Self::open_as(endpoint, Some(token), start_request(metadata)).await
     }
 
     /// Re-attaches to an open recording as the identity of `token`.
@@ -447,29 +438,12 @@ impl Recorder {
         token: &str,
         id: &str,
     ) -> Result<Recorder, tonic::Status> {
-        Self::open_as(
-            endpoint,
-            Some(token),
-            RecordRequest {
-                request: Some(Req::Resume(ResumeRecording {
-                    recording_id: id.to_string(),
-                })),
-            },
-        )
-        .await
+        Self::open_as(endpoint, Some(token), resume_request(id)).await
     }
 
     /// Re-attaches to an open recording.
     pub async fn resume(endpoint: &str, id: &str) -> Result<Recorder, tonic::Status> {
-        Self::open(
-            endpoint,
-            RecordRequest {
-                request: Some(Req::Resume(ResumeRecording {
-                    recording_id: id.to_string(),
-                })),
-            },
-        )
-        .await
+        Self::open(endpoint, resume_request(id)).await
     }
 
     /// Sends a batch without waiting for its acknowledgement.

@@ -433,6 +433,15 @@ async fn no_answer_and_no_log_line_shows_a_store_secret() {
     }
 }
 
+/// reeld's catalog opened directly (reeld stopped), as someone with the
+/// disk would.
+fn open_catalog(reeld: &Reeld) -> rocksdb::DB {
+    let path = reeld.data_dir.join("catalog");
+    let opts = rocksdb::Options::default();
+    let families = rocksdb::DB::list_cf(&opts, &path).unwrap();
+    rocksdb::DB::open_cf(&opts, &path, families).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_audit_entry_removed_from_the_catalog_is_found() {
     let dir = tempfile::tempdir().unwrap();
@@ -447,11 +456,8 @@ async fn an_audit_entry_removed_from_the_catalog_is_found() {
 
     // Someone with the disk removes one entry (the third) from RocksDB.
     reeld.stop();
-    let path = reeld.data_dir.join("catalog");
     {
-        let opts = rocksdb::Options::default();
-        let families = rocksdb::DB::list_cf(&opts, &path).unwrap();
-        let db = rocksdb::DB::open_cf(&opts, &path, families).unwrap();
+        let db = open_catalog(&reeld);
         let cf = db.cf_handle("audit").unwrap();
         let keys: Vec<Box<[u8]>> = db
             .iterator_cf(cf, rocksdb::IteratorMode::Start)
@@ -480,11 +486,8 @@ async fn an_audit_log_cut_short_with_its_head_rewritten_is_found_in_the_stores()
         create_token(&reeld, name, &["viewer"], &[]);
     }
     reeld.stop();
-    let path = reeld.data_dir.join("catalog");
     {
-        let opts = rocksdb::Options::default();
-        let families = rocksdb::DB::list_cf(&opts, &path).unwrap();
-        let db = rocksdb::DB::open_cf(&opts, &path, families).unwrap();
+        let db = open_catalog(&reeld);
         let cf = db.cf_handle("audit").unwrap();
         type Row = (Box<[u8]>, Box<[u8]>);
         let entries: Vec<Row> = db
