@@ -21,7 +21,7 @@ test: setup garage
 	$(CARGO) test --workspace --locked
 
 bench: setup garage
-	$(CARGO) bench --bench ingest --bench failover --bench recombine --bench read --bench verify --locked
+	$(CARGO) bench --bench ingest --bench failover --bench recombine --bench read --bench verify --bench access --locked
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -515,3 +515,40 @@ async fn an_audit_log_cut_short_with_its_head_rewritten_is_found_in_the_stores()
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("past the catalog's head"), "{text}");
 }
+
+/// Whoever can write to a bucket can put objects under `audit/`: a huge
+/// one is named without being fetched, a garbage one by the byte where it
+/// goes wrong, and reeld serves on.
+#[tokio::test]
+async fn objects_planted_among_the_audit_copies_are_named_not_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut reeld = Reeld::start(&data, &[]).unwrap();
+    create_token(&reeld, "a", &["viewer"], &[]);
+    reeld.stop();
+    let audit = data.join("primary").join("audit");
+    assert!(
+        std::fs::read_dir(&audit).unwrap().count() > 0,
+        "a clean stop copies the log"
+    );
+    let huge = std::fs::File::create(audit.join("huge.pb")).unwrap();
+    huge.set_len(reel_log::limits::MAX_AUDIT_COPY_BYTES + 1)
+        .unwrap();
+    let mut garbage = Vec::new();
+    prost::encoding::encode_varint(u64::MAX, &mut garbage);
+    std::fs::write(audit.join("garbage.pb"), &garbage).unwrap();
+    reeld.restart().unwrap();
+    let out = reeld.reel(&["audit", "--verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("huge.pb") && text.contains("larger than any audit copy"),
+        "{text}"
+    );
+    assert!(
+        text.contains("garbage.pb") && text.contains("byte 0") && text.contains("exceeds"),
+        "{text}"
+    );
+    let health = reeld.get("/healthz").await.unwrap();
+    assert!(health.status().is_success());
+}

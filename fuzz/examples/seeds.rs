@@ -9,8 +9,8 @@ use reel_log::archive::ArchiveWriter;
 use reel_log::combined::CombinedBuilder;
 use reel_log::{EncodedSegment, SegmentSpec, encode_segment, record};
 use reel_proto::v1::{
-    ArchiveRecording, Event, IndexEntry, JournalEntry, Location, RecordingMetadata, RecordingRow,
-    RecordingState, SegmentRow, Terminal,
+    ArchiveRecording, AuditEntry, Event, IndexEntry, JournalEntry, Location, RecordingMetadata,
+    RecordingRow, RecordingState, SegmentRow, Terminal,
 };
 
 const ID: [u8; 16] = *b"\x01\x93\x5a\x7e\x10\x00\x40\x00\x80\x00reel01";
@@ -282,6 +282,29 @@ fn main() {
         "frames",
         &with_mode(1, &pair(&[64], &frames)),
     );
+
+    // Audit copies: a chain of three entries, and one cut short.
+    let mut prev = Vec::new();
+    let mut chain = Vec::new();
+    for seq in 1..=3u64 {
+        let entry = AuditEntry {
+            at_us: 1_750_000_000_000_000 + seq as i64,
+            by: "alice".into(),
+            action: ["export", "purge", "hold"][seq as usize - 1].into(),
+            recordings: vec!["01JZ5T0000000000000000REEL".into()],
+            reason: "ticket CHG-42".into(),
+            client: "127.0.0.1:51000".into(),
+            detail: "GET /api/v1/recordings/01JZ5T0000000000000000REEL/export".into(),
+            seq,
+            prev_sha256: prev.clone(),
+        };
+        let bytes = entry.encode_to_vec();
+        prev = reel_log::sha256(&bytes).to_vec();
+        chain.push(bytes);
+    }
+    let copy = reel_log::audit::encode_copy(&chain);
+    write(&dir, "audit_copy", "three-entries", &copy);
+    write(&dir, "audit_copy", "cut-short", &copy[..copy.len() - 5]);
 
     // Cast files.
     write(

@@ -14,7 +14,22 @@ use reel_proto::v1::{AuditEntry, AuditHead};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use sha2::{Digest, Sha256};
 
+use reel_log::limits::{MAX_AUDIT_ID_BYTES, MAX_AUDIT_RECORDINGS, MAX_AUDIT_TEXT_BYTES};
+
 use crate::{Batch, CF_AUDIT, Catalog, Result, cf_handle, decode};
+
+/// Cuts `text` to at most `max` bytes, on a character boundary, saying so.
+fn clip(text: &mut String, max: usize) {
+    const MARK: &str = "…[clipped]";
+    if text.len() > max {
+        let mut end = max - MARK.len();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(MARK);
+    }
+}
 
 /// The head's key: after every entry's (whose first byte is a time's).
 const HEAD_KEY: &[u8] = &[0xff];
@@ -39,9 +54,37 @@ pub fn entry_hash(encoded: &[u8]) -> Vec<u8> {
 
 impl Batch {
     /// Appends to the audit log when the batch is committed (chained then).
+    /// Text fields longer than [`MAX_AUDIT_TEXT_BYTES`] are clipped, and an
+    /// act on more than [`MAX_AUDIT_RECORDINGS`] recordings becomes several
+    /// entries, so that every entry stays within [`MAX_AUDIT_ENTRY_BYTES`]
+    /// (what readers of the log's copies accept).
+    ///
+    /// [`MAX_AUDIT_ENTRY_BYTES`]: reel_log::limits::MAX_AUDIT_ENTRY_BYTES
     pub fn append_audit(&mut self, entry: &AuditEntry) -> &mut Self {
-        self.audit.push(entry.clone());
-        self
+        let mut entry = entry.clone();
+        for text in [
+            &mut entry.by,
+            &mut entry.action,
+            &mut entry.reason,
+            &mut entry.client,
+            &mut entry.detail,
+        ] {
+            clip(text, MAX_AUDIT_TEXT_BYTES);
+        }
+        let mut ids = std::mem::take(&mut entry.recordings);
+        for id in &mut ids {
+            clip(id, MAX_AUDIT_ID_BYTES);
+        }
+        loop {
+            let rest = ids.split_off(ids.len().min(MAX_AUDIT_RECORDINGS));
+            self.audit.push(AuditEntry {
+                recordings: std::mem::replace(&mut ids, rest),
+                ..entry.clone()
+            });
+            if ids.is_empty() {
+                return self;
+            }
+        }
     }
 
     /// Records that the entries up to `upto` (from [`Catalog::audit_to_copy`])
@@ -126,21 +169,24 @@ impl Catalog {
     }
 
     /// Up to `limit` entries not yet copied to store `store`, oldest first,
-    /// as stored (their encodings), and the position to mark once copied.
+    /// as stored (their encodings), and the position to mark once copied;
+    /// the entry that brings their size to `max_bytes` is the last.
     pub fn audit_to_copy(
         &self,
         store: u8,
         limit: usize,
+        max_bytes: u64,
     ) -> Result<(Vec<Vec<u8>>, Option<AuditPosition>)> {
         self.with_db(|db| {
             let cf = cf_handle(db, CF_AUDIT);
             let after = db.get_cf(cf, [COPIED, store])?;
             let start = after.clone().unwrap_or_default();
             let mut out = Vec::new();
+            let mut bytes = 0u64;
             let mut last = None;
             for item in db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
                 let (k, v) = item?;
-                if !is_entry(&k) || out.len() >= limit {
+                if !is_entry(&k) || out.len() >= limit || bytes >= max_bytes {
                     break;
                 }
                 if after.as_deref() == Some(k.as_ref()) {
@@ -149,6 +195,7 @@ impl Catalog {
                 let entry: AuditEntry = decode(&k, &v)?;
                 // Entries from before the chain are not copied.
                 if entry.seq > 0 {
+                    bytes += v.len() as u64;
                     out.push(v.to_vec());
                 }
                 last = Some(AuditPosition(k.to_vec()));
@@ -282,6 +329,37 @@ mod tests {
                 panic!("no entry {seq}")
             })
             .unwrap()
+    }
+
+    #[test]
+    fn an_act_on_many_recordings_with_a_long_reason_stays_within_an_entrys_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let ids: Vec<String> = (0..25_000).map(|i| format!("rec{i:06}")).collect();
+        let mut batch = Batch::new();
+        batch.append_audit(&AuditEntry {
+            action: "purge".into(),
+            by: "admin".into(),
+            reason: "é".repeat(1 << 20),
+            recordings: ids.clone(),
+            ..Default::default()
+        });
+        catalog.commit(batch).unwrap();
+        let log = catalog.audit(0, usize::MAX).unwrap();
+        assert_eq!(log.len(), 3, "10,000 recordings an entry");
+        let named: Vec<String> = log.iter().flat_map(|e| e.recordings.clone()).collect();
+        assert_eq!(named, ids, "every recording named once, in order");
+        for e in &log {
+            assert!(e.encode_to_vec().len() as u64 <= reel_log::limits::MAX_AUDIT_ENTRY_BYTES);
+            assert!(e.reason.len() <= MAX_AUDIT_TEXT_BYTES, "{}", e.reason.len());
+            assert!(e.reason.starts_with("éé") && e.reason.ends_with("[clipped]"));
+        }
+        assert!(catalog.check_audit().unwrap().problems.is_empty());
+        // Copies are cut by bytes as well as by count.
+        let (first, _) = catalog.audit_to_copy(0, 100, 1).unwrap();
+        assert_eq!(first.len(), 1);
+        let (all, _) = catalog.audit_to_copy(0, 100, u64::MAX).unwrap();
+        assert_eq!(all.len(), 3);
     }
 
     #[test]

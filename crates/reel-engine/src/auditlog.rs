@@ -14,10 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use object_store::path::Path;
 use prost::Message;
 use reel_catalog::{AuditCheck, Batch};
+use reel_log::audit::{AuditCopyError, CopiedEntry, decode_copy, encode_copy};
+use reel_log::limits::{AUDIT_COPY_TARGET_BYTES, MAX_AUDIT_COPY_BYTES};
 use reel_proto::v1::{AuditEntry, AuditHead};
 use reel_storage::{Role, keys};
 use sha2::{Digest, Sha256};
@@ -56,10 +58,11 @@ pub(crate) async fn copy(inner: &Arc<Inner>) -> Result<u64> {
         }
         loop {
             let (entries, position) = inner
-                .catalog(move |c| c.audit_to_copy(role as u8, BATCH))
+                .catalog(move |c| c.audit_to_copy(role as u8, BATCH, AUDIT_COPY_TARGET_BYTES))
                 .await?;
             let Some(position) = position else { break };
-            let full = entries.len() >= BATCH;
+            let bytes: u64 = entries.iter().map(|e| e.len() as u64).sum();
+            let full = entries.len() >= BATCH || bytes >= AUDIT_COPY_TARGET_BYTES;
             if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
                 let seq = |bytes: &Vec<u8>| AuditEntry::decode(bytes.as_slice()).map(|e| e.seq);
                 let (first, last) = match (seq(first), seq(last)) {
@@ -70,13 +73,11 @@ pub(crate) async fn copy(inner: &Arc<Inner>) -> Result<u64> {
                         ));
                     }
                 };
-                let mut body = Vec::new();
-                for e in &entries {
-                    prost::encoding::encode_varint(e.len() as u64, &mut body);
-                    body.extend_from_slice(e);
-                }
                 store
-                    .put(&keys::audit(first, last), Bytes::from(body))
+                    .put(
+                        &keys::audit(first, last),
+                        Bytes::from(encode_copy(&entries)),
+                    )
                     .await?;
                 copied += entries.len() as u64;
             }
@@ -109,25 +110,23 @@ async fn read_copy(inner: &Arc<Inner>, role: Role) -> Result<Copy> {
     };
     let listed = store.list(Some(&Path::from(keys::AUDIT_PREFIX))).await?;
     for (key, size) in listed {
-        let mut body = store.get(&key, Some(size)).await?;
-        while body.has_remaining() {
-            let entry = prost::encoding::decode_varint(&mut body)
-                .ok()
-                .and_then(|len| usize::try_from(len).ok())
-                .filter(|len| *len <= body.remaining())
-                .map(|len| body.split_to(len).to_vec());
-            let Some(bytes) = entry else {
-                copy.problems.push(format!(
-                    "{role} store: {key} is cut short or not an audit copy"
-                ));
-                break;
-            };
-            let Ok(entry) = AuditEntry::decode(bytes.as_slice()) else {
-                copy.problems.push(format!(
-                    "{role} store: {key} holds an entry that does not decode"
-                ));
-                break;
-            };
+        // Bounded before it is fetched: anyone who can write to the
+        // bucket can put an object here.
+        if size > MAX_AUDIT_COPY_BYTES {
+            copy.problems.push(format!(
+                "{role} store: {key}: {}",
+                AuditCopyError::TooLarge { size }
+            ));
+            continue;
+        }
+        let body = store.get(&key, Some(size)).await?;
+        let decoded = decode_copy(&body);
+        if let Some(e) = decoded.error {
+            copy.problems.push(format!(
+                "{role} store: {key} is not a whole audit copy: {e}"
+            ));
+        }
+        for CopiedEntry { entry, bytes } in decoded.entries {
             match copy.entries.get(&entry.seq) {
                 Some(other) if *other != bytes => copy.problems.push(format!(
                     "{role} store: two different copies of entry {}",

@@ -8,10 +8,12 @@
 //! - [`combined`]: a recording's segments recombined into one object with
 //!   an index.
 //! - [`archive`]: the archive file of recordings kept outside Reel.
+//! - [`audit`]: the audit log's copy objects in the stores.
 //! - [`limits`]: the bounds of what Reel writes, which every decoder checks.
 //! - [`validate`]: checks of decoded catalog rows and journal entries.
 
 pub mod archive;
+pub mod audit;
 pub mod combined;
 pub mod error;
 pub mod journal;

@@ -12,6 +12,22 @@
 
 use crate::segment::{BLOCK_TARGET_BYTES, MAX_HEADER_LEN, PREFIX_LEN};
 
+/// The largest audit entry: the catalog clips its text fields (to
+/// [`MAX_AUDIT_TEXT_BYTES`], a recording id to [`MAX_AUDIT_ID_BYTES`]) and
+/// writes an act on more than [`MAX_AUDIT_RECORDINGS`] recordings as
+/// several entries.
+pub const MAX_AUDIT_ENTRY_BYTES: u64 = 2 << 20;
+/// Recordings one audit entry names.
+pub const MAX_AUDIT_RECORDINGS: usize = 10_000;
+/// Bytes of one free-text field of an audit entry (who, what, why).
+pub const MAX_AUDIT_TEXT_BYTES: usize = 4096;
+/// Bytes of one recording id in an audit entry.
+pub const MAX_AUDIT_ID_BYTES: usize = 128;
+/// An audit copy object is cut once its entries reach this size.
+pub const AUDIT_COPY_TARGET_BYTES: u64 = 4 << 20;
+/// The largest audit copy object: its target plus one entry.
+pub const MAX_AUDIT_COPY_BYTES: u64 = AUDIT_COPY_TARGET_BYTES + MAX_AUDIT_ENTRY_BYTES + 10;
+
 /// The largest journal record: one batch of events
 /// (`ingest.max_batch_bytes`) plus [`RECORD_SLACK_BYTES`].
 pub const MAX_RECORD_BYTES: u64 = 64 << 20;
@@ -69,6 +85,14 @@ pub const fn segment_object_bound(target_bytes: u64, record_bytes: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_audit_entry_of_clipped_fields_fits_its_bound() {
+        let fields = 5 * (MAX_AUDIT_TEXT_BYTES as u64 + 3);
+        let ids = MAX_AUDIT_RECORDINGS as u64 * (MAX_AUDIT_ID_BYTES as u64 + 3);
+        let chain = 11 + 11 + 34;
+        assert!(fields + ids + chain < MAX_AUDIT_ENTRY_BYTES);
+    }
 
     #[test]
     fn bounds_are_what_a_segment_can_be_and_no_more() {

@@ -39,6 +39,25 @@ pub struct AppState {
 /// Every route of the API. Each must have a rule in
 /// [`crate::access::RULES`]; one without is refused to everyone.
 pub fn router(state: AppState) -> Router {
+    let guard = axum::middleware::from_fn_with_state(state.clone(), crate::access::authorize);
+    assemble(routes().route_layer(guard), state)
+}
+
+/// The same API with every caller taken to be `identity`, no token asked:
+/// what authentication costs is measured against it (`benches/access.rs`).
+/// reeld never serves it.
+#[doc(hidden)]
+pub fn router_without_access(state: AppState, identity: Identity) -> Router {
+    let as_identity = axum::middleware::from_fn(
+        move |mut request: axum::extract::Request, next: axum::middleware::Next| {
+            request.extensions_mut().insert(identity.clone());
+            next.run(request)
+        },
+    );
+    assemble(routes().route_layer(as_identity), state)
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/status", get(status))
@@ -50,10 +69,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/recordings/{id}/export", get(export))
         .merge(crate::purge::routes())
         .merge(crate::tokens::routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::access::authorize,
-        ))
+}
+
+fn assemble(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(|| async {
             error_response(
                 StatusCode::NOT_FOUND,
