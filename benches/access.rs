@@ -115,15 +115,17 @@ async fn ingest(server: &Server, recordings: usize, run: Duration) -> f64 {
     for r in 0..recordings {
         let (endpoint, token, stop) = (server.grpc.clone(), server.token.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            let meta = reel::metadata(&format!("user{r}"), "bench");
-            let mut rec = reel::Recorder::start_as(&endpoint, &token, meta)
+            let meta = reel_testkit::metadata(&format!("user{r}"), "bench");
+            let mut rec = reel_testkit::Recorder::start_as(&endpoint, &token, meta)
                 .await
                 .unwrap();
             let mut i = 0u64;
             let mut counted = 0u64;
             let mut measuring = false;
             while !stop.load(Ordering::Relaxed) {
-                rec.append(vec![reel::terminal_event(r, i)]).await.unwrap();
+                rec.append(vec![reel_testkit::terminal_event(r, i)])
+                    .await
+                    .unwrap();
                 i += 1;
                 if measuring {
                     counted += 1;
@@ -159,11 +161,13 @@ async fn short_recordings(server: &Server, loops: usize, run: Duration) -> f64 {
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let meta = reel::metadata(&format!("user{r}"), "bench");
-                let mut rec = reel::Recorder::start_as(&endpoint, &token, meta)
+                let meta = reel_testkit::metadata(&format!("user{r}"), "bench");
+                let mut rec = reel_testkit::Recorder::start_as(&endpoint, &token, meta)
                     .await
                     .unwrap();
-                let events = (0..10).map(|i| reel::terminal_event(r, i)).collect();
+                let events = (0..10)
+                    .map(|i| reel_testkit::terminal_event(r, i))
+                    .collect();
                 rec.append(events).await.unwrap();
                 rec.close().await.unwrap();
                 done += 1;
@@ -224,10 +228,8 @@ fn main() {
         .unwrap_or(if quick { 1.0 } else { 3.0 });
     let run = Duration::from_secs_f64(seconds);
     let requests = if quick { 300 } else { HTTP_REQUESTS };
-    reel::bench_main(|_| async move {
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-        std::fs::create_dir_all(&target).unwrap();
-        let dir = tempfile::tempdir_in(target).unwrap();
+    reel_testkit::bench_main(|_| async move {
+        let dir = reel_testkit::bench_dir();
         let on = serve(&dir.path().join("on"), true).await;
         let off = serve(&dir.path().join("off"), false).await;
         println!(
@@ -255,13 +257,13 @@ fn main() {
         );
 
         // One recording to show.
-        let meta = reel::metadata("alice", "db1");
-        let rec = reel::Recorder::start_as(&on.grpc, &on.token, meta.clone())
+        let meta = reel_testkit::metadata("alice", "db1");
+        let rec = reel_testkit::Recorder::start_as(&on.grpc, &on.token, meta.clone())
             .await
             .unwrap();
         let id_on = rec.id.clone();
         rec.close().await.unwrap();
-        let rec = reel::Recorder::start_as(&off.grpc, &off.token, meta)
+        let rec = reel_testkit::Recorder::start_as(&off.grpc, &off.token, meta)
             .await
             .unwrap();
         let id_off = rec.id.clone();

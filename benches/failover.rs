@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use reel::Garage;
 use reel_engine::{Engine, EngineConfig};
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
 use reel_storage::faults::{Fault, FaultyStore, Ops};
 use reel_storage::{HealthConfig, Role, Router, Store};
+use reel_testkit::Garage;
 
 /// Event size of the upload cases: large, so that ingest is quick.
 const EVENT_BYTES: usize = 64 << 10;
@@ -261,7 +261,7 @@ async fn wait_for_primary(engine: &Engine) {
 }
 
 async fn main_async(quick: bool) {
-    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+    let dir = reel_testkit::bench_dir();
     let mut primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
     let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
     let concurrency = EngineConfig::new("unused").upload_concurrency;
@@ -411,5 +411,5 @@ async fn main_async(quick: bool) {
 }
 
 fn main() {
-    reel::bench_main(main_async);
+    reel_testkit::bench_main(main_async);
 }

@@ -21,7 +21,7 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -217,17 +217,19 @@ async fn reel_engine(dir: &Path, recordings: usize, run: Duration) -> (Outcome, 
 async fn reel_grpc(dir: &Path, recordings: usize, run: Duration) -> Outcome {
     let data = dir.join("reeld");
     let _ = std::fs::remove_dir_all(&data);
-    let reeld = reel::Reeld::start(&data, &[]).unwrap();
+    let reeld = reel_testkit::Reeld::start(&data, &[]).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for r in 0..recordings {
         let endpoint = reeld.grpc.clone();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rec =
-                reel::Recorder::start(&endpoint, reel::metadata(&format!("user{r}"), "bench"))
-                    .await
-                    .unwrap();
+            let mut rec = reel_testkit::Recorder::start(
+                &endpoint,
+                reel_testkit::metadata(&format!("user{r}"), "bench"),
+            )
+            .await
+            .unwrap();
             let mut lat = Vec::new();
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -274,18 +276,6 @@ fn row(name: &str, o: &mut Outcome) -> String {
     )
 }
 
-fn bench_dir() -> (PathBuf, Option<tempfile::TempDir>) {
-    if let Ok(d) = std::env::var("REEL_BENCH_DIR") {
-        let p = PathBuf::from(d);
-        std::fs::create_dir_all(&p).unwrap();
-        return (p, None);
-    }
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
-    std::fs::create_dir_all(&target).unwrap();
-    let t = tempfile::tempdir_in(target).unwrap();
-    (t.path().to_path_buf(), Some(t))
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds: f64 = args
@@ -299,7 +289,8 @@ fn main() {
             3.0
         });
     let run = Duration::from_secs_f64(seconds);
-    let (dir, _guard) = bench_dir();
+    let guard = reel_testkit::bench_dir();
+    let dir = guard.path().to_path_buf();
     // `--profile N`: only Reel's engine at N recordings, for a profiler.
     if let Some(n) = args
         .iter()

@@ -26,17 +26,17 @@ use std::time::{Duration, Instant};
 use axum::serve::ListenerExt;
 use futures::StreamExt;
 use object_store::{GetOptions, GetRange, ObjectStore};
-use reel::Garage;
 use reel_engine::{Engine, EngineConfig, ReadItem, Window};
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
 use reel_storage::{HealthConfig, Role, Router, Store, StoreConfig, keys};
+use reel_testkit::Garage;
 
 const EVENT_BYTES: usize = 64 << 10;
 const STEP_US: u64 = 100_000;
 
 fn event(i: u64) -> Event {
-    let data = reel::varied_bytes(i, EVENT_BYTES);
+    let data = reel_testkit::varied_bytes(i, EVENT_BYTES);
     Event {
         time_us: i * STEP_US,
         kind: EventKind::Output as i32,
@@ -191,7 +191,7 @@ fn mb_s(bytes: u64, d: Duration) -> f64 {
 }
 
 async fn main_async(quick: bool) {
-    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+    let dir = reel_testkit::bench_dir();
     let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
     let raw_store: Arc<dyn ObjectStore> = Arc::new(primary.object_store());
     let engine = engine(dir.path(), &primary).await;
@@ -334,7 +334,7 @@ async fn main_async(quick: bool) {
 }
 
 fn main() {
-    reel::bench_main(main_async);
+    reel_testkit::bench_main(main_async);
 }
 
 /// CPU seconds (user and system) this process has used.

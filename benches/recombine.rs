@@ -29,17 +29,17 @@ use std::time::{Duration, Instant};
 
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
-use reel::Garage;
 use reel_engine::{Engine, EngineConfig};
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, Location, RecordingMetadata};
 use reel_storage::faults::{Fault, FaultHandle, FaultyStore, Ops};
 use reel_storage::{HealthConfig, PART_BYTES, PARTS_IN_FLIGHT, Role, Router, Store, keys};
+use reel_testkit::Garage;
 
 const EVENT_BYTES: usize = 64 << 10;
 
 fn event(i: u64) -> Event {
-    let data = reel::varied_bytes(i, EVENT_BYTES);
+    let data = reel_testkit::varied_bytes(i, EVENT_BYTES);
     Event {
         time_us: i * 1000,
         kind: EventKind::Output as i32,
@@ -231,7 +231,7 @@ fn mb_per_s(bytes: u64, took: Duration) -> f64 {
 }
 
 async fn main_async(quick: bool) {
-    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+    let dir = reel_testkit::bench_dir();
     let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
     let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
     let raw_primary: Arc<dyn ObjectStore> = Arc::new(primary.object_store());
@@ -350,5 +350,5 @@ async fn main_async(quick: bool) {
 }
 
 fn main() {
-    reel::bench_main(main_async);
+    reel_testkit::bench_main(main_async);
 }

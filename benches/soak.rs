@@ -2,7 +2,7 @@
 //! Garage servers, the primary killed every 4 minutes and back a minute
 //! later; resident memory, file descriptors, journal, spool, catalog,
 //! upload backlog and the compactor's and deleter's queues sampled every
-//! 5 s. The driver is `reel::soak` (shared with the 2 minute CI version,
+//! 5 s. The driver is `reel_testkit::soak` (shared with the 2 minute CI version,
 //! `tests/soak.rs`); see it for what is measured and how growth is judged.
 //!
 //! Load: 300 recorders, each streaming terminal-like events open loop at
@@ -34,16 +34,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reel::soak::{SoakConfig, run};
-
-/// `target/` of this build (`target/release/deps/soak-*` is running).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.ancestors()
-        .nth(3)
-        .expect("benches run from target/<profile>/deps")
-        .to_path_buf()
-}
+use reel_testkit::soak::{SoakConfig, run};
 
 async fn main_async(quick: bool) {
     let secs = std::env::var("REEL_SOAK_SECS")
@@ -60,7 +51,7 @@ async fn main_async(quick: bool) {
                 .unwrap_or(1)
         });
     let duration = Duration::from_secs(secs);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = reel_testkit::bench_dir();
     let mut config = SoakConfig::bench(dir.path(), duration, seed);
     let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
     if let Some(n) = var("REEL_SOAK_RECORDERS") {
@@ -75,7 +66,7 @@ async fn main_async(quick: bool) {
     let report = run(config).await.expect("the soak runs");
     let csv = std::env::var_os("REEL_SOAK_CSV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("soak.csv"));
+        .unwrap_or_else(|| reel_testkit::target_dir().join("soak.csv"));
     std::fs::write(&csv, report.csv()).expect("write the CSV");
     println!("{}\n", report.summary());
     println!("{}\n", report.table(Duration::from_secs(120)));
@@ -94,5 +85,5 @@ async fn main_async(quick: bool) {
 }
 
 fn main() {
-    reel::bench_main(main_async);
+    reel_testkit::bench_main(main_async);
 }

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
-use reel::Garage;
 use reel_catalog::{Batch, Catalog, RecordingId};
 use reel_engine::{Engine, EngineConfig, VerifyOptions, VerifyProgress};
 use reel_log::{SegmentSpec, encode_segment};
@@ -32,6 +31,7 @@ use reel_proto::v1::{
     Event, EventKind, Location, RecordingMetadata, RecordingRow, RecordingState, SegmentRow,
 };
 use reel_storage::keys;
+use reel_testkit::Garage;
 
 const SEGMENTS_PER_RECORDING: u64 = 100;
 
@@ -63,7 +63,7 @@ async fn populate(store: Arc<dyn ObjectStore>, catalog_dir: &std::path::Path, re
                 .map(|i| Event {
                     time_us: (seq * 4 + i) * 1000,
                     kind: EventKind::Output as i32,
-                    data: reel::varied_bytes(r * 1000 + seq * 4 + i, 200),
+                    data: reel_testkit::varied_bytes(r * 1000 + seq * 4 + i, 200),
                 })
                 .collect();
             let last = seq + 1 == SEGMENTS_PER_RECORDING;
@@ -153,7 +153,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 async fn main_async(quick: bool) {
-    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+    let dir = reel_testkit::bench_dir();
     let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
     let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
     let stores: Vec<Arc<dyn ObjectStore>> = vec![
@@ -228,5 +228,5 @@ async fn main_async(quick: bool) {
 }
 
 fn main() {
-    reel::bench_main(main_async);
+    reel_testkit::bench_main(main_async);
 }

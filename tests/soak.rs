@@ -1,5 +1,5 @@
 //! The soak's CI version: two minutes of the 30 minute bench's load
-//! (`benches/soak.rs`; the driver is `src/soak.rs`) against a debug reeld:
+//! (`benches/soak.rs`; the driver is `reel_testkit::soak`) against a debug reeld:
 //! 100 recorders streaming terminal events open loop (2,000 events/s in
 //! all), recordings of 20 to 40 s opening and closing, 1 MiB journal files
 //! (a new one every 5 s) and segments sealed every 8 s, the compactor on,
@@ -10,7 +10,7 @@
 //! Growth is judged on the last 70 s (after 50 s of warm-up), only on
 //! samples taken while the primary has been back for at least 8 s, each the
 //! mean of 7 consecutive samples (14 s) without their lowest and highest,
-//! as the largest of those against the first one (see `reel::soak::Growth`;
+//! as the largest of those against the first one (see `reel_testkit::soak::Growth`;
 //! journal, spool and backlog against at least two journal files, the
 //! compactor's and the deleter's queues against at least one item per
 //! recorder). The bound is 25 %, for every quantity but one:
@@ -31,8 +31,8 @@
 
 use std::time::Duration;
 
-use reel::Rng;
-use reel::soak::{SoakConfig, run};
+use reel_testkit::Rng;
+use reel_testkit::soak::{SoakConfig, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_minutes_of_load_and_primary_failures_stay_flat_and_lose_nothing() {

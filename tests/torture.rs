@@ -23,8 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use reel::{Garage, Recorder, Reeld, Rng, garage_config_file, metadata, terminal_event, wait_for};
 use reel_proto::v1::Event;
+use reel_testkit::{
+    Garage, Recorder, Reeld, Rng, garage_config_file, metadata, terminal_event, wait_for,
+};
 use tokio::sync::Mutex;
 
 /// The crashpoints of reeld, each a step of a multi-step change.
@@ -478,7 +480,7 @@ async fn kill_9_at_every_stage_loses_nothing_and_leaves_nothing_behind() {
         Duration::from_secs(120),
         async || {
             let s: reel_api::CompactStatus = reeld.get_json("/api/v1/compact").await.unwrap();
-            reel::drained(&reeld).await && s.plan.is_empty() && s.pending_deletions == 0
+            reel_testkit::drained(&reeld).await && s.plan.is_empty() && s.pending_deletions == 0
         },
     )
     .await;

@@ -3,11 +3,9 @@
 //! (read, write, verify, delete) failing once gives the same result; a
 //! corrupted copy is reported and the good one used.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reel_proto::v1::{Event, Location, RecordingMetadata};
 use reel_storage::faults::{Fault, Ops};
 use reel_storage::{Role, keys};
@@ -43,7 +41,7 @@ async fn a_large_recording_streams_as_a_multipart_upload() {
         w.append(None, vec![big(i)]).unwrap().await.unwrap();
     }
     w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(20), || {
+    wait_for("all stored", Duration::from_secs(20), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -93,12 +91,12 @@ async fn a_corrupted_copy_is_reported_and_the_good_one_used() {
     let id = w.id();
     write(&mut w, 0..60).await;
     w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(10), || {
+    wait_for("all stored", Duration::from_secs(10), || {
         all_uploaded(engine, id)
     })
     .await;
     rig.primary.clear();
-    wait_until("failback", Duration::from_secs(5), || async {
+    wait_for("failback", Duration::from_secs(5), || async {
         engine.storage_status().writing_to == Some(Role::Primary)
     })
     .await;
@@ -149,7 +147,7 @@ async fn open_recordings_wait_and_the_primary_being_down_stops_cleanly() {
     // Open: not marked yet (only closing marks a segmented recording).
     assert!(engine.compaction_plan(Some(id)).await.unwrap().is_empty());
     w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(10), || {
+    wait_for("all stored", Duration::from_secs(10), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -158,7 +156,7 @@ async fn open_recordings_wait_and_the_primary_being_down_stops_cleanly() {
 
     // The primary goes down: nothing is done, nothing changes.
     rig.primary.fail_always(Ops::ALL, Fault::Error);
-    wait_until("primary down", Duration::from_secs(5), || async {
+    wait_for("primary down", Duration::from_secs(5), || async {
         engine.storage_status().primary.health.state != reel_storage::StoreState::Healthy
     })
     .await;
@@ -177,7 +175,7 @@ async fn open_recordings_wait_and_the_primary_being_down_stops_cleanly() {
 
     // It comes back: the work is done.
     rig.primary.clear();
-    wait_until("failback", Duration::from_secs(5), || async {
+    wait_for("failback", Duration::from_secs(5), || async {
         engine.storage_status().primary.health.state == reel_storage::StoreState::Healthy
     })
     .await;
@@ -195,11 +193,11 @@ async fn the_background_compactor_does_it_alone() {
     })
     .await;
     let (id, events) = split_recording(&rig, 120).await;
-    wait_until("recombined", Duration::from_secs(10), || async {
+    wait_for("recombined", Duration::from_secs(10), || async {
         rig.engine.recording(id).await.unwrap().recombine.is_none()
     })
     .await;
-    wait_until("old copies deleted", Duration::from_secs(10), || async {
+    wait_for("old copies deleted", Duration::from_secs(10), || async {
         rig.engine.pending_deletions().await.unwrap() == 0
     })
     .await;
@@ -238,7 +236,7 @@ async fn a_put_cut_short_by_a_crash_leaves_no_orphan() {
     write(&mut w, 0..60).await;
     drop(w);
     let secondary = rig.secondary_store.clone();
-    wait_until(
+    wait_for(
         "a put landed on the secondary",
         Duration::from_secs(10),
         || {
@@ -256,7 +254,7 @@ async fn a_put_cut_short_by_a_crash_leaves_no_orphan() {
     let mut w = engine.resume(id).await.unwrap();
     write(&mut w, 60..80).await;
     w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(10), || {
+    wait_for("all stored", Duration::from_secs(10), || {
         all_uploaded(engine, id)
     })
     .await;

@@ -6,10 +6,10 @@
 use std::io::Write;
 use std::time::Duration;
 
-use reel::{Recorder, Reeld, Tmpfs, metadata, terminal_event};
 use reel_api::RecordingList;
 use reel_proto::v1::record_request::Request as Req;
 use reel_proto::v1::{CloseRecording, Event, EventBatch, EventKind, RecordRequest};
+use reel_testkit::{Recorder, Reeld, Tmpfs, metadata, terminal_event};
 use tonic::Code;
 
 fn events(slot: usize, range: std::ops::Range<u64>) -> Vec<Event> {
@@ -615,7 +615,7 @@ async fn streams_recordings_empty_events_and_headers_are_bounded() {
     let closed_id = closed.id.clone();
     assert_eq!(closed.close().await.unwrap().0, 5);
     let mut started = None;
-    reel::wait_for(
+    reel_testkit::wait_for(
         "a stream and a recording free",
         Duration::from_secs(10),
         async || {

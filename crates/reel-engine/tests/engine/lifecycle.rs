@@ -3,17 +3,10 @@
 
 use std::time::Duration;
 
-use reel_engine::{Engine, EngineConfig, EngineError};
+use crate::common::{event, read_all, small_segments, wait_for};
+use reel_engine::{Engine, EngineError};
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, Location, RecordingMetadata, RecordingState};
-
-fn event(i: u64) -> Event {
-    Event {
-        time_us: i * 10_000,
-        kind: EventKind::Output as i32,
-        data: format!("line {i:06} {}\r\n", "=".repeat((i % 40) as usize)).into_bytes(),
-    }
-}
 
 fn meta() -> RecordingMetadata {
     RecordingMetadata {
@@ -24,38 +17,10 @@ fn meta() -> RecordingMetadata {
     }
 }
 
-fn config(dir: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(dir);
-    c.segment_target_bytes = 4096;
-    c.segment_max_age = Duration::from_millis(300);
-    c.min_free_disk_bytes = 0;
-    c
-}
-
-async fn read_all(engine: &Engine, id: RecordingId) -> Vec<Event> {
-    engine
-        .events(id)
-        .await
-        .unwrap()
-        .collect_all()
-        .await
-        .unwrap()
-}
-
-async fn wait_until<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, f: F) {
-    for _ in 0..400 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_sealed_uploaded_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path())).await.unwrap();
+    let engine = Engine::open(small_segments(dir.path())).await.unwrap();
     let mut w = engine.start(meta()).await.unwrap();
     let id = w.id();
     let all: Vec<Event> = (0..500).map(event).collect();
@@ -76,12 +41,16 @@ async fn events_are_sealed_uploaded_and_read_back() {
     assert_eq!(closed.event_count, 500);
     assert_eq!(closed.duration_us, 499 * 10_000);
 
-    wait_until("every segment is on the primary", || async {
-        let info = engine.recording(id).await.unwrap();
-        info.segments
-            .iter()
-            .all(|s| s.locations == [Location::Primary as i32])
-    })
+    wait_for(
+        "every segment is on the primary",
+        Duration::from_secs(10),
+        || async {
+            let info = engine.recording(id).await.unwrap();
+            info.segments
+                .iter()
+                .all(|s| s.locations == [Location::Primary as i32])
+        },
+    )
     .await;
     let info = engine.recording(id).await.unwrap();
     assert_eq!(info.state(), RecordingState::Closed);
@@ -100,7 +69,7 @@ async fn events_are_sealed_uploaded_and_read_back() {
     }
     assert_eq!(read_all(&engine, id).await, all);
     // Local bytes released: no spool files, the primary holds the objects.
-    wait_until("spool is empty", || async {
+    wait_for("spool is empty", Duration::from_secs(10), || async {
         engine.local_status().spool_segments == 0
     })
     .await;
@@ -119,7 +88,7 @@ async fn events_are_sealed_uploaded_and_read_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_recordings_are_sealed_by_age_and_journal_files_released() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
+    let mut cfg = small_segments(dir.path());
     cfg.segment_target_bytes = 1 << 30;
     cfg.journal_file_size = 1 << 20;
     let engine = Engine::open(cfg).await.unwrap();
@@ -136,14 +105,20 @@ async fn idle_recordings_are_sealed_by_age_and_journal_files_released() {
     for e in &big {
         w.append(None, vec![e.clone()]).unwrap().await.unwrap();
     }
-    wait_until("the age seal has put everything in segments", || async {
-        let info = engine.recording(id).await.unwrap();
-        info.unsealed_events == 0 && info.durable_events == 40
-    })
+    wait_for(
+        "the age seal has put everything in segments",
+        Duration::from_secs(10),
+        || async {
+            let info = engine.recording(id).await.unwrap();
+            info.unsealed_events == 0 && info.durable_events == 40
+        },
+    )
     .await;
-    wait_until("old journal files are released", || async {
-        engine.local_status().journal_files <= 2
-    })
+    wait_for(
+        "old journal files are released",
+        Duration::from_secs(10),
+        || async { engine.local_status().journal_files <= 2 },
+    )
     .await;
     assert_eq!(read_all(&engine, id).await, big);
     w.close(0).await.unwrap();
@@ -153,7 +128,7 @@ async fn idle_recordings_are_sealed_by_age_and_journal_files_released() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_brings_open_recordings_back_resumable() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
+    let mut cfg = small_segments(dir.path());
     cfg.segment_max_age = Duration::from_secs(3600);
     let all: Vec<Event> = (0..300).map(event).collect();
     let id = {
@@ -208,7 +183,7 @@ async fn a_restart_brings_open_recordings_back_resumable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_batches_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
+    let mut cfg = small_segments(dir.path());
     cfg.max_event_bytes = 1000;
     let engine = Engine::open(cfg).await.unwrap();
     let mut w = engine.start(meta()).await.unwrap();
@@ -265,7 +240,7 @@ async fn bad_batches_are_refused_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journal_corruption_is_reported_on_the_recording() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
+    let mut cfg = small_segments(dir.path());
     cfg.segment_max_age = Duration::from_secs(3600);
     cfg.segment_target_bytes = 1 << 30;
     let all: Vec<Event> = (0..30).map(event).collect();
@@ -320,7 +295,7 @@ async fn journal_corruption_is_reported_on_the_recording() {
 async fn an_engine_shut_down_right_after_open_stops() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
-        let engine = Engine::open(config(dir.path())).await.unwrap();
+        let engine = Engine::open(small_segments(dir.path())).await.unwrap();
         tokio::time::timeout(Duration::from_secs(30), engine.shutdown())
             .await
             .unwrap_or_else(|_| panic!("round {round}: shutdown still waits after 30 s"));

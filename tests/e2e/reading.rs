@@ -12,9 +12,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use object_store::ObjectStoreExt;
-use reel::{Garage, Recorder, Reeld, Rng, drained, garage_config_file, terminal_event, wait_for};
 use reel_api::{RecordingDetail, RecordingList, StorageStatus};
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
+use reel_testkit::{
+    Garage, Recorder, Reeld, Rng, drained, garage_config_file, terminal_event, wait_for,
+};
 
 /// The recording's header and events, as exported (cast, or a window).
 async fn export(reeld: &Reeld, id: &str, window: Option<(u64, u64)>) -> Result<Vec<Event>, String> {

@@ -4,11 +4,9 @@
 //! and blocks become gaps; bytes only on a down store give an error naming
 //! them; what is local reads with both stores down.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use reel_engine::{Engine, EngineError, Window};
@@ -66,7 +64,7 @@ async fn windows_agree_with_slicing_the_full_read_in_every_state() {
     let segmented = w.id();
     write(&mut w, 0..300).await;
     w.close(0).await.unwrap();
-    wait_until("segmented on the primary", Duration::from_secs(10), || {
+    wait_for("segmented on the primary", Duration::from_secs(10), || {
         all_uploaded(engine, segmented)
     })
     .await;
@@ -75,7 +73,7 @@ async fn windows_agree_with_slicing_the_full_read_in_every_state() {
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let open = w.id();
     write(&mut w, 0..200).await;
-    wait_until("uploaded", Duration::from_secs(10), || {
+    wait_for("uploaded", Duration::from_secs(10), || {
         all_uploaded(engine, open)
     })
     .await;
@@ -124,7 +122,7 @@ async fn a_seek_into_a_large_recombined_recording_is_one_store_read() {
         w.append(None, chunk.to_vec()).unwrap().await.unwrap();
     }
     w.close(0).await.unwrap();
-    wait_until("uploaded", Duration::from_secs(30), || {
+    wait_for("uploaded", Duration::from_secs(30), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -171,7 +169,7 @@ async fn lost_segments_and_blocks_become_gaps_and_the_rest_reads() {
         w.append(None, chunk.to_vec()).unwrap().await.unwrap();
     }
     w.close(0).await.unwrap();
-    wait_until("uploaded", Duration::from_secs(30), || {
+    wait_for("uploaded", Duration::from_secs(30), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -243,7 +241,7 @@ async fn lost_segments_and_blocks_become_gaps_and_the_rest_reads() {
 }
 
 async fn wait_for_state(engine: &Engine, role: Role, state: StoreState) {
-    wait_until("store state", Duration::from_secs(10), || async {
+    wait_for("store state", Duration::from_secs(10), || async {
         let s = engine.storage_status();
         let h = if role == Role::Primary {
             s.primary.health
@@ -274,7 +272,7 @@ async fn bytes_only_on_a_down_store_give_an_error_that_names_them() {
     let during = w.id();
     write(&mut w, 0..100).await;
     w.close(0).await.unwrap();
-    wait_until("stored", Duration::from_secs(10), || {
+    wait_for("stored", Duration::from_secs(10), || {
         all_uploaded(engine, during)
     })
     .await;

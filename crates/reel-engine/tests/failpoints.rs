@@ -3,6 +3,8 @@
 //! its file: failpoints are process-wide.
 #![cfg(feature = "failpoints")]
 
+#[path = "engine/common.rs"]
+#[allow(dead_code)] // the failpoint tests use a part of it
 mod common;
 
 use common::*;

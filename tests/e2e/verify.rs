@@ -9,11 +9,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use object_store::ObjectStoreExt;
-use reel::{Garage, Recorder, Reeld, drained, garage_config_file, terminal_event, wait_for};
 use reel_api::{RecordingDetail, VerifyReport};
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
 use reel_storage::keys;
+use reel_testkit::{
+    Garage, Recorder, Reeld, drained, garage_config_file, terminal_event, wait_for,
+};
 
 async fn record(reeld: &Reeld, slot: usize, n: u64) -> String {
     let mut rec = Recorder::start(&reeld.grpc, RecordingMetadata::default())
@@ -287,7 +289,7 @@ async fn a_lost_catalog_is_rebuilt_from_the_stores() {
 }
 
 fn reel_cmd(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(reel::bin("reel"))
+    std::process::Command::new(reel_testkit::bin("reel"))
         .args(args)
         .output()
         .expect("run reel")

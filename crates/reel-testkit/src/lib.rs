@@ -1,7 +1,9 @@
-//! The end-to-end test harness of Reel: real `reeld` processes on their own
-//! data directories and ports, killed for real, and recorders that speak the
-//! real gRPC protocol. Every end-to-end test in `tests/` and the benchmarks
-//! in `benches/` use it.
+//! Reel's test kit (dev-only, never shipped): real `reeld` processes on
+//! their own data directories and ports, killed for real; recorders that
+//! speak the real gRPC protocol; Garage S3 servers started as plain
+//! processes; tmpfs mounts for full-disk tests; the soak driver; and the
+//! small helpers (events, waits, seeds, bench directories) every test and
+//! bench of the workspace shares.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,21 +26,43 @@ use tonic::Streaming;
 
 pub mod soak;
 
-/// A binary of this workspace (`reeld`, `reel`), next to the running test or
-/// bench executable (`target/<profile>/deps/..` -> `target/<profile>/NAME`).
-pub fn bin(name: &str) -> PathBuf {
+/// `target/<profile>` of the running test or bench executable (which is
+/// `target/<profile>/deps/..`).
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
+    exe.parent()
         .and_then(|deps| deps.parent())
-        .expect("test binaries live in target/<profile>/deps");
-    let path = profile_dir.join(name);
+        .expect("test binaries live in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The `target/` directory of the running build.
+pub fn target_dir() -> PathBuf {
+    let profile = profile_dir();
+    profile.parent().map_or(profile.clone(), Path::to_path_buf)
+}
+
+/// A binary of this workspace (`reeld`, `reel`), next to the running test or
+/// bench executable.
+pub fn bin(name: &str) -> PathBuf {
+    let path = profile_dir().join(name);
     assert!(
         path.exists(),
         "{} is missing: build the workspace binaries first (cargo test builds them)",
         path.display()
     );
     path
+}
+
+/// Where a bench keeps its data: a temporary directory (removed when
+/// dropped) in `REEL_BENCH_DIR` if set, else in the build's `target/`, so
+/// that it is on the disk being measured and not in a RAM-backed `/tmp`.
+pub fn bench_dir() -> tempfile::TempDir {
+    let parent = std::env::var_os("REEL_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(target_dir);
+    std::fs::create_dir_all(&parent).expect("bench directory");
+    tempfile::tempdir_in(parent).expect("bench directory")
 }
 
 /// A `reeld` process.
@@ -993,11 +1017,14 @@ pub async fn stream(endpoint: String, slot: usize, stop: Arc<AtomicBool>, seed: 
 /// Polls `f` until it holds; panics after `limit`, naming `what`.
 pub async fn wait_for(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
+    // Quick to see a change that comes at once, without spinning on a slow one.
+    let mut pause = Duration::from_millis(10);
     while start.elapsed() < limit {
         if f().await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
     panic!("timed out after {limit:?} waiting until {what}");
 }

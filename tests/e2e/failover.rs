@@ -10,14 +10,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use reel::{Garage, Recorder, Reeld, Rng, drained, metadata, stream, terminal_event, wait_for};
 use reel_api::{RecordingDetail, StorageStatus};
 use reel_proto::v1::Event;
+use reel_testkit::{
+    Garage, Recorder, Reeld, Rng, drained, metadata, stream, terminal_event, wait_for,
+};
 
 /// These tests are about failover: the compactor stays off so that split
 /// recordings stay split for the checks.
 fn config(dir: &Path, primary: &Garage, secondary: &Garage, extra: &str) -> std::path::PathBuf {
-    reel::garage_config_file(
+    reel_testkit::garage_config_file(
         dir,
         primary,
         secondary,

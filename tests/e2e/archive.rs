@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use reel::{Recorder, Reeld, terminal_event, wait_for};
 use reel_api::RecordingList;
 use reel_proto::v1::{Event, RecordingMetadata};
+use reel_testkit::{Recorder, Reeld, terminal_event, wait_for};
 
 async fn export_bytes(reeld: &Reeld, id: &str, format: &str) -> (u16, Vec<u8>) {
     let r = reeld

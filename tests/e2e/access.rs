@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use reel::{Garage, Recorder, Reeld, garage_config_file, metadata, terminal_event};
 use reel_api::{AuditRecord, RecordingList};
 use reel_proto::v1::{Event, RecordingMetadata};
+use reel_testkit::{Garage, Recorder, Reeld, garage_config_file, metadata, terminal_event};
 
 const ROLES: [&str; 5] = ["recorder", "viewer", "auditor", "custodian", "admin"];
 
@@ -251,7 +251,7 @@ async fn scopes_resume_audit_and_the_bootstrap_token() {
         0o600
     );
     // `reel` with no token flag finds ./reel-data/admin.token.
-    let out = std::process::Command::new(reel::bin("reel"))
+    let out = std::process::Command::new(reel_testkit::bin("reel"))
         .current_dir(dir.path())
         .env_remove("REEL_TOKEN")
         .env_remove("REEL_TOKEN_FILE")
@@ -420,7 +420,7 @@ async fn no_answer_and_no_log_line_shows_a_store_secret() {
         seen.push_str(&String::from_utf8_lossy(&out.stdout));
         seen.push_str(&String::from_utf8_lossy(&out.stderr));
     }
-    let out = std::process::Command::new(reel::bin("reeld"))
+    let out = std::process::Command::new(reel_testkit::bin("reeld"))
         .args(["--config", cfg.to_str().unwrap(), "--print-config"])
         .output()
         .unwrap();

@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use reel::{Garage, Recorder, Reeld, Rng, drained, garage_config_file, terminal_event, wait_for};
 use reel_api::{AuditRecord, PurgeRequest, RecordingList, StorageStatus};
 use reel_proto::v1::{Event, RecordingMetadata};
+use reel_testkit::{
+    Garage, Recorder, Reeld, Rng, drained, garage_config_file, terminal_event, wait_for,
+};
 
 async fn append(rec: &mut Recorder, slot: usize, range: std::ops::Range<u64>) {
     let events: Vec<Event> = range.map(|i| terminal_event(slot, i)).collect();

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use reel::{Recorder, Reeld, metadata, terminal_event};
+use reel_testkit::{Recorder, Reeld, metadata, terminal_event};
 
 struct Pki {
     ca: String,

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use reel::{Garage, Reeld, Rng, drained, garage_config_file, stream, terminal_event, wait_for};
 use reel_api::{CompactStatus, RecordingDetail};
 use reel_proto::v1::Event;
+use reel_testkit::{
+    Garage, Reeld, Rng, drained, garage_config_file, stream, terminal_event, wait_for,
+};
 
 /// (slot, id, acknowledged events) of each recording made.
 type Made = Vec<(usize, String, u64)>;
@@ -246,9 +248,10 @@ async fn reel_compact_works_offline_on_a_data_directory_and_refuses_a_busy_one()
 
     // One recording half on the primary, half on the secondary (the
     // primary's directory replaced by a file for a while).
-    let mut rec = reel::Recorder::start(&reeld.grpc, reel::metadata("offline", "host"))
-        .await
-        .unwrap();
+    let mut rec =
+        reel_testkit::Recorder::start(&reeld.grpc, reel_testkit::metadata("offline", "host"))
+            .await
+            .unwrap();
     let id = rec.id.clone();
     rec.append((0..100).map(|i| terminal_event(3, i)).collect())
         .await

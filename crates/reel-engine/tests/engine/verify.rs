@@ -4,11 +4,9 @@
 //! (reads then show a gap), deletes unknown objects only when asked; a
 //! second run finds nothing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use object_store::ObjectStoreExt;
 use reel_engine::{Engine, VerifyOptions, VerifyProgress, VerifyReport};
 use reel_proto::RecordingId;
@@ -51,7 +49,7 @@ async fn what_is_broken_by_hand_is_found_and_repaired_where_a_copy_allows() {
     let plain = w.id();
     write(&mut w, 0..300).await;
     w.close(0).await.unwrap();
-    wait_until("uploaded", Duration::from_secs(10), || {
+    wait_for("uploaded", Duration::from_secs(10), || {
         all_uploaded(engine, plain)
     })
     .await;

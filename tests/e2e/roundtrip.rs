@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reel::{Reeld, Rng};
 use reel_api::RecordingDetail;
 use reel_proto::v1::EventKind;
+use reel_testkit::{Reeld, Rng};
 
 fn stdout(out: &std::process::Output) -> String {
     assert!(

@@ -1,10 +1,8 @@
 //! The rig of the engine's store tests: an engine on two real local
 //! directory stores, each behind the fault-injecting wrapper.
 
-#![allow(dead_code)] // each test file uses its part
-
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use object_store::ObjectStore;
@@ -13,6 +11,7 @@ use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, Location, RecordingMetadata};
 use reel_storage::faults::{Fault, FaultHandle, FaultyStore, Ops};
 use reel_storage::{DurableLocalStore, HealthConfig, Role, Router, Store, keys};
+pub use reel_testkit::wait_for;
 
 pub fn event(i: u64) -> Event {
     Event {
@@ -109,25 +108,36 @@ async fn open_rig(
     }
 }
 
+/// A configuration of the engine alone on `dir` (its default local
+/// stores) that cuts small segments and seals them after `max_age`.
+pub fn small_segments_aged(dir: &std::path::Path, max_age: Duration) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.segment_target_bytes = 4096;
+    c.segment_max_age = max_age;
+    c.min_free_disk_bytes = 0;
+    c
+}
+
+/// [`small_segments_aged`], sealing idle recordings after 300 ms.
+pub fn small_segments(dir: &std::path::Path) -> EngineConfig {
+    small_segments_aged(dir, Duration::from_millis(300))
+}
+
+/// Every event of a recording, read back.
+pub async fn read_all(engine: &Engine, id: RecordingId) -> Vec<Event> {
+    engine
+        .events(id)
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap()
+}
+
 pub async fn write(w: &mut RecordingWriter, range: std::ops::Range<u64>) {
     for i in range {
         w.append(None, vec![event(i)]).unwrap().await.unwrap();
     }
-}
-
-pub async fn wait_until<F: Fn() -> Fut, Fut: Future<Output = bool>>(
-    what: &str,
-    limit: Duration,
-    f: F,
-) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out after {limit:?} waiting until {what}");
 }
 
 /// Every segment is uploaded (to any store).
@@ -152,14 +162,14 @@ pub async fn split_recording(rig: &Rig, n: u64) -> (RecordingId, Vec<Event>) {
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
     write(&mut w, 0..n / 3).await;
-    wait_until("on the primary", Duration::from_secs(5), || {
+    wait_for("on the primary", Duration::from_secs(5), || {
         all_uploaded(engine, id)
     })
     .await;
     rig.primary.fail_always(Ops::ALL, Fault::Error);
     write(&mut w, n / 3..n).await;
     w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(10), || {
+    wait_for("all stored", Duration::from_secs(10), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -171,7 +181,7 @@ pub async fn split_recording(rig: &Rig, n: u64) -> (RecordingId, Vec<Event>) {
 
 /// Waits until uploads go to the primary again.
 pub async fn wait_for_failback(engine: &Engine) {
-    wait_until("failback", Duration::from_secs(5), || async {
+    wait_for("failback", Duration::from_secs(5), || async {
         engine.storage_status().writing_to == Some(Role::Primary)
     })
     .await;

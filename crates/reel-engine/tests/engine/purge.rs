@@ -5,11 +5,9 @@
 //! by hand and by rule; an upload in flight when its recording is purged
 //! leaves no orphan.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reel_engine::{Actor, EngineError, Filter, Query, RetentionRule, Window};
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, RecordingMetadata};
@@ -43,7 +41,7 @@ async fn listed(rig: &Rig) -> Vec<RecordingId> {
 }
 
 async fn finish_purges(rig: &Rig, ids: &[RecordingId]) {
-    wait_until("purges complete", Duration::from_secs(10), || async {
+    wait_for("purges complete", Duration::from_secs(10), || async {
         rig.engine.drain_deletions().await.unwrap();
         let mut gone = true;
         for &id in ids {
@@ -74,7 +72,7 @@ async fn each_state_purged_leaves_nothing_and_touches_nothing_else() {
     let mut open = engine.start(RecordingMetadata::default()).await.unwrap();
     let open_id = open.id();
     write(&mut open, 0..200).await;
-    wait_until("uploaded", Duration::from_secs(10), || async {
+    wait_for("uploaded", Duration::from_secs(10), || async {
         all_uploaded(engine, segmented).await && all_uploaded(engine, bystander).await
     })
     .await;

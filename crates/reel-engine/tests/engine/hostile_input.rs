@@ -7,39 +7,14 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::{event, read_all, small_segments_aged};
 use bytes::Bytes;
 use prost::Message;
-use reel_engine::{Engine, EngineConfig, EngineError, Import, VerifyProgress};
+use reel_engine::{Engine, EngineError, Import, VerifyProgress};
 use reel_proto::RecordingId;
 use reel_proto::v1::{
     ArchiveRecording, Event, EventKind, IndexEntry, JournalEntry, RecordingIndex, RecordingMetadata,
 };
-
-fn event(i: u64) -> Event {
-    Event {
-        time_us: i * 10_000,
-        kind: EventKind::Output as i32,
-        data: format!("line {i:06} {}\r\n", "=".repeat((i % 40) as usize)).into_bytes(),
-    }
-}
-
-fn config(dir: &Path) -> EngineConfig {
-    let mut c = EngineConfig::new(dir);
-    c.segment_target_bytes = 4096;
-    c.segment_max_age = Duration::from_secs(3600);
-    c.min_free_disk_bytes = 0;
-    c
-}
-
-async fn read_all(engine: &Engine, id: RecordingId) -> Vec<Event> {
-    engine
-        .events(id)
-        .await
-        .unwrap()
-        .collect_all()
-        .await
-        .unwrap()
-}
 
 /// Files under `dir`, recursively.
 fn files(dir: &Path) -> usize {
@@ -59,7 +34,9 @@ fn files(dir: &Path) -> usize {
 /// archived: its rows, its segment objects, its events.
 async fn archived(n: u64) -> (ArchiveRecording, Vec<Bytes>, Vec<Event>) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path())).await.unwrap();
+    let engine = Engine::open(small_segments_aged(dir.path(), Duration::from_secs(3600)))
+        .await
+        .unwrap();
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
     let events: Vec<Event> = (0..n).map(event).collect();
@@ -94,7 +71,9 @@ async fn archived_rows_are_checked_against_their_bounds_and_their_segments() {
     assert!(rec.segments.len() >= 3, "{} segments", rec.segments.len());
     let id = RecordingId::from_slice(&rec.row.as_ref().unwrap().id).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path())).await.unwrap();
+    let engine = Engine::open(small_segments_aged(dir.path(), Duration::from_secs(3600)))
+        .await
+        .unwrap();
     type Tamper = fn(&mut ArchiveRecording);
     let cases: [(&str, Tamper); 7] = [
         // Before: a block's length became a read's range end and the
@@ -143,7 +122,7 @@ async fn archived_rows_are_checked_against_their_bounds_and_their_segments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_record_whose_event_range_overflows_is_skipped_at_recovery() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
+    let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
     let events: Vec<Event> = (0..30).map(event).collect();
     let id = {
         let engine = Engine::open(cfg.clone()).await.unwrap();
@@ -217,7 +196,7 @@ fn combined_tail(index: &[u8], claimed_len: u64) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planted_combined_objects_are_skipped_by_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
+    let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
     let events: Vec<Event> = (0..100).map(event).collect();
     let id = {
         let engine = Engine::open(cfg.clone()).await.unwrap();
@@ -305,7 +284,7 @@ async fn planted_combined_objects_are_skipped_by_a_rebuild() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_of_empty_events_is_cut_into_bounded_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
+    let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
     let engine = Engine::open(cfg.clone()).await.unwrap();
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();

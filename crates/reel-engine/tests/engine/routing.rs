@@ -9,9 +9,7 @@ use reel_proto::v1::{Event, Location, RecordingMetadata};
 use reel_storage::faults::{Fault, Ops};
 use reel_storage::{Role, StoreState, keys};
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_primary_fails_over_then_back_without_loss() {
@@ -20,7 +18,7 @@ async fn failing_primary_fails_over_then_back_without_loss() {
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
     write(&mut w, 0..100).await;
-    wait_until(
+    wait_for(
         "first segments on the primary",
         Duration::from_secs(5),
         || all_uploaded(engine, id),
@@ -31,14 +29,14 @@ async fn failing_primary_fails_over_then_back_without_loss() {
     rig.primary.fail_always(Ops::ALL, Fault::Error);
     let failed_at = Instant::now();
     write(&mut w, 100..300).await;
-    wait_until(
+    wait_for(
         "uploads go to the secondary",
         Duration::from_secs(5),
         || async { engine.storage_status().writing_to == Some(Role::Secondary) },
     )
     .await;
     assert!(failed_at.elapsed() < Duration::from_secs(5));
-    wait_until(
+    wait_for(
         "every segment stored somewhere",
         Duration::from_secs(10),
         || all_uploaded(engine, id),
@@ -54,13 +52,13 @@ async fn failing_primary_fails_over_then_back_without_loss() {
 
     // The primary comes back: probes notice, new segments go to it again.
     rig.primary.clear();
-    wait_until("failback", Duration::from_secs(5), || async {
+    wait_for("failback", Duration::from_secs(5), || async {
         engine.storage_status().writing_to == Some(Role::Primary)
     })
     .await;
     write(&mut w, 300..400).await;
     w.close(0).await.unwrap();
-    wait_until("every segment stored", Duration::from_secs(10), || {
+    wait_for("every segment stored", Duration::from_secs(10), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -111,7 +109,7 @@ async fn a_hung_primary_is_abandoned_within_the_bound() {
         slowest < Duration::from_millis(200),
         "an append waited {slowest:?}"
     );
-    wait_until("failover", Duration::from_secs(5), || async {
+    wait_for("failover", Duration::from_secs(5), || async {
         engine.storage_status().writing_to == Some(Role::Secondary)
     })
     .await;
@@ -122,7 +120,7 @@ async fn a_hung_primary_is_abandoned_within_the_bound() {
         hung_at.elapsed()
     );
     w.close(0).await.unwrap();
-    wait_until("all on the secondary", Duration::from_secs(10), || {
+    wait_for("all on the secondary", Duration::from_secs(10), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -142,7 +140,7 @@ async fn ambiguous_puts_are_recorded_and_their_copies_are_identical() {
     let id = w.id();
     write(&mut w, 0..150).await;
     w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(10), || {
+    wait_for("all stored", Duration::from_secs(10), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -198,18 +196,18 @@ async fn a_primary_that_fails_only_writes_still_serves_reads() {
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
     write(&mut w, 0..100).await;
-    wait_until("on the primary", Duration::from_secs(5), || {
+    wait_for("on the primary", Duration::from_secs(5), || {
         all_uploaded(engine, id)
     })
     .await;
     rig.primary.fail_always(Ops::WRITES, Fault::Error);
     write(&mut w, 100..200).await;
     w.close(0).await.unwrap();
-    wait_until("failover", Duration::from_secs(5), || async {
+    wait_for("failover", Duration::from_secs(5), || async {
         engine.storage_status().writing_to == Some(Role::Secondary)
     })
     .await;
-    wait_until("all stored", Duration::from_secs(10), || {
+    wait_for("all stored", Duration::from_secs(10), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -257,7 +255,7 @@ async fn both_stores_down_fill_the_local_log_then_drain() {
 
     // The secondary returns: the backlog drains to it, ingest goes on.
     rig.secondary.clear();
-    wait_until("backlog drained", Duration::from_secs(10), || async {
+    wait_for("backlog drained", Duration::from_secs(10), || async {
         engine.storage_status().backlog_segments == 0
     })
     .await;
@@ -266,7 +264,7 @@ async fn both_stores_down_fill_the_local_log_then_drain() {
     assert_eq!(w.durable(), acked);
     write(&mut w, acked..acked + 10).await;
     w.close(0).await.unwrap();
-    wait_until("all stored", Duration::from_secs(10), || {
+    wait_for("all stored", Duration::from_secs(10), || {
         all_uploaded(engine, id)
     })
     .await;
@@ -323,7 +321,7 @@ async fn ingest_many_times_the_local_capacity_never_fills_the_local_log() {
                 panic!("round {round}: event {next} refused: {e}");
             }
         }
-        wait_until(
+        wait_for(
             "the journal's count equals its files",
             Duration::from_secs(10),
             || async {
