@@ -288,6 +288,54 @@ async fn a_lost_catalog_is_rebuilt_from_the_stores() {
     );
 }
 
+/// Segments never uploaded (both stores were down) live only in the spool:
+/// a catalog lost then must not take them with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_catalog_is_rebuilt_with_segments_only_in_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
+    let mut secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
+    let mut reeld = start(dir.path(), &primary, &secondary);
+    primary.kill9();
+    secondary.kill9();
+    let id = record(&reeld, 7, 300).await;
+    let events = reeld.export_events(&id).await.unwrap();
+    assert_eq!(events.len(), 300);
+    reeld.stop();
+    let spooled = std::fs::read_dir(reeld.data_dir.join("spool"))
+        .unwrap()
+        .count();
+    assert!(spooled > 0, "the segments wait in the spool");
+
+    primary.restart().unwrap();
+    secondary.restart().unwrap();
+    std::fs::remove_dir_all(reeld.data_dir.join("catalog")).unwrap();
+    let cfg = dir.path().join("reel.toml");
+    let out = reel_cmd(&[
+        "rebuild-catalog",
+        "--data-dir",
+        reeld.data_dir.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rebuilt 1 recordings"), "{stdout}");
+
+    reeld.restart().unwrap();
+    wait_for("uploaded", Duration::from_secs(60), async || {
+        drained(&reeld).await
+    })
+    .await;
+    assert!(reeld.export_events(&id).await.unwrap() == events);
+    let (code, report) = verify(&reeld, &["--content"]);
+    assert_eq!(code, Some(0), "{report:#?}");
+}
+
 fn reel_cmd(args: &[&str]) -> std::process::Output {
     std::process::Command::new(reel_testkit::bin("reel"))
         .args(args)

@@ -69,6 +69,12 @@ impl Catalog {
         self.get(CF_PURGING, &id.to_bytes())
     }
 
+    /// True when the catalog knows no recording at all (none stored, none
+    /// being purged): a new catalog, or one rebuilt from nothing.
+    pub fn knows_no_recording(&self) -> Result<bool> {
+        Ok(self.recordings(None, 1)?.is_empty() && self.purging()?.is_empty())
+    }
+
     /// Every recording being purged.
     pub fn purging(&self) -> Result<Vec<(RecordingId, PurgeMark)>> {
         self.with_db(|db| {

@@ -57,9 +57,7 @@ pub(crate) async fn rebuild(
     inner: &Arc<Inner>,
     progress: &VerifyProgress,
 ) -> Result<RebuildReport> {
-    let empty = inner
-        .catalog(|c| Ok(c.recordings(None, 1)?.is_empty() && c.purging()?.is_empty()))
-        .await?;
+    let empty = inner.catalog(|c| c.knows_no_recording()).await?;
     if !empty {
         return Err(EngineError::FailedPrecondition(
             "the catalog is not empty: rebuild-catalog only fills a new catalog (move the old one away first)".into(),

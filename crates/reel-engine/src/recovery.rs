@@ -210,7 +210,22 @@ fn replay_record(replays: &mut HashMap<RecordingId, Replay>, pos: Position, payl
         .push_back(Chunk::new(pos, first, count, data_bytes as u32));
 }
 
+/// Removes the spool files the catalog does not need (a seal cut before its
+/// commit, an upload cut after it, an import never committed). A catalog
+/// without any recording is a new or a lost one: then the spool may hold
+/// the only copy of segments never uploaded, which `reel rebuild-catalog`
+/// reads, and nothing is removed.
 fn reconcile_spool(catalog: &Catalog, spool: &Spool) -> Result<()> {
+    if catalog.knows_no_recording()? {
+        let kept = spool.list()?.len();
+        if kept > 0 {
+            warn!(
+                files = kept,
+                "the catalog holds no recording: spool files kept for reel rebuild-catalog"
+            );
+        }
+        return Ok(());
+    }
     for (id, seq) in spool.list()? {
         let keep = catalog
             .segment(id, seq)?
