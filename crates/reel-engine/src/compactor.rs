@@ -352,8 +352,9 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
     let purged = inner
         .catalog(move |c| {
             c.commit_checked(|c| {
-                if c.purge_mark(id)?.is_some() {
-                    // Purged while it was copied: the new object goes too.
+                // Purged while it was copied (the purge may even be over,
+                // the recording's row gone): the new object goes too.
+                if c.purge_mark(id)?.is_some() || c.recording(id)?.is_none() {
                     let mut gone = Batch::new();
                     gone.enqueue_deletion(
                         Location::Primary,

@@ -163,9 +163,10 @@ async fn upload(
             c.commit_checked(|c| {
                 let mut batch = Batch::new();
                 batch.dequeue_upload(id, seq);
-                if c.purge_mark(id)?.is_some() {
-                    // Purged while this put was in flight: what it stored
-                    // goes the way of the recording's other objects.
+                // Purged while this put was in flight (the purge may even
+                // be over, its rows gone): what it stored goes the way of
+                // the recording's other objects.
+                if c.purge_mark(id)?.is_some() || c.segment(id, seq)?.is_none() {
                     let key = keys::segment(id, seq);
                     batch.enqueue_deletion(location_of(role), key.as_ref(), "purged");
                     return Ok((false, batch));

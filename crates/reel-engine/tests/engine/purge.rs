@@ -260,6 +260,86 @@ async fn an_upload_in_flight_when_its_recording_is_purged_leaves_no_orphan() {
     engine.shutdown().await;
 }
 
+/// The purge over, its rows gone, before a put in flight lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_that_lands_after_its_recording_was_purged_leaves_nothing() {
+    // Slow puts, not failed ones: the time-out is longer than the delay.
+    let rig = rig(|c| c.health.op_timeout = Duration::from_secs(10)).await;
+    let engine = &rig.engine;
+    rig.primary
+        .fail_always(Ops::PUT, Fault::Delay(Duration::from_secs(3)));
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    write(&mut w, 0..100).await;
+    w.close(0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    engine.purge(vec![id], actor("now"), false).await.unwrap();
+    finish_purges(&rig, &[id]).await;
+    wait_for("the purge is over", Duration::from_secs(10), || async {
+        engine.drain_deletions().await.unwrap();
+        matches!(engine.recording(id).await, Err(EngineError::NotFound(_)))
+    })
+    .await;
+    rig.primary.clear();
+    // The put, delayed 3 s from before the purge, lands.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for(
+        "the late put is undone",
+        Duration::from_secs(15),
+        || async {
+            engine.drain_deletions().await.unwrap();
+            engine.local_status().upload_queue == 0
+                && objects_of(&rig, id).await.is_empty()
+                && engine.pending_deletions().await.unwrap() == 0
+        },
+    )
+    .await;
+    assert!(matches!(
+        engine.recording(id).await,
+        Err(EngineError::NotFound(_))
+    ));
+    engine.shutdown().await;
+}
+
+/// The same for a recombination whose object lands after the purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recombination_that_lands_after_its_recording_was_purged_leaves_nothing() {
+    let rig = rig(|c| c.health.op_timeout = Duration::from_secs(10)).await;
+    let (id, _) = split_recording(&rig, 120).await;
+    rig.primary.fail_always(
+        Ops::PUT.union(Ops::PART),
+        Fault::Delay(Duration::from_secs(3)),
+    );
+    let engine = rig.engine.clone();
+    let compaction = tokio::spawn(async move { engine.compact(Some(id)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let engine = &rig.engine;
+    engine.purge(vec![id], actor("now"), false).await.unwrap();
+    finish_purges(&rig, &[id]).await;
+    wait_for("the purge is over", Duration::from_secs(10), || async {
+        engine.drain_deletions().await.unwrap();
+        matches!(engine.recording(id).await, Err(EngineError::NotFound(_)))
+    })
+    .await;
+    rig.primary.clear();
+    // Whatever it answers (the recording is gone), it is over.
+    let _ = compaction.await.unwrap();
+    wait_for(
+        "the late object is undone",
+        Duration::from_secs(15),
+        || async {
+            engine.drain_deletions().await.unwrap();
+            objects_of(&rig, id).await.is_empty() && engine.pending_deletions().await.unwrap() == 0
+        },
+    )
+    .await;
+    assert!(matches!(
+        engine.recording(id).await,
+        Err(EngineError::NotFound(_))
+    ));
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_counts_age_from_receipt_and_survives_any_name() {
     let rig = rig(|c| {
