@@ -286,11 +286,11 @@ fn main() {
             percentile(&mut lat_off, 0.99),
         );
         println!(
-            "| GET /api/v1/recordings/ID, median µs | {p50_off:.1} | {p50_on:.1} | +{:.1} µs |",
+            "| GET /api/v1/recordings/ID, median µs | {p50_off:.1} | {p50_on:.1} | {:+.1} µs |",
             p50_on - p50_off
         );
         println!(
-            "| GET /api/v1/recordings/ID, p99 µs | {p99_off:.1} | {p99_on:.1} | +{:.1} µs |",
+            "| GET /api/v1/recordings/ID, p99 µs | {p99_off:.1} | {p99_on:.1} | {:+.1} µs |",
             p99_on - p99_off
         );
         println!(
