@@ -200,6 +200,8 @@ async fn every_route_and_method_answers_each_role_as_the_table_says() {
     // that made it; every refusal too.
     let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit?limit=10000").await.unwrap();
     for (action, by) in [
+        ("list", "t-viewer"),
+        ("show", "t-custodian"),
         ("export", "t-viewer"),
         ("export", "t-auditor"),
         ("export", "t-custodian"),
@@ -331,7 +333,7 @@ async fn scopes_resume_audit_and_the_bootstrap_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit").await.unwrap();
+    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit?limit=10000").await.unwrap();
     let purge = audit.iter().find(|e| e.action == "purge").unwrap();
     assert_eq!(purge.by, "admin");
     assert!(audit.iter().all(|e| e.by != "mallory"));
@@ -345,6 +347,7 @@ async fn scopes_resume_audit_and_the_bootstrap_token() {
         })
     };
     assert!(has("export", "alice-viewer", Some(&alice)), "{audit:#?}");
+    assert!(has("list", "alice-viewer", Some(&alice)), "{audit:#?}");
     assert!(has("forbidden", "alice-viewer", None), "{audit:#?}");
     assert!(has("forbidden", "bastion-b", None), "{audit:#?}");
     assert!(has("token-create", "admin", None), "{audit:#?}");
@@ -361,7 +364,7 @@ async fn scopes_resume_audit_and_the_bootstrap_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit").await.unwrap();
+    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit?limit=10000").await.unwrap();
     assert!(
         audit
             .iter()

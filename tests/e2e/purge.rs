@@ -268,7 +268,7 @@ async fn purges_cut_by_sigkill_converge_and_touch_nothing_else() {
         },
     )
     .await;
-    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit").await.unwrap();
+    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit?limit=10000").await.unwrap();
     let spool: Vec<String> = std::fs::read_dir(reeld.data_dir.join("spool"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -353,6 +353,10 @@ async fn list(
         .map_err(|e| HttpError::from(EngineError::InvalidArgument(e)))?;
     query.filter.scope = who.scopes.clone();
     let (infos, next) = app.engine.find(query).await?;
+    // Who saw which recordings' metadata, recorded before it is sent.
+    let seen = infos.iter().map(|i| i.id.to_string()).collect();
+    let detail = format!("GET /api/v1/recordings?{}", raw.unwrap_or_default());
+    crate::purge::audited(&app, who.audit("list", seen, detail)).await?;
     Ok(axum::Json(RecordingList {
         recordings: infos.iter().map(summary).collect(),
         next_cursor: next.map(|c| c.to_string()),
@@ -412,6 +416,7 @@ async fn show(
 ) -> Result<axum::Json<RecordingDetail>, HttpError> {
     let id = parse_id(&id)?;
     let info = crate::purge::within_scope(&app, &who, id, "show").await?;
+    crate::purge::audited(&app, who.audit("show", vec![id.to_string()], String::new())).await?;
     Ok(axum::Json(detail(&info)))
 }
 
