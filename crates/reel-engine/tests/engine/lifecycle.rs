@@ -39,7 +39,7 @@ async fn events_are_sealed_uploaded_and_read_back() {
     assert_eq!(read_all(&engine, id).await, all);
     let closed = w.close(0).await.unwrap();
     assert_eq!(closed.event_count, 500);
-    assert_eq!(closed.duration_us, all[499].time_us as u64);
+    assert_eq!(closed.duration_us, all[499].time_us);
 
     wait_for(
         "every segment is on the primary",
