@@ -1,8 +1,9 @@
 //! What authentication costs: reeld's gRPC ingest and HTTP API with the
 //! access rules on, beside the same servers without them, in one run.
 //!
-//! Two servers run in this process, each on its own engine and data
-//! directory, on 127.0.0.1: "on" is reeld's own stack (the token checked
+//! Two servers run in this process on one engine and data directory (so
+//! that the catalog writes of both, audit entries included, go to the same
+//! database), on 127.0.0.1: "on" is reeld's own stack (the token checked
 //! against the catalog's hashes, the role and the route's rule checked,
 //! refusals audited); "off" is the same ingest service and routes with
 //! every caller taken to be an admin and no token looked at. Clients are
@@ -13,8 +14,9 @@
 //! - Ingest: recordings in a closed loop (one event in flight each) over
 //!   gRPC, events/s; and short recordings (start, 10 events, close),
 //!   recordings/s, where authentication happens once per stream.
-//! - HTTP: `GET /api/v1/recordings/{id}` over one keep-alive connection,
-//!   one request at a time, median and p99 latency.
+//! - HTTP: `GET /api/v1/recordings/{id}` (audited: a synced catalog write
+//!   each) and `GET /api/v1/storage` (not audited, served from memory) over one keep-alive
+//!   connection, one request at a time, median and p99 latency.
 //!
 //! Run: `cargo bench --bench access` (`-- --quick` for short rounds,
 //! `-- --seconds S` for longer ingest rounds).
@@ -32,7 +34,7 @@ use reel_server::grpc::{IngestService, authenticate};
 use reel_server::http::{AppState, router, router_without_access};
 
 const RECORDINGS: usize = 100;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const HTTP_REQUESTS: usize = 2000;
 
 /// One in-process server: engine, gRPC and HTTP listeners.
@@ -43,14 +45,27 @@ struct Server {
     token: String,
 }
 
-async fn serve(dir: &Path, with_access: bool) -> Server {
-    let _ = std::fs::remove_dir_all(dir);
-    let engine = Engine::open(EngineConfig::new(dir)).await.unwrap();
+/// Both servers on one engine (so that their catalog writes, audit
+/// entries included, land in the same database): access rules on, off.
+async fn serve_both(dir: &Path) -> (Server, Server) {
+    // No recombination in the background: one side's recordings would be
+    // recombined while the other side is measured.
+    let mut config = EngineConfig::new(dir);
+    config.compactor.enabled = false;
+    let engine = Engine::open(config).await.unwrap();
     let access = Access::load(&engine, dir, false).await.unwrap();
     let token = std::fs::read_to_string(dir.join("admin.token"))
         .unwrap()
         .trim()
         .to_string();
+    (
+        serve(&engine, &access, &token, true).await,
+        serve(&engine, &access, &token, false).await,
+    )
+}
+
+async fn serve(engine: &Engine, access: &Access, token: &str, with_access: bool) -> Server {
+    let (engine, access, token) = (engine.clone(), access.clone(), token.to_string());
     let admin = Identity {
         name: "bench".into(),
         roles: vec![Role::Admin],
@@ -230,8 +245,7 @@ fn main() {
     let requests = if quick { 300 } else { HTTP_REQUESTS };
     reel_testkit::bench_main(|_| async move {
         let dir = reel_testkit::bench_dir();
-        let on = serve(&dir.path().join("on"), true).await;
-        let off = serve(&dir.path().join("off"), false).await;
+        let (on, off) = serve_both(dir.path()).await;
         println!(
             "Authentication on vs off, in-process reeld stacks, {ROUNDS} alternating rounds per case"
         );
@@ -256,43 +270,49 @@ fn main() {
             s_on / s_off
         );
 
-        // One recording to show.
+        // One recording to show (the same one through both servers).
         let meta = reel_testkit::metadata("alice", "db1");
-        let rec = reel_testkit::Recorder::start_as(&on.grpc, &on.token, meta.clone())
+        let rec = reel_testkit::Recorder::start_as(&on.grpc, &on.token, meta)
             .await
             .unwrap();
-        let id_on = rec.id.clone();
+        let id = rec.id.clone();
         rec.close().await.unwrap();
-        let rec = reel_testkit::Recorder::start_as(&off.grpc, &off.token, meta)
-            .await
-            .unwrap();
-        let id_off = rec.id.clone();
-        rec.close().await.unwrap();
-        let (mut lat_on, mut lat_off) = (Vec::new(), Vec::new());
-        // Warm both connections and caches, then alternate.
-        http_latencies(&off, &format!("/api/v1/recordings/{id_off}"), 100).await;
-        http_latencies(&on, &format!("/api/v1/recordings/{id_on}"), 100).await;
-        for _ in 0..ROUNDS {
-            lat_off.extend(
-                http_latencies(&off, &format!("/api/v1/recordings/{id_off}"), requests).await,
+        // A read that is audited (a synced catalog write each) and one
+        // that is not, so that authentication's own cost shows alone.
+        let mut worst = f64::MIN;
+        for (name, path) in [
+            (
+                "GET /api/v1/recordings/ID (audited)",
+                format!("/api/v1/recordings/{id}"),
+            ),
+            (
+                "GET /api/v1/compact (not audited)",
+                "/api/v1/compact".to_string(),
+            ),
+        ] {
+            let (mut lat_on, mut lat_off) = (Vec::new(), Vec::new());
+            // Warm both connections and caches, then alternate.
+            http_latencies(&off, &path, 100).await;
+            http_latencies(&on, &path, 100).await;
+            for _ in 0..ROUNDS {
+                lat_off.extend(http_latencies(&off, &path, requests).await);
+                lat_on.extend(http_latencies(&on, &path, requests).await);
+            }
+            let (p50_on, p50_off) = (median(lat_on.clone()), median(lat_off.clone()));
+            let (p99_on, p99_off) = (
+                percentile(&mut lat_on, 0.99),
+                percentile(&mut lat_off, 0.99),
             );
-            lat_on.extend(
-                http_latencies(&on, &format!("/api/v1/recordings/{id_on}"), requests).await,
+            worst = worst.max(p50_on - p50_off);
+            println!(
+                "| {name}, median µs | {p50_off:.1} | {p50_on:.1} | {:+.1} µs |",
+                p50_on - p50_off
+            );
+            println!(
+                "| {name}, p99 µs | {p99_off:.1} | {p99_on:.1} | {:+.1} µs |",
+                p99_on - p99_off
             );
         }
-        let (p50_on, p50_off) = (median(lat_on.clone()), median(lat_off.clone()));
-        let (p99_on, p99_off) = (
-            percentile(&mut lat_on, 0.99),
-            percentile(&mut lat_off, 0.99),
-        );
-        println!(
-            "| GET /api/v1/recordings/ID, median µs | {p50_off:.1} | {p50_on:.1} | {:+.1} µs |",
-            p50_on - p50_off
-        );
-        println!(
-            "| GET /api/v1/recordings/ID, p99 µs | {p99_off:.1} | {p99_on:.1} | {:+.1} µs |",
-            p99_on - p99_off
-        );
         println!(
             "\nGoals: ingest on/off >= 0.95 ({}), authorized request <= 50 µs slower at the median ({})",
             if i_on / i_off >= 0.95 {
@@ -300,13 +320,8 @@ fn main() {
             } else {
                 "NOT met"
             },
-            if p50_on - p50_off <= 50.0 {
-                "met"
-            } else {
-                "NOT met"
-            },
+            if worst <= 50.0 { "met" } else { "NOT met" },
         );
         on.engine.shutdown().await;
-        off.engine.shutdown().await;
     });
 }
