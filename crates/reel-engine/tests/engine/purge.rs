@@ -52,6 +52,18 @@ async fn finish_purges(rig: &Rig, ids: &[RecordingId]) {
     .await;
 }
 
+/// Purges `id` and waits until the purge is over: objects deleted, rows gone.
+async fn purge_to_the_end(rig: &Rig, id: RecordingId) {
+    let engine = &rig.engine;
+    engine.purge(vec![id], actor("now"), false).await.unwrap();
+    finish_purges(rig, &[id]).await;
+    wait_for("the purge is over", Duration::from_secs(10), || async {
+        engine.drain_deletions().await.unwrap();
+        matches!(engine.recording(id).await, Err(EngineError::NotFound(_)))
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_state_purged_leaves_nothing_and_touches_nothing_else() {
     let rig = rig(|c| c.segment_max_age = Duration::from_secs(600)).await;
@@ -273,13 +285,7 @@ async fn a_put_that_lands_after_its_recording_was_purged_leaves_nothing() {
     write(&mut w, 0..100).await;
     w.close(0).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    engine.purge(vec![id], actor("now"), false).await.unwrap();
-    finish_purges(&rig, &[id]).await;
-    wait_for("the purge is over", Duration::from_secs(10), || async {
-        engine.drain_deletions().await.unwrap();
-        matches!(engine.recording(id).await, Err(EngineError::NotFound(_)))
-    })
-    .await;
+    purge_to_the_end(&rig, id).await;
     rig.primary.clear();
     // The put, delayed 3 s from before the purge, lands.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -314,13 +320,7 @@ async fn a_recombination_that_lands_after_its_recording_was_purged_leaves_nothin
     let compaction = tokio::spawn(async move { engine.compact(Some(id)).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let engine = &rig.engine;
-    engine.purge(vec![id], actor("now"), false).await.unwrap();
-    finish_purges(&rig, &[id]).await;
-    wait_for("the purge is over", Duration::from_secs(10), || async {
-        engine.drain_deletions().await.unwrap();
-        matches!(engine.recording(id).await, Err(EngineError::NotFound(_)))
-    })
-    .await;
+    purge_to_the_end(&rig, id).await;
     rig.primary.clear();
     // Whatever it answers (the recording is gone), it is over.
     let _ = compaction.await.unwrap();
