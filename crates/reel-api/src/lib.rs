@@ -159,6 +159,18 @@ pub struct ServerStatus {
     pub upload_queue: usize,
     pub open_recordings: usize,
     pub low_disk: Option<String>,
+    /// The catalog's files, the audit log not included.
+    #[serde(default)]
+    pub catalog_bytes: u64,
+    /// The catalog's write-ahead log.
+    #[serde(default)]
+    pub catalog_log_bytes: u64,
+    /// The audit log in the catalog: it only grows, by design.
+    #[serde(default)]
+    pub audit_log_bytes: u64,
+    /// Catalog writes held in memory, not yet in its files.
+    #[serde(default)]
+    pub catalog_memory_bytes: u64,
 }
 
 /// The body of every error response.

@@ -12,11 +12,20 @@
 //! | `deletions`    | store (1 byte, a `Location`) + object key | why    |
 //! | `purging`      | recording id                 | `PurgeMark`    |
 //! | `holds`        | recording id                 | `LegalHold`    |
-//! | `audit`        | time (u64 BE, µs) + a fresh id (16 bytes) | `AuditEntry` |
+//! | `audit`        | time (u64 BE, µs) + seq (u64 BE); `0xfe` + store: copy mark; `0xff`: head | `AuditEntry`, key, `AuditHead` |
+//! | `tokens`       | token name                   | `TokenRow`     |
 //!
 //! Every change that touches several keys goes through one [`Batch`] and is
 //! written with a synced write: when [`Catalog::commit`] returns, the change
 //! is durable as a whole or not at all.
+//!
+//! Memory and disk are bounded for a server that runs for months: the
+//! memtables of all families share [`MEMTABLE_BUDGET_BYTES`], RocksDB's write-ahead
+//! log is flushed away past [`WAL_BUDGET_BYTES`], and blocks are cached in
+//! one [`BLOCK_CACHE_BYTES`] cache. RocksDB's defaults (64 MiB a family's
+//! memtable, a log kept until every family has flushed) let a catalog of
+//! nine families, most of them rarely written, hold its writes in memory and
+//! its log on disk for hours ([`Catalog::sizes`] shows where the bytes are).
 
 mod audit;
 mod purge;
@@ -35,7 +44,8 @@ use std::sync::RwLock;
 use prost::Message;
 use reel_proto::v1::{Location, RecordingRow, RecordingState, SegmentRow};
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions,
 };
 use thiserror::Error;
 
@@ -82,6 +92,30 @@ pub enum CatalogError {
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// What the memtables of all families may hold together before RocksDB
+/// flushes the largest: the catalog's write memory.
+pub const MEMTABLE_BUDGET_BYTES: usize = 8 << 20;
+/// One family's memtable: flushed to a table file when it is this full.
+const MEMTABLE_BYTES: usize = 2 << 20;
+/// The write-ahead log's size past which the families that keep its oldest
+/// file alive are flushed, so that the file can go.
+pub const WAL_BUDGET_BYTES: u64 = 8 << 20;
+/// The block cache every family shares.
+pub const BLOCK_CACHE_BYTES: usize = 8 << 20;
+
+/// Where the catalog's bytes are ([`Catalog::sizes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CatalogSizes {
+    /// Table files of every family but `audit`.
+    pub table_bytes: u64,
+    /// Table files of the `audit` family: the log only grows, by design.
+    pub audit_table_bytes: u64,
+    /// Writes held in memory, not yet in a table file (all families).
+    pub memtable_bytes: u64,
+    /// RocksDB's write-ahead log files.
+    pub wal_bytes: u64,
+}
 
 /// The catalog. Thread-safe; share it behind an `Arc`.
 pub struct Catalog {
@@ -208,9 +242,20 @@ impl Catalog {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
+        opts.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
+        opts.set_max_total_wal_size(WAL_BUDGET_BYTES);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let family_options = || {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            let mut family = Options::default();
+            family.set_write_buffer_size(MEMTABLE_BYTES);
+            family.set_block_based_table_factory(&table);
+            family
+        };
         let families = FAMILIES
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(*name, family_options()));
         let db = DB::open_cf_descriptors(&opts, path, families).map_err(|e| {
             let message = e.to_string();
             if message.contains("lock") || message.contains("Resource temporarily unavailable") {
@@ -238,6 +283,38 @@ impl Catalog {
             Some(db) => f(db),
             None => Err(CatalogError::Closed),
         }
+    }
+
+    /// Where the catalog's bytes are: table files (the audit log's apart),
+    /// memtables and write-ahead log, as RocksDB counts them now.
+    pub fn sizes(&self) -> Result<CatalogSizes> {
+        self.with_db(|db| {
+            let mut sizes = CatalogSizes::default();
+            for name in FAMILIES {
+                let cf = cf_handle(db, name);
+                let int = |property: &str| -> Result<u64> {
+                    Ok(db.property_int_value_cf(cf, property)?.unwrap_or(0))
+                };
+                let tables = int("rocksdb.total-sst-files-size")?;
+                if name == CF_AUDIT {
+                    sizes.audit_table_bytes += tables;
+                } else {
+                    sizes.table_bytes += tables;
+                }
+                sizes.memtable_bytes += int("rocksdb.cur-size-all-mem-tables")?;
+            }
+            // A log file that vanishes while listed was just recycled.
+            sizes.wal_bytes = std::fs::read_dir(db.path())
+                .map(|dir| {
+                    dir.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0);
+            Ok(sizes)
+        })
     }
 
     /// Closes the database once the calls in progress are done: its files
@@ -474,6 +551,58 @@ mod tests {
             state: state as i32,
             ..Default::default()
         }
+    }
+
+    /// A catalog that runs for months: a rarely written family (tokens) must
+    /// not keep the write-ahead log alive, and the memtables must not hold
+    /// every write since the start. Fails on RocksDB's defaults, which keep
+    /// all 48 MiB written here in memory and in the log.
+    #[test]
+    fn memory_and_log_stay_within_their_budgets() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        let mut batch = Batch::new();
+        batch.put_token(&reel_proto::v1::TokenRow {
+            name: "once".into(),
+            ..Default::default()
+        });
+        cat.commit(batch).unwrap();
+        let row_bytes = 1024;
+        let written = 48 << 20;
+        for _ in 0..written / row_bytes / 1000 {
+            let mut batch = Batch::new();
+            for _ in 0..1000 {
+                let mut row = recording(RecordingId::generate(), RecordingState::Closed);
+                row.close_reason = "x".repeat(row_bytes);
+                batch.put_recording(&row);
+            }
+            cat.commit(batch).unwrap();
+        }
+        let within = |s: &CatalogSizes| {
+            s.memtable_bytes <= MEMTABLE_BUDGET_BYTES as u64
+                && s.wal_bytes <= WAL_BUDGET_BYTES + MEMTABLE_BUDGET_BYTES as u64
+        };
+        // Flushes run in the background: give them time, not forever.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut sizes = cat.sizes().unwrap();
+        while !within(&sizes) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            sizes = cat.sizes().unwrap();
+        }
+        assert!(
+            within(&sizes),
+            "over budget after {written} bytes: {sizes:?}"
+        );
+        assert!(
+            sizes.table_bytes > 0,
+            "flushed rows are in table files: {sizes:?}"
+        );
+        assert_eq!(
+            cat.recordings_in_state(RecordingState::Closed)
+                .unwrap()
+                .len(),
+            written / row_bytes / 1000 * 1000
+        );
     }
 
     #[test]

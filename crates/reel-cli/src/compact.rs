@@ -75,7 +75,9 @@ struct Local {
 
 impl Source for Local {
     async fn status(&self) -> anyhow::Result<CompactStatus> {
-        Ok(reel_server::http::compact_state(&self.engine, self.only).await?)
+        // The server's answer, as JSON, without a server.
+        let state = self.engine.compaction_state(self.only).await?;
+        Ok(serde_json::from_value(serde_json::to_value(state)?)?)
     }
 
     async fn start(&self) -> anyhow::Result<()> {
@@ -219,17 +221,7 @@ pub(crate) async fn open_offline(
     dir: &std::path::Path,
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<Engine> {
-    let mut flags = vec![
-        "reeld".into(),
-        "--data-dir".into(),
-        dir.display().to_string(),
-        "--no-compactor".into(),
-    ];
-    if let Some(config) = config {
-        flags.extend(["--config".into(), config.display().to_string()]);
-    }
-    let config =
-        reel_server::ServerConfig::load(&<reel_server::Args as clap::Parser>::parse_from(flags))?;
+    let config = reel_config::ServerConfig::offline(dir, config)?;
     Engine::open(config.engine)
         .await
         .with_context(|| format!("cannot open the data directory {}", dir.display()))

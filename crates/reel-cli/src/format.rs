@@ -212,6 +212,14 @@ pub(crate) fn status(s: &ServerStatus, storage: &StorageStatus) -> String {
         bytes(storage.local_capacity_bytes)
     );
     let _ = writeln!(out, "uploads    {} queued", s.upload_queue);
+    let _ = writeln!(
+        out,
+        "catalog    {} in files and {} of log, audit log {}, {} in memory",
+        bytes(s.catalog_bytes),
+        bytes(s.catalog_log_bytes),
+        bytes(s.audit_log_bytes),
+        bytes(s.catalog_memory_bytes)
+    );
     let _ = writeln!(out, "open       {} recordings", s.open_recordings);
     if let Some(why) = &s.low_disk {
         let _ = writeln!(out, "WARNING    {why}");

@@ -346,6 +346,20 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// reeld's configuration for work done in another process on a stopped
+    /// server's data directory (`reel compact --data-dir`, `reel
+    /// rebuild-catalog`): `data_dir` and the file `config` as reeld would
+    /// read them with its environment, the background compactor off.
+    pub fn offline(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<ServerConfig> {
+        let mut args = Args::parse_from(["reeld"]);
+        args.data_dir = Some(data_dir.to_path_buf());
+        if let Some(config) = config {
+            args.config = Some(config.to_path_buf());
+        }
+        args.no_compactor = true;
+        ServerConfig::load(&args)
+    }
+
     /// Defaults, overridden by the file (if any), overridden by `args`.
     pub fn load(args: &Args) -> anyhow::Result<ServerConfig> {
         let file = match &args.config {

@@ -17,8 +17,8 @@ use reel_catalog::{Batch, RecordingId};
 use reel_proto::v1::{ArchiveRecording, AuditEntry, Location, RecordingState};
 
 use crate::config::EngineConfig;
+use crate::copies::read_good_copy;
 use crate::error::{EngineError, Result};
-use crate::reader::read_segment_object;
 use crate::{Inner, now_us};
 
 /// A closed recording's rows, for the archive.
@@ -47,7 +47,7 @@ pub(crate) async fn segment(inner: &Arc<Inner>, id: RecordingId, seq: u64) -> Re
         .catalog(move |c| c.segment(id, seq))
         .await?
         .ok_or(EngineError::NotFound(id))?;
-    read_segment_object(inner, id, &seg).await
+    read_good_copy(inner, id, &seg).await
 }
 
 /// An import in progress: one recording, its segments arriving in order.

@@ -37,8 +37,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::Inner;
+use crate::copies::{location_of, read_copy, stored_copy};
 use crate::error::{EngineError, Result};
-use crate::{Inner, uploader::location_of};
 
 /// Pause of the background compactor after a failed recombination.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -96,6 +97,17 @@ pub struct CompactorStatus {
     /// Segment copies whose hash did not match (reported, not used).
     pub bad_copies: Vec<String>,
     pub last_error: Option<String>,
+}
+
+/// The plan, the compactor's state and the deletions waiting: what
+/// `GET /api/v1/compact` answers (its JSON is `reel_api::CompactStatus`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CompactionState {
+    pub plan: Vec<PlanItem>,
+    #[serde(flatten)]
+    pub status: CompactorStatus,
+    /// Old copies waiting in the deletion queue.
+    pub pending_deletions: u64,
 }
 
 /// The compactor's shared state: one recombination at a time.
@@ -427,27 +439,27 @@ async fn read_good_copy(
         .chain(roles.into_iter().filter(|&r| !named(r) && maybe(r)));
     let mut last_error = None;
     for role in sources {
-        let store = inner.store(role);
-        let in_combined = role == Role::Primary && named(role) && seg.combined_offset.is_some();
-        let fetched = if in_combined {
-            let offset = seg.combined_offset.unwrap_or(0);
-            store
-                .get_range(&keys::recording_object(id), offset..offset + seg.size)
-                .await
-        } else {
-            store
-                .get(&keys::segment(id, seg.sequence), Some(seg.size))
-                .await
-        };
-        let bytes = match fetched {
-            Ok(b) => b,
-            Err(e @ StorageError::NotFound { .. }) if !named(role) => {
-                // An uncertain copy that is not there: nothing to use.
-                last_error.get_or_insert(EngineError::Storage(e));
+        // An uncertain copy is a segment object whatever the row says.
+        let mut probe = seg.clone();
+        if !named(role) {
+            probe.combined_offset = None;
+        }
+        let bytes = match read_copy(inner, id, &probe, location_of(role)).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                // A copy that is not there: nothing to use.
+                let key = stored_copy(id, &probe, location_of(role) as i32)
+                    .map_or_else(String::new, |c| c.key.to_string());
+                let gone = StorageError::NotFound { role, key };
+                if named(role) {
+                    last_error = Some(EngineError::Storage(gone));
+                } else {
+                    last_error.get_or_insert(EngineError::Storage(gone));
+                }
                 continue;
             }
             Err(e) => {
-                last_error = Some(e.into());
+                last_error = Some(e);
                 continue;
             }
         };

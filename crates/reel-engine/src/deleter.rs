@@ -12,8 +12,8 @@ use reel_catalog::Batch;
 use tracing::{debug, warn};
 
 use crate::Inner;
+use crate::copies::role_of;
 use crate::error::Result;
-use crate::uploader::role_of;
 
 /// How often the queue is looked at without being woken.
 const INTERVAL: Duration = Duration::from_secs(5);
@@ -42,7 +42,7 @@ pub(crate) async fn drain(inner: &Arc<Inner>) -> Result<u64> {
     let mut failed = [false, false];
     let mut deleted = 0;
     for (location, key, why) in queue {
-        let Some(role) = role_of(location) else {
+        let Some(role) = role_of(location as i32) else {
             continue;
         };
         let slot = role as usize;

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::EVENT_OVERHEAD_BYTES;
 use crate::error::{EngineError, Result};
-use crate::recording::{Chunk, OpenRecording};
+use crate::recording::{Chunk, Closed, OpenRecording};
 use crate::{Engine, Inner, now_us, sealer};
 
 /// Limits on metadata, so one recorder cannot bloat the catalog.
@@ -41,14 +41,6 @@ impl Future for AckFuture {
             .poll(cx)
             .map(|r| r.unwrap_or(Err(EngineError::ShuttingDown)))
     }
-}
-
-/// What a closed recording ended as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Closed {
-    pub id: RecordingId,
-    pub event_count: u64,
-    pub duration_us: u64,
 }
 
 /// The one recorder of an open recording. Dropping it without

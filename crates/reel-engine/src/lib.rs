@@ -31,6 +31,7 @@ mod archiver;
 mod auditlog;
 mod compactor;
 mod config;
+mod copies;
 mod deleter;
 mod error;
 mod housekeeping;
@@ -60,13 +61,15 @@ use reel_storage::{HealthSnapshot, Role, RouteEvent, Router, Store};
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use archiver::Import;
-pub use compactor::{CompactorConfig, CompactorStatus, PlanItem};
+pub use compactor::{CompactionState, CompactorConfig, CompactorStatus, PlanItem};
 pub use config::{EVENT_OVERHEAD_BYTES, EngineConfig};
+pub use copies::location_name;
 pub use error::{EngineError, Result};
-pub use ingest::{AckFuture, Closed, RecordingWriter};
+pub use ingest::{AckFuture, RecordingWriter};
 pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window};
 pub use rebuilder::RebuildReport;
+pub use recording::Closed;
 pub use reel_catalog::{
     AuditCheck, Cursor, Filter, InvalidId, Query, Scope, Sort, SortKey, StateFilter,
 };
@@ -286,6 +289,16 @@ pub struct LocalStatus {
     pub low_disk: Option<String>,
     pub recovered_torn_tail_bytes: u64,
     pub recovered_corrupt_regions: usize,
+    /// The catalog's table files, the audit log's not included.
+    pub catalog_bytes: u64,
+    /// The catalog's write-ahead log (bounded by
+    /// [`reel_catalog::WAL_BUDGET_BYTES`] and a flush).
+    pub catalog_log_bytes: u64,
+    /// The audit log's table files: they only grow, by design.
+    pub audit_log_bytes: u64,
+    /// Catalog writes held in memory (bounded by
+    /// [`reel_catalog::MEMTABLE_BUDGET_BYTES`]).
+    pub catalog_memory_bytes: u64,
 }
 
 impl Engine {
@@ -653,6 +666,7 @@ impl Engine {
 
     pub fn local_status(&self) -> LocalStatus {
         let inner = &self.inner;
+        let catalog = inner.catalog.sizes().unwrap_or_default();
         LocalStatus {
             journal_bytes: inner.journal.disk_bytes(),
             journal_files: inner.journal.file_count(),
@@ -663,6 +677,10 @@ impl Engine {
             low_disk: inner.low_disk.lock().expect("low disk lock").clone(),
             recovered_torn_tail_bytes: inner.recovery.torn_tail.as_ref().map_or(0, |d| d.len),
             recovered_corrupt_regions: inner.recovery.corrupt.len(),
+            catalog_bytes: catalog.table_bytes,
+            catalog_log_bytes: catalog.wal_bytes,
+            audit_log_bytes: catalog.audit_table_bytes,
+            catalog_memory_bytes: catalog.memtable_bytes,
         }
     }
 
@@ -713,6 +731,16 @@ impl Engine {
         self.inner.compactor.status()
     }
 
+    /// The plan (all, or just `only`), what the compactor is doing, and the
+    /// old copies waiting to be deleted. Changes nothing.
+    pub async fn compaction_state(&self, only: Option<RecordingId>) -> Result<CompactionState> {
+        Ok(CompactionState {
+            plan: self.compaction_plan(only).await?,
+            status: self.compactor_status(),
+            pending_deletions: self.pending_deletions().await? as u64,
+        })
+    }
+
     /// Deletes now what the deletion queue holds (stores that fail are left
     /// for later), then completes the purges whose objects are all deleted;
     /// returns how many objects were deleted.
@@ -738,6 +766,7 @@ impl Engine {
                 (Role::Secondary, inner.router.secondary.state()),
             ],
             inner.router.failovers(),
+            inner.catalog.sizes().ok(),
         )
     }
 

@@ -28,6 +28,11 @@ pub(crate) struct StateLabel {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CatalogPart {
+    part: &'static str,
+}
+
 fn store(role: Role) -> StoreLabel {
     StoreLabel {
         store: role.to_string(),
@@ -47,6 +52,7 @@ pub(crate) struct Metrics {
     backlog_bytes: Gauge,
     backlog_segments: Gauge,
     store_state: Family<StateLabel, Gauge>,
+    catalog_bytes: Family<CatalogPart, Gauge>,
     failovers: Counter,
     recombined_recordings: Counter,
     recombined_bytes: Counter,
@@ -67,6 +73,7 @@ impl Metrics {
             backlog_bytes: Gauge::default(),
             backlog_segments: Gauge::default(),
             store_state: Family::default(),
+            catalog_bytes: Family::default(),
             failovers: Counter::default(),
             acknowledged_events: Counter::default(),
             recombined_recordings: Counter::default(),
@@ -108,6 +115,11 @@ impl Metrics {
             "store_state",
             "1 for the state each store is in (healthy, suspect, down, probing)",
             m.store_state.clone(),
+        );
+        registry.register(
+            "catalog_bytes",
+            "The catalog's bytes: table files (tables; the audit log's apart, audit), memtables, write-ahead log (wal)",
+            m.catalog_bytes.clone(),
         );
         registry.register(
             "failovers",
@@ -187,12 +199,25 @@ impl Metrics {
         backlog_segments: u64,
         states: &[(Role, StoreState)],
         failovers: u64,
+        catalog: Option<reel_catalog::CatalogSizes>,
     ) -> String {
         // The router counts failovers; the counter catches up at each scrape.
         self.failovers
             .inc_by(failovers.saturating_sub(self.failovers.get()));
         self.backlog_bytes.set(backlog_bytes as i64);
         self.backlog_segments.set(backlog_segments as i64);
+        if let Some(c) = catalog {
+            for (part, bytes) in [
+                ("tables", c.table_bytes),
+                ("audit", c.audit_table_bytes),
+                ("memtables", c.memtable_bytes),
+                ("wal", c.wal_bytes),
+            ] {
+                self.catalog_bytes
+                    .get_or_create(&CatalogPart { part })
+                    .set(bytes as i64);
+            }
+        }
         for (role, current) in states {
             for state in [
                 StoreState::Healthy,

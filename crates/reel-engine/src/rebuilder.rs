@@ -26,8 +26,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::copies::location_of;
 use crate::error::{EngineError, Result};
-use crate::uploader::location_of;
 use crate::verifier::VerifyProgress;
 use crate::{Inner, now_us};
 

@@ -14,6 +14,14 @@ use reel_log::{Hash, Position};
 use reel_proto::v1::RecordingRow;
 use tokio::sync::Notify;
 
+/// What a closed recording ended as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    pub id: RecordingId,
+    pub event_count: u64,
+    pub duration_us: u64,
+}
+
 /// One durable journal record of a recording's events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Chunk {

@@ -18,8 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{error, info};
 
 use crate::error::{EngineError, Result};
-use crate::ingest::Closed;
-use crate::recording::{Chunk, LiveState, OpenRecording, SealState, read_chunks};
+use crate::recording::{Chunk, Closed, LiveState, OpenRecording, SealState, read_chunks};
 use crate::{EngineConfig, Inner, now_us};
 
 /// Serves seal requests (by size, from the ingest path; by age, from

@@ -25,6 +25,7 @@ use reel_storage::{Role, keys};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
+use crate::copies::location_of;
 use crate::error::{EngineError, Result};
 use crate::{Inner, now_us};
 
@@ -34,22 +35,6 @@ const NO_STORE_WAIT: Duration = Duration::from_millis(250);
 const RETRY_WAIT: Duration = Duration::from_millis(50);
 /// Pause after a failure that is not the store's (local disk, catalog).
 const LOCAL_RETRY_WAIT: Duration = Duration::from_secs(1);
-
-pub(crate) fn location_of(role: Role) -> Location {
-    match role {
-        Role::Primary => Location::Primary,
-        Role::Secondary => Location::Secondary,
-    }
-}
-
-/// The store a catalog location names (none for the local spool).
-pub(crate) fn role_of(location: Location) -> Option<Role> {
-    match location {
-        Location::Primary => Some(Role::Primary),
-        Location::Secondary => Some(Role::Secondary),
-        _ => None,
-    }
-}
 
 pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(RecordingId, u64)>) {
     // `upload_concurrency` puts in flight; twice as many segments staged, so

@@ -27,9 +27,8 @@ use reel_storage::{Role, keys};
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::copies::{location_name, location_of, read_copy, role_of};
 use crate::error::{EngineError, Result};
-use crate::reader::read_copy;
-use crate::uploader::{location_of, role_of};
 use crate::{Inner, now_us};
 
 /// What `verify` checks and may change.
@@ -96,15 +95,6 @@ impl VerifyProgress {
 
     pub(crate) fn advance(&self) {
         self.done.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-fn store_name(location: Location) -> &'static str {
-    match location {
-        Location::Local => "local",
-        Location::Primary => "primary",
-        Location::Secondary => "secondary",
-        Location::Unspecified => "unknown",
     }
 }
 
@@ -243,7 +233,7 @@ pub(crate) async fn verify(
     for (location, key, size) in &orphans {
         report.problems.push(Problem {
             kind: "orphan".into(),
-            store: store_name(*location).into(),
+            store: location_name(*location as i32).into(),
             key: key.clone(),
             recording: None,
             sequence: None,
@@ -269,7 +259,7 @@ pub(crate) async fn verify(
 fn problem(kind: &str, e: &Expected, seg: Option<&SegmentRow>, detail: String) -> Problem {
     Problem {
         kind: kind.into(),
-        store: store_name(e.location).into(),
+        store: location_name(e.location as i32).into(),
         key: e.key.to_string(),
         recording: Some(e.id.to_string()),
         sequence: seg.map(|s| s.sequence),
@@ -408,7 +398,7 @@ async fn repair(
         };
         // A good copy elsewhere: the spool, or the same key on the other store.
         let mut restored = None;
-        if let Some(role) = role_of(location)
+        if let Some(role) = role_of(location as i32)
             && seg.combined_offset.is_none()
         {
             for source in [Location::Local, Location::Primary, Location::Secondary] {
@@ -429,7 +419,10 @@ async fn repair(
                 }
                 match inner.store(role).put(&keys::segment(id, seq), bytes).await {
                     Ok(()) => {
-                        restored = Some(format!("restored from the {} copy", store_name(source)));
+                        restored = Some(format!(
+                            "restored from the {} copy",
+                            location_name(source as i32)
+                        ));
                         break;
                     }
                     Err(e) => {
@@ -464,7 +457,7 @@ async fn forget_copy(
 ) -> Result<()> {
     let note = format!(
         "segment {seq}: {} copy lost ({why}), found by verify at {}",
-        store_name(location),
+        location_name(location as i32),
         now_us()
     );
     inner

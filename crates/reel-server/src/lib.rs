@@ -2,11 +2,9 @@
 //! the HTTP API that lists, shows and exports recordings.
 
 pub mod access;
-pub mod config;
 mod exposition;
 pub mod grpc;
 pub mod http;
-mod purge;
 pub mod status;
 pub mod tls;
 pub mod tokens;
@@ -19,7 +17,7 @@ use reel_engine::Engine;
 use reel_proto::v1::ingest_server::IngestServer;
 use tracing::info;
 
-pub use config::{Args, ServerConfig};
+pub use reel_config::{Args, ServerConfig};
 
 /// The message size gRPC accepts beyond the largest batch (field overhead).
 const GRPC_SLACK: usize = 1 << 20;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::config::TlsConfig;
+use reel_config::TlsConfig;
 
 /// What each listener needs.
 pub struct Tls {

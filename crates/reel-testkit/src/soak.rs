@@ -18,8 +18,10 @@
 //! (`/proc`), the journal, spool and upload queue (`GET /api/v1/status`), the
 //! upload backlog (`GET /api/v1/storage`), the compactor's queue of
 //! recordings ready to recombine and the deletion queue (`GET
-//! /api/v1/compact`), the bytes under `data_dir/catalog`, and, on the client
-//! side, the events acknowledged and their latency.
+//! /api/v1/compact`), the catalog as reeld counts it (its files without the
+//! audit log, its write-ahead log, the audit log, its memtables) and the bytes under
+//! `data_dir/catalog` as seen from outside, and, on the client side, the
+//! events acknowledged and their latency.
 //!
 //! Judged:
 //! - refused: every event sent must be acknowledged; any error (a start, a
@@ -175,7 +177,17 @@ pub struct Sample {
     pub upload_queue: u64,
     pub backlog_segments: u64,
     pub backlog_bytes: u64,
+    /// The catalog's table files, the audit log's not included (`GET
+    /// /api/v1/status`).
     pub catalog_bytes: u64,
+    /// Its write-ahead log: grows between flushes, bounded by a budget.
+    pub catalog_log_bytes: u64,
+    /// The audit log's table files: an append-only log, reported, not judged.
+    pub audit_log_bytes: u64,
+    /// Catalog writes held in memory (part of `rss_bytes`).
+    pub catalog_memory_bytes: u64,
+    /// Everything under `data_dir/catalog`, as `du` would count it.
+    pub catalog_dir_bytes: u64,
     /// Closed recordings marked for recombination and ready for it (their
     /// segments all stored), and old copies waiting in the deletion queue
     /// (`GET /api/v1/compact`): the compactor's backlog.
@@ -201,6 +213,9 @@ pub struct Judged {
     pub name: &'static str,
     pub get: fn(&Sample) -> f64,
     pub floor: fn(&SoakConfig) -> f64,
+    /// Reported beside the others but not judged (unless a config's
+    /// `limits` names it): a quantity meant to grow.
+    pub reported_only: bool,
 }
 
 /// Two journal files: the journal's working set at rest (the file being
@@ -224,47 +239,80 @@ fn no_floor(_: &SoakConfig) -> f64 {
     1.0
 }
 
+/// The catalog's memtables: each flush adds a table file of up to a
+/// memtable, and the files move by that much until a compaction merges
+/// them (a catalog that keeps purged rows grows by them for good).
+fn catalog_flushes(_: &SoakConfig) -> f64 {
+    reel_catalog::MEMTABLE_BUDGET_BYTES as f64
+}
+
 /// Everything judged for growth.
 pub const JUDGED: &[Judged] = &[
     Judged {
         name: "rss",
         get: |s| s.rss_bytes as f64,
         floor: no_floor,
+        reported_only: false,
     },
     Judged {
         name: "fds",
         get: |s| s.fds as f64,
         floor: no_floor,
+        reported_only: false,
     },
     Judged {
         name: "journal_bytes",
         get: |s| s.journal_bytes as f64,
         floor: two_journal_files,
+        reported_only: false,
     },
     Judged {
         name: "spool_bytes",
         get: |s| s.spool_bytes as f64,
         floor: two_journal_files,
+        reported_only: false,
     },
     Judged {
         name: "backlog_bytes",
         get: |s| s.backlog_bytes as f64,
         floor: two_journal_files,
+        reported_only: false,
     },
     Judged {
         name: "catalog_bytes",
         get: |s| s.catalog_bytes as f64,
+        floor: catalog_flushes,
+        reported_only: false,
+    },
+    Judged {
+        name: "catalog_log_bytes",
+        get: |s| s.catalog_log_bytes as f64,
         floor: no_floor,
+        reported_only: true,
+    },
+    Judged {
+        name: "audit_log_bytes",
+        get: |s| s.audit_log_bytes as f64,
+        floor: no_floor,
+        reported_only: true,
+    },
+    Judged {
+        name: "catalog_memory_bytes",
+        get: |s| s.catalog_memory_bytes as f64,
+        floor: no_floor,
+        reported_only: true,
     },
     Judged {
         name: "recombine_ready",
         get: |s| s.recombine_ready as f64,
         floor: per_recorder,
+        reported_only: false,
     },
     Judged {
         name: "deletions_pending",
         get: |s| s.deletions_pending as f64,
         floor: per_recorder,
+        reported_only: false,
     },
 ];
 
@@ -1001,7 +1049,7 @@ async fn sample(
     let t = started.elapsed().as_secs_f64();
     let [rss_bytes, rss_anon_bytes, rss_file_bytes, threads] = proc_status(pid)?;
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
-    let catalog_bytes = dir_bytes(&reeld.data_dir.join("catalog"));
+    let catalog_dir_bytes = dir_bytes(&reeld.data_dir.join("catalog"));
     let status: ServerStatus = get_json(reeld, "/api/v1/status").await?;
     let storage: StorageStatus = get_json(reeld, "/api/v1/storage").await?;
     let compact: CompactStatus = get_json(reeld, "/api/v1/compact").await?;
@@ -1028,7 +1076,11 @@ async fn sample(
         upload_queue: status.upload_queue as u64,
         backlog_segments: storage.backlog_segments,
         backlog_bytes: storage.backlog_bytes,
-        catalog_bytes,
+        catalog_bytes: status.catalog_bytes,
+        catalog_log_bytes: status.catalog_log_bytes,
+        audit_log_bytes: status.audit_log_bytes,
+        catalog_memory_bytes: status.catalog_memory_bytes,
+        catalog_dir_bytes,
         recombine_ready: compact.plan.iter().filter(|i| i.waiting.is_none()).count() as u64,
         deletions_pending: compact.pending_deletions,
         open_recordings: status.open_recordings as u64,
@@ -1109,7 +1161,7 @@ fn judge(config: &SoakConfig, samples: &[Sample]) -> (Vec<Growth>, Vec<String>) 
                     .limits
                     .iter()
                     .find(|(name, _)| *name == j.name)
-                    .map_or(Some(config.growth_limit), |l| l.1),
+                    .map_or((!j.reported_only).then_some(config.growth_limit), |l| l.1),
                 samples: points.len(),
             }
         })
@@ -1122,14 +1174,14 @@ fn mib(bytes: f64) -> f64 {
 }
 
 fn table_header() -> String {
-    "| t (s) | phase | RSS MiB (anon) | fds | threads | journal MiB (files) | spool KiB (segments) | upload queue | backlog KiB | catalog MiB | to recombine | to delete | open | writing to | events/s | ack p99 ms | ack max ms |\n\
+    "| t (s) | phase | RSS MiB (anon) | fds | threads | journal MiB (files) | spool KiB (segments) | upload queue | backlog KiB | catalog MiB (log, audit log, memory) | to recombine | to delete | open | writing to | events/s | ack p99 ms | ack max ms |\n\
      |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
         .into()
 }
 
 fn table_row(s: &Sample) -> String {
     format!(
-        "| {:.0} | {} | {:.1} ({:.1}) | {} | {} | {:.1} ({}) | {:.0} ({}) | {} | {:.0} | {:.1} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} |",
+        "| {:.0} | {} | {:.1} ({:.1}) | {} | {} | {:.1} ({}) | {:.0} ({}) | {} | {:.0} | {:.1} ({:.1}, {:.1}, {:.1}) | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} |",
         s.t,
         s.phase.name(),
         mib(s.rss_bytes as f64),
@@ -1143,6 +1195,9 @@ fn table_row(s: &Sample) -> String {
         s.upload_queue,
         s.backlog_bytes as f64 / 1024.0,
         mib(s.catalog_bytes as f64),
+        mib(s.catalog_log_bytes as f64),
+        mib(s.audit_log_bytes as f64),
+        mib(s.catalog_memory_bytes as f64),
         s.recombine_ready,
         s.deletions_pending,
         s.open_recordings,
@@ -1232,12 +1287,13 @@ impl SoakReport {
             "t_s,phase,rss_bytes,rss_anon_bytes,rss_file_bytes,fds,threads,journal_bytes,journal_files,spool_bytes,spool_segments,\
              upload_queue,backlog_segments,backlog_bytes,catalog_bytes,recombine_ready,deletions_pending,\
              open_recordings,writing_to,\
-             events_acked,recordings_closed,events_per_second,ack_p99_ms,ack_max_ms\n",
+             events_acked,recordings_closed,events_per_second,ack_p99_ms,ack_max_ms,\
+             audit_log_bytes,catalog_memory_bytes,catalog_dir_bytes,catalog_log_bytes\n",
         );
         for s in &self.samples {
             let _ = writeln!(
                 out,
-                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.2},{:.2}",
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.2},{:.2},{},{},{},{}",
                 s.t,
                 s.phase.name(),
                 s.rss_bytes,
@@ -1261,7 +1317,11 @@ impl SoakReport {
                 s.recordings_closed,
                 s.events_per_second,
                 s.ack_p99_ms,
-                s.ack_max_ms
+                s.ack_max_ms,
+                s.audit_log_bytes,
+                s.catalog_memory_bytes,
+                s.catalog_dir_bytes,
+                s.catalog_log_bytes
             );
         }
         out

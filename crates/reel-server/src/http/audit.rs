@@ -1,0 +1,66 @@
+//! The audit log: reading it, and checking its chain and its copies.
+
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use reel_api::AuditRecord;
+use serde::Deserialize;
+
+use super::{AppState, HttpError, audited, invalid};
+use crate::access::Identity;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/audit/verify", get(verify_audit))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit?since=&limit=`: oldest first.
+async fn audit(
+    State(app): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<axum::Json<Vec<AuditRecord>>, HttpError> {
+    let since = match &q.since {
+        Some(s) => reel_api::parse_instant(s, SystemTime::now()).map_err(invalid)?,
+        None => 0,
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let entries = app.engine.audit(since, limit).await?;
+    Ok(axum::Json(
+        entries
+            .into_iter()
+            .map(|e| AuditRecord {
+                at_us: e.at_us,
+                by: e.by,
+                action: e.action,
+                recordings: e.recordings,
+                reason: e.reason,
+                client: e.client,
+                detail: e.detail,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/v1/audit/verify`: the hash chain checked end to end.
+async fn verify_audit(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
+) -> Result<axum::Json<reel_api::AuditVerify>, HttpError> {
+    audited(&app, who.audit("audit-verify", Vec::new(), String::new())).await?;
+    let c = app.engine.check_audit().await?;
+    Ok(axum::Json(reel_api::AuditVerify {
+        entries: c.entries,
+        unchained: c.unchained,
+        head_seq: c.head_seq,
+        problems: c.problems,
+    }))
+}

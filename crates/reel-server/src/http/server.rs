@@ -1,0 +1,110 @@
+//! The server's own state: status, storage, metrics, and the compactor.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use reel_api::ServerStatus;
+use reel_engine::CompactionState;
+use serde::Deserialize;
+
+use super::{AppState, HttpError, audited, parse_id};
+use crate::access::Identity;
+use crate::exposition;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/storage", get(storage))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/compact", get(compact_status).post(compact))
+}
+
+async fn status(State(app): State<AppState>) -> axum::Json<ServerStatus> {
+    let local = app.engine.local_status();
+    let config = app.engine.config();
+    axum::Json(ServerStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        grpc_listen: app.grpc_listen.to_string(),
+        data_dir: config.data_dir.display().to_string(),
+        primary: config.primary.describe(),
+        secondary: config.secondary.describe(),
+        journal_bytes: local.journal_bytes,
+        journal_files: local.journal_files,
+        spool_bytes: local.spool_bytes,
+        spool_segments: local.spool_segments,
+        upload_queue: local.upload_queue,
+        open_recordings: local.open_recordings,
+        low_disk: local.low_disk,
+        catalog_bytes: local.catalog_bytes,
+        catalog_log_bytes: local.catalog_log_bytes,
+        audit_log_bytes: local.audit_log_bytes,
+        catalog_memory_bytes: local.catalog_memory_bytes,
+    })
+}
+
+async fn storage(State(app): State<AppState>) -> axum::Json<reel_engine::StorageStatus> {
+    axum::Json(app.engine.storage_status())
+}
+
+/// `GET /metrics`: OpenMetrics when the scraper accepts it, else the
+/// Prometheus text format, each under its own content type.
+async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let body = app.engine.metrics();
+    if exposition::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, exposition::OPENMETRICS)], body).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, exposition::TEXT)],
+            exposition::openmetrics_to_text(&body),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct CompactQuery {
+    recording: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What the compactor has left (all, or `?recording=ID`) and is doing.
+async fn compact_status(
+    State(app): State<AppState>,
+    Query(q): Query<CompactQuery>,
+) -> Result<axum::Json<CompactionState>, HttpError> {
+    let only = q.recording.as_deref().map(parse_id).transpose()?;
+    Ok(axum::Json(app.engine.compaction_state(only).await?))
+}
+
+/// Starts recombining now (unless `dry_run`) and answers with the plan.
+async fn compact(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
+    Query(q): Query<CompactQuery>,
+) -> Result<axum::Json<CompactionState>, HttpError> {
+    let only = q.recording.as_deref().map(parse_id).transpose()?;
+    audited(
+        &app,
+        who.audit(
+            "compact",
+            only.iter().map(|i| i.to_string()).collect(),
+            format!("dry_run={}", q.dry_run),
+        ),
+    )
+    .await?;
+    let state = app.engine.compaction_state(only).await?;
+    if !q.dry_run {
+        let engine = app.engine.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.compact(only).await {
+                tracing::warn!(error = %e, "recombination asked for by a client failed");
+            }
+        });
+    }
+    Ok(axum::Json(state))
+}
