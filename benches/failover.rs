@@ -130,7 +130,7 @@ async fn reel_drain(
         w.await.unwrap();
     }
     // Closing sealed every final segment: the whole backlog is spooled.
-    let local = engine.local_status();
+    let local = engine.local_status().unwrap();
     assert_eq!(local.open_recordings, 0);
     assert_eq!(
         local.upload_queue as u64, local.spool_segments,

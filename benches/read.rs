@@ -78,7 +78,7 @@ async fn recombined(engine: &Engine, n: u64) -> RecordingId {
         w.append(None, vec![event(i)]).unwrap().await.unwrap();
     }
     w.close(0).await.unwrap();
-    while engine.local_status().upload_queue > 0 {
+    while engine.local_status().unwrap().upload_queue > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     engine.compact(Some(id)).await.unwrap();

@@ -110,7 +110,7 @@ async fn engine_rig(dir: &std::path::Path, primary: &Garage, secondary: &Garage,
 }
 
 async fn wait_uploaded(engine: &Engine) {
-    while engine.local_status().upload_queue > 0 {
+    while engine.local_status().unwrap().upload_queue > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -664,15 +664,17 @@ impl Engine {
         reader::read(&self.inner, id, window).await
     }
 
-    pub fn local_status(&self) -> LocalStatus {
+    /// How much is held locally and waiting; fails when the catalog cannot
+    /// be read (rather than answer 0 for what it could not count).
+    pub fn local_status(&self) -> Result<LocalStatus> {
         let inner = &self.inner;
-        let catalog = inner.catalog.sizes().unwrap_or_default();
-        LocalStatus {
+        let catalog = inner.catalog.sizes()?;
+        Ok(LocalStatus {
             journal_bytes: inner.journal.disk_bytes(),
             journal_files: inner.journal.file_count(),
             spool_bytes: inner.spool.bytes(),
             spool_segments: inner.spool.files(),
-            upload_queue: inner.catalog.upload_queue().map(|q| q.len()).unwrap_or(0),
+            upload_queue: inner.catalog.upload_queue()?.len(),
             open_recordings: inner.open.read().expect("open map lock").len(),
             low_disk: inner.low_disk.lock().expect("low disk lock").clone(),
             recovered_torn_tail_bytes: inner.recovery.torn_tail.as_ref().map_or(0, |d| d.len),
@@ -681,7 +683,7 @@ impl Engine {
             catalog_log_bytes: catalog.wal_bytes,
             audit_log_bytes: catalog.audit_table_bytes,
             catalog_memory_bytes: catalog.memtable_bytes,
-        }
+        })
     }
 
     /// The stores' health, where uploads go, the local backlog and the
@@ -719,11 +721,6 @@ impl Engine {
     /// background (see [`Engine::drain_deletions`]).
     pub async fn compact(&self, only: Option<RecordingId>) -> Result<u64> {
         compactor::compact_pending(&self.inner, only).await
-    }
-
-    /// Starts a background recombination round now.
-    pub fn wake_compactor(&self) {
-        self.inner.compactor.wake.notify_one();
     }
 
     /// What the compactor is doing and has done.

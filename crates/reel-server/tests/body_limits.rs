@@ -121,7 +121,7 @@ async fn an_archive_import_larger_than_the_local_capacity_is_refused_with_413() 
         assert!(text.contains("local_capacity_bytes"), "{text}");
         assert!(text.contains("payload_too_large"), "{text}");
     }
-    assert_eq!(s.engine.local_status().spool_segments, 0);
+    assert_eq!(s.engine.local_status().unwrap().spool_segments, 0);
     s.engine.shutdown().await;
 }
 

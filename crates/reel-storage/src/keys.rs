@@ -13,11 +13,6 @@ use std::fmt::Display;
 
 use object_store::path::Path;
 
-/// The prefix under which everything of one recording lives.
-pub fn recording_prefix(recording: impl Display) -> Path {
-    Path::from(format!("recordings/{recording}"))
-}
-
 /// The key of segment `sequence` of `recording`.
 pub fn segment(recording: impl Display, sequence: u64) -> Path {
     Path::from(format!(

@@ -540,9 +540,16 @@ mod tests {
 
     #[test]
     fn s3_config_parses_from_toml() {
-        let cfg: StoreConfig = toml_like(
-            r#"{"type":"s3","endpoint":"http://127.0.0.1:3900","region":"garage","bucket":"rec","allow_http":true}"#,
-        );
+        let cfg: StoreConfig = toml::from_str(
+            r#"
+type = "s3"
+endpoint = "http://127.0.0.1:3900"
+region = "garage"
+bucket = "rec"
+allow_http = true
+"#,
+        )
+        .unwrap();
         let StoreConfig::S3(s3) = cfg else {
             panic!("not s3")
         };
@@ -550,9 +557,5 @@ mod tests {
         assert_eq!(s3.region, "garage");
         let health = Arc::new(Health::new(Role::Secondary, HealthConfig::default()));
         Store::build(Role::Secondary, &StoreConfig::S3(s3), health).unwrap();
-    }
-
-    fn toml_like(json: &str) -> StoreConfig {
-        serde_json::from_str(json).unwrap()
     }
 }

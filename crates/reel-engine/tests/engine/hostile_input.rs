@@ -207,7 +207,7 @@ async fn planted_combined_objects_are_skipped_by_a_rebuild() {
         let id = w.id();
         w.close(0).await.unwrap();
         for _ in 0..400 {
-            if engine.local_status().upload_queue == 0 {
+            if engine.local_status().unwrap().upload_queue == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -70,7 +70,7 @@ async fn events_are_sealed_uploaded_and_read_back() {
     assert_eq!(read_all(&engine, id).await, all);
     // Local bytes released: no spool files, the primary holds the objects.
     wait_for("spool is empty", Duration::from_secs(10), || async {
-        engine.local_status().spool_segments == 0
+        engine.local_status().unwrap().spool_segments == 0
     })
     .await;
     let stored = std::fs::read_dir(
@@ -117,7 +117,7 @@ async fn idle_recordings_are_sealed_by_age_and_journal_files_released() {
     wait_for(
         "old journal files are released",
         Duration::from_secs(10),
-        || async { engine.local_status().journal_files <= 2 },
+        || async { engine.local_status().unwrap().journal_files <= 2 },
     )
     .await;
     assert_eq!(read_all(&engine, id).await, big);

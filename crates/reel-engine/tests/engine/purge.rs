@@ -268,7 +268,7 @@ async fn an_upload_in_flight_when_its_recording_is_purged_leaves_no_orphan() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     finish_purges(&rig, &[id]).await;
     assert!(objects_of(&rig, id).await.is_empty());
-    assert!(engine.local_status().upload_queue == 0);
+    assert!(engine.local_status().unwrap().upload_queue == 0);
     engine.shutdown().await;
 }
 
@@ -294,7 +294,7 @@ async fn a_put_that_lands_after_its_recording_was_purged_leaves_nothing() {
         Duration::from_secs(15),
         || async {
             engine.drain_deletions().await.unwrap();
-            engine.local_status().upload_queue == 0
+            engine.local_status().unwrap().upload_queue == 0
                 && objects_of(&rig, id).await.is_empty()
                 && engine.pending_deletions().await.unwrap() == 0
         },

@@ -325,7 +325,7 @@ async fn ingest_many_times_the_local_capacity_never_fills_the_local_log() {
             "the journal's count equals its files",
             Duration::from_secs(10),
             || async {
-                let local = engine.local_status();
+                let local = engine.local_status().unwrap();
                 engine.storage_status().backlog_segments == 0
                     && local.journal_bytes == journal_on_disk(engine)
                     && local.journal_bytes < CAPACITY / 2

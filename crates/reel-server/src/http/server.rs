@@ -22,10 +22,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/compact", get(compact_status).post(compact))
 }
 
-async fn status(State(app): State<AppState>) -> axum::Json<ServerStatus> {
-    let local = app.engine.local_status();
+async fn status(State(app): State<AppState>) -> Result<axum::Json<ServerStatus>, HttpError> {
+    let local = app.engine.local_status()?;
     let config = app.engine.config();
-    axum::Json(ServerStatus {
+    Ok(axum::Json(ServerStatus {
         version: env!("CARGO_PKG_VERSION").into(),
         grpc_listen: app.grpc_listen.to_string(),
         data_dir: config.data_dir.display().to_string(),
@@ -42,7 +42,7 @@ async fn status(State(app): State<AppState>) -> axum::Json<ServerStatus> {
         catalog_log_bytes: local.catalog_log_bytes,
         audit_log_bytes: local.audit_log_bytes,
         catalog_memory_bytes: local.catalog_memory_bytes,
-    })
+    }))
 }
 
 async fn storage(State(app): State<AppState>) -> axum::Json<reel_engine::StorageStatus> {
