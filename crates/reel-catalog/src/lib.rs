@@ -250,6 +250,10 @@ impl Catalog {
             table.set_block_cache(&cache);
             let mut family = Options::default();
             family.set_write_buffer_size(MEMTABLE_BYTES);
+            // Two flushed files, not four, start a compaction: flushes here
+            // are small and rare per family, and deleted rows (purges) leave
+            // the files only when a compaction merges them.
+            family.set_level_zero_file_num_compaction_trigger(2);
             family.set_block_based_table_factory(&table);
             family
         };

@@ -63,6 +63,65 @@ pub enum EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// What a caller can do about an [`EngineError`]: the one thing the server
+/// maps to gRPC codes and HTTP statuses. The error's message says the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong: fix it, do not retry it as it is.
+    InvalidArgument,
+    /// No such recording.
+    NotFound,
+    /// The request does not fit the current state (a closed recording, a
+    /// legal hold, a second recorder).
+    Conflict,
+    /// A time window outside the recording.
+    OutOfRange,
+    /// Local capacity (disk, log, open streams) is used up: retry later.
+    Exhausted,
+    /// A store (or the engine) cannot answer now: retry later.
+    Unavailable,
+    /// Stored bytes or rows do not check: some data is lost or altered.
+    Corrupt,
+    /// A bug or an unexpected local failure.
+    Internal,
+}
+
+impl EngineError {
+    /// The kind of this error. The one place that decides, for instance,
+    /// that a store's time-out or failure is [`ErrorKind::Unavailable`]
+    /// whatever operation met it.
+    pub fn kind(&self) -> ErrorKind {
+        use reel_catalog::CatalogError as C;
+        match self {
+            EngineError::InvalidId(_) | EngineError::InvalidArgument(_) => {
+                ErrorKind::InvalidArgument
+            }
+            EngineError::NotFound(_) => ErrorKind::NotFound,
+            EngineError::FailedPrecondition(_) => ErrorKind::Conflict,
+            EngineError::OutOfRange(_) => ErrorKind::OutOfRange,
+            EngineError::ResourceExhausted(_) => ErrorKind::Exhausted,
+            EngineError::Journal(j) if j.is_disk_full() => ErrorKind::Exhausted,
+            EngineError::Io { source, .. } if reel_log::is_disk_full(source) => {
+                ErrorKind::Exhausted
+            }
+            EngineError::Unavailable(_) | EngineError::ShuttingDown => ErrorKind::Unavailable,
+            EngineError::Catalog(C::Locked { .. } | C::Closed) => ErrorKind::Unavailable,
+            EngineError::Storage(StorageError::Timeout { .. } | StorageError::Backend { .. }) => {
+                ErrorKind::Unavailable
+            }
+            // The catalog names an object the store does not have.
+            EngineError::Storage(StorageError::NotFound { .. }) => ErrorKind::Corrupt,
+            EngineError::Gap { .. } | EngineError::Segment { .. } => ErrorKind::Corrupt,
+            EngineError::Catalog(C::Corrupt { .. } | C::Decode { .. }) => ErrorKind::Corrupt,
+            EngineError::Journal(_)
+            | EngineError::Catalog(_)
+            | EngineError::Storage(StorageError::Config { .. })
+            | EngineError::Io { .. }
+            | EngineError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 impl EngineError {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         EngineError::Io {

@@ -64,7 +64,7 @@ pub use archiver::Import;
 pub use compactor::{CompactionState, CompactorConfig, CompactorStatus, PlanItem};
 pub use config::{EVENT_OVERHEAD_BYTES, EngineConfig};
 pub use copies::location_name;
-pub use error::{EngineError, Result};
+pub use error::{EngineError, ErrorKind, Result};
 pub use ingest::{AckFuture, RecordingWriter};
 pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window};

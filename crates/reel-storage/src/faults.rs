@@ -328,10 +328,13 @@ impl ObjectStore for FaultyStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         match self.fault_for(Ops::LIST) {
-            Some(Fault::Error | Fault::AfterWrite | Fault::Hang) => {
+            Some(Fault::Error | Fault::AfterWrite) => {
                 futures::stream::once(async { Err(injected(Ops::LIST, "injected failure")) })
                     .boxed()
             }
+            // A listing that never yields, as from a server that stopped
+            // answering mid-request.
+            Some(Fault::Hang) => futures::stream::pending().boxed(),
             _ => self.inner.list(prefix),
         }
     }

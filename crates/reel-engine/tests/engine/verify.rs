@@ -11,6 +11,7 @@ use object_store::ObjectStoreExt;
 use reel_engine::{Engine, VerifyOptions, VerifyProgress, VerifyReport};
 use reel_proto::RecordingId;
 use reel_proto::v1::RecordingMetadata;
+use reel_storage::faults::{Fault, Ops};
 use reel_storage::keys;
 
 async fn verify(engine: &Engine, options: VerifyOptions) -> VerifyReport {
@@ -186,4 +187,32 @@ async fn what_is_broken_by_hand_is_found_and_repaired_where_a_copy_allows() {
         row.damage
     );
     engine.shutdown().await;
+}
+
+/// A store that stops answering is a store that is unavailable, whatever
+/// the engine was doing with it: verification fails with that kind (which
+/// the server answers as 503 / UNAVAILABLE), naming the store and the
+/// time-out, not as an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_hangs_makes_verification_unavailable_not_internal() {
+    let rig = rig(|_| {}).await;
+    let mut w = rig
+        .engine
+        .start(RecordingMetadata::default())
+        .await
+        .unwrap();
+    write(&mut w, 0..20).await;
+    w.close(0).await.unwrap();
+    rig.primary.fail_always(Ops::LIST, Fault::Hang);
+    let err = rig
+        .engine
+        .verify(VerifyOptions::default(), &VerifyProgress::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), reel_engine::ErrorKind::Unavailable, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("primary") && text.contains("timed out"),
+        "{text}"
+    );
 }
