@@ -215,12 +215,13 @@ async fn died(reeld: &mut Reeld) -> bool {
 /// up, and only the purges are checked.
 async fn check_all(
     reeld: &mut Reeld,
-    tracks: &[Track],
+    tracks: &[&[Track]],
     purges: &mut Purges,
     primary_up: bool,
 ) -> Result<(), String> {
     let live = tracks
         .iter()
+        .flat_map(|t| t.iter())
         .filter(|t| primary_up && !t.id.is_empty() && !purges.done.contains(&t.id));
     for t in live {
         match reeld.export_events(&t.id).await {
@@ -380,43 +381,18 @@ async fn kill_9_at_every_stage_loses_nothing_and_leaves_nothing_behind() {
             Kill::At { point, .. } => format!("crashpoint {point}"),
             Kill::Random(_) => "random moment".into(),
         };
+        let primary_up = primary_down_until.is_none();
         let mut recovered = tokio::task::block_in_place(|| reeld.restart()).is_ok()
-            && check_all(
-                &mut reeld,
-                &tracks,
-                &mut purges,
-                primary_down_until.is_none(),
-            )
-            .await
-            .is_ok()
-            && check_all(
-                &mut reeld,
-                &finished,
-                &mut purges,
-                primary_down_until.is_none(),
-            )
-            .await
-            .is_ok();
+            && check_all(&mut reeld, &[&tracks, &finished], &mut purges, primary_up)
+                .await
+                .is_ok();
         if !recovered {
             *hits.entry(format!("{stage} (in recovery)")).or_default() += 1;
             reeld.env.clear();
             tokio::task::block_in_place(|| reeld.restart()).unwrap();
-            check_all(
-                &mut reeld,
-                &tracks,
-                &mut purges,
-                primary_down_until.is_none(),
-            )
-            .await
-            .unwrap();
-            check_all(
-                &mut reeld,
-                &finished,
-                &mut purges,
-                primary_down_until.is_none(),
-            )
-            .await
-            .unwrap();
+            check_all(&mut reeld, &[&tracks, &finished], &mut purges, primary_up)
+                .await
+                .unwrap();
             recovered = true;
         }
         assert!(recovered);
@@ -541,22 +517,10 @@ async fn kill_9_at_every_stage_loses_nothing_and_leaves_nothing_behind() {
             t.id
         );
     }
-    check_all(
-        &mut reeld,
-        &tracks,
-        &mut purges,
-        primary_down_until.is_none(),
-    )
-    .await
-    .unwrap();
-    check_all(
-        &mut reeld,
-        &finished,
-        &mut purges,
-        primary_down_until.is_none(),
-    )
-    .await
-    .unwrap();
+    let primary_up = primary_down_until.is_none();
+    check_all(&mut reeld, &[&tracks, &finished], &mut purges, primary_up)
+        .await
+        .unwrap();
     purge(&reeld, &mut purges).await;
     assert_eq!(purges.asked, purges.done, "purges refused");
     wait_for(
