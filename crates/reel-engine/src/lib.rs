@@ -74,7 +74,7 @@ pub use reel_catalog::{
     AuditCheck, Cursor, Filter, InvalidId, Query, Scope, Sort, SortKey, StateFilter,
 };
 pub use retention::{RetentionConfig, RetentionRule};
-pub use verifier::{Problem, VerifyOptions, VerifyProgress, VerifyReport};
+pub use verifier::{Problem, ProblemKind, VerifyOptions, VerifyProgress, VerifyReport};
 
 use recording::OpenRecording;
 use spool::Spool;

@@ -41,11 +41,43 @@ pub struct VerifyOptions {
     pub delete_orphans: bool,
 }
 
+/// What is wrong with a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProblemKind {
+    /// The catalog names a copy the store does not hold.
+    Missing,
+    /// The copy's bytes do not check (size, hash, blocks).
+    Corrupt,
+    /// The copy checks alone but does not follow the previous segment.
+    Chain,
+    /// An object no catalog row, known uncertain copy or queued deletion
+    /// accounts for.
+    Orphan,
+}
+
+impl ProblemKind {
+    /// `missing`, `corrupt`, `chain`, `orphan`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Missing => "missing",
+            ProblemKind::Corrupt => "corrupt",
+            ProblemKind::Chain => "chain",
+            ProblemKind::Orphan => "orphan",
+        }
+    }
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One disagreement between the catalog and the stores.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Problem {
-    /// `missing`, `corrupt`, `chain`, `orphan`.
-    pub kind: String,
+    pub kind: ProblemKind,
     /// `primary`, `secondary`, `local`.
     pub store: String,
     pub key: String,
@@ -176,7 +208,7 @@ pub(crate) async fn verify(
                 if e.location == Location::Local {
                     if !inner.spool.contains(*id, seg.sequence) {
                         report.problems.push(problem(
-                            "missing",
+                            ProblemKind::Missing,
                             &e,
                             Some(seg),
                             "not in the spool".into(),
@@ -189,7 +221,7 @@ pub(crate) async fn verify(
                 match listed.get(&lkey) {
                     None if again => {}
                     None => report.problems.push(problem(
-                        "missing",
+                        ProblemKind::Missing,
                         &e,
                         named,
                         "not in the store".into(),
@@ -197,7 +229,7 @@ pub(crate) async fn verify(
                     Some(&size) if size != e.size => {
                         if !again {
                             report.problems.push(problem(
-                                "corrupt",
+                                ProblemKind::Corrupt,
                                 &e,
                                 named,
                                 format!("{size} bytes, the catalog says {}", e.size),
@@ -232,7 +264,7 @@ pub(crate) async fn verify(
     orphans.sort_by(|a, b| a.1.cmp(&b.1));
     for (location, key, size) in &orphans {
         report.problems.push(Problem {
-            kind: "orphan".into(),
+            kind: ProblemKind::Orphan,
             store: location_name(*location as i32).into(),
             key: key.clone(),
             recording: None,
@@ -256,9 +288,9 @@ pub(crate) async fn verify(
     Ok(report)
 }
 
-fn problem(kind: &str, e: &Expected, seg: Option<&SegmentRow>, detail: String) -> Problem {
+fn problem(kind: ProblemKind, e: &Expected, seg: Option<&SegmentRow>, detail: String) -> Problem {
     Problem {
-        kind: kind.into(),
+        kind,
         store: location_name(e.location as i32).into(),
         key: e.key.to_string(),
         recording: Some(e.id.to_string()),
@@ -300,7 +332,7 @@ async fn check_content(
         Ok(Some(b)) => b,
         Ok(None) => {
             return Some(problem(
-                "missing",
+                ProblemKind::Missing,
                 e,
                 Some(seg),
                 "gone while verifying".into(),
@@ -308,7 +340,7 @@ async fn check_content(
         }
         Err(err) => {
             return Some(problem(
-                "corrupt",
+                ProblemKind::Corrupt,
                 e,
                 Some(seg),
                 format!("cannot be read: {err}"),
@@ -318,7 +350,7 @@ async fn check_content(
     report.bytes_read += bytes.len() as u64;
     if reel_log::sha256(&bytes)[..] != seg.sha256[..] {
         return Some(problem(
-            "corrupt",
+            ProblemKind::Corrupt,
             e,
             Some(seg),
             "content does not match its SHA-256".into(),
@@ -332,14 +364,14 @@ async fn check_content(
             };
             (!linked).then(|| {
                 problem(
-                    "chain",
+                    ProblemKind::Chain,
                     e,
                     Some(seg),
                     "does not link to the previous segment".into(),
                 )
             })
         }
-        Err(err) => Some(problem("corrupt", e, Some(seg), err.to_string())),
+        Err(err) => Some(problem(ProblemKind::Corrupt, e, Some(seg), err.to_string())),
     }
 }
 
@@ -363,7 +395,7 @@ async fn repair(
             "secondary" => Location::Secondary,
             _ => Location::Local,
         };
-        if p.kind == "orphan" {
+        if p.kind == ProblemKind::Orphan {
             p.repair = adopt_or_delete(inner, p, location, &segments, options).await?;
             continue;
         }

@@ -311,13 +311,44 @@ impl Health {
     }
 }
 
+/// What a change of upload target was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteChange {
+    /// From the primary to the secondary.
+    Failover,
+    /// Back to the primary.
+    Failback,
+    /// Neither store takes uploads: segments wait in the local log.
+    BothDown,
+    /// The secondary takes uploads again after both were down.
+    StoreBack,
+}
+
+impl RouteChange {
+    /// `failover`, `failback`, `both-down`, `store-back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteChange::Failover => "failover",
+            RouteChange::Failback => "failback",
+            RouteChange::BothDown => "both-down",
+            RouteChange::StoreBack => "store-back",
+        }
+    }
+}
+
+impl fmt::Display for RouteChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failover, a failback, or the loss or return of every store.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteEvent {
     /// Seconds since the Unix epoch.
     pub at_unix: f64,
-    /// `failover`, `failback`, `both-down`, `store-back`.
-    pub kind: String,
+    pub kind: RouteChange,
     /// The store written to before and after (`none` when both are down).
     pub from: String,
     pub to: String,
@@ -383,11 +414,11 @@ impl Router {
             return;
         }
         let kind = match (*current, pick) {
-            (Some(Role::Primary), Some(Role::Secondary)) => "failover",
-            (_, Some(Role::Primary)) => "failback",
-            (_, None) => "both-down",
-            (None, Some(_)) => "store-back",
-            _ => "switch",
+            (Some(Role::Primary), Some(Role::Secondary)) => RouteChange::Failover,
+            (_, Some(Role::Primary)) => RouteChange::Failback,
+            (_, None) => RouteChange::BothDown,
+            // From none (the same store twice returned above).
+            (_, Some(Role::Secondary)) => RouteChange::StoreBack,
         };
         let reason = match pick {
             Some(Role::Primary) => "primary is healthy again".to_string(),
@@ -404,8 +435,8 @@ impl Router {
                 self.secondary.snapshot().last_error.unwrap_or_default()
             ),
         };
-        tracing::warn!(kind, from = %name(*current), to = %name(pick), %reason, "upload target changed");
-        if kind == "failover" {
+        tracing::warn!(kind = kind.as_str(), from = %name(*current), to = %name(pick), %reason, "upload target changed");
+        if kind == RouteChange::Failover {
             self.failovers.fetch_add(1, Ordering::Relaxed);
         }
         let event = RouteEvent {
@@ -413,7 +444,7 @@ impl Router {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0),
-            kind: kind.to_string(),
+            kind,
             from: name(*current),
             to: name(pick),
             reason,
@@ -522,7 +553,7 @@ mod tests {
         r.primary.probe_started();
         r.primary.probe_finished(Ok(()));
         assert_eq!(r.pick(), Some(Role::Primary));
-        let kinds: Vec<String> = r.history().into_iter().map(|e| e.kind).collect();
+        let kinds: Vec<&str> = r.history().into_iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, ["failover", "both-down", "store-back", "failback"]);
         assert!(r.history()[0].reason.contains("primary gone"));
     }

@@ -26,7 +26,7 @@ use thiserror::Error;
 
 pub use durable_local::DurableLocalStore;
 pub use health::{
-    Health, HealthConfig, HealthSnapshot, RouteEvent, Router, StoreState, Transition,
+    Health, HealthConfig, HealthSnapshot, RouteChange, RouteEvent, Router, StoreState, Transition,
 };
 pub use writer::{ObjectWriter, PART_BYTES, PARTS_IN_FLIGHT};
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reel_engine::{Engine, EngineError};
 use reel_proto::v1::{Event, Location, RecordingMetadata};
 use reel_storage::faults::{Fault, Ops};
-use reel_storage::{Role, StoreState, keys};
+use reel_storage::{Role, RouteChange, StoreState, keys};
 
 use crate::common::*;
 
@@ -46,7 +46,7 @@ async fn failing_primary_fails_over_then_back_without_loss() {
     assert_eq!(info.placement(), "split", "{:?}", locations(&info));
     let status = engine.storage_status();
     assert_eq!(status.primary.health.state, StoreState::Down);
-    assert_eq!(status.events.last().unwrap().kind, "failover");
+    assert_eq!(status.events.last().unwrap().kind, RouteChange::Failover);
     // Readable while the primary is down? Its segments are not; that is the
     // reading issue's work. Here: nothing acknowledged is lost, all is stored.
 
@@ -64,13 +64,13 @@ async fn failing_primary_fails_over_then_back_without_loss() {
     .await;
     let info = engine.recording(id).await.unwrap();
     assert!(info.segments.last().unwrap().locations == [Location::Primary as i32]);
-    let kinds: Vec<String> = engine
+    let kinds: Vec<RouteChange> = engine
         .storage_status()
         .events
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, ["failover", "failback"]);
+    assert_eq!(kinds, [RouteChange::Failover, RouteChange::Failback]);
     let all: Vec<Event> = (0..400).map(event).collect();
     assert_eq!(
         engine
@@ -251,7 +251,7 @@ async fn both_stores_down_fill_the_local_log_then_drain() {
     let status = engine.storage_status();
     assert_eq!(status.writing_to, None);
     assert!(status.backlog_segments > 0);
-    assert_eq!(status.events.last().unwrap().kind, "both-down");
+    assert_eq!(status.events.last().unwrap().kind, RouteChange::BothDown);
 
     // The secondary returns: the backlog drains to it, ingest goes on.
     rig.secondary.clear();

@@ -32,7 +32,7 @@ fn kinds(report: &VerifyReport) -> Vec<(String, String, String)> {
     let mut k: Vec<_> = report
         .problems
         .iter()
-        .map(|p| (p.kind.clone(), p.store.clone(), p.key.clone()))
+        .map(|p| (p.kind.to_string(), p.store.clone(), p.key.clone()))
         .collect();
     k.sort();
     k
@@ -126,7 +126,7 @@ async fn what_is_broken_by_hand_is_found_and_repaired_where_a_copy_allows() {
     let corrupt: Vec<_> = deep
         .problems
         .iter()
-        .filter(|p| p.kind == "corrupt")
+        .filter(|p| p.kind == reel_engine::ProblemKind::Corrupt)
         .collect();
     assert_eq!(corrupt.len(), 1, "{:#?}", deep.problems);
     assert_eq!(corrupt[0].key, kc.to_string());
@@ -144,7 +144,7 @@ async fn what_is_broken_by_hand_is_found_and_repaired_where_a_copy_allows() {
         repaired
             .problems
             .iter()
-            .find(|p| p.key == key.to_string() && p.kind == kind)
+            .find(|p| p.key == key.to_string() && p.kind.as_str() == kind)
             .and_then(|p| p.repair.clone())
             .unwrap_or_default()
     };

@@ -114,7 +114,7 @@ fn convert(r: reel_engine::VerifyReport) -> reel_api::VerifyReport {
             .problems
             .into_iter()
             .map(|p| reel_api::VerifyProblem {
-                kind: p.kind,
+                kind: p.kind.to_string(),
                 store: p.store,
                 key: p.key,
                 recording: p.recording,
