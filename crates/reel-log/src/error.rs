@@ -1,9 +1,11 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use thiserror::Error;
 
-/// Errors of the journal.
-#[derive(Debug, Error)]
+/// Errors of the journal. Cloneable (the I/O error is shared): one failed
+/// group commit answers every append in it with the same error.
+#[derive(Debug, Clone, Error)]
 pub enum JournalError {
     /// The disk (or the filesystem quota) is full. Nothing of the failed
     /// append is durable; appends succeed again once space returns.
@@ -11,13 +13,13 @@ pub enum JournalError {
     DiskFull {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     #[error("journal I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     #[error("journal record of {len} bytes exceeds the maximum of {max}")]
     RecordTooLarge { len: usize, max: u32 },
@@ -39,7 +41,9 @@ pub enum JournalError {
 impl JournalError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
-        if is_disk_full(&source) {
+        let full = is_disk_full(&source);
+        let source = Arc::new(source);
+        if full {
             JournalError::DiskFull { path, source }
         } else {
             JournalError::Io { path, source }

@@ -445,12 +445,12 @@ impl Writer {
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "journal group commit failed");
                 for r in batch.drain(..) {
-                    r.done.complete(Err(replicate(&e)));
+                    r.done.complete(Err(e.clone()));
                 }
                 // Whatever was queued behind the failed batch fails too, so
                 // no caller ends up with a durable record after a lost one.
                 while let Ok(r) = rx.try_recv() {
-                    r.done.complete(Err(replicate(&e)));
+                    r.done.complete(Err(e.clone()));
                 }
             }
         }
@@ -531,39 +531,6 @@ impl Writer {
         self.shared.current.store(id, Ordering::Release);
         self.file = Some(active);
         Ok(())
-    }
-}
-
-/// A copy of a journal error for each caller of a failed batch.
-fn replicate(e: &JournalError) -> JournalError {
-    match e {
-        JournalError::DiskFull { path, source } => JournalError::DiskFull {
-            path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        JournalError::Io { path, source } => JournalError::Io {
-            path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        JournalError::RecordTooLarge { len, max } => JournalError::RecordTooLarge {
-            len: *len,
-            max: *max,
-        },
-        JournalError::BadRecord {
-            file,
-            offset,
-            reason,
-        } => JournalError::BadRecord {
-            file: *file,
-            offset: *offset,
-            reason: reason.clone(),
-        },
-        JournalError::Released { file } => JournalError::Released { file: *file },
-        JournalError::BadDirectory { path, reason } => JournalError::BadDirectory {
-            path: path.clone(),
-            reason: reason.clone(),
-        },
-        JournalError::Closed => JournalError::Closed,
     }
 }
 
