@@ -143,7 +143,14 @@ async fn open_recordings_wait_and_the_primary_being_down_stops_cleanly() {
     let engine = &rig.engine;
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
-    write(&mut w, 0..50).await;
+    // Two segments whatever the timing: one segment on the primary is
+    // already one object and rightly needs no recombination.
+    write(&mut w, 0..25).await;
+    wait_for("a first segment", Duration::from_secs(5), || async {
+        !engine.recording(id).await.unwrap().segments.is_empty()
+    })
+    .await;
+    write(&mut w, 25..50).await;
     // Open: not marked yet (only closing marks a segmented recording).
     assert!(engine.compaction_plan(Some(id)).await.unwrap().is_empty());
     w.close(0).await.unwrap();
