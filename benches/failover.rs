@@ -98,7 +98,7 @@ async fn reel_drain(
     config.segment_target_bytes = size as u64;
     config.segment_max_age = Duration::from_secs(3600);
     config.health = quick_health();
-    let router = Arc::new(Router::new(config.health.clone()));
+    let router = Arc::new(Router::new(config.health.clone(), config.clock.clone()));
     let build = |role, g: &Garage, health| {
         let real = Store::build(role, &g.store_config(), health).unwrap();
         let (store, handle) = FaultyStore::wrap_store(&real);

@@ -50,7 +50,7 @@ async fn engine(dir: &std::path::Path, primary: &Garage) -> Engine {
     config.segment_max_age = Duration::from_secs(3600);
     config.compactor.enabled = false;
     config.health = HealthConfig::default();
-    let router = Arc::new(Router::new(config.health.clone()));
+    let router = Arc::new(Router::new(config.health.clone(), config.clock.clone()));
     let p = Store::build(
         Role::Primary,
         &primary.store_config(),

@@ -86,7 +86,7 @@ async fn engine_rig(dir: &std::path::Path, primary: &Garage, secondary: &Garage,
         probe_interval: Duration::from_millis(50),
         ..HealthConfig::default()
     };
-    let router = Arc::new(Router::new(config.health.clone()));
+    let router = Arc::new(Router::new(config.health.clone(), config.clock.clone()));
     let p = Store::build(
         Role::Primary,
         &primary.store_config(),

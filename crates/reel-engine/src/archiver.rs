@@ -16,10 +16,10 @@ use bytes::Bytes;
 use reel_catalog::{Batch, RecordingId};
 use reel_proto::v1::{ArchiveRecording, AuditEntry, Location, RecordingState};
 
+use crate::Inner;
 use crate::config::EngineConfig;
 use crate::copies::read_good_copy;
 use crate::error::{EngineError, Result};
-use crate::{Inner, now_us};
 
 /// A closed recording's rows, for the archive.
 pub(crate) async fn entry(inner: &Arc<Inner>, id: RecordingId) -> Result<ArchiveRecording> {
@@ -152,6 +152,7 @@ impl Import {
         let segments = std::mem::take(&mut self.rec.segments);
         let by = self.by.clone();
         let sequences: Vec<u64> = segments.iter().map(|s| s.sequence).collect();
+        let clock = self.inner.config.clock.clone();
         let committed = self
             .inner
             .catalog(move |c| {
@@ -171,7 +172,7 @@ impl Import {
                         batch.mark_recombine(id, "segmented");
                     }
                     batch.put_recording(&row).append_audit(&AuditEntry {
-                        at_us: now_us(),
+                        at_us: clock.now_us(),
                         by,
                         action: "import".into(),
                         recordings: vec![id.to_string()],

@@ -27,7 +27,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reel_catalog::{Batch, RecordingId};
 use reel_log::combined::CombinedBuilder;
@@ -272,7 +272,7 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
             "the primary is not available".into(),
         ));
     }
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let total: u64 = segments.iter().map(|s| s.size).sum();
     inner
         .compactor
@@ -358,9 +358,11 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
         batch.put_segment(id, &moved);
     }
     batch.put_recording(&new_row).unmark_recombine(id);
-    fail::fail_point!("compactor-commit", |_| Err(EngineError::Internal(
-        "failpoint compactor-commit".into()
-    )));
+    fail_parallel::fail_point!(
+        inner.config.failpoints.clone(),
+        "compactor-commit",
+        |_| Err(EngineError::Internal("failpoint compactor-commit".into()))
+    );
     let purged = inner
         .catalog(move |c| {
             c.commit_checked(|c| {
@@ -379,7 +381,7 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
             })
         })
         .await?;
-    crashpoint!("compactor-after-commit");
+    crashpoint!(inner, "compactor-after-commit");
     inner.deleter_wake.notify_one();
     if purged {
         return Err(EngineError::NotFound(id));
@@ -545,7 +547,7 @@ async fn verify(
 }
 
 /// Sleeps as long as the configured pace asks.
-async fn pace(inner: &Arc<Inner>, copied: u64, started: Instant) {
+async fn pace(inner: &Arc<Inner>, copied: u64, started: tokio::time::Instant) {
     let limit = inner.config.compactor.max_bytes_per_second;
     if limit == 0 {
         return;

@@ -1,5 +1,9 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use fail_parallel::FailPointRegistry;
+use reel_clock::Clock;
 
 use reel_storage::{HealthConfig, StoreConfig};
 
@@ -51,6 +55,14 @@ pub struct EngineConfig {
     pub compactor: crate::compactor::CompactorConfig,
     /// Retention rules, applied by a background task.
     pub retention: crate::retention::RetentionConfig,
+    /// Where the engine (and its stores' health) reads the time: the
+    /// system's clock, or a manual one in tests.
+    pub clock: Arc<dyn Clock>,
+    /// The engine's named failure points (the `fail-parallel` crate): empty,
+    /// so inert, unless a test configures them (or `reeld` arms crashpoints,
+    /// see [`crate::crashpoints_from_env`]). Each engine has its own, so
+    /// tests with failpoints run in parallel with the rest.
+    pub failpoints: Arc<FailPointRegistry>,
 }
 
 impl EngineConfig {
@@ -80,6 +92,8 @@ impl EngineConfig {
             seal_concurrency: 2,
             compactor: Default::default(),
             retention: Default::default(),
+            clock: reel_clock::system(),
+            failpoints: Default::default(),
         }
     }
 

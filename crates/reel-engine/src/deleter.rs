@@ -51,7 +51,7 @@ pub(crate) async fn drain(inner: &Arc<Inner>) -> Result<u64> {
         }
         match inner.store(role).delete(&Path::from(key.as_str())).await {
             Ok(()) => {
-                crashpoint!("delete-after-delete");
+                crashpoint!(inner, "delete-after-delete");
                 let done_key = key.clone();
                 inner
                     .catalog(move |c| {

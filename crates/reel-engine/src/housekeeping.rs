@@ -95,8 +95,10 @@ fn close_abandoned(inner: &Arc<Inner>, closes: &mut tokio::task::JoinSet<()>) {
         {
             let mut live = rec.live();
             let settled = live.durable >= live.accepted || live.poisoned.is_some();
-            let abandoned =
-                !live.attached && live.detached_since.is_some_and(|t| t.elapsed() >= timeout);
+            let abandoned = !live.attached
+                && live
+                    .detached_since
+                    .is_some_and(|t| inner.config.clock.elapsed(t) >= timeout);
             if live.closing || !abandoned || !settled {
                 continue;
             }

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use crate::config::EVENT_OVERHEAD_BYTES;
 use crate::error::{EngineError, Result};
 use crate::recording::{Chunk, Closed, OpenRecording};
-use crate::{Engine, Inner, now_us, sealer};
+use crate::{Engine, Inner, sealer};
 
 /// Limits on metadata, so one recorder cannot bloat the catalog.
 const MAX_FIELD_CHARS: usize = 1024;
@@ -70,7 +70,7 @@ pub(crate) async fn start(
         )));
     }
     let id = RecordingId::generate();
-    let now = now_us();
+    let now = inner.now_us();
     if metadata.started_at_us == 0 {
         metadata.started_at_us = now;
     }
@@ -84,7 +84,7 @@ pub(crate) async fn start(
     };
     let stored = row.clone();
     inner.catalog(move |c| c.put_recording(&stored)).await?;
-    let rec = OpenRecording::new(id, row, true);
+    let rec = OpenRecording::new(id, row, true, inner.instant());
     inner
         .open
         .write()
@@ -318,10 +318,12 @@ impl RecordingWriter {
         let seal_tx = self.inner.seal_tx.clone();
         let target = self.inner.config.segment_target_bytes;
         let acknowledged = self.inner.metrics.acknowledged_counter();
+        let clock = self.inner.config.clock.clone();
         let done: reel_log::Completion = Box::new(move |result| {
             let outcome = on_durable(
                 &rec,
                 result,
+                clock.instant(),
                 first,
                 count,
                 data_bytes as u32,
@@ -423,7 +425,7 @@ impl Drop for RecordingWriter {
         if !self.finished {
             let mut live = self.rec.live();
             live.attached = false;
-            live.detached_since = Some(Instant::now());
+            live.detached_since = Some(self.inner.instant());
             debug!(recording = %self.rec.id, "recorder detached");
         }
     }
@@ -456,6 +458,7 @@ async fn wait_durable(rec: &OpenRecording, target: u64) -> Result<u64> {
 fn on_durable(
     rec: &OpenRecording,
     result: std::result::Result<reel_log::Position, JournalError>,
+    now: Instant,
     first: u64,
     count: u32,
     data_bytes: u32,
@@ -471,7 +474,7 @@ fn on_durable(
             live.durable = first + count as u64;
             live.durable_time_us = last_time_us;
             live.unsealed_bytes += data_bytes as u64;
-            live.unsealed_since.get_or_insert_with(Instant::now);
+            live.unsealed_since.get_or_insert(now);
             if live.unsealed_bytes >= seal_target && !live.seal_requested {
                 live.seal_requested = true;
                 let _ = seal_tx.send(rec.id);

@@ -17,13 +17,15 @@
 //!   catalog says so, deletes the spool file.
 //! - [`Engine::events`] reads a recording from wherever its bytes are.
 
-/// A place where a test may kill the process outright: with the
-/// `failpoints` feature and `FAILPOINTS=NAME=N*off->panic(crash)` in the
-/// environment (see [`crashpoints_from_env`]), the N+1th pass through `NAME`
-/// is a SIGKILL. Compiled out without the feature.
+/// A place where a test may kill the process outright: with
+/// `FAILPOINTS=NAME=N*off->panic(crash)` in the environment of a binary built
+/// with the `crashpoints` feature (see [`crashpoints_from_env`]), the N+1th
+/// pass through `NAME` is a SIGKILL. `$inner` is the engine's [`Inner`]: the
+/// points are those of its own registry (`EngineConfig::failpoints`), so
+/// engines in one test process do not share them.
 macro_rules! crashpoint {
-    ($name:literal) => {
-        fail::fail_point!($name)
+    ($inner:expr, $name:literal) => {
+        fail_parallel::fail_point!($inner.config.failpoints.clone(), $name)
     };
 }
 
@@ -52,7 +54,6 @@ mod verifier;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use reel_catalog::{Catalog, RecordingId};
 use reel_log::{Journal, RecoveryReport};
@@ -79,16 +80,19 @@ pub use verifier::{Problem, ProblemKind, VerifyOptions, VerifyProgress, VerifyRe
 use recording::OpenRecording;
 use spool::Spool;
 
-/// Arms the crashpoints named in the `FAILPOINTS` environment variable, for
+/// Arms the crashpoints named in the `FAILPOINTS` environment variable in
+/// `registry` (give it to the engine as [`EngineConfig::failpoints`]), for
 /// the kill -9 torture test: a crashpoint whose action is `panic(crash)`
 /// kills the process with SIGKILL on the spot (no unwinding, no shutdown
-/// code), as a power cut would. Does nothing without the `failpoints`
+/// code), as a power cut would. Does nothing without the `crashpoints`
 /// feature (release builds) or without the variable.
-pub fn crashpoints_from_env() {
-    #[cfg(feature = "failpoints")]
+pub fn crashpoints_from_env(registry: &Arc<fail_parallel::FailPointRegistry>) {
+    #[cfg(not(feature = "crashpoints"))]
+    let _ = registry;
+    #[cfg(feature = "crashpoints")]
     if std::env::var_os("FAILPOINTS").is_some() {
         // The scenario lives as long as the process.
-        std::mem::forget(fail::FailScenario::setup());
+        std::mem::forget(fail_parallel::FailScenario::setup(registry.clone()));
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let payload = info.payload();
@@ -109,14 +113,6 @@ pub fn crashpoints_from_env() {
             previous(info);
         }));
     }
-}
-
-/// Microseconds since the Unix epoch.
-pub(crate) fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// A running engine. Cheap to clone.
@@ -159,6 +155,16 @@ impl Inner {
     pub(crate) async fn stopped(&self) {
         let mut shutdown = self.shutdown.subscribe();
         let _ = shutdown.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Microseconds since the Unix epoch, by the configured clock.
+    pub(crate) fn now_us(&self) -> i64 {
+        self.config.clock.now_us()
+    }
+
+    /// The monotonic time, by the configured clock.
+    pub(crate) fn instant(&self) -> std::time::Instant {
+        self.config.clock.instant()
     }
 
     pub(crate) fn open_recording(&self, id: RecordingId) -> Option<Arc<OpenRecording>> {
@@ -310,7 +316,7 @@ impl Engine {
         // First, so that an unusable data directory is named as such rather
         // than as the local stores inside it.
         recovery::prepare_data_dir(&config.data_dir)?;
-        let router = Arc::new(Router::new(config.health.clone()));
+        let router = Arc::new(Router::new(config.health.clone(), config.clock.clone()));
         let primary = Store::build(Role::Primary, &config.primary, router.primary.clone())?;
         let secondary = Store::build(Role::Secondary, &config.secondary, router.secondary.clone())?;
         Self::open_with_stores(config, primary, secondary, router).await
@@ -603,7 +609,7 @@ impl Engine {
     /// durable when the future resolves.
     pub async fn record_audit(&self, mut entry: AuditEntry) -> Result<()> {
         if entry.at_us == 0 {
-            entry.at_us = now_us();
+            entry.at_us = self.inner.now_us();
         }
         self.inner
             .catalog(move |c| {

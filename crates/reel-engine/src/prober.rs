@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reel_storage::{Role, StoreState, Transition};
 use tracing::warn;
@@ -29,7 +29,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
     ];
-    let mut last = [Instant::now(), Instant::now()];
+    let mut last = [tokio::time::Instant::now(); 2];
     let mut probes = tokio::task::JoinSet::new();
     let mut count = 0u64;
     loop {
@@ -51,7 +51,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 continue;
             }
             busy[i].store(true, Ordering::Release);
-            last[i] = Instant::now();
+            last[i] = tokio::time::Instant::now();
             count += 1;
             let token = format!("{node}-{role}-{count}");
             let inner = inner.clone();

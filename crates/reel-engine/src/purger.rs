@@ -28,8 +28,8 @@ use reel_proto::v1::{AuditEntry, LegalHold, Location, PurgeMark};
 use reel_storage::keys;
 use tracing::{info, warn};
 
+use crate::Inner;
 use crate::error::{EngineError, Result};
-use crate::{Inner, now_us};
 
 /// What a purge did with each recording it was given.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,13 +54,14 @@ pub(crate) async fn purge(
     dry_run: bool,
 ) -> Result<PurgeOutcome> {
     let mark_actor = actor.clone();
+    let clock = inner.config.clock.clone();
     let outcome = inner
         .catalog(move |c| {
             c.commit_checked(|c| {
                 let mut outcome = PurgeOutcome::default();
                 let mut batch = Batch::new();
                 let mark = PurgeMark {
-                    at_us: now_us(),
+                    at_us: clock.now_us(),
                     by: mark_actor.by.clone(),
                     reason: mark_actor.reason.clone(),
                 };
@@ -97,7 +98,7 @@ pub(crate) async fn purge(
     if dry_run {
         return Ok(outcome);
     }
-    crashpoint!("purge-after-mark");
+    crashpoint!(inner, "purge-after-mark");
     for &id in &outcome.purged {
         info!(recording = %id, by = %actor.by, reason = %actor.reason, "recording purged");
         stop_open(inner, id).await;
@@ -199,6 +200,7 @@ pub(crate) async fn resume(inner: &Arc<Inner>) -> Result<()> {
             stop_open(inner, id).await;
         }
         queue_objects(inner, id).await?;
+        let clock = inner.config.clock.clone();
         let done = inner
             .catalog(move |c| {
                 c.commit_checked(|c| {
@@ -214,7 +216,7 @@ pub(crate) async fn resume(inner: &Arc<Inner>) -> Result<()> {
                         .delete_recording(id)
                         .unmark_purging(id)
                         .append_audit(&AuditEntry {
-                            at_us: now_us(),
+                            at_us: clock.now_us(),
                             by: mark.by.clone(),
                             action: "purged".into(),
                             recordings: vec![id.to_string()],
@@ -233,6 +235,7 @@ pub(crate) async fn resume(inner: &Arc<Inner>) -> Result<()> {
 }
 
 pub(crate) async fn hold(inner: &Arc<Inner>, id: RecordingId, actor: Actor) -> Result<LegalHold> {
+    let clock = inner.config.clock.clone();
     inner
         .catalog(move |c| {
             c.commit_checked(|c| {
@@ -241,7 +244,7 @@ pub(crate) async fn hold(inner: &Arc<Inner>, id: RecordingId, actor: Actor) -> R
                     return Ok((None, batch));
                 }
                 let hold = LegalHold {
-                    at_us: now_us(),
+                    at_us: clock.now_us(),
                     by: actor.by.clone(),
                     reason: actor.reason.clone(),
                 };
@@ -261,6 +264,7 @@ pub(crate) async fn hold(inner: &Arc<Inner>, id: RecordingId, actor: Actor) -> R
 }
 
 pub(crate) async fn release(inner: &Arc<Inner>, id: RecordingId, actor: Actor) -> Result<()> {
+    let clock = inner.config.clock.clone();
     let released = inner
         .catalog(move |c| {
             c.commit_checked(|c| {
@@ -269,7 +273,7 @@ pub(crate) async fn release(inner: &Arc<Inner>, id: RecordingId, actor: Actor) -
                     return Ok((false, batch));
                 }
                 batch.remove_hold(id).append_audit(&AuditEntry {
-                    at_us: now_us(),
+                    at_us: clock.now_us(),
                     by: actor.by,
                     action: "release".into(),
                     recordings: vec![id.to_string()],

@@ -26,10 +26,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::Inner;
 use crate::copies::location_of;
 use crate::error::{EngineError, Result};
 use crate::verifier::VerifyProgress;
-use crate::{Inner, now_us};
 
 /// Segment objects read at once.
 const READS_IN_FLIGHT: usize = 16;
@@ -216,11 +216,12 @@ pub(crate) async fn rebuild(
         "catalog rebuilt from the stores: {} recordings, {} segments, {} audit entries",
         report.recordings, report.segments, report.audit_entries
     );
+    let clock = inner.config.clock.clone();
     inner
         .catalog(move |c| {
             let mut batch = Batch::new();
             batch.append_audit(&AuditEntry {
-                at_us: now_us(),
+                at_us: clock.now_us(),
                 by: "rebuild-catalog".into(),
                 action: "rebuild".into(),
                 recordings: Vec::new(),

@@ -102,7 +102,14 @@ pub(crate) struct OpenRecording {
 }
 
 impl OpenRecording {
-    pub(crate) fn new(id: RecordingId, row: RecordingRow, attached: bool) -> Arc<OpenRecording> {
+    /// A recording opened `now`; one not `attached` counts as detached
+    /// since then.
+    pub(crate) fn new(
+        id: RecordingId,
+        row: RecordingRow,
+        attached: bool,
+        now: Instant,
+    ) -> Arc<OpenRecording> {
         let durable = row.next_event_index;
         let prev_hash = row.last_segment_hash.as_slice().try_into().ok();
         Arc::new(OpenRecording {
@@ -115,7 +122,7 @@ impl OpenRecording {
                 unsealed_bytes: 0,
                 unsealed_since: None,
                 attached,
-                detached_since: (!attached).then(Instant::now),
+                detached_since: (!attached).then_some(now),
                 poisoned: None,
                 closing: false,
                 seal_requested: false,

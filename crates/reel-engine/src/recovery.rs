@@ -14,7 +14,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use reel_catalog::{Catalog, RecordingId};
 use reel_log::{Journal, JournalOptions, Position, RecoveryReport};
@@ -78,8 +77,9 @@ pub(crate) fn recover(
             .min(reel_log::limits::MAX_RECORD_BYTES) as u32,
         ..JournalOptions::new(config.journal_dir())
     };
+    let now_us = config.clock.now_us();
     let (journal, report) = Journal::open(options, |pos, payload| {
-        replay_record(&mut replays, pos, &payload)
+        replay_record(&mut replays, pos, &payload, now_us)
     })?;
     for d in &report.corrupt {
         error!(
@@ -101,7 +101,7 @@ pub(crate) fn recover(
             row.damage.extend(replay.damage);
             catalog.put_recording(&row)?;
         }
-        let rec = OpenRecording::new(id, row, false);
+        let rec = OpenRecording::new(id, row, false, config.clock.instant());
         {
             let mut live = rec.live();
             if let Some(last) = replay.chunks.back() {
@@ -109,7 +109,7 @@ pub(crate) fn recover(
                 live.accepted = last.end();
                 live.durable_time_us = replay.last_time_us;
                 live.unsealed_bytes = replay.chunks.iter().map(|c| c.data_bytes as u64).sum();
-                live.unsealed_since = Some(Instant::now());
+                live.unsealed_since = Some(config.clock.instant());
             }
             live.chunks = replay.chunks;
             if live.unsealed_bytes >= config.segment_target_bytes {
@@ -152,7 +152,13 @@ pub(crate) fn prepare_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn replay_record(replays: &mut HashMap<RecordingId, Replay>, pos: Position, payload: &[u8]) {
+/// `now_us`: when this recovery runs, for the damage notes.
+fn replay_record(
+    replays: &mut HashMap<RecordingId, Replay>,
+    pos: Position,
+    payload: &[u8],
+    now_us: i64,
+) {
     // Decoded and checked (id, event range, times): a record that passes
     // its checksum but not this is skipped, never trusted.
     let entry = match reel_log::validate::decode_journal_entry(payload) {
@@ -199,8 +205,7 @@ fn replay_record(replays: &mut HashMap<RecordingId, Replay>, pos: Position, payl
     let expected = replay.chunks.back().map_or(sealed, |c| c.end());
     if first > expected {
         replay.damage.push(format!(
-            "events {expected}..{first} were lost to local journal corruption (recovered at {})",
-            crate::now_us()
+            "events {expected}..{first} were lost to local journal corruption (recovered at {now_us})"
         ));
     }
     let data_bytes: usize = entry.events.iter().map(|e| e.data.len()).sum();

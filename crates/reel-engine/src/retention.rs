@@ -15,9 +15,9 @@ use reel_catalog::{Filter, Query, RecordingId, StateFilter, glob_match, received
 use reel_proto::v1::RecordingRow;
 use tracing::{debug, info, warn};
 
+use crate::Inner;
 use crate::error::Result;
 use crate::purger::{self, Actor};
-use crate::{Inner, now_us};
 
 /// One retention rule: which recordings (all its filters must match) and
 /// how long they are kept.
@@ -102,7 +102,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 /// expired; recordings under legal hold are skipped.
 pub(crate) async fn apply(inner: &Arc<Inner>, dry_run: bool) -> Result<Vec<RecordingId>> {
     let config = inner.config.retention.clone();
-    let now = now_us();
+    let now = inner.now_us();
     let expired = inner
         .catalog(move |c| {
             let mut expired: Vec<(RecordingId, Duration)> = Vec::new();

@@ -9,7 +9,6 @@
 //! file that recovery deletes.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use reel_catalog::{Batch, RecordingId};
 use reel_log::{SegmentSpec, encode_segment};
@@ -19,7 +18,7 @@ use tracing::{error, info};
 
 use crate::error::{EngineError, Result};
 use crate::recording::{Chunk, Closed, LiveState, OpenRecording, SealState, read_chunks};
-use crate::{EngineConfig, Inner, now_us};
+use crate::{EngineConfig, Inner};
 
 /// Serves seal requests (by size, from the ingest path; by age, from
 /// housekeeping) with at most `seal_concurrency` seals at once.
@@ -64,7 +63,7 @@ pub(crate) fn is_due(live: &LiveState, config: &EngineConfig) -> bool {
     live.unsealed_bytes >= config.segment_target_bytes
         || live
             .unsealed_since
-            .is_some_and(|t| t.elapsed() >= config.segment_max_age)
+            .is_some_and(|t| config.clock.elapsed(t) >= config.segment_max_age)
 }
 
 /// Seals while the recording has a segment's worth of events, or events
@@ -170,7 +169,7 @@ async fn seal_one(
 ) -> Result<()> {
     let id = rec.id;
     let seq = seal.row.segment_count;
-    let now = now_us();
+    let now = inner.now_us();
     let spec = SegmentSpec {
         recording_id: id.to_bytes(),
         sequence: seq,
@@ -242,14 +241,14 @@ async fn seal_one(
         if finish.is_some() && inner.catalog.recombine_reason(id)?.is_none() {
             batch.mark_recombine(id, "segmented");
         }
-        crashpoint!("seal-before-commit");
+        crashpoint!(inner, "seal-before-commit");
         let purged = inner.catalog.commit_checked(|c| {
             if c.purge_mark(id)?.is_some() {
                 return Ok((true, Batch::new()));
             }
             Ok((false, batch))
         })?;
-        crashpoint!("seal-after-commit");
+        crashpoint!(inner, "seal-after-commit");
         if purged {
             inner.spool.remove(id, seq)?;
             return Err(EngineError::FailedPrecondition(format!(
@@ -272,7 +271,7 @@ async fn seal_one(
             );
             live.unsealed_bytes -= expected.data_bytes as u64;
         }
-        live.unsealed_since = (!live.chunks.is_empty()).then(Instant::now);
+        live.unsealed_since = (!live.chunks.is_empty()).then(|| inner.instant());
     }
     info!(
         recording = %id,

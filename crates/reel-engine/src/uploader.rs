@@ -17,7 +17,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reel_catalog::{Batch, RecordingId};
 use reel_proto::v1::{Location, SegmentRow};
@@ -25,9 +25,9 @@ use reel_storage::{Role, keys};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
+use crate::Inner;
 use crate::copies::location_of;
 use crate::error::{EngineError, Result};
-use crate::{Inner, now_us};
 
 /// Pause between attempts while no store can take uploads.
 const NO_STORE_WAIT: Duration = Duration::from_millis(250);
@@ -124,25 +124,25 @@ async fn upload(
         // Purged meanwhile: nothing to put.
         return dequeue(inner, id, seq).await;
     };
-    crashpoint!("upload-before-put");
+    crashpoint!(inner, "upload-before-put");
     let store = inner.store(role);
     let put_slot = puts
         .acquire()
         .await
         .map_err(|_| EngineError::Internal("the uploader is shutting down".into()))?;
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let put = store.put(&keys::segment(id, seq), bytes).await;
     let took = started.elapsed();
     drop(put_slot);
     put?;
-    crashpoint!("upload-after-put");
+    crashpoint!(inner, "upload-after-put");
 
     let mut stored = segment;
     let location = location_of(role) as i32;
     stored.locations = vec![location];
     // A good copy is known to be here now; it is not uncertain any more.
     stored.uncertain.retain(|&l| l != location);
-    stored.uploaded_at_us = now_us();
+    stored.uploaded_at_us = inner.now_us();
     let kept = inner
         .catalog(move |c| {
             c.commit_checked(|c| {
@@ -161,7 +161,7 @@ async fn upload(
             })
         })
         .await?;
-    crashpoint!("upload-after-commit");
+    crashpoint!(inner, "upload-after-commit");
     inner.spool.remove(id, seq)?;
     if !kept {
         inner.deleter_wake.notify_one();

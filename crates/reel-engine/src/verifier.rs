@@ -27,9 +27,9 @@ use reel_storage::{Role, keys};
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::Inner;
 use crate::copies::{location_name, location_of, read_copy, role_of};
 use crate::error::{EngineError, Result};
-use crate::{Inner, now_us};
 
 /// What `verify` checks and may change.
 #[derive(Debug, Clone, Copy, Default)]
@@ -490,7 +490,7 @@ async fn forget_copy(
     let note = format!(
         "segment {seq}: {} copy lost ({why}), found by verify at {}",
         location_name(location as i32),
-        now_us()
+        inner.now_us()
     );
     inner
         .catalog(move |c| {

@@ -25,8 +25,6 @@ const GRPC_SLACK: usize = 1 << 20;
 /// Entry point of the `reeld` binary.
 pub fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    // Test builds only: the crashpoints of the kill -9 torture test.
-    reel_engine::crashpoints_from_env();
     let config = match ServerConfig::load(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -34,6 +32,8 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Test builds only: the crashpoints of the kill -9 torture test.
+    reel_engine::crashpoints_from_env(&config.engine.failpoints);
     if args.print_config {
         println!("{config:#?}");
         return std::process::ExitCode::SUCCESS;

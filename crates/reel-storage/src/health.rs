@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use reel_clock::Clock;
 use serde::Serialize;
 
 use crate::Role;
@@ -119,6 +120,7 @@ struct HealthState {
 pub struct Health {
     role: Role,
     config: HealthConfig,
+    clock: Arc<dyn Clock>,
     inner: Mutex<HealthState>,
 }
 
@@ -150,18 +152,20 @@ pub struct Transition {
 }
 
 impl Health {
-    pub fn new(role: Role, config: HealthConfig) -> Health {
+    /// A healthy store's health, timed by `clock`.
+    pub fn new(role: Role, config: HealthConfig, clock: Arc<dyn Clock>) -> Health {
         Health {
             role,
             config,
             inner: Mutex::new(HealthState {
                 state: StoreState::Healthy,
-                since: Instant::now(),
-                since_wall: SystemTime::now(),
+                since: clock.instant(),
+                since_wall: clock.now(),
                 consecutive_failures: 0,
                 probe_successes: 0,
                 last_error: None,
             }),
+            clock,
         }
     }
 
@@ -182,7 +186,7 @@ impl Health {
         HealthSnapshot {
             role: self.role,
             state: s.state,
-            for_duration: s.since.elapsed(),
+            for_duration: self.clock.elapsed(s.since),
             since_unix: s
                 .since_wall
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -199,8 +203,8 @@ impl Health {
         }
         let from = s.state;
         s.state = to;
-        s.since = Instant::now();
-        s.since_wall = SystemTime::now();
+        s.since = self.clock.instant();
+        s.since_wall = self.clock.now();
         Some(Transition {
             role: self.role,
             from,
@@ -246,11 +250,12 @@ impl Health {
     /// the window is down.
     pub fn tick(&self) -> Option<Transition> {
         let mut s = self.lock();
-        if s.state == StoreState::Suspect && s.since.elapsed() >= self.config.suspect_window {
+        let waited = self.clock.elapsed(s.since);
+        if s.state == StoreState::Suspect && waited >= self.config.suspect_window {
             let last = s.last_error.clone().unwrap_or_default();
             let reason = format!(
                 "no successful call for {:.1}s after a failure: {last}",
-                s.since.elapsed().as_secs_f64()
+                waited.as_secs_f64()
             );
             return self.set(&mut s, StoreState::Down, reason);
         }
@@ -363,6 +368,7 @@ pub struct Router {
     current: Mutex<Option<Role>>,
     history: Mutex<VecDeque<RouteEvent>>,
     failovers: AtomicU64,
+    clock: Arc<dyn Clock>,
 }
 
 const HISTORY: usize = 50;
@@ -372,10 +378,13 @@ fn name(role: Option<Role>) -> String {
 }
 
 impl Router {
-    pub fn new(config: HealthConfig) -> Router {
+    /// Both stores healthy, uploads to the primary; every state change and
+    /// switch is timed by `clock`.
+    pub fn new(config: HealthConfig, clock: Arc<dyn Clock>) -> Router {
         Router {
-            primary: Arc::new(Health::new(Role::Primary, config.clone())),
-            secondary: Arc::new(Health::new(Role::Secondary, config)),
+            primary: Arc::new(Health::new(Role::Primary, config.clone(), clock.clone())),
+            secondary: Arc::new(Health::new(Role::Secondary, config, clock.clone())),
+            clock,
             current: Mutex::new(Some(Role::Primary)),
             history: Mutex::new(VecDeque::new()),
             failovers: AtomicU64::new(0),
@@ -440,7 +449,9 @@ impl Router {
             self.failovers.fetch_add(1, Ordering::Relaxed);
         }
         let event = RouteEvent {
-            at_unix: SystemTime::now()
+            at_unix: self
+                .clock
+                .now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0),
@@ -476,6 +487,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reel_clock::ManualClock;
 
     fn quick() -> HealthConfig {
         HealthConfig {
@@ -486,7 +498,8 @@ mod tests {
 
     #[test]
     fn every_transition_of_one_store() {
-        let h = Health::new(Role::Primary, quick());
+        let clock = ManualClock::starting_now();
+        let h = Health::new(Role::Primary, quick(), clock.clone());
         assert_eq!(h.state(), StoreState::Healthy);
         // healthy -> suspect -> healthy
         let t = h.record_failure("boom").unwrap();
@@ -514,10 +527,19 @@ mod tests {
         assert_eq!(h.probe_finished(Ok(())).unwrap().to, StoreState::Healthy);
         // suspect -> down by time
         h.record_failure("slow");
+        clock.advance(Duration::from_millis(29));
         assert!(h.tick().is_none());
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(1));
         let t = h.tick().unwrap();
         assert_eq!((t.from, t.to), (StoreState::Suspect, StoreState::Down));
+        assert!(
+            t.reason.contains("no successful call for 0.0s"),
+            "{}",
+            t.reason
+        );
+        assert_eq!(h.snapshot().for_duration, Duration::ZERO);
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(h.snapshot().for_duration, Duration::from_secs(5));
         // healthy -> down at once when the threshold is one failure
         let h1 = Health::new(
             Role::Secondary,
@@ -525,10 +547,11 @@ mod tests {
                 failure_threshold: 1,
                 ..quick()
             },
+            clock.clone(),
         );
         assert_eq!(h1.record_failure("x").unwrap().to, StoreState::Down);
         // a failed probe of a healthy store makes it suspect
-        let h2 = Health::new(Role::Primary, quick());
+        let h2 = Health::new(Role::Primary, quick(), clock);
         assert_eq!(
             h2.probe_finished(Err("x".into())).unwrap().to,
             StoreState::Suspect
@@ -537,11 +560,14 @@ mod tests {
 
     #[test]
     fn router_fails_over_back_and_to_none() {
-        let r = Router::new(HealthConfig {
-            failure_threshold: 1,
-            recovery_successes: 1,
-            ..quick()
-        });
+        let r = Router::new(
+            HealthConfig {
+                failure_threshold: 1,
+                recovery_successes: 1,
+                ..quick()
+            },
+            reel_clock::system(),
+        );
         assert_eq!(r.pick(), Some(Role::Primary));
         r.primary.record_failure("primary gone");
         assert_eq!(r.pick(), Some(Role::Secondary));

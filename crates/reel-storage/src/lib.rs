@@ -520,7 +520,11 @@ mod tests {
             &StoreConfig::Local {
                 path: dir.path().join("primary"),
             },
-            Arc::new(Health::new(Role::Primary, HealthConfig::default())),
+            Arc::new(Health::new(
+                Role::Primary,
+                HealthConfig::default(),
+                reel_clock::system(),
+            )),
         )
         .unwrap();
         let key = keys::segment("01JDQ8Z6W5G8R0F1T4Y9M2K3XN", 3);
@@ -555,7 +559,11 @@ allow_http = true
         };
         assert!(s3.path_style);
         assert_eq!(s3.region, "garage");
-        let health = Arc::new(Health::new(Role::Secondary, HealthConfig::default()));
+        let health = Arc::new(Health::new(
+            Role::Secondary,
+            HealthConfig::default(),
+            reel_clock::system(),
+        ));
         Store::build(Role::Secondary, &StoreConfig::S3(s3), health).unwrap();
     }
 }

@@ -82,7 +82,7 @@ async fn open_rig(
     secondary_store: Arc<DurableLocalStore>,
     dir: tempfile::TempDir,
 ) -> Rig {
-    let router = Arc::new(Router::new(config.health.clone()));
+    let router = Arc::new(Router::new(config.health.clone(), config.clock.clone()));
     let (p, primary) = FaultyStore::wrap(primary_store.clone());
     let (s, secondary) = FaultyStore::wrap(secondary_store.clone());
     let engine = Engine::open_with_stores(

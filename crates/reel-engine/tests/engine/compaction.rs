@@ -1,7 +1,8 @@
 //! Recombination on real local-directory stores behind the fault-injecting
 //! wrapper: a split recording becomes one object on the primary; each step
 //! (read, write, verify, delete) failing once gives the same result; a
-//! corrupted copy is reported and the good one used.
+//! corrupted copy is reported and the good one used; a failed catalog
+//! commit (a failpoint) changes nothing and the retry completes.
 
 use std::time::Duration;
 
@@ -272,5 +273,54 @@ async fn a_put_cut_short_by_a_crash_leaves_no_orphan() {
         .await
         .unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_catalog_commit_changes_nothing_and_the_retry_completes() {
+    // The engine's own failpoints: other tests running beside this one
+    // have theirs, untouched.
+    let failpoints = std::sync::Arc::new(fail_parallel::FailPointRegistry::new());
+    let rig = rig(|c| c.failpoints = failpoints.clone()).await;
+    let engine = &rig.engine;
+    let (id, events) = split_recording(&rig, 120).await;
+    let before = engine.recording(id).await.unwrap();
+
+    // The catalog is not a store, so the fault-injecting store cannot fail
+    // this step: a failpoint does.
+    fail_parallel::cfg(failpoints, "compactor-commit", "1*return").unwrap();
+    assert!(engine.compact(Some(id)).await.is_ok());
+    // The object was written but the catalog does not point at it: the
+    // recording is as before, still marked, and reads the same.
+    let after_failure = engine.recording(id).await.unwrap();
+    assert_eq!(after_failure.segments, before.segments);
+    assert_eq!(after_failure.recombine.as_deref(), Some("split"));
+    assert!(
+        engine
+            .compactor_status()
+            .last_error
+            .unwrap()
+            .contains("failpoint")
+    );
+    assert_eq!(
+        engine.pending_deletions().await.unwrap(),
+        0,
+        "nothing deleted"
+    );
+    assert_eq!(
+        engine
+            .events(id)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap(),
+        events
+    );
+
+    // The retry overwrites the unreferenced object and completes.
+    assert_eq!(engine.compact(Some(id)).await.unwrap(), 1);
+    // One object on the primary, nothing else anywhere, read back as sent.
+    assert_recombined(&rig, id, &events).await;
     engine.shutdown().await;
 }

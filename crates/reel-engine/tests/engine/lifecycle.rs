@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{event, read_all, small_segments, wait_for};
+use crate::common::{event, read_all, small_segments, small_segments_aged, wait_for};
 use reel_engine::{Engine, EngineError};
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, Location, RecordingMetadata, RecordingState};
@@ -300,4 +300,58 @@ async fn an_engine_shut_down_right_after_open_stops() {
             .await
             .unwrap_or_else(|_| panic!("round {round}: shutdown still waits after 30 s"));
     }
+}
+
+/// The engine reads the time from its configured clock: with a manual
+/// clock, real time passing seals nothing and abandons nothing; moving the
+/// clock past the segment age seals the waiting events, and past the
+/// detached time-out closes the recording as interrupted, with every
+/// acknowledged event kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ages_and_time_outs_follow_the_engines_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = reel_clock::ManualClock::starting_now();
+    let mut config = small_segments_aged(dir.path(), Duration::from_secs(60));
+    config.segment_target_bytes = 1 << 20;
+    config.detached_timeout = Duration::from_secs(600);
+    config.clock = clock.clone();
+    let engine = Engine::open(config).await.unwrap();
+    let mut w = engine.start(meta()).await.unwrap();
+    let id = w.id();
+    let all: Vec<Event> = (0..10).map(event).collect();
+    assert_eq!(w.append(None, all.clone()).unwrap().await.unwrap(), 10);
+    drop(w);
+
+    // Several housekeeping passes in real time; none in the clock's.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let info = engine.recording(id).await.unwrap();
+    assert_eq!(info.unsealed_events, 10, "nothing sealed before its age");
+    assert_eq!(info.row.state, RecordingState::Open as i32);
+    assert!(!info.attached);
+
+    clock.advance(Duration::from_secs(61));
+    wait_for(
+        "the aged events to seal",
+        Duration::from_secs(10),
+        || async { engine.recording(id).await.unwrap().unsealed_events == 0 },
+    )
+    .await;
+    let info = engine.recording(id).await.unwrap();
+    assert_eq!(
+        info.row.state,
+        RecordingState::Open as i32,
+        "not yet abandoned"
+    );
+
+    clock.advance(Duration::from_secs(540));
+    wait_for("the interrupted close", Duration::from_secs(10), || async {
+        engine.recording(id).await.unwrap().row.state == RecordingState::Closed as i32
+    })
+    .await;
+    assert_eq!(
+        engine.recording(id).await.unwrap().row.close_reason,
+        "interrupted"
+    );
+    assert_eq!(read_all(&engine, id).await, all);
+    engine.shutdown().await;
 }
