@@ -45,6 +45,14 @@ pub fn location_name(location: i32) -> &'static str {
     }
 }
 
+/// Serializes a location by its [`location_name`].
+pub(crate) fn serialize_location<S: serde::Serializer>(
+    location: &Location,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(location_name(*location as i32))
+}
+
 /// Where a store's copy of a segment is: an object, and the segment's bytes
 /// in it (all of a segment object; a range of the combined object).
 pub(crate) struct StoredCopy {

@@ -224,38 +224,45 @@ impl RecordingInfo {
         RecordingState::try_from(self.row.state).unwrap_or(RecordingState::Unspecified)
     }
 
-    /// Where the recording's bytes are, e.g. `local`, `primary`,
-    /// `local+primary`, `split` (both stores).
-    pub fn placement(&self) -> String {
+    /// Where the recording's bytes are.
+    pub fn placement(&self) -> Placement {
         let has = |loc: Location| {
             self.segments
                 .iter()
                 .any(|s| s.locations.contains(&(loc as i32)))
         };
-        let local = has(Location::Local) || self.unsealed_events > 0;
-        let primary = has(Location::Primary);
-        let secondary = has(Location::Secondary);
-        if primary && secondary {
-            return if local {
-                "local+split".into()
-            } else {
-                "split".into()
-            };
+        Placement {
+            local: has(Location::Local) || self.unsealed_events > 0,
+            primary: has(Location::Primary),
+            secondary: has(Location::Secondary),
         }
-        let mut parts = Vec::new();
-        if local {
-            parts.push("local");
-        }
-        if primary {
-            parts.push("primary");
-        }
-        if secondary {
-            parts.push("secondary");
-        }
-        if parts.is_empty() {
-            "none".into()
-        } else {
-            parts.join("+")
+    }
+}
+
+/// Where a recording's bytes are: which of the local log (journal and
+/// spool), the primary and the secondary hold some of them. Displayed as
+/// users read it in listings: `local`, `primary`, `local+primary`, `split`
+/// (both stores), `local+split`, `none`...
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Placement {
+    pub local: bool,
+    pub primary: bool,
+    pub secondary: bool,
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stores = match (self.primary, self.secondary) {
+            (true, true) => Some("split"),
+            (true, false) => Some("primary"),
+            (false, true) => Some("secondary"),
+            (false, false) => None,
+        };
+        match (self.local, stores) {
+            (true, Some(stores)) => write!(f, "local+{stores}"),
+            (true, None) => f.write_str("local"),
+            (false, Some(stores)) => f.write_str(stores),
+            (false, None) => f.write_str("none"),
         }
     }
 }
@@ -808,5 +815,28 @@ impl Engine {
 
     pub(crate) fn is_low_disk(inner: &Inner) -> bool {
         inner.low_disk_flag.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placement;
+
+    #[test]
+    fn a_placement_reads_as_listings_show_it() {
+        let p = |local, primary, secondary| {
+            Placement {
+                local,
+                primary,
+                secondary,
+            }
+            .to_string()
+        };
+        assert_eq!(p(false, false, false), "none");
+        assert_eq!(p(true, false, false), "local");
+        assert_eq!(p(false, true, false), "primary");
+        assert_eq!(p(true, false, true), "local+secondary");
+        assert_eq!(p(false, true, true), "split");
+        assert_eq!(p(true, true, true), "local+split");
     }
 }

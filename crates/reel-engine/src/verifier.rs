@@ -78,8 +78,9 @@ impl std::fmt::Display for ProblemKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Problem {
     pub kind: ProblemKind,
-    /// `primary`, `secondary`, `local`.
-    pub store: String,
+    /// Where the object is (written as `local`, `primary`, `secondary`).
+    #[serde(serialize_with = "crate::copies::serialize_location")]
+    pub store: Location,
     pub key: String,
     pub recording: Option<String>,
     pub sequence: Option<u64>,
@@ -265,7 +266,7 @@ pub(crate) async fn verify(
     for (location, key, size) in &orphans {
         report.problems.push(Problem {
             kind: ProblemKind::Orphan,
-            store: location_name(*location as i32).into(),
+            store: *location,
             key: key.clone(),
             recording: None,
             sequence: None,
@@ -291,7 +292,7 @@ pub(crate) async fn verify(
 fn problem(kind: ProblemKind, e: &Expected, seg: Option<&SegmentRow>, detail: String) -> Problem {
     Problem {
         kind,
-        store: location_name(e.location as i32).into(),
+        store: e.location,
         key: e.key.to_string(),
         recording: Some(e.id.to_string()),
         sequence: seg.map(|s| s.sequence),
@@ -390,11 +391,7 @@ async fn repair(
     let mut damaged: HashSet<RecordingId> = HashSet::new();
     for p in &mut report.problems {
         progress.advance();
-        let location = match p.store.as_str() {
-            "primary" => Location::Primary,
-            "secondary" => Location::Secondary,
-            _ => Location::Local,
-        };
+        let location = p.store;
         if p.kind == ProblemKind::Orphan {
             p.repair = adopt_or_delete(inner, p, location, &segments, options).await?;
             continue;

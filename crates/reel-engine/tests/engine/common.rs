@@ -173,7 +173,10 @@ pub async fn split_recording(rig: &Rig, n: u64) -> (RecordingId, Vec<Event>) {
         all_uploaded(engine, id)
     })
     .await;
-    assert_eq!(engine.recording(id).await.unwrap().placement(), "split");
+    assert_eq!(
+        engine.recording(id).await.unwrap().placement().to_string(),
+        "split"
+    );
     rig.primary.clear();
     wait_for_failback(engine).await;
     (id, (0..n).map(event).collect())
@@ -218,7 +221,7 @@ pub async fn assert_recombined(rig: &Rig, id: RecordingId, events: &[Event]) {
     );
     let info = engine.recording(id).await.unwrap();
     assert_eq!(info.recombine, None);
-    assert_eq!(info.placement(), "primary");
+    assert_eq!(info.placement().to_string(), "primary");
     assert!(info.row.combined_size > 0);
     assert!(
         info.segments

@@ -60,7 +60,7 @@ async fn events_are_sealed_uploaded_and_read_back() {
         info.segments.len()
     );
     assert!(info.segments.last().unwrap().r#final);
-    assert_eq!(info.placement(), "primary");
+    assert_eq!(info.placement().to_string(), "primary");
     // Contiguous, chained.
     let mut next = 0;
     for s in &info.segments {

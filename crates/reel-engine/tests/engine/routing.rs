@@ -43,7 +43,12 @@ async fn failing_primary_fails_over_then_back_without_loss() {
     )
     .await;
     let info = engine.recording(id).await.unwrap();
-    assert_eq!(info.placement(), "split", "{:?}", locations(&info));
+    assert_eq!(
+        info.placement().to_string(),
+        "split",
+        "{:?}",
+        locations(&info)
+    );
     let status = engine.storage_status();
     assert_eq!(status.primary.health.state, StoreState::Down);
     assert_eq!(status.events.last().unwrap().kind, RouteChange::Failover);
@@ -125,7 +130,7 @@ async fn a_hung_primary_is_abandoned_within_the_bound() {
     })
     .await;
     let info = engine.recording(id).await.unwrap();
-    assert_eq!(info.placement(), "secondary");
+    assert_eq!(info.placement().to_string(), "secondary");
     rig.primary.clear();
     engine.shutdown().await;
 }
@@ -223,7 +228,10 @@ async fn a_primary_that_fails_only_writes_still_serves_reads() {
             .unwrap(),
         all
     );
-    assert_eq!(engine.recording(id).await.unwrap().placement(), "split");
+    assert_eq!(
+        engine.recording(id).await.unwrap().placement().to_string(),
+        "split"
+    );
     engine.shutdown().await;
 }
 
@@ -268,7 +276,10 @@ async fn both_stores_down_fill_the_local_log_then_drain() {
         all_uploaded(engine, id)
     })
     .await;
-    assert_eq!(engine.recording(id).await.unwrap().placement(), "secondary");
+    assert_eq!(
+        engine.recording(id).await.unwrap().placement().to_string(),
+        "secondary"
+    );
     let all: Vec<Event> = (0..acked + 10).map(event).collect();
     assert_eq!(
         engine

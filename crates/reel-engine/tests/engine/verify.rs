@@ -32,7 +32,10 @@ fn kinds(report: &VerifyReport) -> Vec<(String, String, String)> {
     let mut k: Vec<_> = report
         .problems
         .iter()
-        .map(|p| (p.kind.to_string(), p.store.clone(), p.key.clone()))
+        .map(|p| {
+            let store = reel_engine::location_name(p.store as i32);
+            (p.kind.to_string(), store.to_string(), p.key.clone())
+        })
         .collect();
     k.sort();
     k

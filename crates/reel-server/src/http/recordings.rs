@@ -54,7 +54,7 @@ pub fn summary(info: &RecordingInfo) -> RecordingSummary {
         event_count: info.durable_events,
         data_bytes: info.row.data_bytes + info.unsealed_bytes,
         segment_count: info.segments.len() as u64,
-        placement: info.placement(),
+        placement: info.placement().to_string(),
         attached: info.attached,
         damage: info.row.damage.clone(),
     }

@@ -115,7 +115,7 @@ fn convert(r: reel_engine::VerifyReport) -> reel_api::VerifyReport {
             .into_iter()
             .map(|p| reel_api::VerifyProblem {
                 kind: p.kind.to_string(),
-                store: p.store,
+                store: reel_engine::location_name(p.store as i32).into(),
                 key: p.key,
                 recording: p.recording,
                 sequence: p.sequence,
