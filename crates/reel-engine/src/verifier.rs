@@ -28,7 +28,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::Inner;
-use crate::copies::{location_name, location_of, read_copy, role_of};
+use crate::copies::{location_name, location_of, read_copy, role_of, stored_copy};
 use crate::error::{EngineError, Result};
 
 /// What `verify` checks and may change.
@@ -308,9 +308,13 @@ fn expected_copies(id: RecordingId, row: &RecordingRow, seg: &SegmentRow) -> Vec
         let Ok(location) = Location::try_from(l) else {
             continue;
         };
-        let (key, size) = match (location, seg.combined_offset) {
-            (Location::Primary, Some(_)) => (keys::recording_object(id), row.combined_size),
-            _ => (keys::segment(id, seg.sequence), seg.size),
+        // A store's copy is where `copies` says it is (a whole combined
+        // object is checked at its own size); the spool's is named by the
+        // segment key.
+        let (key, size) = match stored_copy(id, seg, l) {
+            Some(copy) if copy.combined_offset.is_some() => (copy.key, row.combined_size),
+            Some(copy) => (copy.key, seg.size),
+            None => (keys::segment(id, seg.sequence), seg.size),
         };
         out.push(Expected {
             id,
