@@ -1,0 +1,35 @@
+use std::path::PathBuf;
+
+use crate::KeyId;
+
+/// Why a key could not be loaded or used. No variant carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} can be read by other users (mode {mode:03o}): a key file must be readable by its owner only (chmod 600)",
+        path.display()
+    )]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("malformed {what}: {why}")]
+    Malformed { what: String, why: String },
+    #[error("the signature does not match")]
+    BadSignature,
+    #[error("master key {0} is not available")]
+    UnknownMasterKey(KeyId),
+    #[error(
+        "the data key does not open: wrapped for another recording, altered, or by another master key"
+    )]
+    WrongKey,
+    #[error("a sealed block failed its integrity check")]
+    Inauthentic,
+    #[error("the message is too long to seal")]
+    TooLong,
+    #[error("no random bytes from the operating system: {0}")]
+    Random(String),
+}

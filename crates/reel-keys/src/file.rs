@@ -1,0 +1,213 @@
+//! Keys kept in files: the default provider.
+//!
+//! ```text
+//! <dir>/signing.pem           the Ed25519 signing key (PKCS#8 PEM), made on first start
+//! <dir>/master-<id>.key       master keys (64 hex digits), one made on first start
+//! <dir>/current-master        the id of the master key new data keys are wrapped with
+//! ```
+//!
+//! Every file is written whole (a temporary file, fsync, rename) with mode
+//! 0600, in a directory of mode 0700, and refused when others can read it.
+//! A master key may come from the environment instead (`reeld` reads
+//! `REEL_MASTER_KEY`), so that it is not stored beside the data it protects.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{Signer, SigningKey};
+use zeroize::Zeroizing;
+
+use crate::{
+    DataKey, Domain, KeyError, KeyId, KeyProvider, MasterKey, PublicKey, SIGNATURE_LEN, WrappedKey,
+    random_key,
+};
+
+const SIGNING_FILE: &str = "signing.pem";
+const CURRENT_MASTER_FILE: &str = "current-master";
+
+/// The signing key and the master keys, from files (and the environment).
+pub struct FileKeys {
+    signing: SigningKey,
+    public: PublicKey,
+    masters: BTreeMap<KeyId, MasterKey>,
+    current: KeyId,
+}
+
+impl fmt::Debug for FileKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileKeys")
+            .field("signing", &self.public.id())
+            .field("masters", &self.masters.keys().collect::<Vec<_>>())
+            .field("current", &self.current)
+            .finish()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl FileKeys {
+    /// Opens the keys in `dir`, making the signing key and a first master
+    /// key if there are none. `master_key`, when given (64 hex digits, from
+    /// the environment), is the current master key and is not written to
+    /// `dir`.
+    pub fn open(dir: &Path, master_key: Option<&str>) -> Result<FileKeys, KeyError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        let signing = load_or_make_signing_key(&dir.join(SIGNING_FILE))?;
+        let mut masters = BTreeMap::new();
+        for entry in fs::read_dir(dir).map_err(io(dir))? {
+            let path = entry.map_err(io(dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with("master-") && name.ends_with(".key") {
+                let key = MasterKey::new(parse_hex_key(&read_private(&path)?, &path)?);
+                masters.insert(key.id(), key);
+            }
+        }
+        let current = if let Some(hex) = master_key {
+            let key = MasterKey::new(parse_hex_key(
+                &Zeroizing::new(hex.to_string()),
+                Path::new("the master key of the environment"),
+            )?);
+            let id = key.id();
+            masters.insert(id, key);
+            id
+        } else {
+            let current_file = dir.join(CURRENT_MASTER_FILE);
+            match fs::read_to_string(&current_file) {
+                Ok(text) => {
+                    let id = parse_key_id(text.trim()).ok_or_else(|| KeyError::Malformed {
+                        what: current_file.display().to_string(),
+                        why: "not a key id".into(),
+                    })?;
+                    if !masters.contains_key(&id) {
+                        return Err(KeyError::UnknownMasterKey(id));
+                    }
+                    id
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let key = MasterKey::new(random_key()?);
+                    let id = key.id();
+                    let hex = Zeroizing::new(hex::encode(key.key.as_ref()));
+                    write_private(&dir.join(format!("master-{id}.key")), hex.as_bytes())?;
+                    write_private(&current_file, id.to_string().as_bytes())?;
+                    masters.insert(id, key);
+                    id
+                }
+                Err(e) => return Err(io(&current_file)(e)),
+            }
+        };
+        let public = PublicKey(signing.verifying_key());
+        Ok(FileKeys {
+            signing,
+            public,
+            masters,
+            current,
+        })
+    }
+}
+
+impl KeyProvider for FileKeys {
+    fn public_key(&self) -> PublicKey {
+        self.public.clone()
+    }
+
+    fn sign(&self, domain: Domain, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        self.signing.sign(&domain.message(message)).to_bytes()
+    }
+
+    fn master_key_id(&self) -> KeyId {
+        self.current
+    }
+
+    fn wrap(&self, recording: &[u8], key: &DataKey) -> Result<WrappedKey, KeyError> {
+        self.masters[&self.current].wrap(recording, key)
+    }
+
+    fn unwrap(&self, recording: &[u8], wrapped: &WrappedKey) -> Result<DataKey, KeyError> {
+        self.masters
+            .get(&wrapped.master_key_id)
+            .ok_or(KeyError::UnknownMasterKey(wrapped.master_key_id))?
+            .unwrap(recording, wrapped)
+    }
+}
+
+fn load_or_make_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
+    if path.exists() {
+        let pem = read_private(path)?;
+        return SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Malformed {
+            what: path.display().to_string(),
+            why: e.to_string(),
+        });
+    }
+    let key = SigningKey::from_bytes(&*random_key()?);
+    let pem = key
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| KeyError::Malformed {
+            what: "new signing key".into(),
+            why: e.to_string(),
+        })?;
+    write_private(path, pem.as_bytes())?;
+    Ok(key)
+}
+
+/// Reads a key file, refusing it if anyone but its owner may read it.
+fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    let mode = fs::metadata(path).map_err(io(path))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Permissions {
+            path: path.to_path_buf(),
+            mode: mode & 0o777,
+        });
+    }
+    fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(io(path))
+}
+
+/// Writes a key file whole: a new file of mode 0600, synced, renamed into
+/// place, the directory synced.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// 64 hex digits; the error never repeats the text.
+fn parse_hex_key(text: &Zeroizing<String>, source: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), key.as_mut()).map_err(|_| KeyError::Malformed {
+        what: source.display().to_string(),
+        why: "a master key is 64 hex digits (32 bytes)".into(),
+    })?;
+    Ok(key)
+}
+
+fn parse_key_id(text: &str) -> Option<KeyId> {
+    let mut id = [0u8; 8];
+    hex::decode_to_slice(text, &mut id).ok()?;
+    Some(KeyId(id))
+}

@@ -1,0 +1,353 @@
+//! Reel's keys, and the few operations that use them.
+//!
+//! - The **signing key** (Ed25519) signs what Reel stores (segment headers,
+//!   manifests, combined indexes, archives); anyone holding its public key
+//!   checks a recording without trusting Reel's server. Every signature is
+//!   made over a [`Domain`] prefix, so a signature made for one kind of object
+//!   never verifies as another.
+//! - **Master keys** wrap each recording's **data key** (XChaCha20-Poly1305,
+//!   the recording id as associated data, so a wrapped key moved to another
+//!   recording does not open). A recording's blocks are sealed with its data
+//!   key ([`seal`], [`open`]); destroying the wrapped key makes every copy of
+//!   the recording unreadable.
+//! - A [`KeyProvider`] holds them: [`FileKeys`] keeps them in files (the
+//!   default), and a KMS or HSM provider can implement the same trait.
+//!
+//! No key is ever printed: the `Debug` of every type here that holds key
+//! material shows its [`KeyId`] at most. See `docs/rfcs/0001-evidence.md`.
+
+mod error;
+mod file;
+
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePublicKey};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+pub use error::KeyError;
+pub use file::FileKeys;
+
+/// The length of a nonce of [`seal`] (XChaCha20-Poly1305).
+pub const NONCE_LEN: usize = 24;
+/// What [`seal`] adds to a plaintext (the Poly1305 tag).
+pub const TAG_LEN: usize = 16;
+/// The length of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// The first 8 bytes of the SHA-256 of a key's public part (a signing key's
+/// public key; a master key's SHA-256 of its bytes, under a label): a name
+/// that says which key without saying anything about it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId(pub [u8; 8]);
+
+impl KeyId {
+    fn of(label: &[u8], bytes: &[u8]) -> KeyId {
+        let digest = Sha256::new()
+            .chain_update(label)
+            .chain_update(bytes)
+            .finalize();
+        KeyId(digest[..8].try_into().expect("8 of 32 bytes"))
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+/// What a signature is for; part of every signed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// A segment object's header.
+    Segment,
+    /// A closed recording's manifest.
+    Manifest,
+    /// A combined object's index.
+    Index,
+    /// An archive's end frame.
+    Archive,
+}
+
+impl Domain {
+    fn prefix(self) -> &'static [u8] {
+        match self {
+            Domain::Segment => b"reel/segment/v1\0",
+            Domain::Manifest => b"reel/manifest/v1\0",
+            Domain::Index => b"reel/index/v1\0",
+            Domain::Archive => b"reel/archive/v1\0",
+        }
+    }
+
+    fn message(self, message: &[u8]) -> Vec<u8> {
+        [self.prefix(), message].concat()
+    }
+}
+
+/// A signing key's public part: what an auditor needs to check recordings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    pub fn id(&self) -> KeyId {
+        KeyId::of(b"reel/signing-key\0", self.0.as_bytes())
+    }
+
+    /// Checks `signature` over `message` for `domain`.
+    pub fn verify(&self, domain: Domain, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
+        let signature = Signature::from_slice(signature).map_err(|_| KeyError::BadSignature)?;
+        self.0
+            .verify(&domain.message(message), &signature)
+            .map_err(|_| KeyError::BadSignature)
+    }
+
+    /// The key as PEM (SubjectPublicKeyInfo, as `openssl pkey -pubout`
+    /// writes it).
+    pub fn to_pem(&self) -> String {
+        self.0
+            .to_public_key_pem(Default::default())
+            .expect("an Ed25519 public key always encodes")
+    }
+
+    /// Reads a PEM public key (as [`PublicKey::to_pem`] writes it).
+    pub fn from_pem(pem: &str) -> Result<PublicKey, KeyError> {
+        VerifyingKey::from_public_key_pem(pem.trim())
+            .map(PublicKey)
+            .map_err(|e| KeyError::Malformed {
+                what: "public key".into(),
+                why: e.to_string(),
+            })
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.id())
+    }
+}
+
+/// A recording's data key: 32 random bytes, wiped when dropped.
+#[derive(Clone)]
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    /// A new random key.
+    pub fn generate() -> Result<DataKey, KeyError> {
+        Ok(DataKey(random_key()?))
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&(*self.0).into())
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+/// 32 random bytes from the operating system.
+fn random_key() -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    getrandom::fill(key.as_mut()).map_err(|e| KeyError::Random(e.to_string()))?;
+    Ok(key)
+}
+
+/// A data key sealed by a master key, for one recording.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// The master key that opens it.
+    pub master_key_id: KeyId,
+    pub nonce: [u8; NONCE_LEN],
+    /// The data key, encrypted, and its tag.
+    pub ciphertext: Vec<u8>,
+}
+
+const WRAPPED_VERSION: u8 = 1;
+const WRAPPED_LEN: usize = 1 + 8 + NONCE_LEN + 32 + TAG_LEN;
+
+impl WrappedKey {
+    /// The bytes stored in catalog rows and key objects: a version, the
+    /// master key's id, the nonce, the sealed key.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(WRAPPED_LEN);
+        out.push(WRAPPED_VERSION);
+        out.extend_from_slice(&self.master_key_id.0);
+        out.extend_from_slice(&self.nonce);
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    /// Reads what [`WrappedKey::to_bytes`] wrote; anything else is refused.
+    pub fn from_bytes(bytes: &[u8]) -> Result<WrappedKey, KeyError> {
+        let malformed = |why: &str| KeyError::Malformed {
+            what: "wrapped data key".into(),
+            why: why.into(),
+        };
+        if bytes.len() != WRAPPED_LEN {
+            return Err(malformed(&format!(
+                "{} bytes, not {WRAPPED_LEN}",
+                bytes.len()
+            )));
+        }
+        if bytes[0] != WRAPPED_VERSION {
+            return Err(malformed(&format!("unknown version {}", bytes[0])));
+        }
+        Ok(WrappedKey {
+            master_key_id: KeyId(bytes[1..9].try_into().expect("8 bytes")),
+            nonce: bytes[9..9 + NONCE_LEN].try_into().expect("nonce bytes"),
+            ciphertext: bytes[9 + NONCE_LEN..].to_vec(),
+        })
+    }
+}
+
+impl fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WrappedKey(master {})", self.master_key_id)
+    }
+}
+
+/// A master key: wraps and unwraps data keys.
+#[derive(Clone)]
+pub(crate) struct MasterKey {
+    id: KeyId,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl MasterKey {
+    pub(crate) fn new(key: Zeroizing<[u8; 32]>) -> MasterKey {
+        MasterKey {
+            id: KeyId::of(b"reel/master-key\0", key.as_ref()),
+            key,
+        }
+    }
+
+    pub(crate) fn id(&self) -> KeyId {
+        self.id
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&(*self.key).into())
+    }
+
+    pub(crate) fn wrap(&self, recording: &[u8], key: &DataKey) -> Result<WrappedKey, KeyError> {
+        let sealed = seal_with(&self.cipher(), recording, key.0.as_ref())?;
+        Ok(WrappedKey {
+            master_key_id: self.id,
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+        })
+    }
+
+    pub(crate) fn unwrap(
+        &self,
+        recording: &[u8],
+        wrapped: &WrappedKey,
+    ) -> Result<DataKey, KeyError> {
+        let plain = open_with(
+            &self.cipher(),
+            &wrapped.nonce,
+            recording,
+            &wrapped.ciphertext,
+        )
+        .map_err(|_| KeyError::WrongKey)?;
+        let key: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::WrongKey)?;
+        Ok(DataKey(Zeroizing::new(key)))
+    }
+}
+
+/// What holds Reel's keys. Implementations never reveal key material: they
+/// sign, wrap and unwrap.
+pub trait KeyProvider: fmt::Debug + Send + Sync {
+    /// The public part of the signing key.
+    fn public_key(&self) -> PublicKey;
+
+    /// Signs `message` for `domain`.
+    fn sign(&self, domain: Domain, message: &[u8]) -> [u8; SIGNATURE_LEN];
+
+    /// The master key new data keys are wrapped with.
+    fn master_key_id(&self) -> KeyId;
+
+    /// Wraps `key`, the data key of `recording` (its id's bytes), with the
+    /// current master key.
+    fn wrap(&self, recording: &[u8], key: &DataKey) -> Result<WrappedKey, KeyError>;
+
+    /// Opens `wrapped` for `recording`: fails if its master key is not held,
+    /// or if it was wrapped for another recording or altered.
+    fn unwrap(&self, recording: &[u8], wrapped: &WrappedKey) -> Result<DataKey, KeyError>;
+}
+
+/// A sealed box: the nonce it was sealed with, and the ciphertext with its
+/// tag ([`TAG_LEN`] bytes longer than the plaintext).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub nonce: [u8; NONCE_LEN],
+    pub ciphertext: Vec<u8>,
+}
+
+/// Seals `plaintext` with `key` under a fresh random nonce, binding `aad`
+/// (which is authenticated, not encrypted): a box opens only with the same
+/// `aad`. Random nonces (24 bytes) need no counter kept across crashes.
+pub fn seal(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Result<Sealed, KeyError> {
+    seal_with(&key.cipher(), aad, plaintext)
+}
+
+/// Opens what [`seal`] made; fails if a byte of the box, the nonce or the
+/// `aad` differs.
+pub fn open(
+    key: &DataKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, KeyError> {
+    open_with(&key.cipher(), nonce, aad, ciphertext)
+}
+
+fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Result<Sealed, KeyError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| KeyError::Random(e.to_string()))?;
+    let ciphertext = cipher
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| KeyError::TooLong)?;
+    Ok(Sealed { nonce, ciphertext })
+}
+
+fn open_with(
+    cipher: &XChaCha20Poly1305,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, KeyError> {
+    cipher
+        .decrypt(
+            &XNonce::from(*nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .map_err(|_| KeyError::Inauthentic)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+fn keys(dir: &std::path::Path) -> FileKeys {
+    FileKeys::open(dir, None).unwrap()
+}
+
+#[test]
+fn signatures_check_with_the_public_key_only_for_their_domain_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let public = k.public_key();
+    let sig = k.sign(Domain::Segment, b"header bytes");
+    public
+        .verify(Domain::Segment, b"header bytes", &sig)
+        .unwrap();
+    // Another domain, another message, one flipped bit of the signature.
+    assert!(matches!(
+        public.verify(Domain::Archive, b"header bytes", &sig),
+        Err(KeyError::BadSignature)
+    ));
+    assert!(
+        public
+            .verify(Domain::Segment, b"header bytez", &sig)
+            .is_err()
+    );
+    let mut bad = sig;
+    bad[10] ^= 1;
+    assert!(
+        public
+            .verify(Domain::Segment, b"header bytes", &bad)
+            .is_err()
+    );
+    assert!(
+        public
+            .verify(Domain::Segment, b"header bytes", &sig[..63])
+            .is_err()
+    );
+    // The PEM form reads back as the same key; another server's key does
+    // not check this signature.
+    let again = PublicKey::from_pem(&public.to_pem()).unwrap();
+    assert_eq!(again, public);
+    assert!(public.to_pem().starts_with("-----BEGIN PUBLIC KEY-----"));
+    let other = tempfile::tempdir().unwrap();
+    assert!(
+        keys(other.path())
+            .public_key()
+            .verify(Domain::Segment, b"header bytes", &sig)
+            .is_err()
+    );
+}
+
+#[test]
+fn keys_persist_across_opens_and_are_readable_by_their_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = keys(dir.path());
+    let second = keys(dir.path());
+    assert_eq!(first.public_key(), second.public_key());
+    assert_eq!(first.master_key_id(), second.master_key_id());
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let mode = entry.unwrap().metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+    }
+    // A key file others may read is refused, by name.
+    let signing = dir.path().join("signing.pem");
+    std::fs::set_permissions(&signing, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = FileKeys::open(dir.path(), None).unwrap_err();
+    assert!(matches!(err, KeyError::Permissions { .. }), "{err}");
+    assert!(err.to_string().contains("signing.pem"), "{err}");
+}
+
+#[test]
+fn a_data_key_opens_only_for_its_recording_and_with_its_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let data = DataKey::generate().unwrap();
+    let wrapped = k.wrap(b"recording-a", &data).unwrap();
+    let back = WrappedKey::from_bytes(&wrapped.to_bytes()).unwrap();
+    assert_eq!(back, wrapped);
+    let opened = k.unwrap(b"recording-a", &back).unwrap();
+    let boxed = seal(&data, b"aad", b"typed: hunter2").unwrap();
+    assert_eq!(
+        open(&opened, &boxed.nonce, b"aad", &boxed.ciphertext).unwrap(),
+        b"typed: hunter2"
+    );
+    // Moved to another recording, or altered: it does not open.
+    assert!(matches!(
+        k.unwrap(b"recording-b", &wrapped),
+        Err(KeyError::WrongKey)
+    ));
+    let mut altered = wrapped.clone();
+    altered.ciphertext[3] ^= 1;
+    assert!(k.unwrap(b"recording-a", &altered).is_err());
+    // Another server's master key does not open it, and says which key.
+    let other = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        keys(other.path()).unwrap(b"recording-a", &wrapped),
+        Err(KeyError::UnknownMasterKey(id)) if id == wrapped.master_key_id
+    ));
+    // Wrong lengths and versions are refused, never read past.
+    assert!(WrappedKey::from_bytes(&wrapped.to_bytes()[1..]).is_err());
+    let mut v2 = wrapped.to_bytes();
+    v2[0] = 2;
+    assert!(WrappedKey::from_bytes(&v2).is_err());
+}
+
+#[test]
+fn a_master_key_from_the_environment_is_current_and_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = keys(dir.path());
+    let data = DataKey::generate().unwrap();
+    let old = first.wrap(b"r", &data).unwrap();
+    let hex_key = "11".repeat(32);
+    let k = FileKeys::open(dir.path(), Some(&hex_key)).unwrap();
+    assert_ne!(k.master_key_id(), first.master_key_id());
+    // Older wraps still open with the file's key; new ones use the new key.
+    assert!(k.unwrap(b"r", &old).is_ok());
+    assert_eq!(
+        k.wrap(b"r", &data).unwrap().master_key_id,
+        k.master_key_id()
+    );
+    let written: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect();
+    assert!(written.iter().all(|text| !text.contains(&hex_key)));
+    // A malformed key is refused without being repeated.
+    let err = FileKeys::open(dir.path(), Some("not-a-key-zz")).unwrap_err();
+    assert!(!err.to_string().contains("not-a-key-zz"), "{err}");
+}
+
+#[test]
+fn a_sealed_block_opens_only_whole_and_with_its_aad() {
+    let key = DataKey::generate().unwrap();
+    let a = seal(&key, b"rec|0|0", b"secret").unwrap();
+    let b = seal(&key, b"rec|0|0", b"secret").unwrap();
+    assert_ne!(a.nonce, b.nonce, "a fresh nonce every time");
+    assert_eq!(a.ciphertext.len(), b"secret".len() + TAG_LEN);
+    assert!(!a.ciphertext.windows(6).any(|w| w == b"secret"));
+    assert!(matches!(
+        open(&key, &a.nonce, b"rec|0|1", &a.ciphertext),
+        Err(KeyError::Inauthentic)
+    ));
+    let mut flipped = a.ciphertext.clone();
+    flipped[0] ^= 0x80;
+    assert!(open(&key, &a.nonce, b"rec|0|0", &flipped).is_err());
+    let other = DataKey::generate().unwrap();
+    assert!(open(&other, &a.nonce, b"rec|0|0", &a.ciphertext).is_err());
+}
+
+#[test]
+fn nothing_secret_in_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let data = DataKey::generate().unwrap();
+    let text = format!("{k:?} {data:?} {:?}", k.wrap(b"r", &data).unwrap());
+    let pem = std::fs::read_to_string(dir.path().join("signing.pem")).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!text.contains(&body), "{text}");
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "key") {
+            let master = std::fs::read_to_string(path).unwrap();
+            assert!(!text.contains(master.trim()), "{text}");
+        }
+    }
+    assert!(text.contains(&k.public_key().id().to_string()), "{text}");
+}
