@@ -56,6 +56,11 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/v1/tokens", &["admin"]),
     ("POST", "/api/v1/tokens", &["admin"]),
     ("DELETE", "/api/v1/tokens/{name}", &["admin"]),
+    (
+        "GET",
+        "/api/v1/keys/public",
+        &["viewer", "auditor", "custodian", "admin"],
+    ),
 ];
 
 /// `reel token create`; returns the secret (the last line of its output).

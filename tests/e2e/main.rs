@@ -10,6 +10,7 @@ mod access;
 mod archive;
 mod bad_input;
 mod failover;
+mod keys;
 mod purge;
 mod reading;
 mod recombination;

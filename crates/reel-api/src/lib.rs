@@ -143,6 +143,17 @@ pub struct RecordingDetail {
     pub unsealed_bytes: u64,
 }
 
+/// `GET /api/v1/keys/public`: the key the server signs recordings with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublicKeyInfo {
+    /// A short name for the key: hex of the first 8 bytes of its SHA-256.
+    pub id: String,
+    /// Always `ed25519`.
+    pub algorithm: String,
+    /// The key as PEM (SubjectPublicKeyInfo).
+    pub pem: String,
+}
+
 /// `GET /api/v1/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerStatus {

@@ -6,6 +6,7 @@ mod archive;
 mod compact;
 mod format;
 mod ingest;
+mod keys;
 mod play;
 mod purge;
 mod terminal_guard;
@@ -111,6 +112,9 @@ enum Command {
     /// API tokens: create (printed once), ls, revoke (admin).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// The keys recordings are signed with.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Show the stores' health, where uploads go, the local backlog and the
     /// recent failovers and failbacks.
     Status {
@@ -424,6 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(&client, args).await,
         Command::RebuildCatalog(args) => verify::rebuild(args).await,
         Command::Token(command) => token::run(&client, command).await,
+        Command::Keys(command) => keys::run(&client, command).await,
         Command::ExportArchive(args) => archive::export(&client, args).await,
         Command::ImportArchive(args) => archive::import(&client, args).await,
         Command::Compact(args) => compact::run(&client, args).await,

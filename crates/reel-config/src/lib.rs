@@ -384,6 +384,13 @@ impl ServerConfig {
         if let Some(s) = store_from_env("REEL_SECONDARY")? {
             engine.secondary = s;
         }
+        // The master key, when it is not to be kept beside the data (see
+        // reel_keys::FileKeys): only from the environment, never a flag
+        // (flags show in `ps`) or the file.
+        engine.master_key = std::env::var("REEL_MASTER_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(reel_storage::Secret::new);
         if let Some(path) = &args.primary_dir {
             engine.primary = StoreConfig::Local { path: path.clone() };
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use fail_parallel::FailPointRegistry;
 use reel_clock::Clock;
 
-use reel_storage::{HealthConfig, StoreConfig};
+use reel_storage::{HealthConfig, Secret, StoreConfig};
 
 /// What each event costs in a batch's budget beyond its data: about what its
 /// time, kind and framing take in the journal and in memory.
@@ -63,6 +63,10 @@ pub struct EngineConfig {
     /// see [`crate::crashpoints_from_env`]). Each engine has its own, so
     /// tests with failpoints run in parallel with the rest.
     pub failpoints: Arc<FailPointRegistry>,
+    /// The master key that wraps recordings' data keys (64 hex digits, from
+    /// `REEL_MASTER_KEY`), instead of one kept in `keys/` (see
+    /// `reel_keys::FileKeys`).
+    pub master_key: Option<Secret>,
 }
 
 impl EngineConfig {
@@ -94,6 +98,7 @@ impl EngineConfig {
             retention: Default::default(),
             clock: reel_clock::system(),
             failpoints: Default::default(),
+            master_key: None,
         }
     }
 
@@ -103,6 +108,11 @@ impl EngineConfig {
 
     pub fn spool_dir(&self) -> PathBuf {
         self.data_dir.join("spool")
+    }
+
+    /// The signing key and master keys (`reel_keys::FileKeys`).
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
     }
 
     pub fn catalog_dir(&self) -> PathBuf {

@@ -42,6 +42,8 @@ pub enum EngineError {
     Catalog(#[from] CatalogError),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("keys: {0}")]
+    Keys(#[from] reel_keys::KeyError),
     #[error("recording {recording}: segment {sequence} is damaged: {source}")]
     Segment {
         recording: RecordingId,
@@ -113,7 +115,11 @@ impl EngineError {
             EngineError::Storage(StorageError::NotFound { .. }) => ErrorKind::Corrupt,
             EngineError::Gap { .. } | EngineError::Segment { .. } => ErrorKind::Corrupt,
             EngineError::Catalog(C::Corrupt { .. } | C::Decode { .. }) => ErrorKind::Corrupt,
+            EngineError::Keys(
+                reel_keys::KeyError::Inauthentic | reel_keys::KeyError::BadSignature,
+            ) => ErrorKind::Corrupt,
             EngineError::Journal(_)
+            | EngineError::Keys(_)
             | EngineError::Catalog(_)
             | EngineError::Storage(StorageError::Config { .. })
             | EngineError::Io { .. }

@@ -56,6 +56,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use reel_catalog::{Catalog, RecordingId};
+use reel_keys::{FileKeys, KeyProvider, PublicKey};
 use reel_log::{Journal, RecoveryReport};
 use reel_proto::v1::{AuditEntry, LegalHold, Location, RecordingRow, RecordingState, SegmentRow};
 use reel_storage::{HealthSnapshot, Role, RouteEvent, Router, Store};
@@ -145,6 +146,8 @@ pub(crate) struct Inner {
     pub compactor: compactor::Compactor,
     /// Signalled when deletions were queued.
     pub deleter_wake: Notify,
+    /// The signing key and the master keys.
+    pub keys: Arc<dyn KeyProvider>,
 }
 
 impl Inner {
@@ -338,6 +341,12 @@ impl Engine {
         router: Arc<Router>,
     ) -> Result<Engine> {
         recovery::prepare_data_dir(&config.data_dir)?;
+        // Before anything is accepted: a key that cannot be loaded (or
+        // made, on first start) stops the start with the file it names.
+        let keys: Arc<dyn KeyProvider> = Arc::new(FileKeys::open(
+            &config.keys_dir(),
+            config.master_key.as_ref().map(|k| k.expose()),
+        )?);
         let (seal_tx, seal_rx) = mpsc::unbounded_channel();
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let cfg = config.clone();
@@ -365,6 +374,7 @@ impl Engine {
             recovery: recovered.report,
             compactor: Default::default(),
             deleter_wake: Notify::new(),
+            keys,
         });
         housekeeping::check_disk(&inner);
         for item in recovered.upload_queue {
@@ -791,6 +801,12 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The public part of the key this server signs with: what anyone
+    /// checking a recording or an archive needs.
+    pub fn public_key(&self) -> PublicKey {
+        self.inner.keys.public_key()
     }
 
     /// Stops the background work (a seal or upload cut short is redone at

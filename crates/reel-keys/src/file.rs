@@ -116,6 +116,16 @@ impl FileKeys {
     }
 }
 
+impl FileKeys {
+    /// The public key of the signing key kept in `dir`, read without making
+    /// or changing anything (for a tool run beside a stopped server).
+    pub fn public_key_in(dir: &Path) -> Result<PublicKey, KeyError> {
+        Ok(PublicKey(
+            read_signing_key(&dir.join(SIGNING_FILE))?.verifying_key(),
+        ))
+    }
+}
+
 impl KeyProvider for FileKeys {
     fn public_key(&self) -> PublicKey {
         self.public.clone()
@@ -143,11 +153,7 @@ impl KeyProvider for FileKeys {
 
 fn load_or_make_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     if path.exists() {
-        let pem = read_private(path)?;
-        return SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Malformed {
-            what: path.display().to_string(),
-            why: e.to_string(),
-        });
+        return read_signing_key(path);
     }
     let key = SigningKey::from_bytes(&*random_key()?);
     let pem = key
@@ -158,6 +164,14 @@ fn load_or_make_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
         })?;
     write_private(path, pem.as_bytes())?;
     Ok(key)
+}
+
+fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
+    let pem = read_private(path)?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Malformed {
+        what: path.display().to_string(),
+        why: e.to_string(),
+    })
 }
 
 /// Reads a key file, refusing it if anyone but its owner may read it.

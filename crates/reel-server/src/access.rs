@@ -160,6 +160,7 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/tokens", Action::Tokens),
     ("POST", "/api/v1/tokens", Action::Tokens),
     ("DELETE", "/api/v1/tokens/{name}", Action::Tokens),
+    ("GET", "/api/v1/keys/public", Action::Read),
 ];
 
 /// The gRPC methods and their rules.

@@ -5,7 +5,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use reel_api::ServerStatus;
+use reel_api::{PublicKeyInfo, ServerStatus};
 use reel_engine::CompactionState;
 use serde::Deserialize;
 
@@ -20,6 +20,25 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/storage", get(storage))
         .route("/metrics", get(metrics))
         .route("/api/v1/compact", get(compact_status).post(compact))
+        .route("/api/v1/keys/public", get(public_key))
+}
+
+/// `GET /api/v1/keys/public`: the key recordings are signed with.
+async fn public_key(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
+) -> Result<axum::Json<PublicKeyInfo>, HttpError> {
+    let key = app.engine.public_key();
+    audited(
+        &app,
+        who.audit("public-key", Vec::new(), key.id().to_string()),
+    )
+    .await?;
+    Ok(axum::Json(PublicKeyInfo {
+        id: key.id().to_string(),
+        algorithm: "ed25519".into(),
+        pem: key.to_pem(),
+    }))
 }
 
 async fn status(State(app): State<AppState>) -> Result<axum::Json<ServerStatus>, HttpError> {
