@@ -82,6 +82,10 @@ pub enum SegmentError {
     ContentHash,
     #[error("content block at offset {offset} does not match its CRC32C (corrupted)")]
     BlockChecksum { offset: u64 },
+    #[error(
+        "content block at offset {offset} failed its integrity check (its bytes are not the ones sealed; its SHA-256 differs)"
+    )]
+    BlockIntegrity { offset: u64 },
     #[error("segment content does not decode: {0}")]
     ContentDecode(String),
     #[error("segment is inconsistent with its header: {0}")]

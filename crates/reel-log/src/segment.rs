@@ -146,6 +146,7 @@ fn close_block(blocks: &mut [ContentBlock], content: &[u8], start: usize) {
     if let Some(last) = blocks.last_mut() {
         last.len = (content.len() - start) as u64;
         last.crc32c = crc32c::crc32c(&content[start..]);
+        last.sha256 = sha256(&content[start..]).to_vec();
     }
 }
 
@@ -163,6 +164,7 @@ pub fn content_blocks(header: &SegmentHeader) -> Vec<ContentBlock> {
         first_event_index: header.first_event_index,
         start_time_us: header.start_time_us,
         crc32c: 0,
+        sha256: Vec::new(),
     }]
 }
 
@@ -176,9 +178,12 @@ pub fn blocks_for_window(blocks: &[ContentBlock], from_us: u64, to_us: u64) -> R
     before_from.saturating_sub(1)..before_to
 }
 
-/// Checks one block's bytes against its CRC32C and decodes its events.
-/// `check_crc` is false only for the whole-content block of a segment
-/// without blocks, whose caller checks the content's SHA-256.
+/// Checks one block's bytes against its CRC32C and its SHA-256 (when the
+/// block has one: segments sealed before it existed have only the CRC) and
+/// decodes its events. `check_crc` is false only for the whole-content
+/// block of a segment without blocks, whose caller checks the content's
+/// SHA-256. A CRC32C can be kept by whoever changes the bytes; the SHA-256
+/// cannot.
 pub fn decode_block(
     block: &ContentBlock,
     bytes: &[u8],
@@ -192,6 +197,11 @@ pub fn decode_block(
     }
     if check_crc && crc32c::crc32c(bytes) != block.crc32c {
         return Err(SegmentError::BlockChecksum {
+            offset: block.offset,
+        });
+    }
+    if !block.sha256.is_empty() && sha256(bytes)[..] != block.sha256[..] {
+        return Err(SegmentError::BlockIntegrity {
             offset: block.offset,
         });
     }
@@ -298,6 +308,9 @@ pub fn check_block_layout(
         }
         if b.len < MIN_EVENT_BYTES {
             return bad("len", format!("{} bytes cannot hold an event", b.len));
+        }
+        if !matches!(b.sha256.len(), 0 | 32) {
+            return bad("sha256", format!("{} bytes, not 32", b.sha256.len()));
         }
         offset = match b.offset.checked_add(b.len) {
             Some(end) if end <= content_len => end,
@@ -664,6 +677,51 @@ mod tests {
         let db = decode_segment(&b.bytes).unwrap();
         assert_eq!(db.header.prev_hash, sha256(&a.bytes).to_vec());
         assert_eq!(db.events, vec![ev(3)]);
+    }
+
+    #[test]
+    fn a_block_whose_crc_was_mended_fails_its_integrity_check() {
+        let ev = |t, text: &str| Event {
+            time_us: t,
+            kind: 1,
+            data: text.as_bytes().to_vec(),
+        };
+        let seg = encode_segment(spec(0, None), &[ev(1, "ls -la"), ev(2, "exit")]);
+        let block = &seg.header.blocks[0];
+        assert_eq!(
+            block.sha256,
+            sha256(&seg.bytes[seg.content_offset as usize..]).to_vec()
+        );
+        let mut content = seg.bytes[seg.content_offset as usize..].to_vec();
+        assert_eq!(decode_block(block, &content, true).unwrap().len(), 2);
+        let at = content.windows(6).position(|w| w == b"ls -la").unwrap();
+        content[at..at + 6].copy_from_slice(b"rm -rf");
+        // Whoever changed the bytes also gave the block a matching CRC32C.
+        let mended = ContentBlock {
+            crc32c: crc32c::crc32c(&content),
+            ..block.clone()
+        };
+        assert_eq!(
+            decode_block(&mended, &content, true),
+            Err(SegmentError::BlockIntegrity { offset: 0 })
+        );
+        // A hash of the wrong length is refused by the layout check.
+        let bad = ContentBlock {
+            sha256: vec![0; 31],
+            ..block.clone()
+        };
+        let h = &seg.header;
+        assert!(
+            check_block_layout(
+                &[bad],
+                h.content_len,
+                h.first_event_index,
+                h.event_count,
+                h.start_time_us,
+                h.end_time_us
+            )
+            .is_err()
+        );
     }
 
     #[test]

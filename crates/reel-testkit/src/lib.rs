@@ -24,6 +24,7 @@ use tokio::sync::mpsc as tmpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
+pub mod attack;
 pub mod soak;
 
 /// `target/<profile>` of the running test or bench executable (which is

@@ -345,3 +345,93 @@ async fn bad_windows_and_ids_are_refused_before_any_read() {
     ));
     engine.shutdown().await;
 }
+
+/// Someone with write access to the bucket changes what a session showed
+/// and mends the block's CRC32C, so that the CRC the catalog holds still
+/// matches: the block's SHA-256, kept in the catalog since it was sealed,
+/// does not, and the block is a gap naming the failed integrity check. No
+/// altered byte is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_changed_with_its_crc_kept_is_a_gap_and_never_served() {
+    let rig = rig(|c| c.segment_target_bytes = 256 << 10).await;
+    let engine = &rig.engine;
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    let line = |i: u64| Event {
+        data: format!("{i:06} $ ls -la /home/alice {}\r\n", ".".repeat(200)).into_bytes(),
+        ..event(i)
+    };
+    let events: Vec<Event> = (0..600).map(line).collect();
+    for chunk in events.chunks(50) {
+        w.append(None, chunk.to_vec()).unwrap().await.unwrap();
+    }
+    w.close(0).await.unwrap();
+    wait_for("uploaded", Duration::from_secs(30), || {
+        all_uploaded(engine, id)
+    })
+    .await;
+    let info = engine.recording(id).await.unwrap();
+    let seg = &info.segments[0];
+    let block = &seg.blocks[1];
+    assert_eq!(
+        block.sha256.len(),
+        32,
+        "the catalog keeps each block's hash"
+    );
+
+    let store = reel_storage::DurableLocalStore::new(rig.dir.path().join("primary")).unwrap();
+    use object_store::ObjectStoreExt;
+    let key = keys::segment(id, seg.sequence);
+    let mut bytes = store
+        .get(&key)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let start = (seg.content_offset + block.offset) as usize;
+    let end = start + block.len as usize;
+    let at = start
+        + bytes[start..end]
+            .windows(6)
+            .position(|w| w == b"ls -la")
+            .unwrap();
+    bytes[at..at + 6].copy_from_slice(b"rm -rf");
+    // Mend the CRC within the same event's run of dots.
+    let mut block_bytes = bytes[start..end].to_vec();
+    reel_testkit::attack::forge_crc32c(&mut block_bytes, at - start + 40, block.crc32c);
+    bytes[start..end].copy_from_slice(&block_bytes);
+    store.put(&key, bytes.into()).await.unwrap();
+
+    let (got, gaps) = engine
+        .events(id)
+        .await
+        .unwrap()
+        .collect_with_gaps()
+        .await
+        .unwrap();
+    assert_eq!(gaps.len(), 1, "{gaps:#?}");
+    assert_eq!(
+        (gaps[0].sequence, gaps[0].first_event_index),
+        (seg.sequence, block.first_event_index)
+    );
+    assert!(
+        gaps[0].reason.contains("failed its integrity check"),
+        "{}",
+        gaps[0].reason
+    );
+    assert!(
+        !got.iter()
+            .any(|e| e.data.windows(6).any(|w| w == b"rm -rf")),
+        "an altered byte was served"
+    );
+    let lost = block.first_event_index..gaps[0].first_event_index + gaps[0].event_count;
+    let want: Vec<Event> = events
+        .iter()
+        .filter(|e| !lost.contains(&(e.time_us / 1000)))
+        .cloned()
+        .collect();
+    assert_eq!(got, want, "everything else reads");
+    engine.shutdown().await;
+}
