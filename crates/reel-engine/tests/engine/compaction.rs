@@ -307,16 +307,7 @@ async fn a_failed_catalog_commit_changes_nothing_and_the_retry_completes() {
         0,
         "nothing deleted"
     );
-    assert_eq!(
-        engine
-            .events(id)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap(),
-        events
-    );
+    assert_eq!(read_all(engine, id).await, events);
 
     // The retry overwrites the unreferenced object and completes.
     assert_eq!(engine.compact(Some(id)).await.unwrap(), 1);

@@ -158,22 +158,14 @@ async fn a_seek_into_a_large_recombined_recording_is_one_store_read() {
 async fn lost_segments_and_blocks_become_gaps_and_the_rest_reads() {
     let rig = rig(|c| c.segment_target_bytes = 256 << 10).await;
     let engine = &rig.engine;
-    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
     let big = |i: u64| Event {
         data: format!("{i:08}").repeat(256).into_bytes(),
         ..event(i)
     };
     let events: Vec<Event> = (0..1000).map(big).collect();
-    for chunk in events.chunks(50) {
-        w.append(None, chunk.to_vec()).unwrap().await.unwrap();
-    }
-    w.close(0).await.unwrap();
-    wait_for("uploaded", Duration::from_secs(30), || {
-        all_uploaded(engine, id)
-    })
-    .await;
-    let info = engine.recording(id).await.unwrap();
+    let info = closed_and_uploaded(engine, w, &events).await;
     assert!(info.segments.len() >= 5);
 
     // An operator deletes segment 1 from the bucket, and a disk flips a
@@ -355,22 +347,14 @@ async fn bad_windows_and_ids_are_refused_before_any_read() {
 async fn a_block_changed_with_its_crc_kept_is_a_gap_and_never_served() {
     let rig = rig(|c| c.segment_target_bytes = 256 << 10).await;
     let engine = &rig.engine;
-    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
     let line = |i: u64| Event {
         data: format!("{i:06} $ ls -la /home/alice {}\r\n", ".".repeat(200)).into_bytes(),
         ..event(i)
     };
     let events: Vec<Event> = (0..600).map(line).collect();
-    for chunk in events.chunks(50) {
-        w.append(None, chunk.to_vec()).unwrap().await.unwrap();
-    }
-    w.close(0).await.unwrap();
-    wait_for("uploaded", Duration::from_secs(30), || {
-        all_uploaded(engine, id)
-    })
-    .await;
-    let info = engine.recording(id).await.unwrap();
+    let info = closed_and_uploaded(engine, w, &events).await;
     let seg = &info.segments[0];
     let block = &seg.blocks[1];
     assert_eq!(
@@ -434,4 +418,23 @@ async fn a_block_changed_with_its_crc_kept_is_a_gap_and_never_served() {
         .collect();
     assert_eq!(got, want, "everything else reads");
     engine.shutdown().await;
+}
+
+/// `events` written through `w` in batches of 50, the recording closed and
+/// every segment uploaded; what the engine then says of it.
+async fn closed_and_uploaded(
+    engine: &Engine,
+    mut w: reel_engine::RecordingWriter,
+    events: &[Event],
+) -> reel_engine::RecordingInfo {
+    let id = w.id();
+    for chunk in events.chunks(50) {
+        w.append(None, chunk.to_vec()).unwrap().await.unwrap();
+    }
+    w.close(0).await.unwrap();
+    wait_for("uploaded", Duration::from_secs(30), || {
+        all_uploaded(engine, id)
+    })
+    .await;
+    engine.recording(id).await.unwrap()
 }
