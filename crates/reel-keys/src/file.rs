@@ -117,6 +117,20 @@ impl FileKeys {
 }
 
 impl FileKeys {
+    /// Keys that live in memory only (a random signing key and master key),
+    /// for tests, benchmarks and fuzzing.
+    pub fn ephemeral() -> Result<FileKeys, KeyError> {
+        let signing = SigningKey::from_bytes(&*random_key()?);
+        let master = MasterKey::new(random_key()?);
+        let current = master.id();
+        Ok(FileKeys {
+            public: PublicKey(signing.verifying_key()),
+            signing,
+            masters: BTreeMap::from([(current, master)]),
+            current,
+        })
+    }
+
     /// The public key of the signing key kept in `dir`, read without making
     /// or changing anything (for a tool run beside a stopped server).
     pub fn public_key_in(dir: &Path) -> Result<PublicKey, KeyError> {

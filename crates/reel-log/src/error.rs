@@ -80,6 +80,10 @@ pub enum SegmentError {
     ContentLength { expected: u64, actual: u64 },
     #[error("segment content does not match its SHA-256 (corrupted or tampered)")]
     ContentHash,
+    #[error("the segment header's signature does not check with key {key_id}")]
+    BadSignature { key_id: String },
+    #[error("the segment is signed by key {key_id}, which is not one this server trusts")]
+    UnknownSigner { key_id: String },
     #[error("content block at offset {offset} does not match its CRC32C (corrupted)")]
     BlockChecksum { offset: u64 },
     #[error(

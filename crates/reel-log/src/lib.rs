@@ -28,7 +28,7 @@ pub use journal::{
     Completion, Damage, Journal, JournalOptions, JournalStats, Position, RecoveryReport,
 };
 pub use segment::{
-    BLOCK_TARGET_BYTES, CheckedSegment, DecodedSegment, EncodedSegment, Hash, SegmentSpec,
+    BLOCK_TARGET_BYTES, CheckedSegment, DecodedSegment, EncodedSegment, Hash, SegmentSpec, Signer,
     blocks_for_window, check_segment, content_blocks, decode_block, decode_header, decode_segment,
-    encode_segment, sha256,
+    encode_segment, encode_signed_segment, sha256, verify_signature,
 };

@@ -10,7 +10,7 @@
 //! [`MAX_HEADER_LEN`]) and the header's CRC. `reeld` refuses a
 //! configuration beyond these maxima.
 
-use crate::segment::{BLOCK_TARGET_BYTES, MAX_HEADER_LEN, PREFIX_LEN};
+use crate::segment::{BLOCK_TARGET_BYTES, MAX_HEADER_LEN, PREFIX_LEN, SIGNATURE_LEN};
 
 /// The largest audit entry: the catalog clips its text fields (to
 /// [`MAX_AUDIT_TEXT_BYTES`], a recording id to [`MAX_AUDIT_ID_BYTES`]) and
@@ -77,7 +77,7 @@ pub const MIN_EVENT_BYTES: u64 = 2;
 /// The largest segment object written with segments cut at `target_bytes`
 /// from journal records of at most `record_bytes`.
 pub const fn segment_object_bound(target_bytes: u64, record_bytes: u64) -> u64 {
-    (PREFIX_LEN + MAX_HEADER_LEN + 4) as u64
+    (PREFIX_LEN + MAX_HEADER_LEN + 4 + SIGNATURE_LEN) as u64
         + SEGMENT_CUT_FACTOR.saturating_mul(target_bytes)
         + record_bytes
 }
@@ -96,12 +96,14 @@ mod tests {
 
     #[test]
     fn bounds_are_what_a_segment_can_be_and_no_more() {
-        assert_eq!(MAX_SEGMENT_BYTES, (129 << 20) + 16);
+        // The framing (magic, header length, header, CRC, signature) is
+        // 1 MiB + 80 bytes at most.
+        assert_eq!(MAX_SEGMENT_BYTES, (129 << 20) + 16 + 64);
         assert_eq!(MAX_BLOCKS_PER_SEGMENT, 2049);
         // With the default configuration (8 MiB segments, 4 MiB batches).
         assert_eq!(
             segment_object_bound(8 << 20, (4 << 20) + RECORD_SLACK_BYTES),
-            (22 << 20) + 16
+            (22 << 20) + 16 + 64
         );
     }
 }

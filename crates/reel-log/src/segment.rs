@@ -6,7 +6,16 @@
 //! ```text
 //! magic "REELSEG\x01" | header_len: u32 LE | SegmentHeader (protobuf)
 //!                     | crc32c(header): u32 LE | content
+//! magic "REELSEG\x02" | header_len: u32 LE | SegmentHeader (protobuf)
+//!                     | crc32c(header): u32 LE | Ed25519 signature (64 bytes) | content
 //! ```
+//!
+//! A signed segment (the second form) carries a signature of its header's
+//! bytes as stored (`reel_keys::Domain::Segment`) by the key the header
+//! names; the header lists the SHA-256 of the content and of each block,
+//! the recording, the sequence, the event range and the previous segment's
+//! SHA-256, so the signature binds all of them. [`verify_signature`]
+//! checks it against the keys a reader trusts.
 //!
 //! `content` is an `EventList` (protobuf). The header names the recording,
 //! the sequence number, the event range and time range, the SHA-256 of the
@@ -30,6 +39,10 @@ use crate::limits::{MAX_BLOCKS_PER_SEGMENT, MAX_SEGMENT_CONTENT_BYTES, MIN_EVENT
 use crate::wire;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"REELSEG\x01";
+/// The magic of a signed segment.
+pub const SIGNED_SEGMENT_MAGIC: &[u8; 8] = b"REELSEG\x02";
+/// What a signature adds between the header and the content.
+pub const SIGNATURE_LEN: usize = reel_keys::SIGNATURE_LEN;
 pub const SEGMENT_FORMAT_VERSION: u32 = 1;
 /// A header larger than this is treated as corruption.
 pub const MAX_HEADER_LEN: usize = 1 << 20;
@@ -90,8 +103,26 @@ pub struct CheckedSegment {
     pub data_bytes: u64,
 }
 
-/// Encodes `events` (in order, times never decreasing) as a segment object.
+/// Encodes `events` (in order, times never decreasing) as an unsigned
+/// segment object (format 1; what Reel wrote before it signed).
 pub fn encode_segment(spec: SegmentSpec, events: &[Event]) -> EncodedSegment {
+    encode(spec, events, None)
+}
+
+/// Encodes `events` as a segment object whose header `keys` signs.
+pub fn encode_signed_segment(
+    spec: SegmentSpec,
+    events: &[Event],
+    keys: &dyn reel_keys::KeyProvider,
+) -> EncodedSegment {
+    encode(spec, events, Some(keys))
+}
+
+fn encode(
+    spec: SegmentSpec,
+    events: &[Event],
+    keys: Option<&dyn reel_keys::KeyProvider>,
+) -> EncodedSegment {
     let mut content = Vec::with_capacity(events.iter().map(|e| e.data.len() + 16).sum());
     let mut blocks: Vec<ContentBlock> = Vec::new();
     let mut block_start = 0;
@@ -125,13 +156,22 @@ pub fn encode_segment(spec: SegmentSpec, events: &[Event]) -> EncodedSegment {
         duration_us: spec.duration_us,
         sealed_at_us: spec.sealed_at_us,
         blocks,
+        signing_key_id: keys.map_or_else(Vec::new, |k| k.public_key().id().0.to_vec()),
     };
     let header_bytes = header.encode_to_vec();
-    let mut bytes = Vec::with_capacity(PREFIX_LEN + header_bytes.len() + 4 + content.len());
-    bytes.extend_from_slice(SEGMENT_MAGIC);
+    let mut bytes =
+        Vec::with_capacity(PREFIX_LEN + header_bytes.len() + 4 + SIGNATURE_LEN + content.len());
+    bytes.extend_from_slice(if keys.is_some() {
+        SIGNED_SEGMENT_MAGIC
+    } else {
+        SEGMENT_MAGIC
+    });
     bytes.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&header_bytes);
     bytes.extend_from_slice(&crc32c::crc32c(&header_bytes).to_le_bytes());
+    if let Some(keys) = keys {
+        bytes.extend_from_slice(&keys.sign(reel_keys::Domain::Segment, &header_bytes));
+    }
     bytes.extend_from_slice(&content);
     let sha256 = sha256(&bytes);
     EncodedSegment {
@@ -381,6 +421,12 @@ pub fn check_header(header: &SegmentHeader) -> Result<(), SegmentError> {
     if !chain_ok || header.content_sha256.len() != 32 {
         return Err(SegmentError::Inconsistent("malformed hash fields".into()));
     }
+    if !matches!(header.signing_key_id.len(), 0 | 8) {
+        return Err(SegmentError::Inconsistent(format!(
+            "signing key id is {} bytes, not 8",
+            header.signing_key_id.len()
+        )));
+    }
     if header.content_len > MAX_SEGMENT_CONTENT_BYTES {
         return Err(SegmentError::TooLarge {
             what: "segment content_len",
@@ -441,12 +487,28 @@ pub fn check_header(header: &SegmentHeader) -> Result<(), SegmentError> {
 /// offset where the content starts. Needs only the header's bytes, so a
 /// reader can fetch a prefix first.
 pub fn decode_header(bytes: &[u8]) -> Result<(SegmentHeader, usize), SegmentError> {
+    let framed = frame(bytes)?;
+    Ok((framed.header, framed.content_at))
+}
+
+/// A segment object's header as framed: the header, where its bytes are,
+/// its signature if the object is signed, and where the content starts.
+struct Framed {
+    header: SegmentHeader,
+    header_bytes: Range<usize>,
+    signature: Option<[u8; SIGNATURE_LEN]>,
+    content_at: usize,
+}
+
+fn frame(bytes: &[u8]) -> Result<Framed, SegmentError> {
     if bytes.len() < SEGMENT_MAGIC.len() {
         return Err(SegmentError::Truncated("magic"));
     }
-    if &bytes[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
-        return Err(SegmentError::BadMagic);
-    }
+    let signed = match &bytes[..SEGMENT_MAGIC.len()] {
+        m if m == SEGMENT_MAGIC => false,
+        m if m == SIGNED_SEGMENT_MAGIC => true,
+        _ => return Err(SegmentError::BadMagic),
+    };
     if bytes.len() < PREFIX_LEN {
         return Err(SegmentError::Truncated("header length"));
     }
@@ -471,7 +533,77 @@ pub fn decode_header(bytes: &[u8]) -> Result<(SegmentHeader, usize), SegmentErro
     if crc32c::crc32c(header_bytes) != stored {
         return Err(SegmentError::HeaderChecksum);
     }
-    Ok((decode_header_message(header_bytes)?, content_at))
+    let header = decode_header_message(header_bytes)?;
+    // The header says whether a signature follows; the magic must agree,
+    // so that neither can be stripped alone.
+    if header.signing_key_id.is_empty() == signed {
+        return Err(SegmentError::Inconsistent(
+            "the magic and the header disagree on whether the segment is signed".into(),
+        ));
+    }
+    let (signature, content_at) = if signed {
+        let end = content_at + SIGNATURE_LEN;
+        if bytes.len() < end {
+            return Err(SegmentError::Truncated("signature"));
+        }
+        let sig: [u8; SIGNATURE_LEN] = bytes[content_at..end].try_into().expect("64 bytes");
+        (Some(sig), end)
+    } else {
+        (None, content_at)
+    };
+    Ok(Framed {
+        header,
+        header_bytes: PREFIX_LEN..PREFIX_LEN + header_len,
+        signature,
+        content_at,
+    })
+}
+
+/// Who signed a segment object, as [`verify_signature`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// Written before Reel signed segments (format 1): nothing vouches for
+    /// it but the catalog that names its SHA-256.
+    Unsigned,
+    /// Signed by this key, and the signature checks.
+    Key(reel_keys::KeyId),
+}
+
+/// Checks the signature of the segment object at the start of `bytes` (its
+/// header and signature suffice; the content is bound through the hashes
+/// the header lists, which [`check_segment`] and [`decode_block`] check)
+/// against `trusted` keys. A signed segment whose key is not trusted, or
+/// whose signature does not check, is an error; an unsigned one is
+/// [`Signer::Unsigned`], for the caller to judge.
+pub fn verify_signature(
+    bytes: &[u8],
+    trusted: &[reel_keys::PublicKey],
+) -> Result<Signer, SegmentError> {
+    let framed = frame(bytes)?;
+    let Some(signature) = framed.signature else {
+        return Ok(Signer::Unsigned);
+    };
+    let key_id = reel_keys::KeyId(
+        framed.header.signing_key_id[..]
+            .try_into()
+            .expect("checked to be 8 bytes"),
+    );
+    let key =
+        trusted
+            .iter()
+            .find(|k| k.id() == key_id)
+            .ok_or_else(|| SegmentError::UnknownSigner {
+                key_id: key_id.to_string(),
+            })?;
+    key.verify(
+        reel_keys::Domain::Segment,
+        &bytes[framed.header_bytes],
+        &signature,
+    )
+    .map_err(|_| SegmentError::BadSignature {
+        key_id: key_id.to_string(),
+    })?;
+    Ok(Signer::Key(key_id))
 }
 
 /// Decodes a `SegmentHeader` message (the header's bytes, CRC already
@@ -677,6 +809,97 @@ mod tests {
         let db = decode_segment(&b.bytes).unwrap();
         assert_eq!(db.header.prev_hash, sha256(&a.bytes).to_vec());
         assert_eq!(db.events, vec![ev(3)]);
+    }
+
+    /// A segment object put together by hand, as a bucket writer could.
+    fn reframe(
+        magic: &[u8; 8],
+        header: &SegmentHeader,
+        signature: Option<&[u8]>,
+        content: &[u8],
+    ) -> Vec<u8> {
+        let h = header.encode_to_vec();
+        let mut out = magic.to_vec();
+        out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&crc32c::crc32c(&h).to_le_bytes());
+        out.extend_from_slice(signature.unwrap_or_default());
+        out.extend_from_slice(content);
+        out
+    }
+
+    #[test]
+    fn a_signed_segment_checks_with_its_key_and_no_other() {
+        let keys = reel_keys::FileKeys::ephemeral().unwrap();
+        let public = reel_keys::KeyProvider::public_key(&keys);
+        let ev = |t, text: &str| Event {
+            time_us: t,
+            kind: 1,
+            data: text.as_bytes().to_vec(),
+        };
+        let events = [ev(1, "ls -la"), ev(2, "exit")];
+        let seg = encode_signed_segment(spec(0, None), &events, &keys);
+        assert_eq!(&seg.bytes[..8], SIGNED_SEGMENT_MAGIC);
+        assert_eq!(
+            verify_signature(&seg.bytes, std::slice::from_ref(&public)),
+            Ok(Signer::Key(public.id()))
+        );
+        // It reads like any segment; its content starts after the signature.
+        assert_eq!(decode_segment(&seg.bytes).unwrap().events, events);
+        let checked = check_segment(&seg.bytes).unwrap();
+        assert_eq!(checked.content_offset, seg.content_offset);
+        let (header, content_at) = decode_header(&seg.bytes).unwrap();
+        assert_eq!(content_at as u64, seg.content_offset);
+        let sig_at = content_at - SIGNATURE_LEN;
+        let signature = &seg.bytes[sig_at..content_at];
+        let content = &seg.bytes[content_at..];
+
+        // Another server's key is not trusted.
+        let other = reel_keys::FileKeys::ephemeral().unwrap();
+        let other_public = reel_keys::KeyProvider::public_key(&other);
+        assert!(matches!(
+            verify_signature(&seg.bytes, &[other_public]),
+            Err(SegmentError::UnknownSigner { .. })
+        ));
+        // A header changed, its CRC mended, the old signature kept.
+        let mut changed = header.clone();
+        changed.metadata.as_mut().unwrap().user = "mallo".into();
+        let forged = reframe(SIGNED_SEGMENT_MAGIC, &changed, Some(signature), content);
+        assert!(decode_segment(&forged).is_ok(), "self-consistent");
+        assert!(matches!(
+            verify_signature(&forged, std::slice::from_ref(&public)),
+            Err(SegmentError::BadSignature { .. })
+        ));
+        // Re-signed by another key claiming to be this one.
+        let resigned = reel_keys::KeyProvider::sign(
+            &other,
+            reel_keys::Domain::Segment,
+            &changed.encode_to_vec(),
+        );
+        let forged = reframe(SIGNED_SEGMENT_MAGIC, &changed, Some(&resigned), content);
+        assert!(verify_signature(&forged, std::slice::from_ref(&public)).is_err());
+        // The signature stripped: the header still names its key.
+        let stripped = reframe(SEGMENT_MAGIC, &header, None, content);
+        assert!(matches!(
+            decode_segment(&stripped),
+            Err(SegmentError::Inconsistent(_))
+        ));
+        // Stripped with the key id too: a different header, so the chain's
+        // next link (the SHA-256 of this object) no longer matches, and it
+        // verifies only as unsigned.
+        let mut anonymous = header.clone();
+        anonymous.signing_key_id.clear();
+        let unsigned = reframe(SEGMENT_MAGIC, &anonymous, None, content);
+        assert_ne!(sha256(&unsigned), seg.sha256);
+        assert_eq!(
+            verify_signature(&unsigned, std::slice::from_ref(&public)),
+            Ok(Signer::Unsigned)
+        );
+        // Cut inside the signature.
+        assert!(matches!(
+            decode_header(&seg.bytes[..sig_at + 10]),
+            Err(SegmentError::Truncated("signature"))
+        ));
     }
 
     #[test]

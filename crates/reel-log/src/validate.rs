@@ -13,7 +13,9 @@ use crate::limits::{
     MAX_BLOCKS_PER_RECORDING, MAX_EVENTS_PER_RECORD, MAX_SEGMENT_BYTES, MAX_SEGMENTS_PER_RECORDING,
     MIN_EVENT_BYTES,
 };
-use crate::segment::{CheckedSegment, MAX_HEADER_LEN, PREFIX_LEN, check_block_layout};
+use crate::segment::{
+    CheckedSegment, MAX_HEADER_LEN, PREFIX_LEN, SIGNATURE_LEN, check_block_layout,
+};
 use crate::wire;
 
 /// Checks one segment's catalog row on its own: its size within what Reel
@@ -30,7 +32,8 @@ pub fn check_segment_row(row: &SegmentRow) -> Result<(), InvalidField> {
             ),
         );
     }
-    let offsets = (PREFIX_LEN + 4) as u64..=(PREFIX_LEN + MAX_HEADER_LEN + 4) as u64;
+    let offsets =
+        (PREFIX_LEN + 4) as u64..=(PREFIX_LEN + MAX_HEADER_LEN + 4 + SIGNATURE_LEN) as u64;
     if !offsets.contains(&row.content_offset) || row.content_offset > row.size {
         return bad(
             "content_offset",
