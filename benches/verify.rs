@@ -26,7 +26,8 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
 use reel_catalog::{Batch, Catalog, RecordingId};
 use reel_engine::{Engine, EngineConfig, VerifyOptions, VerifyProgress};
-use reel_log::{SegmentSpec, encode_segment};
+use reel_keys::{FileKeys, KeyProvider};
+use reel_log::{SegmentSpec, encode_signed_segment};
 use reel_proto::v1::{
     Event, EventKind, Location, RecordingMetadata, RecordingRow, RecordingState, SegmentRow,
 };
@@ -37,7 +38,12 @@ const SEGMENTS_PER_RECORDING: u64 = 100;
 
 /// Puts `recordings` x 100 segments on `store` and writes their rows into
 /// the catalog at `catalog_dir`.
-async fn populate(store: Arc<dyn ObjectStore>, catalog_dir: &std::path::Path, recordings: u64) {
+async fn populate(
+    store: Arc<dyn ObjectStore>,
+    catalog_dir: &std::path::Path,
+    keys: &dyn KeyProvider,
+    recordings: u64,
+) {
     let catalog = Catalog::open(catalog_dir).unwrap();
     let mut puts = Vec::new();
     for r in 0..recordings {
@@ -67,7 +73,7 @@ async fn populate(store: Arc<dyn ObjectStore>, catalog_dir: &std::path::Path, re
                 })
                 .collect();
             let last = seq + 1 == SEGMENTS_PER_RECORDING;
-            let seg = encode_segment(
+            let seg = encode_signed_segment(
                 SegmentSpec {
                     recording_id: id.to_bytes(),
                     sequence: seq,
@@ -79,6 +85,7 @@ async fn populate(store: Arc<dyn ObjectStore>, catalog_dir: &std::path::Path, re
                     sealed_at_us: 1,
                 },
                 &events,
+                keys,
             );
             prev = Some(seg.sha256);
             batch.put_segment(
@@ -143,6 +150,15 @@ async fn raw_list(stores: &[Arc<dyn ObjectStore>]) -> u64 {
     n
 }
 
+/// Copies the files of `from` (keys: flat, modes kept) into `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
 fn per_s(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -165,7 +181,15 @@ async fn main_async(quick: bool) {
     let started = Instant::now();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    populate(stores[0].clone(), &data.join("catalog"), recordings).await;
+    // Signed with the keys the engine then opens, as reeld's sealer signs.
+    let signing = FileKeys::open(&data.join("keys"), None).unwrap();
+    populate(
+        stores[0].clone(),
+        &data.join("catalog"),
+        &signing,
+        recordings,
+    )
+    .await;
     eprintln!("{segments} segments stored in {:.1?}", started.elapsed());
     let reel = engine(&data, &primary, &secondary).await;
 
@@ -189,15 +213,13 @@ async fn main_async(quick: bool) {
         );
         assert_eq!(report.segments, segments);
 
-        let fresh = engine(
-            &dir.path().join(format!("rebuilt-{round}")),
-            &primary,
-            &secondary,
-        )
-        .await;
+        // A lost catalog, the keys kept: the rebuild adopts what they signed.
+        let rebuilt_dir = dir.path().join(format!("rebuilt-{round}"));
+        copy_dir(&data.join("keys"), &rebuilt_dir.join("keys"));
+        let fresh = engine(&rebuilt_dir, &primary, &secondary).await;
         let t = Instant::now();
         let rebuilt = fresh
-            .rebuild_catalog(&VerifyProgress::default())
+            .rebuild_catalog(&VerifyProgress::default(), false)
             .await
             .unwrap();
         rebuild.push(per_s(rebuilt.objects_read, t.elapsed()));

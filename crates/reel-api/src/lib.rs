@@ -389,6 +389,10 @@ pub struct VerifyReport {
     pub bytes_read: u64,
     pub problems: Vec<VerifyProblem>,
     pub damaged: Vec<String>,
+    /// With content checks: copies read that carry no signature (sealed
+    /// before Reel signed segments).
+    #[serde(default)]
+    pub unsigned_segments: u64,
 }
 
 /// A line of the `POST /api/v1/verify` answer (newline-delimited JSON):

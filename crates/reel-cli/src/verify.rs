@@ -100,6 +100,12 @@ fn text(r: &VerifyReport) -> String {
             String::new()
         }
     );
+    if r.unsigned_segments > 0 {
+        out.push_str(&format!(
+            "{} copies unsigned (sealed before Reel signed segments)\n",
+            r.unsigned_segments
+        ));
+    }
     if r.problems.is_empty() {
         out.push_str("catalog and stores agree\n");
     }
@@ -132,6 +138,11 @@ pub(crate) struct RebuildArgs {
     /// reeld's configuration file (for the stores).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// Also adopt unsigned segments (sealed before Reel signed them). Anyone
+    /// who can write to a bucket can make an unsigned segment: use it only
+    /// for data older than signing.
+    #[arg(long)]
+    accept_unsigned: bool,
     #[arg(long)]
     json: bool,
 }
@@ -157,7 +168,9 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     });
-    let result = engine.rebuild_catalog(&progress).await;
+    let result = engine
+        .rebuild_catalog(&progress, args.accept_unsigned)
+        .await;
     ticker.abort();
     bar.finish_and_clear();
     // Stray copies queued for deletion go now.
@@ -177,6 +190,12 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
             format::bytes(report.bytes_read),
             report.audit_entries
         );
+        if report.unsigned_segments > 0 {
+            println!(
+                "{} unsigned segments adopted (--accept-unsigned)",
+                report.unsigned_segments
+            );
+        }
         for s in &report.skipped {
             eprintln!("skipped {s}");
         }

@@ -577,9 +577,15 @@ impl Engine {
 
     /// Fills an empty catalog from the stores and the spool alone (see the
     /// `rebuilder` module for what can and cannot come back). Refused when
-    /// the catalog already holds recordings.
-    pub async fn rebuild_catalog(&self, progress: &VerifyProgress) -> Result<RebuildReport> {
-        rebuilder::rebuild(&self.inner, progress).await
+    /// the catalog already holds recordings. Only segments signed by this
+    /// server's key are adopted, and unsigned ones too with
+    /// `accept_unsigned`.
+    pub async fn rebuild_catalog(
+        &self,
+        progress: &VerifyProgress,
+        accept_unsigned: bool,
+    ) -> Result<RebuildReport> {
+        rebuilder::rebuild(&self.inner, progress, accept_unsigned).await
     }
 
     /// A closed recording's catalog rows, for an archive (open recordings

@@ -12,6 +12,13 @@
 //! to a store (the log comes back from the stores' copies), purges in
 //! progress (their recordings come back) and copies a failed put may have
 //! left (they are found again as stray copies by `verify`).
+//!
+//! With the catalog gone the stores are the only truth, and anyone with
+//! write access to a bucket could have put objects there: a segment object
+//! is adopted only when its header's signature checks with this server's
+//! key. Unsigned segments (sealed before Reel signed them, or forged) are
+//! named and left out unless the caller accepts them (`reel rebuild-catalog
+//! --accept-unsigned`, for data older than signing).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,8 +50,11 @@ pub struct RebuildReport {
     pub bytes_read: u64,
     /// Audit entries brought back from the stores' copies of the log.
     pub audit_entries: u64,
-    /// Objects that are not valid Reel objects, or contradict each other.
+    /// Objects that are not valid Reel objects, whose signature does not
+    /// check, or that contradict each other.
     pub skipped: Vec<String>,
+    /// Unsigned segments adopted (only with `accept_unsigned`).
+    pub unsigned_segments: u64,
 }
 
 /// One segment as found, with every place it was found.
@@ -56,7 +66,12 @@ struct Found {
 pub(crate) async fn rebuild(
     inner: &Arc<Inner>,
     progress: &VerifyProgress,
+    accept_unsigned: bool,
 ) -> Result<RebuildReport> {
+    let trust = Trust {
+        keys: vec![inner.keys.public_key()],
+        accept_unsigned,
+    };
     let empty = inner.catalog(|c| c.knows_no_recording()).await?;
     if !empty {
         return Err(EngineError::FailedPrecondition(
@@ -94,7 +109,7 @@ pub(crate) async fn rebuild(
     {
         progress.advance();
         let path = object_store::path::Path::from(key.as_str());
-        match read_combined(inner, *role, &path, *size, &mut report).await {
+        match read_combined(inner, *role, &path, *size, &trust, &mut report).await {
             Ok((id, sha, segs)) => {
                 combined.insert(id, (*size, sha));
                 for (bytes, mut row) in segs {
@@ -140,7 +155,7 @@ pub(crate) async fn rebuild(
         };
         report.objects_read += 1;
         report.bytes_read += bytes.len() as u64;
-        match segment_row(&bytes) {
+        match segment_row(&bytes, &trust, &mut report.unsigned_segments) {
             Ok((id, mut row)) => {
                 row.locations = vec![location_of(role) as i32];
                 add(&mut found, id, row, &bytes, &mut report);
@@ -154,7 +169,7 @@ pub(crate) async fn rebuild(
         let Some(bytes) = inner.spool.read(id, seq)? else {
             continue;
         };
-        match segment_row(&bytes) {
+        match segment_row(&bytes, &trust, &mut report.unsigned_segments) {
             Ok((sid, mut row)) if sid == id => {
                 row.locations = vec![Location::Local as i32];
                 add(&mut found, id, row, &bytes, &mut report);
@@ -244,9 +259,34 @@ pub(crate) async fn rebuild(
     Ok(report)
 }
 
+/// Which segment objects may be adopted.
+struct Trust {
+    /// The keys whose signatures are accepted: this server's.
+    keys: Vec<reel_keys::PublicKey>,
+    /// Adopt unsigned segments too (counted in `unsigned`).
+    accept_unsigned: bool,
+}
+
 /// A segment object's recording and catalog row (locations left empty),
-/// from the object checked whole (one event at a time).
-fn segment_row(bytes: &[u8]) -> std::result::Result<(RecordingId, SegmentRow), String> {
+/// from the object checked whole (one event at a time) and its signature
+/// checked against `trust`; an unsigned one adopted adds 1 to `unsigned`.
+fn segment_row(
+    bytes: &[u8],
+    trust: &Trust,
+    unsigned: &mut u64,
+) -> std::result::Result<(RecordingId, SegmentRow), String> {
+    match reel_log::verify_signature(bytes, &trust.keys) {
+        Ok(reel_log::Signer::Key(_)) => {}
+        Ok(reel_log::Signer::Unsigned) if trust.accept_unsigned => *unsigned += 1,
+        Ok(reel_log::Signer::Unsigned) => {
+            return Err(
+                "unsigned segment, not adopted (sealed before Reel signed segments, or not by Reel; \
+                 --accept-unsigned adopts such objects)"
+                    .into(),
+            );
+        }
+        Err(e) => return Err(e.to_string()),
+    }
     let checked = reel_log::check_segment(bytes).map_err(|e| e.to_string())?;
     let h = checked.header;
     let content_offset = checked.content_offset;
@@ -322,6 +362,7 @@ async fn read_combined(
     role: Role,
     key: &object_store::path::Path,
     size: u64,
+    trust: &Trust,
     report: &mut RebuildReport,
 ) -> std::result::Result<(RecordingId, Vec<u8>, Vec<(Bytes, SegmentRow)>), String> {
     let store = inner.store(role);
@@ -367,7 +408,7 @@ async fn read_combined(
                 entry.sequence
             ));
         }
-        let (sid, mut row) = segment_row(&bytes)?;
+        let (sid, mut row) = segment_row(&bytes, trust, &mut report.unsigned_segments)?;
         if sid != id {
             return Err(format!(
                 "segment {} names another recording",

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use reel_catalog::{Batch, RecordingId};
-use reel_log::{SegmentSpec, encode_segment};
+use reel_log::{SegmentSpec, encode_signed_segment};
 use reel_proto::v1::{Location, RecordingState, SegmentRow};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{error, info};
@@ -195,7 +195,7 @@ async fn seal_one(
         if let Some(f) = &finish {
             spec.duration_us = f.duration_us.max(last_time);
         }
-        let encoded = encode_segment(spec, &events);
+        let encoded = encode_signed_segment(spec, &events, inner.keys.as_ref());
         inner.spool.write(id, seq, &encoded.bytes)?;
 
         let header = &encoded.header;

@@ -101,6 +101,10 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
     /// Recordings marked damaged by this run's repair.
     pub damaged: Vec<String>,
+    /// With `content`: copies read that carry no signature (sealed before
+    /// Reel signed segments). Signed copies whose signature does not check
+    /// with this server's key are problems (`corrupt`).
+    pub unsigned_segments: u64,
 }
 
 impl VerifyReport {
@@ -360,6 +364,18 @@ async fn check_content(
             Some(seg),
             "content does not match its SHA-256".into(),
         ));
+    }
+    match reel_log::verify_signature(&bytes, &[inner.keys.public_key()]) {
+        Ok(reel_log::Signer::Key(_)) => {}
+        Ok(reel_log::Signer::Unsigned) => report.unsigned_segments += 1,
+        Err(err) => {
+            return Some(problem(
+                ProblemKind::Corrupt,
+                e,
+                Some(seg),
+                format!("signature: {err}"),
+            ));
+        }
     }
     match reel_log::decode_header(&bytes) {
         Ok((header, _)) => {

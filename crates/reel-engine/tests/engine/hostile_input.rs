@@ -258,7 +258,7 @@ async fn planted_combined_objects_are_skipped_by_a_rebuild() {
     );
     let engine = Engine::open(cfg).await.unwrap();
     let report = engine
-        .rebuild_catalog(&VerifyProgress::default())
+        .rebuild_catalog(&VerifyProgress::default(), false)
         .await
         .unwrap();
     assert_eq!(report.recordings, 1, "{report:?}");
@@ -324,5 +324,105 @@ async fn a_recording_of_empty_events_is_cut_into_bounded_segments() {
         "what this engine writes, its imports accept"
     );
     assert_eq!(read_all(&engine, id).await.len(), 30_000);
+    engine.shutdown().await;
+}
+
+/// After a catalog loss the stores are the only truth, and anyone who can
+/// write to a bucket can put a well-formed segment there: a rebuild adopts
+/// only segments signed by this server's key. A forged unsigned recording
+/// and one signed by another key are named and left out; the real one comes
+/// back. With `accept_unsigned` (for data older than signing) the unsigned
+/// one is adopted, and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_adopts_only_segments_this_server_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
+    let events: Vec<Event> = (0..40).map(event).collect();
+    let id = {
+        let engine = Engine::open(cfg.clone()).await.unwrap();
+        let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+        w.append(None, events.clone()).unwrap().await.unwrap();
+        let id = w.id();
+        w.close(0).await.unwrap();
+        for _ in 0..400 {
+            if engine.local_status().unwrap().upload_queue == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        engine.shutdown().await;
+        id
+    };
+    std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
+    let forged = |keys: Option<&dyn reel_keys::KeyProvider>| {
+        let spec = reel_log::SegmentSpec {
+            recording_id: RecordingId::generate().to_bytes(),
+            sequence: 0,
+            first_event_index: 0,
+            prev_hash: None,
+            metadata: RecordingMetadata {
+                user: "alice".into(),
+                ..Default::default()
+            },
+            is_final: true,
+            duration_us: 1000,
+            sealed_at_us: 1,
+        };
+        let fake = [Event {
+            data: b"a session that never happened".to_vec(),
+            ..event(0)
+        }];
+        let seg = match keys {
+            Some(k) => reel_log::encode_signed_segment(spec.clone(), &fake, k),
+            None => reel_log::encode_segment(spec.clone(), &fake),
+        };
+        let forged_id = RecordingId::from_slice(&spec.recording_id).unwrap();
+        let key = reel_storage::keys::segment(forged_id, 0);
+        let path = dir.path().join("primary").join(key.as_ref());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &seg.bytes).unwrap();
+        forged_id
+    };
+    let unsigned = forged(None);
+    let other = reel_keys::FileKeys::ephemeral().unwrap();
+    let foreign = forged(Some(&other));
+
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    let report = engine
+        .rebuild_catalog(&VerifyProgress::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(report.recordings, 1, "{report:?}");
+    assert_eq!(report.unsigned_segments, 0);
+    let named = |what: &str, id: RecordingId| {
+        report
+            .skipped
+            .iter()
+            .any(|s| s.contains(&id.to_string()) && s.contains(what))
+    };
+    assert!(named("unsigned segment", unsigned), "{report:?}");
+    assert!(named("not one this server trusts", foreign), "{report:?}");
+    assert_eq!(read_all(&engine, id).await, events);
+    assert!(engine.recording(unsigned).await.is_err());
+    assert!(engine.recording(foreign).await.is_err());
+    engine.shutdown().await;
+
+    // For data sealed before signing, unsigned segments can be let in.
+    std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
+    let engine = Engine::open(cfg).await.unwrap();
+    let report = engine
+        .rebuild_catalog(&VerifyProgress::default(), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.recordings, report.unsigned_segments),
+        (2, 1),
+        "{report:?}"
+    );
+    assert!(engine.recording(unsigned).await.is_ok());
+    assert!(
+        engine.recording(foreign).await.is_err(),
+        "never another key"
+    );
     engine.shutdown().await;
 }
