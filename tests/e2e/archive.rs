@@ -104,8 +104,46 @@ async fn recordings_archived_with_remove_come_back_identical() {
         );
     }
 
-    // A truncated copy imports nothing.
+    // Anyone with the file and the server's public key checks it, with no
+    // server and no catalog: whole and intact; one flipped byte, or another
+    // key, and it is not (exit 1, naming what).
     let bytes = std::fs::read(&file).unwrap();
+    let key = dir.path().join("reeld.pub");
+    std::fs::write(&key, reeld.reel(&["keys", "public"]).stdout).unwrap();
+    let verify = |file: &std::path::Path, key: &std::path::Path| {
+        let out = std::process::Command::new(reel_testkit::bin("reel"))
+            .arg("verify-archive")
+            .arg(file)
+            .arg("--public-key")
+            .arg(key)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, said) = verify(&file, &key);
+    assert!(ok, "{said}");
+    assert_eq!(said.matches(": intact (").count(), 3, "{said}");
+    assert!(said.contains("whole, signed by key"), "{said}");
+    let flipped = dir.path().join("flipped.reelarchive");
+    let mut changed = bytes.clone();
+    changed[bytes.len() / 2] ^= 1;
+    std::fs::write(&flipped, &changed).unwrap();
+    let (ok, said) = verify(&flipped, &key);
+    assert!(!ok, "{said}");
+    let other = dir.path().join("other.pub");
+    let stranger = reel_keys::FileKeys::ephemeral().unwrap();
+    std::fs::write(
+        &other,
+        reel_keys::KeyProvider::public_key(&stranger).to_pem(),
+    )
+    .unwrap();
+    let (ok, said) = verify(&file, &other);
+    assert!(!ok && said.contains("not by the key given"), "{said}");
+
+    // A truncated copy imports nothing.
     let cut = dir.path().join("cut.reelarchive");
     std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
     let out = reeld.reel(&["import-archive", cut.to_str().unwrap()]);

@@ -208,7 +208,14 @@ fn segments_move_from_local_to_primary() {
     // Both stores go away (their directories replaced by files): uploads
     // fail and the segments wait in the local spool.
     for store in [&primary, &secondary] {
-        std::fs::remove_dir_all(store).unwrap();
+        // reeld may be writing a probe object into it at that moment (the
+        // removal then finds the directory not empty): try again.
+        let mut tries = 0;
+        while let Err(e) = std::fs::remove_dir_all(store) {
+            tries += 1;
+            assert!(tries < 50, "cannot remove {}: {e}", store.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         std::fs::write(store, b"not a directory").unwrap();
     }
 

@@ -198,3 +198,92 @@ pub(crate) async fn import(client: &Client, args: ImportArchiveArgs) -> anyhow::
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArchiveArgs {
+    file: PathBuf,
+    /// The public key (PEM) of the server that wrote the archive, as `reel
+    /// keys public` printed it.
+    #[arg(long)]
+    public_key: PathBuf,
+    /// The verdict as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `reel verify-archive`: checks an archive with the file and a public key
+/// alone (no server, no catalog); exit 1 unless everything is intact.
+pub(crate) fn verify(args: VerifyArchiveArgs) -> anyhow::Result<()> {
+    let pem = std::fs::read_to_string(&args.public_key)
+        .with_context(|| format!("cannot read {}", args.public_key.display()))?;
+    let key = reel_keys::PublicKey::from_pem(&pem)
+        .map_err(|e| UsageError(format!("{}: {e}", args.public_key.display())))?;
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let verdict = reel_log::archive::verify(std::io::BufReader::new(file), &key)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let ranges = |r: &[std::ops::Range<u64>]| -> Vec<String> {
+        r.iter()
+            .map(|e| format!("{}..{}", e.start, e.end))
+            .collect()
+    };
+    if args.json {
+        let recordings: Vec<_> = verdict
+            .recordings
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id,
+                    "intact": r.problems.is_empty(),
+                    "segments": r.segments,
+                    "intact_segments": r.intact_segments,
+                    "events": r.events,
+                    "intact_events": ranges(&r.intact_events),
+                    "problems": r.problems,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "intact": verdict.intact(),
+            "key": key.id().to_string(),
+            "signed_whole": verdict.signed_whole,
+            "problems": verdict.problems,
+            "recordings": recordings,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for r in &verdict.recordings {
+            if r.problems.is_empty() {
+                println!(
+                    "{}: intact ({} segments, {} events)",
+                    r.id, r.segments, r.events
+                );
+            } else {
+                println!(
+                    "{}: NOT intact; intact events {} of {} ({} of {} segments)",
+                    r.id,
+                    match ranges(&r.intact_events).join(", ") {
+                        s if s.is_empty() => "none".to_string(),
+                        s => s,
+                    },
+                    r.events,
+                    r.intact_segments,
+                    r.segments
+                );
+                for p in &r.problems {
+                    println!("  {p}");
+                }
+            }
+        }
+        for p in &verdict.problems {
+            println!("{}: {p}", args.file.display());
+        }
+        if verdict.signed_whole {
+            println!("{}: whole, signed by key {}", args.file.display(), key.id());
+        }
+    }
+    if !verdict.intact() {
+        bail!("{}: not intact", args.file.display());
+    }
+    Ok(())
+}

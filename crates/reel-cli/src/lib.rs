@@ -106,6 +106,10 @@ enum Command {
     ExportArchive(archive::ExportArchiveArgs),
     /// Bring an archive's recordings back, with their ids and metadata.
     ImportArchive(archive::ImportArchiveArgs),
+    /// Check an archive with nothing but the file and the public key of the
+    /// server that wrote it (`reel keys public`): which recordings and
+    /// events are intact. Exit 1 unless all of it is.
+    VerifyArchive(archive::VerifyArchiveArgs),
     /// Recombine split and segmented recordings into one object each on the
     /// primary, with progress; `--dry-run` lists what would be done.
     Compact(compact::CompactArgs),
@@ -431,6 +435,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(&client, command).await,
         Command::ExportArchive(args) => archive::export(&client, args).await,
         Command::ImportArchive(args) => archive::import(&client, args).await,
+        Command::VerifyArchive(args) => archive::verify(args),
         Command::Compact(args) => compact::run(&client, args).await,
         Command::Status { json } => {
             let status = client.status().await?;

@@ -815,6 +815,12 @@ impl Engine {
         self.inner.keys.public_key()
     }
 
+    /// The keys this server signs with (for what the server itself writes:
+    /// archives).
+    pub fn keys(&self) -> Arc<dyn KeyProvider> {
+        self.inner.keys.clone()
+    }
+
     /// Stops the background work (a seal or upload cut short is redone at
     /// the next open) and the journal. Open recordings stay open in the
     /// catalog and can be resumed after the next open. The catalog closes

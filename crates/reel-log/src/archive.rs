@@ -11,7 +11,10 @@
 //! ```
 //!
 //! Every frame is checked by its CRC32C, every segment by its own SHA-256
-//! (its catalog row carries it), and the whole file by the end frame.
+//! (its catalog row carries it), and the whole file by the end frame, which
+//! the server that wrote the archive signs. [`verify`] checks an archive
+//! with nothing but the file and that server's public key: the end frame's
+//! signature, and each segment's signature, blocks and chain.
 
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
@@ -35,8 +38,8 @@ const FRAME_HEAD: usize = 13;
 /// rows, each within its bound.
 pub const MAX_RECORDING_FRAME: u64 =
     MAX_RECORDING_ROW_BYTES + 160 * MAX_SEGMENTS_PER_RECORDING + 48 * MAX_BLOCKS_PER_RECORDING;
-/// The largest end frame (two counts and a SHA-256).
-pub const MAX_END_FRAME: u64 = 64;
+/// The largest end frame (two counts, a SHA-256, a key id and a signature).
+pub const MAX_END_FRAME: u64 = 160;
 /// Locations and uncertain locations of one segment row (there are three
 /// places a segment can be).
 const MAX_ROW_LOCATIONS: usize = 8;
@@ -146,13 +149,18 @@ impl ArchiveWriter {
         self.frame(KIND_SEGMENT, bytes)
     }
 
-    /// The end frame; nothing may follow it.
-    pub fn end(mut self) -> Vec<u8> {
-        let end = ArchiveEnd {
+    /// The end frame, signed by `keys`; nothing may follow it.
+    pub fn end(mut self, keys: &dyn reel_keys::KeyProvider) -> Vec<u8> {
+        let mut end = ArchiveEnd {
             recordings: self.recordings,
             segments: self.segments,
             sha256: self.sha.clone().finalize().to_vec(),
+            signing_key_id: keys.public_key().id().0.to_vec(),
+            signature: Vec::new(),
         };
+        end.signature = keys
+            .sign(reel_keys::Domain::Archive, &end_message(&end))
+            .to_vec();
         self.frame(KIND_END, &end.encode_to_vec())
     }
 
@@ -165,6 +173,14 @@ impl ArchiveWriter {
         self.sha.update(&out);
         out
     }
+}
+
+/// What the end frame's signature covers.
+fn end_message(end: &ArchiveEnd) -> Vec<u8> {
+    let mut m = end.sha256.clone();
+    m.extend_from_slice(&end.recordings.to_le_bytes());
+    m.extend_from_slice(&end.segments.to_le_bytes());
+    m
 }
 
 /// Reads an archive from bytes pushed in as they arrive, checking every
@@ -483,10 +499,349 @@ fn scan_recording(payload: &[u8]) -> Result<(), Scan> {
     Ok(())
 }
 
+/// What [`verify`] found in one recording of an archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordingVerdict {
+    /// The recording's id, as text.
+    pub id: String,
+    /// Segments its rows name, and those found intact.
+    pub segments: u64,
+    pub intact_segments: u64,
+    /// Events its rows name.
+    pub events: u64,
+    /// The events of intact segments, as ranges of event indices (merged).
+    pub intact_events: Vec<std::ops::Range<u64>>,
+    /// What is wrong, one line each.
+    pub problems: Vec<String>,
+}
+
+/// What [`verify`] found in an archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveVerdict {
+    pub recordings: Vec<RecordingVerdict>,
+    /// The end frame's signature checks with the key: the file is whole and
+    /// as the server wrote it.
+    pub signed_whole: bool,
+    /// What is wrong with the file itself (a frame that does not read, no
+    /// end frame, the end's signature).
+    pub problems: Vec<String>,
+}
+
+impl ArchiveVerdict {
+    /// Nothing wrong anywhere.
+    pub fn intact(&self) -> bool {
+        self.signed_whole
+            && self.problems.is_empty()
+            && self.recordings.iter().all(|r| r.problems.is_empty())
+    }
+}
+
+/// Checks an archive with nothing but its bytes and the public key of the
+/// server that wrote it: every frame, every segment (its SHA-256 against its
+/// row, its header, blocks and events, its signature, its recording, its
+/// place in the chain), that a closed recording ends with its final
+/// segment, and the end frame's signature over the whole file. Says which
+/// recordings and events are intact; a frame that does not read stops the
+/// reading there (what came before stands). Only reading `file` fails.
+pub fn verify(
+    mut file: impl std::io::Read,
+    key: &reel_keys::PublicKey,
+) -> std::io::Result<ArchiveVerdict> {
+    let mut reader = ArchiveReader::new();
+    let mut verdict = ArchiveVerdict::default();
+    let mut current: Option<Walk> = None;
+    let mut buf = vec![0u8; 1 << 20];
+    'read: loop {
+        loop {
+            match reader.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Frame::Recording(rec))) => {
+                    if let Some(done) = current.take() {
+                        verdict.recordings.push(done.finish());
+                    }
+                    current = Some(Walk::new(*rec));
+                }
+                Ok(Some(Frame::Segment(bytes))) => match current.as_mut() {
+                    Some(walk) => walk.segment(&bytes, key),
+                    None => verdict
+                        .problems
+                        .push("a segment before any recording".into()),
+                },
+                Ok(Some(Frame::End(end))) => {
+                    if let Some(done) = current.take() {
+                        verdict.recordings.push(done.finish());
+                    }
+                    match check_end_signature(&end, key) {
+                        Ok(()) => verdict.signed_whole = true,
+                        Err(why) => verdict.problems.push(why),
+                    }
+                }
+                Err(e) => {
+                    verdict.problems.push(e.to_string());
+                    break 'read;
+                }
+            }
+        }
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        reader.push(&buf[..n]);
+    }
+    if let Some(done) = current.take() {
+        verdict.recordings.push(done.finish());
+    }
+    if !reader.complete() && verdict.problems.is_empty() {
+        verdict.problems.push(format!(
+            "truncated at byte {}: no end frame",
+            reader.consumed()
+        ));
+    }
+    Ok(verdict)
+}
+
+fn check_end_signature(end: &ArchiveEnd, key: &reel_keys::PublicKey) -> Result<(), String> {
+    if end.signature.is_empty() {
+        return Err("the archive is not signed (written before archives were signed)".into());
+    }
+    let named = hex::encode(&end.signing_key_id);
+    if end.signing_key_id[..] != key.id().0[..] {
+        return Err(format!(
+            "the archive is signed by key {named}, not by the key given ({})",
+            key.id()
+        ));
+    }
+    key.verify(
+        reel_keys::Domain::Archive,
+        &end_message(end),
+        &end.signature,
+    )
+    .map_err(|_| format!("the archive's signature does not check with key {named}"))
+}
+
+/// One recording being read: its rows, and what its segments showed.
+struct Walk {
+    rec: ArchiveRecording,
+    verdict: RecordingVerdict,
+    next: usize,
+    /// The SHA-256 of the previous segment object, as read.
+    prev: Option<crate::segment::Hash>,
+    saw_final: bool,
+}
+
+impl Walk {
+    fn new(rec: ArchiveRecording) -> Walk {
+        let id = rec
+            .row
+            .as_ref()
+            .and_then(|r| reel_proto::RecordingId::from_slice(&r.id).ok())
+            .map_or_else(|| "?".to_string(), |id| id.to_string());
+        let verdict = RecordingVerdict {
+            id,
+            segments: rec.segments.len() as u64,
+            events: rec.segments.iter().map(|s| s.event_count).sum(),
+            ..Default::default()
+        };
+        Walk {
+            rec,
+            verdict,
+            next: 0,
+            prev: None,
+            saw_final: false,
+        }
+    }
+
+    fn segment(&mut self, bytes: &[u8], key: &reel_keys::PublicKey) {
+        let i = self.next;
+        self.next += 1;
+        let sha = crate::segment::sha256(bytes);
+        let prev = self.prev.replace(sha);
+        match self.check(i, bytes, &sha, prev, key) {
+            Ok((events, is_final)) => {
+                self.verdict.intact_segments += 1;
+                self.saw_final |= is_final;
+                match self.verdict.intact_events.last_mut() {
+                    Some(last) if last.end == events.start => last.end = events.end,
+                    _ if events.is_empty() => {}
+                    _ => self.verdict.intact_events.push(events),
+                }
+            }
+            Err(why) => self.verdict.problems.push(format!("segment {i}: {why}")),
+        }
+    }
+
+    /// One segment's checks; its events and whether it is the final one.
+    fn check(
+        &mut self,
+        i: usize,
+        bytes: &[u8],
+        sha: &crate::segment::Hash,
+        prev: Option<crate::segment::Hash>,
+        key: &reel_keys::PublicKey,
+    ) -> Result<(std::ops::Range<u64>, bool), String> {
+        let row = self
+            .rec
+            .segments
+            .get(i)
+            .ok_or("a segment the recording's rows do not name")?;
+        if sha[..] != row.sha256[..] {
+            return Err("does not match its row's SHA-256".into());
+        }
+        let checked = crate::segment::check_segment(bytes).map_err(|e| e.to_string())?;
+        match crate::segment::verify_signature(bytes, std::slice::from_ref(key)) {
+            Ok(crate::segment::Signer::Key(_)) => {}
+            Ok(crate::segment::Signer::Unsigned) => return Err("not signed".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+        let h = &checked.header;
+        let row_id = self.rec.row.as_ref().map(|r| r.id.as_slice());
+        if Some(h.recording_id.as_slice()) != row_id {
+            return Err("belongs to another recording".into());
+        }
+        if h.sequence != i as u64 {
+            return Err(format!("is sequence {} in the place of {i}", h.sequence));
+        }
+        let linked = match prev {
+            None => h.prev_hash.is_empty(),
+            Some(p) => h.prev_hash[..] == p[..],
+        };
+        if !linked {
+            // Intact on its own (signed, every block checks), but what
+            // came before it is not what it was sealed after.
+            self.verdict.problems.push(format!(
+                "segment {i}: does not follow the segment before it"
+            ));
+        }
+        let end = h.first_event_index.saturating_add(h.event_count);
+        Ok((h.first_event_index..end, h.r#final))
+    }
+
+    fn finish(mut self) -> RecordingVerdict {
+        let listed = self.rec.segments.len();
+        if self.next < listed {
+            self.verdict.problems.push(format!(
+                "{} of its {listed} segments are not in the archive",
+                listed - self.next
+            ));
+        }
+        let closed = self
+            .rec
+            .row
+            .as_ref()
+            .is_some_and(|r| r.state == reel_proto::v1::RecordingState::Closed as i32);
+        if closed && !self.saw_final && self.next >= listed {
+            self.verdict
+                .problems
+                .push("closed, but its final segment is not there: its end was cut off".into());
+        }
+        self.verdict
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::tests::archived;
+    use crate::validate::tests::{archived, archived_by};
+    use reel_keys::{FileKeys, KeyProvider};
+
+    /// An archive of one signed recording, written and signed by `keys`.
+    fn signed(keys: &FileKeys) -> Vec<u8> {
+        let (rec, objects) = archived_by(Some(keys));
+        let mut w = ArchiveWriter::new();
+        let mut out = w.head();
+        out.extend(w.recording(&rec));
+        for o in &objects {
+            out.extend(w.segment(o));
+        }
+        out.extend(w.end(keys));
+        out
+    }
+
+    #[test]
+    fn an_archive_checks_with_its_public_key_alone() {
+        let keys = FileKeys::ephemeral().unwrap();
+        let public = keys.public_key();
+        let file = signed(&keys);
+        let v = verify(&file[..], &public).unwrap();
+        assert!(v.intact(), "{v:?}");
+        assert_eq!(v.recordings.len(), 1);
+        let whole = &v.recordings[0].intact_events;
+        assert_eq!((whole.len(), whole[0].clone()), (1, 0..80));
+
+        // Another server's key: neither the segments nor the file check.
+        let other = FileKeys::ephemeral().unwrap().public_key();
+        let v = verify(&file[..], &other).unwrap();
+        assert!(!v.intact() && !v.signed_whole);
+        assert_eq!(v.recordings[0].intact_segments, 0, "{v:?}");
+        assert!(v.problems[0].contains("not by the key given"), "{v:?}");
+
+        // One flipped byte inside the second segment, its frame's CRC
+        // mended: that segment is named, the first stays intact, and the
+        // file's signed SHA-256 no longer matches.
+        let mut flipped = file.clone();
+        let at = flipped.len() - 300;
+        flipped[at] ^= 1;
+        let frame_at = HEAD_LEN + {
+            let (rec, objects) = archived_by(Some(&keys));
+            FRAME_HEAD + rec.encode_to_vec().len() + FRAME_HEAD + objects[0].len()
+        };
+        let payload = frame_at + FRAME_HEAD;
+        let end_frame = file.len() - {
+            let mut r = ArchiveReader::new();
+            r.push(&file);
+            let mut last = 0;
+            while let Ok(Some(f)) = r.next_frame() {
+                if let Frame::End(e) = f {
+                    last = FRAME_HEAD + e.encoded_len();
+                }
+            }
+            last
+        };
+        let crc = crc32c::crc32c(&flipped[payload..end_frame]);
+        flipped[frame_at + 9..frame_at + 13].copy_from_slice(&crc.to_le_bytes());
+        let v = verify(&flipped[..], &public).unwrap();
+        assert!(!v.intact());
+        let r = &v.recordings[0];
+        assert_eq!(
+            (
+                r.intact_segments,
+                r.intact_events.len(),
+                r.intact_events[0].clone()
+            ),
+            (1, 1, 0..40),
+            "{v:?}"
+        );
+        assert!(r.problems[0].starts_with("segment 1:"), "{v:?}");
+        assert!(
+            v.problems.iter().any(|p| p.contains("SHA-256 of the file")),
+            "{v:?}"
+        );
+
+        // An unsigned archive (written before archives were signed).
+        let (rec, objects) = archived();
+        let mut w = ArchiveWriter::new();
+        let mut old = w.head();
+        old.extend(w.recording(&rec));
+        for o in &objects {
+            old.extend(w.segment(o));
+        }
+        let end = ArchiveEnd {
+            recordings: 1,
+            segments: 2,
+            sha256: w.sha.clone().finalize().to_vec(),
+            ..Default::default()
+        };
+        old.extend(w.frame(KIND_END, &end.encode_to_vec()));
+        let v = verify(&old[..], &public).unwrap();
+        assert!(!v.intact());
+        assert!(v.problems[0].contains("not signed"), "{v:?}");
+        assert!(v.recordings[0].problems[0].contains("not signed"), "{v:?}");
+
+        // Cut short: what came before the cut stands.
+        let v = verify(&file[..file.len() - 10], &public).unwrap();
+        assert!(!v.intact());
+        assert_eq!(v.recordings[0].intact_segments, 2, "{v:?}");
+    }
 
     fn sample() -> Vec<u8> {
         let (rec, objects) = archived();
@@ -496,7 +851,7 @@ mod tests {
         for o in &objects {
             out.extend(w.segment(o));
         }
-        out.extend(w.end());
+        out.extend(w.end(&reel_keys::FileKeys::ephemeral().unwrap()));
         out
     }
 
@@ -639,7 +994,7 @@ mod tests {
         let mut f = w.head();
         f.extend(w.recording(&rec));
         f.extend(w.segment(&objects[0]));
-        f.extend(w.end());
+        f.extend(w.end(&reel_keys::FileKeys::ephemeral().unwrap()));
         let (frames, outcome, _) = read(&f, f.len());
         assert_eq!(frames.len(), 2);
         assert!(

@@ -337,24 +337,32 @@ pub(crate) mod tests {
     /// A closed recording of two segments, as the catalog and an archive
     /// hold it, with the segment objects.
     pub(crate) fn archived() -> (ArchiveRecording, Vec<Vec<u8>>) {
+        archived_by(None)
+    }
+
+    /// A closed recording of two segments, signed by `keys` if given.
+    pub(crate) fn archived_by(
+        keys: Option<&dyn reel_keys::KeyProvider>,
+    ) -> (ArchiveRecording, Vec<Vec<u8>>) {
         let mut segments = Vec::new();
         let mut objects = Vec::new();
         let mut prev = None;
         for seq in 0..2u64 {
             let evs = events(40, 4000);
-            let enc = encode_segment(
-                SegmentSpec {
-                    recording_id: [7; 16],
-                    sequence: seq,
-                    first_event_index: seq * 40,
-                    prev_hash: prev,
-                    metadata: RecordingMetadata::default(),
-                    is_final: seq == 1,
-                    duration_us: 0,
-                    sealed_at_us: 1,
-                },
-                &evs,
-            );
+            let spec = SegmentSpec {
+                recording_id: [7; 16],
+                sequence: seq,
+                first_event_index: seq * 40,
+                prev_hash: prev,
+                metadata: RecordingMetadata::default(),
+                is_final: seq == 1,
+                duration_us: 0,
+                sealed_at_us: 1,
+            };
+            let enc = match keys {
+                Some(k) => crate::segment::encode_signed_segment(spec, &evs, k),
+                None => encode_segment(spec, &evs),
+            };
             prev = Some(enc.sha256);
             segments.push(SegmentRow {
                 sequence: seq,

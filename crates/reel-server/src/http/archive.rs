@@ -93,7 +93,7 @@ async fn export_archive(
                 }
             }
         }
-        let _ = tx.send(Ok(writer.end().into())).await;
+        let _ = tx.send(Ok(writer.end(engine.keys().as_ref()).into())).await;
     });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
