@@ -96,6 +96,9 @@ pub fn archive_from_frames(mut data: &[u8]) -> Vec<u8> {
                     recordings,
                     segments,
                     sha256: Sha256::digest(&file).to_vec(),
+                    // Unsigned: the reader checks the file's SHA-256, not
+                    // the signature (that is `archive::verify`'s).
+                    ..Default::default()
                 }
                 .encode_to_vec();
             }
