@@ -198,24 +198,7 @@ async fn planted_combined_objects_are_skipped_by_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
     let events: Vec<Event> = (0..100).map(event).collect();
-    let id = {
-        let engine = Engine::open(cfg.clone()).await.unwrap();
-        let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
-        for chunk in events.chunks(10) {
-            w.append(None, chunk.to_vec()).unwrap().await.unwrap();
-        }
-        let id = w.id();
-        w.close(0).await.unwrap();
-        for _ in 0..400 {
-            if engine.local_status().unwrap().upload_queue == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        engine.shutdown().await;
-        id
-    };
-    std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
+    let id = stored_then_catalog_lost(&cfg, &events).await;
     let plant = |name: &str, bytes: Vec<u8>| {
         let key = reel_storage::keys::recording_object(name);
         let path = dir.path().join("primary").join(key.as_ref());
@@ -338,22 +321,7 @@ async fn a_rebuild_adopts_only_segments_this_server_signed() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
     let events: Vec<Event> = (0..40).map(event).collect();
-    let id = {
-        let engine = Engine::open(cfg.clone()).await.unwrap();
-        let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
-        w.append(None, events.clone()).unwrap().await.unwrap();
-        let id = w.id();
-        w.close(0).await.unwrap();
-        for _ in 0..400 {
-            if engine.local_status().unwrap().upload_queue == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        engine.shutdown().await;
-        id
-    };
-    std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
+    let id = stored_then_catalog_lost(&cfg, &events).await;
     let forged = |keys: Option<&dyn reel_keys::KeyProvider>| {
         let spec = reel_log::SegmentSpec {
             recording_id: RecordingId::generate().to_bytes(),
@@ -425,4 +393,28 @@ async fn a_rebuild_adopts_only_segments_this_server_signed() {
         "never another key"
     );
     engine.shutdown().await;
+}
+
+/// A closed recording of `events` stored (its uploads drained), then the
+/// engine stopped and its catalog directory lost; the recording's id.
+async fn stored_then_catalog_lost(
+    cfg: &reel_engine::EngineConfig,
+    events: &[Event],
+) -> RecordingId {
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    for chunk in events.chunks(10) {
+        w.append(None, chunk.to_vec()).unwrap().await.unwrap();
+    }
+    let id = w.id();
+    w.close(0).await.unwrap();
+    for _ in 0..400 {
+        if engine.local_status().unwrap().upload_queue == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    engine.shutdown().await;
+    std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
+    id
 }
