@@ -9,6 +9,7 @@
 mod access;
 mod archive;
 mod bad_input;
+mod evidence;
 mod failover;
 mod keys;
 mod purge;
