@@ -41,13 +41,27 @@ pub(crate) async fn entry(inner: &Arc<Inner>, id: RecordingId) -> Result<Archive
     })
 }
 
-/// One segment object of an archived recording, checked.
+/// One segment object of an archived recording, checked. A segment that
+/// moved while it was read (its spool file removed once a store held it,
+/// its copies folded into the combined object) is looked up once more.
 pub(crate) async fn segment(inner: &Arc<Inner>, id: RecordingId, seq: u64) -> Result<Bytes> {
-    let seg = inner
-        .catalog(move |c| c.segment(id, seq))
-        .await?
-        .ok_or(EngineError::NotFound(id))?;
-    read_good_copy(inner, id, &seg).await
+    let row = || async {
+        inner
+            .catalog(move |c| c.segment(id, seq))
+            .await?
+            .ok_or(EngineError::NotFound(id))
+    };
+    let seg = row().await?;
+    match read_good_copy(inner, id, &seg).await {
+        Ok(bytes) => Ok(bytes),
+        Err(first) => {
+            let again = row().await?;
+            if again.locations == seg.locations && again.combined_offset == seg.combined_offset {
+                return Err(first);
+            }
+            read_good_copy(inner, id, &again).await
+        }
+    }
 }
 
 /// An import in progress: one recording, its segments arriving in order.
