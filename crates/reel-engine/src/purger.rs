@@ -159,10 +159,17 @@ async fn queue_objects(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
                     combined |= seg.combined_offset.is_some();
                     batch.delete_segment(id, seg.sequence);
                 }
-                if combined {
+                // The combined object goes too, also when the row does not
+                // name it: a recombination cut by a crash after its put and
+                // before its commit left one the catalog never heard of.
+                // Queued on the first pass only (the segments' rows go in
+                // this batch); deleting a missing object is a no-op.
+                if combined || !segments.is_empty() {
                     let key = keys::recording_object(id);
                     batch.enqueue_deletion(Location::Primary, key.as_ref(), "purged");
-                    // Queued once: the row no longer names the object.
+                }
+                if combined {
+                    // The row no longer names the object.
                     if let Some(mut row) = row {
                         row.combined_size = 0;
                         row.combined_sha256.clear();
