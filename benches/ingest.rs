@@ -86,6 +86,7 @@ fn raw_append(dir: &Path, batch: usize, run: Duration) -> Outcome {
         recording_id: vec![7; 16],
         first_index: 0,
         events: vec![event(0)],
+        ..Default::default()
     }
     .encode_to_vec();
     let record = reel_log::record::encode(&payload);

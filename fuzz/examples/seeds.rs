@@ -155,6 +155,7 @@ fn main() {
                 recording_id: ID.to_vec(),
                 first_index: 0,
                 events: events(0, 6),
+                ..Default::default()
             },
         ),
         (
@@ -163,6 +164,7 @@ fn main() {
                 recording_id: ID.to_vec(),
                 first_index: 41,
                 events: events(41, 1),
+                ..Default::default()
             },
         ),
     ] {

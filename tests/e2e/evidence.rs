@@ -111,19 +111,18 @@ async fn a_bucket_writers_changes_are_caught_by_export_verify_and_rebuild() {
         p.get(key).await.unwrap().bytes().await.unwrap().to_vec()
     };
 
-    // a: inside segment 1, "rec 0000" becomes "rec 6666", and four bytes
-    // further on are chosen so that the block's CRC32C is unchanged.
+    // a: inside segment 1's first block (sealed: the attacker cannot read
+    // it), eight bytes changed, and four bytes further on chosen so that
+    // the block's CRC32C is unchanged.
     let a1 = keys::segment(id(0), 1);
     let mut bytes = get(&a1).await;
     let (header, content_at) = reel_log::decode_header(&bytes).unwrap();
+    assert!(header.encrypted, "recordings are encrypted at rest");
     let block = &header.blocks[0];
     let start = content_at + block.offset as usize;
     let end = start + block.len as usize;
-    let at = start
-        + bytes[start..end]
-            .windows(8)
-            .position(|w| w == b"rec 0000")
-            .unwrap();
+    let at = start + 30;
+    assert!(at + 8 + 24 + 4 <= end, "block of {} bytes", block.len);
     bytes[at..at + 8].copy_from_slice(b"rec 6666");
     let mut block_bytes = bytes[start..end].to_vec();
     reel_testkit::attack::forge_crc32c(&mut block_bytes, at - start + 24, block.crc32c);
@@ -136,10 +135,21 @@ async fn a_bucket_writers_changes_are_caught_by_export_verify_and_rebuild() {
     let mut forged_b = Vec::new();
     for seq in 1..segments {
         let key = keys::segment(id(1), seq);
-        let seg = reel_log::decode_segment(&get(&key).await).unwrap();
-        let h = seg.header;
-        let mut events = seg.events;
-        events[0].data = b"rm -rf /srv/evidence\r\n".to_vec();
+        // The header is readable (signed, not encrypted): the forger
+        // knows the events' indices and times, not what they held, and
+        // writes his own.
+        let (h, _) = reel_log::decode_header(&get(&key).await).unwrap();
+        let events: Vec<Event> = (0..h.event_count)
+            .map(|i| Event {
+                time_us: if i + 1 == h.event_count {
+                    h.end_time_us
+                } else {
+                    h.start_time_us
+                },
+                kind: EventKind::Output as i32,
+                data: b"rm -rf /srv/evidence\r\n".to_vec(),
+            })
+            .collect();
         let spec = reel_log::SegmentSpec {
             recording_id: h.recording_id.as_slice().try_into().unwrap(),
             sequence: h.sequence,

@@ -44,6 +44,19 @@ async fn check_buckets(reeld: &Reeld, ids: &[String], primary: &Garage, secondar
                 .get_json(&format!("/api/v1/recordings/{id}"))
                 .await
                 .unwrap();
+            // A store that holds any of a recording's segments holds its key
+            // object too (put before the first of them); one left from a
+            // put that went elsewhere in the end is known as well.
+            let key_object = (format!("keys/{id}"), reel_keys::WRAPPED_KEY_LEN as u64);
+            if detail
+                .segments
+                .iter()
+                .any(|s| s.locations.iter().any(|l| l == store))
+            {
+                named.insert(key_object);
+            } else {
+                uncertain.insert(key_object);
+            }
             for s in &detail.segments {
                 let key = (
                     format!("recordings/{id}/segments/{:010}.seg", s.sequence),
@@ -280,7 +293,10 @@ async fn both_stores_down_fill_the_local_log_and_drain_when_one_returns() {
         "{status:?}"
     );
     assert!(status.backlog_segments > 0);
-    assert!(status.backlog_bytes > 512 << 10);
+    // About half the capacity: the other half is the journal the spooled
+    // segments were sealed from (each with its few bytes of framing and,
+    // encrypted, its nonce and tag).
+    assert!(status.backlog_bytes > 448 << 10, "{status:?}");
     // Acknowledged events are all there, read from the local log.
     assert_eq!(reeld.export_events(&id).await.unwrap(), sent);
 

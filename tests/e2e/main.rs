@@ -8,6 +8,7 @@
 
 mod access;
 mod archive;
+mod at_rest;
 mod bad_input;
 mod evidence;
 mod failover;

@@ -95,11 +95,13 @@ impl Catalog {
 
     /// Objects of recording `id` still waiting in the deletion queue.
     pub fn pending_deletions_of(&self, id: RecordingId) -> Result<usize> {
+        // Its objects, and its key objects (reel-storage's `keys` layout).
         let needle = format!("recordings/{id}/");
+        let key_object = format!("keys/{id}");
         Ok(self
             .deletion_queue()?
             .iter()
-            .filter(|(_, key, _)| key.contains(&needle))
+            .filter(|(_, key, _)| key.contains(&needle) || *key == key_object)
             .count())
     }
 

@@ -88,6 +88,8 @@ pub struct FileConfig {
     pub retention: RetentionSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub keys: KeysSection,
     /// TLS on both listeners (and mTLS for recorders with `client_ca_file`).
     pub tls: Option<TlsConfig>,
 }
@@ -176,6 +178,16 @@ impl RetentionSection {
 fn required_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// `[keys]`: encryption at rest. The master key itself is never in this
+/// file (`<data_dir>/keys/` or `REEL_MASTER_KEY`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    /// Encrypt recordings started from now on (default true); `false` only
+    /// to measure what encryption costs.
+    pub encrypt: Option<bool>,
 }
 
 /// Recombination; see `reel_engine::CompactorConfig`.
@@ -417,6 +429,9 @@ impl ServerConfig {
         set(&mut engine.local_capacity_bytes, args.local_capacity_bytes);
         file.health.apply(&mut engine.health);
         file.compactor.apply(&mut engine.compactor);
+        if let Some(v) = file.keys.encrypt {
+            engine.encrypt = v;
+        }
         file.retention.apply(&mut engine.retention);
         if args.no_compactor {
             engine.compactor.enabled = false;

@@ -90,6 +90,14 @@ pub(crate) async fn begin(inner: &Arc<Inner>, rec: ArchiveRecording, by: String)
             "recording {id} is already in Reel; it was not imported again"
         )));
     }
+    // An encrypted recording is read with its data key, wrapped by the
+    // master key of the server that archived it: one this server does not
+    // hold would import a recording nobody can read.
+    if let Err(e) = crate::recording::recording_key(inner.keys.as_ref(), id, &row) {
+        return Err(EngineError::FailedPrecondition(format!(
+            "{e}: import it on a server given the master key it was archived under (REEL_MASTER_KEY)"
+        )));
+    }
     Ok(Import {
         inner: inner.clone(),
         id,

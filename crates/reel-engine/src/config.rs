@@ -67,6 +67,11 @@ pub struct EngineConfig {
     /// `REEL_MASTER_KEY`), instead of one kept in `keys/` (see
     /// `reel_keys::FileKeys`).
     pub master_key: Option<Secret>,
+    /// Recordings started from now on are encrypted at rest (each with its
+    /// own data key, wrapped by the master key). Off only to measure what
+    /// encryption costs (`[keys] encrypt = false`); recordings already
+    /// stored keep the form they were written in.
+    pub encrypt: bool,
 }
 
 impl EngineConfig {
@@ -99,6 +104,7 @@ impl EngineConfig {
             clock: reel_clock::system(),
             failpoints: Default::default(),
             master_key: None,
+            encrypt: true,
         }
     }
 

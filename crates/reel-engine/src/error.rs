@@ -44,6 +44,14 @@ pub enum EngineError {
     Storage(#[from] StorageError),
     #[error("keys: {0}")]
     Keys(#[from] reel_keys::KeyError),
+    /// The recording is encrypted and its data key does not open here (its
+    /// master key is not held, or the wrapped key was altered).
+    #[error("recording {recording} cannot be decrypted: {source}")]
+    RecordingKey {
+        recording: RecordingId,
+        #[source]
+        source: reel_keys::KeyError,
+    },
     #[error("recording {recording}: segment {sequence} is damaged: {source}")]
     Segment {
         recording: RecordingId,
@@ -120,6 +128,7 @@ impl EngineError {
             ) => ErrorKind::Corrupt,
             EngineError::Journal(_)
             | EngineError::Keys(_)
+            | EngineError::RecordingKey { .. }
             | EngineError::Catalog(_)
             | EngineError::Storage(StorageError::Config { .. })
             | EngineError::Io { .. }

@@ -13,10 +13,13 @@ use tracing::{error, info, warn};
 use crate::{Inner, sealer};
 
 const TICK: Duration = Duration::from_millis(250);
+/// Spool key files are pruned every this many ticks (10 s).
+const KEY_PRUNE_TICKS: u64 = 40;
 
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(TICK);
     let mut closes = tokio::task::JoinSet::new();
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -27,6 +30,16 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         request_age_seals(&inner);
         close_abandoned(&inner, &mut closes);
         release_journal(&inner).await;
+        ticks += 1;
+        if ticks.is_multiple_of(KEY_PRUNE_TICKS) {
+            let pruning = inner.clone();
+            let pruned =
+                tokio::task::spawn_blocking(move || crate::key_objects::prune_spooled(&pruning))
+                    .await;
+            if let Ok(Err(e)) = pruned {
+                tracing::warn!(error = %e, "spool key files: pruning failed; will retry");
+            }
+        }
     }
     closes.shutdown().await;
 }

@@ -12,10 +12,9 @@ use std::time::Instant;
 
 use prost::Message;
 use reel_catalog::RecordingId;
-use reel_log::JournalError;
-use reel_proto::v1::{
-    Event, EventKind, JournalEntry, RecordingMetadata, RecordingRow, RecordingState,
-};
+use reel_keys::DataKey;
+use reel_log::{JournalError, RecordingKey};
+use reel_proto::v1::{Event, EventKind, RecordingMetadata, RecordingRow, RecordingState};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
@@ -74,17 +73,27 @@ pub(crate) async fn start(
     if metadata.started_at_us == 0 {
         metadata.started_at_us = now;
     }
+    // The data key is drawn and wrapped now, and its wrapped form committed
+    // with the row, before any event is accepted (RFC 0001).
+    let (key, wrapped_key) = if inner.config.encrypt {
+        let key = DataKey::generate()?;
+        let wrapped = inner.keys.wrap(&id.to_bytes(), &key)?.to_bytes();
+        (Some(RecordingKey::new(id.to_bytes(), key)), wrapped)
+    } else {
+        (None, Vec::new())
+    };
     let row = RecordingRow {
         id: id.to_bytes().to_vec(),
         metadata: Some(metadata),
         state: RecordingState::Open as i32,
         created_at_us: now,
         owner: owner.to_string(),
+        wrapped_key,
         ..Default::default()
     };
     let stored = row.clone();
     inner.catalog(move |c| c.put_recording(&stored)).await?;
-    let rec = OpenRecording::new(id, row, true, inner.instant());
+    let rec = OpenRecording::new(id, row, true, inner.instant(), key);
     inner
         .open
         .write()
@@ -306,12 +315,11 @@ impl RecordingWriter {
         let count = events.len() as u32;
         let data_bytes: usize = events.iter().map(|e| e.data.len()).sum();
         let last_time = events.last().expect("non-empty").time_us;
-        let payload = JournalEntry {
-            recording_id: id.to_bytes().to_vec(),
-            first_index: first,
-            events,
-        }
-        .encode_to_vec();
+        // Sealed here, on the caller's task: the journal's thread stays free
+        // of crypto, its group commit unchanged.
+        let payload =
+            reel_log::validate::seal_entry(id.to_bytes(), self.rec.key.as_ref(), first, events)?
+                .encode_to_vec();
 
         let (tx, rx) = oneshot::channel();
         let rec = self.rec.clone();

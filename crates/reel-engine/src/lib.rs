@@ -38,6 +38,7 @@ mod deleter;
 mod error;
 mod housekeeping;
 mod ingest;
+mod key_objects;
 mod metrics;
 mod prober;
 mod purger;
@@ -148,6 +149,9 @@ pub(crate) struct Inner {
     pub deleter_wake: Notify,
     /// The signing key and the master keys.
     pub keys: Arc<dyn KeyProvider>,
+    /// The stores this process put each encrypted recording's key object
+    /// on (`key_objects`).
+    pub key_objects: Mutex<std::collections::HashSet<(RecordingId, reel_storage::Role)>>,
 }
 
 impl Inner {
@@ -351,9 +355,12 @@ impl Engine {
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let cfg = config.clone();
         let seal_tx2 = seal_tx.clone();
-        let recovered = tokio::task::spawn_blocking(move || recovery::recover(&cfg, &seal_tx2))
-            .await
-            .map_err(|e| EngineError::Internal(format!("recovery task failed: {e}")))??;
+        let recovery_keys = keys.clone();
+        let recovered = tokio::task::spawn_blocking(move || {
+            recovery::recover(&cfg, recovery_keys.as_ref(), &seal_tx2)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("recovery task failed: {e}")))??;
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             config,
@@ -375,6 +382,7 @@ impl Engine {
             compactor: Default::default(),
             deleter_wake: Notify::new(),
             keys,
+            key_objects: Default::default(),
         });
         housekeeping::check_disk(&inner);
         for item in recovered.upload_queue {

@@ -4,7 +4,9 @@
 //! A purge goes in three steps, each durable before the next:
 //!
 //! 1. **Mark.** One synced batch writes the recording's purge mark and the
-//!    audit entry. From here the recording is gone for listings, reads and
+//!    audit entry, removes its wrapped data key from its row and queues its
+//!    key objects for deletion (crypto-shredding: from here no copy of it
+//!    can be read, even one kept elsewhere). From here the recording is gone for listings, reads and
 //!    recorders; every later writer (sealer, uploader, compactor) checks the
 //!    mark in the same catalog commit as its own change
 //!    ([`reel_catalog::Catalog::commit_checked`]), so none can bring a row
@@ -76,6 +78,7 @@ pub(crate) async fn purge(
                     } else {
                         if c.purge_mark(id)?.is_none() {
                             batch.mark_purging(id, &mark);
+                            shred(c, &mut batch, id)?;
                         }
                         outcome.purged.push(id);
                     }
@@ -100,12 +103,36 @@ pub(crate) async fn purge(
     }
     crashpoint!(inner, "purge-after-mark");
     for &id in &outcome.purged {
+        crate::key_objects::forget(inner, id);
         info!(recording = %id, by = %actor.by, reason = %actor.reason, "recording purged");
         stop_open(inner, id).await;
         queue_objects(inner, id).await?;
     }
     inner.deleter_wake.notify_one();
     Ok(outcome)
+}
+
+/// Crypto-shredding, in the purge mark's commit: the recording's wrapped
+/// data key leaves its row, and its key objects are queued for deletion
+/// (the deletion queue is in key order, so `keys/` goes before
+/// `recordings/` on each store). From the mark on, no copy of the
+/// recording, wherever it was kept, can be read.
+fn shred(
+    c: &reel_catalog::Catalog,
+    batch: &mut Batch,
+    id: RecordingId,
+) -> reel_catalog::Result<()> {
+    if let Some(mut row) = c.recording(id)?
+        && !row.wrapped_key.is_empty()
+    {
+        row.wrapped_key.clear();
+        batch.put_recording(&row);
+        let key = keys::data_key(id);
+        for store in [Location::Primary, Location::Secondary] {
+            batch.enqueue_deletion(store, key.as_ref(), "purged: its data key is destroyed");
+        }
+    }
+    Ok(())
 }
 
 /// Why a hold refuses a purge.
@@ -195,6 +222,7 @@ async fn queue_objects(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
             inner.spool.remove(id, seq)?;
         }
     }
+    inner.spool.remove_key(id)?;
     Ok(())
 }
 

@@ -185,7 +185,25 @@ pub(crate) async fn rebuild(
     for (id, segments) in found {
         progress.advance();
         let mut batch = Batch::new();
-        let row = recording_row(id, &segments, combined.get(&id));
+        let mut row = recording_row(id, &segments, combined.get(&id));
+        // An encrypted recording is adopted with its data key or not at
+        // all: without it, none of its bytes can ever be read.
+        if segments.values().any(|f| f.header.encrypted) {
+            match crate::key_objects::find(inner, id)
+                .await
+                .or_else(|| crate::key_objects::spooled(inner, id))
+            {
+                Some(wrapped) => row.wrapped_key = wrapped,
+                None => {
+                    report.skipped.push(format!(
+                        "recording {id}: encrypted, and no key object in either store opens with this server's keys \
+                         (purged, its data key destroyed; or its master key is not given); its {} segments are not adopted",
+                        segments.len()
+                    ));
+                    continue;
+                }
+            }
+        }
         let on = |l: Location| {
             segments
                 .values()

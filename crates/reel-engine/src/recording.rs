@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use reel_catalog::RecordingId;
-use reel_log::{Hash, Position};
+use reel_keys::{KeyProvider, WrappedKey};
+use reel_log::{Hash, Position, RecordingKey};
 use reel_proto::v1::RecordingRow;
 use tokio::sync::Notify;
 
@@ -99,6 +100,9 @@ pub(crate) struct OpenRecording {
     pub seal: tokio::sync::Mutex<SealState>,
     /// Signalled whenever `durable` moves or the recording is poisoned.
     pub durable_changed: Notify,
+    /// Its data key, when it is encrypted: what its journal records and
+    /// segments are sealed with.
+    pub key: Option<RecordingKey>,
 }
 
 impl OpenRecording {
@@ -109,6 +113,7 @@ impl OpenRecording {
         row: RecordingRow,
         attached: bool,
         now: Instant,
+        key: Option<RecordingKey>,
     ) -> Arc<OpenRecording> {
         let durable = row.next_event_index;
         let prev_hash = row.last_segment_hash.as_slice().try_into().ok();
@@ -129,6 +134,7 @@ impl OpenRecording {
             }),
             seal: tokio::sync::Mutex::new(SealState { row, prev_hash }),
             durable_changed: Notify::new(),
+            key,
         })
     }
 
@@ -142,6 +148,7 @@ impl OpenRecording {
 pub(crate) fn read_chunks(
     journal: &reel_log::Journal,
     id: RecordingId,
+    key: Option<&RecordingKey>,
     chunks: &[Chunk],
 ) -> crate::Result<Vec<reel_proto::v1::Event>> {
     let mut events = Vec::with_capacity(chunks.iter().map(|c| c.count as usize).sum());
@@ -152,7 +159,7 @@ pub(crate) fn read_chunks(
         })?;
         if entry.recording_id != id.to_bytes()
             || entry.first_index != c.first_index
-            || entry.events.len() != c.count as usize
+            || reel_log::validate::entry_summary(&entry).count != c.count
         {
             return Err(crate::EngineError::Internal(format!(
                 "journal record {:?} is not events {}..{} of {id}",
@@ -161,7 +168,30 @@ pub(crate) fn read_chunks(
                 c.end()
             )));
         }
-        events.extend(entry.events);
+        let opened = reel_log::validate::open_entry(entry, key).map_err(|e| {
+            crate::EngineError::Internal(format!("journal record {:?} of {id}: {e}", c.position()))
+        })?;
+        events.extend(opened);
     }
     Ok(events)
+}
+
+/// The data key of recording `id` whose catalog row is `row`, opened by
+/// `keys`; `None` for a recording stored in the clear.
+pub(crate) fn recording_key(
+    keys: &dyn KeyProvider,
+    id: RecordingId,
+    row: &RecordingRow,
+) -> crate::Result<Option<RecordingKey>> {
+    if row.wrapped_key.is_empty() {
+        return Ok(None);
+    }
+    let bytes = id.to_bytes();
+    let key = WrappedKey::from_bytes(&row.wrapped_key)
+        .and_then(|wrapped| keys.unwrap(&bytes, &wrapped))
+        .map_err(|source| crate::EngineError::RecordingKey {
+            recording: id,
+            source,
+        })?;
+    Ok(Some(RecordingKey::new(bytes, key)))
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use reel_catalog::{Catalog, RecordingId};
+use reel_keys::KeyProvider;
 use reel_log::{Journal, JournalOptions, Position, RecoveryReport};
 use reel_proto::v1::{Location, RecordingRow, RecordingState};
 use tokio::sync::mpsc;
@@ -23,7 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::EngineConfig;
 use crate::error::{EngineError, Result};
-use crate::recording::{Chunk, OpenRecording};
+use crate::recording::{Chunk, OpenRecording, recording_key};
 use crate::spool::Spool;
 
 pub(crate) struct Recovered {
@@ -43,8 +44,12 @@ struct Replay {
     damage: Vec<String>,
 }
 
+/// Fails, naming the recording, when an open recording's data key does not
+/// open with the keys held (a master key not given): its journal records
+/// could neither be sealed nor read.
 pub(crate) fn recover(
     config: &EngineConfig,
+    keys: &dyn KeyProvider,
     seal_tx: &mpsc::UnboundedSender<RecordingId>,
 ) -> Result<Recovered> {
     let catalog = Catalog::open(&config.catalog_dir())?;
@@ -101,7 +106,8 @@ pub(crate) fn recover(
             row.damage.extend(replay.damage);
             catalog.put_recording(&row)?;
         }
-        let rec = OpenRecording::new(id, row, false, config.clock.instant());
+        let key = recording_key(keys, id, &row)?;
+        let rec = OpenRecording::new(id, row, false, config.clock.instant(), key);
         {
             let mut live = rec.live();
             if let Some(last) = replay.chunks.back() {
@@ -180,11 +186,14 @@ fn replay_record(
     let Some(replay) = replays.get_mut(&id) else {
         return;
     };
-    let Some(last) = entry.events.last() else {
+    // What a sealed record states in the clear is enough here; its events
+    // are opened (and checked against it) when they are sealed or read.
+    let summary = reel_log::validate::entry_summary(&entry);
+    if summary.count == 0 {
         return;
-    };
+    }
     let first = entry.first_index;
-    let count = entry.events.len() as u32;
+    let count = summary.count;
     let end = first + count as u64;
     let sealed = replay.row.next_event_index;
     if end <= sealed {
@@ -208,11 +217,10 @@ fn replay_record(
             "events {expected}..{first} were lost to local journal corruption (recovered at {now_us})"
         ));
     }
-    let data_bytes: usize = entry.events.iter().map(|e| e.data.len()).sum();
-    replay.last_time_us = last.time_us;
+    replay.last_time_us = summary.last_time_us;
     replay
         .chunks
-        .push_back(Chunk::new(pos, first, count, data_bytes as u32));
+        .push_back(Chunk::new(pos, first, count, summary.data_bytes as u32));
 }
 
 /// Removes the spool files the catalog does not need (a seal cut before its

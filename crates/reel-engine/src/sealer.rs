@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use reel_catalog::{Batch, RecordingId};
-use reel_log::{SegmentSpec, encode_signed_segment};
+use reel_log::{SegmentSpec, encode_sealed_segment, encode_signed_segment};
 use reel_proto::v1::{Location, RecordingState, SegmentRow};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{error, info};
@@ -185,9 +185,10 @@ async fn seal_one(
     let mut row = seal.row.clone();
     let task_inner = inner.clone();
     let task_picked = picked.clone();
+    let task_key = rec.key.clone();
     let (encoded, row) = tokio::task::spawn_blocking(move || -> Result<_> {
         let inner = task_inner;
-        let events = read_chunks(&inner.journal, id, &task_picked)?;
+        let events = read_chunks(&inner.journal, id, task_key.as_ref(), &task_picked)?;
         let last_time = events
             .last()
             .map_or(row.last_time_us, |e| e.time_us.max(row.last_time_us));
@@ -195,7 +196,13 @@ async fn seal_one(
         if let Some(f) = &finish {
             spec.duration_us = f.duration_us.max(last_time);
         }
-        let encoded = encode_signed_segment(spec, &events, inner.keys.as_ref());
+        let encoded = match &task_key {
+            Some(key) => encode_sealed_segment(spec, &events, inner.keys.as_ref(), key)?,
+            None => encode_signed_segment(spec, &events, inner.keys.as_ref()),
+        };
+        if task_key.is_some() {
+            inner.spool.write_key(id, &row.wrapped_key)?;
+        }
         inner.spool.write(id, seq, &encoded.bytes)?;
 
         let header = &encoded.header;

@@ -4,6 +4,10 @@
 //! (written to a temporary name, fsynced, renamed, directory fsynced), so the
 //! journal can let go of those events; the spool file is deleted once the
 //! segment is durably stored and the catalog says so.
+//!
+//! Beside them, `spool/keys/<recording>.key` holds an encrypted recording's
+//! wrapped data key while any of its segments is only here, so that a
+//! catalog rebuilt from the stores and the spool can read those too.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -35,7 +39,9 @@ impl Spool {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "tmp") {
                 let _ = fs::remove_file(&path);
-            } else if let Ok(meta) = entry.metadata() {
+            } else if let Ok(meta) = entry.metadata()
+                && meta.is_file()
+            {
                 spool.bytes.fetch_add(meta.len(), Ordering::Relaxed);
                 spool.files.fetch_add(1, Ordering::Relaxed);
             }
@@ -45,6 +51,67 @@ impl Spool {
 
     fn path(&self, id: RecordingId, seq: u64) -> PathBuf {
         self.dir.join(format!("{id}-{seq:010}.seg"))
+    }
+
+    fn keys_dir(&self) -> PathBuf {
+        self.dir.join("keys")
+    }
+
+    fn key_path(&self, id: RecordingId) -> PathBuf {
+        self.keys_dir().join(format!("{id}.key"))
+    }
+
+    /// Keeps recording `id`'s wrapped data key durably beside its spooled
+    /// segments (once: a key file already there is left as it is).
+    pub(crate) fn write_key(&self, id: RecordingId, wrapped: &[u8]) -> Result<()> {
+        let path = self.key_path(id);
+        if path.exists() {
+            return Ok(());
+        }
+        let dir = self.keys_dir();
+        let tmp = path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            fs::create_dir_all(&dir)?;
+            let mut f = File::create(&tmp)?;
+            f.write_all(wrapped)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            EngineError::io(&path, e)
+        })
+    }
+
+    /// Recording `id`'s wrapped data key, if the spool keeps it.
+    pub(crate) fn read_key(&self, id: RecordingId) -> Option<Vec<u8>> {
+        fs::read(self.key_path(id)).ok()
+    }
+
+    /// Forgets recording `id`'s wrapped data key (no segment of it is left
+    /// here, or it is purged).
+    pub(crate) fn remove_key(&self, id: RecordingId) -> Result<()> {
+        let path = self.key_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::io(&path, e)),
+        }
+    }
+
+    /// The recordings whose keys the spool keeps.
+    pub(crate) fn keys(&self) -> Vec<RecordingId> {
+        let Ok(entries) = fs::read_dir(self.keys_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                name.to_str()?.strip_suffix(".key")?.parse().ok()
+            })
+            .collect()
     }
 
     /// Writes a sealed segment durably. Replaces a leftover of an earlier try.

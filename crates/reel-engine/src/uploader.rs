@@ -124,6 +124,7 @@ async fn upload(
         // Purged meanwhile: nothing to put.
         return dequeue(inner, id, seq).await;
     };
+    crate::key_objects::ensure(inner, id, role).await?;
     crashpoint!(inner, "upload-before-put");
     let store = inner.store(role);
     let put_slot = puts

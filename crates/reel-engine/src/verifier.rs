@@ -466,6 +466,10 @@ async fn repair(
                 if reel_log::sha256(&bytes)[..] != seg.sha256[..] {
                     continue;
                 }
+                if let Err(e) = crate::key_objects::ensure(inner, id, role).await {
+                    warn!(recording = %id, sequence = seq, error = %e, "repair: key object put failed");
+                    continue;
+                }
                 match inner.store(role).put(&keys::segment(id, seq), bytes).await {
                     Ok(()) => {
                         restored = Some(format!(

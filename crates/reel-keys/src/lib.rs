@@ -175,7 +175,9 @@ pub struct WrappedKey {
 }
 
 const WRAPPED_VERSION: u8 = 1;
-const WRAPPED_LEN: usize = 1 + 8 + NONCE_LEN + 32 + TAG_LEN;
+/// The length of a [`WrappedKey`]'s bytes.
+pub const WRAPPED_KEY_LEN: usize = 1 + 8 + NONCE_LEN + 32 + TAG_LEN;
+const WRAPPED_LEN: usize = WRAPPED_KEY_LEN;
 
 impl WrappedKey {
     /// The bytes stored in catalog rows and key objects: a version, the

@@ -90,6 +90,12 @@ pub enum SegmentError {
         "content block at offset {offset} failed its integrity check (its bytes are not the ones sealed; its SHA-256 differs)"
     )]
     BlockIntegrity { offset: u64 },
+    #[error(
+        "content block at offset {offset} failed its integrity check (it does not open with the recording's data key)"
+    )]
+    BlockSeal { offset: u64 },
+    #[error("the segment is encrypted and its recording's data key was not given")]
+    KeyNeeded,
     #[error("segment content does not decode: {0}")]
     ContentDecode(String),
     #[error("segment is inconsistent with its header: {0}")]

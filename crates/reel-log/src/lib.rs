@@ -10,6 +10,7 @@
 //! - [`archive`]: the archive file of recordings kept outside Reel.
 //! - [`audit`]: the audit log's copy objects in the stores.
 //! - [`limits`]: the bounds of what Reel writes, which every decoder checks.
+//! - [`sealed`]: encryption at rest of a recording's blocks and records.
 //! - [`validate`]: checks of decoded catalog rows and journal entries.
 
 pub mod archive;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod journal;
 pub mod limits;
 pub mod record;
+pub mod sealed;
 pub mod segment;
 pub mod validate;
 mod wire;
@@ -27,8 +29,9 @@ pub use error::{InvalidField, JournalError, SegmentError, is_disk_full};
 pub use journal::{
     Completion, Damage, Journal, JournalOptions, JournalStats, Position, RecoveryReport,
 };
+pub use sealed::RecordingKey;
 pub use segment::{
     BLOCK_TARGET_BYTES, CheckedSegment, DecodedSegment, EncodedSegment, Hash, SegmentSpec, Signer,
     blocks_for_window, check_segment, content_blocks, decode_block, decode_header, decode_segment,
-    encode_segment, encode_signed_segment, sha256, verify_signature,
+    encode_sealed_segment, encode_segment, encode_signed_segment, sha256, verify_signature,
 };

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{InvalidField, SegmentError};
 use crate::limits::{MAX_BLOCKS_PER_SEGMENT, MAX_SEGMENT_CONTENT_BYTES, MIN_EVENT_BYTES};
+use crate::sealed::RecordingKey;
 use crate::wire;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"REELSEG\x01";
@@ -106,7 +107,7 @@ pub struct CheckedSegment {
 /// Encodes `events` (in order, times never decreasing) as an unsigned
 /// segment object (format 1; what Reel wrote before it signed).
 pub fn encode_segment(spec: SegmentSpec, events: &[Event]) -> EncodedSegment {
-    encode(spec, events, None)
+    encode(spec, events, None, None).expect("nothing to seal")
 }
 
 /// Encodes `events` as a segment object whose header `keys` signs.
@@ -115,31 +116,43 @@ pub fn encode_signed_segment(
     events: &[Event],
     keys: &dyn reel_keys::KeyProvider,
 ) -> EncodedSegment {
-    encode(spec, events, Some(keys))
+    encode(spec, events, Some(keys), None).expect("nothing to seal")
+}
+
+/// Encodes `events` as a signed segment object whose blocks are sealed with
+/// the recording's data key (`key`, which must be `spec`'s recording's).
+pub fn encode_sealed_segment(
+    spec: SegmentSpec,
+    events: &[Event],
+    keys: &dyn reel_keys::KeyProvider,
+    key: &RecordingKey,
+) -> Result<EncodedSegment, reel_keys::KeyError> {
+    debug_assert_eq!(key.recording_id(), &spec.recording_id);
+    encode(spec, events, Some(keys), Some(key))
 }
 
 fn encode(
     spec: SegmentSpec,
     events: &[Event],
     keys: Option<&dyn reel_keys::KeyProvider>,
-) -> EncodedSegment {
+    key: Option<&RecordingKey>,
+) -> Result<EncodedSegment, reel_keys::KeyError> {
     let mut content = Vec::with_capacity(events.iter().map(|e| e.data.len() + 16).sum());
     let mut blocks: Vec<ContentBlock> = Vec::new();
-    let mut block_start = 0;
+    let mut plain = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        if i == 0 || content.len() - block_start >= BLOCK_TARGET_BYTES {
-            close_block(&mut blocks, &content, block_start);
-            block_start = content.len();
+        if i == 0 || plain.len() >= BLOCK_TARGET_BYTES {
+            close_block(&mut blocks, &mut content, &mut plain, key)?;
             blocks.push(ContentBlock {
-                offset: block_start as u64,
+                offset: content.len() as u64,
                 first_event_index: spec.first_event_index + i as u64,
                 start_time_us: e.time_us,
                 ..Default::default()
             });
         }
-        prost::encoding::message::encode(1, e, &mut content);
+        prost::encoding::message::encode(1, e, &mut plain);
     }
-    close_block(&mut blocks, &content, block_start);
+    close_block(&mut blocks, &mut content, &mut plain, key)?;
     let header = SegmentHeader {
         format_version: SEGMENT_FORMAT_VERSION,
         recording_id: spec.recording_id.to_vec(),
@@ -157,6 +170,8 @@ fn encode(
         sealed_at_us: spec.sealed_at_us,
         blocks,
         signing_key_id: keys.map_or_else(Vec::new, |k| k.public_key().id().0.to_vec()),
+        encrypted: key.is_some(),
+        data_bytes: events.iter().map(|e| e.data.len() as u64).sum(),
     };
     let header_bytes = header.encode_to_vec();
     let mut bytes =
@@ -174,20 +189,36 @@ fn encode(
     }
     bytes.extend_from_slice(&content);
     let sha256 = sha256(&bytes);
-    EncodedSegment {
+    Ok(EncodedSegment {
         content_offset: (bytes.len() - content.len()) as u64,
         bytes,
         sha256,
         header,
-    }
+    })
 }
 
-fn close_block(blocks: &mut [ContentBlock], content: &[u8], start: usize) {
-    if let Some(last) = blocks.last_mut() {
-        last.len = (content.len() - start) as u64;
-        last.crc32c = crc32c::crc32c(&content[start..]);
-        last.sha256 = sha256(&content[start..]).to_vec();
-    }
+/// Ends the last block of `blocks` with the events in `plain`: sealed with
+/// `key` when there is one, appended to `content`, its length, CRC32C and
+/// SHA-256 (of the bytes as stored) set.
+fn close_block(
+    blocks: &mut [ContentBlock],
+    content: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+    key: Option<&RecordingKey>,
+) -> Result<(), reel_keys::KeyError> {
+    let Some(last) = blocks.last_mut() else {
+        return Ok(());
+    };
+    let stored = match key {
+        Some(key) => key.seal_block(last.first_event_index, last.start_time_us, plain)?,
+        None => std::mem::take(plain),
+    };
+    plain.clear();
+    last.len = stored.len() as u64;
+    last.crc32c = crc32c::crc32c(&stored);
+    last.sha256 = sha256(&stored).to_vec();
+    content.extend_from_slice(&stored);
+    Ok(())
 }
 
 /// The blocks of a segment's content as a reader uses them: the header's
@@ -219,15 +250,17 @@ pub fn blocks_for_window(blocks: &[ContentBlock], from_us: u64, to_us: u64) -> R
 }
 
 /// Checks one block's bytes against its CRC32C and its SHA-256 (when the
-/// block has one: segments sealed before it existed have only the CRC) and
-/// decodes its events. `check_crc` is false only for the whole-content
-/// block of a segment without blocks, whose caller checks the content's
-/// SHA-256. A CRC32C can be kept by whoever changes the bytes; the SHA-256
-/// cannot.
+/// block has one: segments sealed before it existed have only the CRC),
+/// opens it with `key` when the recording is encrypted, and decodes its
+/// events. `check_crc` is false only for the whole-content block of a
+/// segment without blocks, whose caller checks the content's SHA-256. A
+/// CRC32C can be kept by whoever changes the bytes; the SHA-256 and the
+/// seal cannot.
 pub fn decode_block(
     block: &ContentBlock,
     bytes: &[u8],
     check_crc: bool,
+    key: Option<&RecordingKey>,
 ) -> Result<Vec<Event>, SegmentError> {
     if bytes.len() as u64 != block.len {
         return Err(SegmentError::ContentLength {
@@ -245,6 +278,18 @@ pub fn decode_block(
             offset: block.offset,
         });
     }
+    let opened;
+    let bytes = match key {
+        None => bytes,
+        Some(key) => {
+            opened = key
+                .open_block(block.first_event_index, block.start_time_us, bytes)
+                .ok_or(SegmentError::BlockSeal {
+                    offset: block.offset,
+                })?;
+            &opened[..]
+        }
+    };
     let mut events = Vec::new();
     for_each_event(bytes, block.offset, |offset, e| {
         if events.is_empty() && e.time_us != block.start_time_us {
@@ -471,6 +516,14 @@ pub fn check_header(header: &SegmentHeader) -> Result<(), SegmentError> {
             ),
         );
     }
+    // (A final segment of no events has no blocks.)
+    let unhashed = header.event_count > 0 && header.blocks.is_empty()
+        || header.blocks.iter().any(|b| b.sha256.is_empty());
+    if header.encrypted && unhashed {
+        return Err(SegmentError::Inconsistent(
+            "an encrypted segment without a SHA-256 for every block".into(),
+        ));
+    }
     check_block_layout(
         &header.blocks,
         header.content_len,
@@ -626,11 +679,15 @@ pub fn decode_header_message(header_bytes: &[u8]) -> Result<SegmentHeader, Segme
 }
 
 /// Decodes a whole segment object and checks everything it claims: header
-/// checksum, content length and SHA-256, every block's CRC32C, event count
-/// and time range.
-pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, SegmentError> {
+/// checksum, content length and SHA-256, every block's CRC32C and SHA-256,
+/// event count and time range. An encrypted segment needs its recording's
+/// `key` ([`SegmentError::KeyNeeded`] without it); a plain one ignores it.
+pub fn decode_segment(
+    bytes: &[u8],
+    key: Option<&RecordingKey>,
+) -> Result<DecodedSegment, SegmentError> {
     let mut events = Vec::new();
-    let checked = walk_segment(bytes, |e| events.push(e))?;
+    let checked = walk_segment(bytes, Some(key), |e| events.push(e))?;
     Ok(DecodedSegment {
         header: checked.header,
         events,
@@ -638,12 +695,21 @@ pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, SegmentError> {
 }
 
 /// Checks a whole segment object as [`decode_segment`] does, one event at a
-/// time, without keeping the events.
+/// time, without keeping the events. An encrypted segment is checked
+/// without its key as far as its sealed bytes go: header, content hash,
+/// every block's CRC32C and SHA-256, and its data size as its (signed)
+/// header states it.
 pub fn check_segment(bytes: &[u8]) -> Result<CheckedSegment, SegmentError> {
-    walk_segment(bytes, |_| {})
+    walk_segment(bytes, None, |_| {})
 }
 
-fn walk_segment(bytes: &[u8], mut keep: impl FnMut(Event)) -> Result<CheckedSegment, SegmentError> {
+/// `key`: `None` when the events need not be read (a check), `Some(key)`
+/// when they must be.
+fn walk_segment(
+    bytes: &[u8],
+    key: Option<Option<&RecordingKey>>,
+    mut keep: impl FnMut(Event),
+) -> Result<CheckedSegment, SegmentError> {
     let (header, content_at) = decode_header(bytes)?;
     let content = &bytes[content_at..];
     if content.len() as u64 != header.content_len {
@@ -655,6 +721,30 @@ fn walk_segment(bytes: &[u8], mut keep: impl FnMut(Event)) -> Result<CheckedSegm
     if sha256(content)[..] != header.content_sha256[..] {
         return Err(SegmentError::ContentHash);
     }
+    let key = match (header.encrypted, key) {
+        (false, _) => None,
+        (true, None | Some(None)) => {
+            for block in &header.blocks {
+                // check_block_layout made these ranges safe.
+                let range = block.offset as usize..(block.offset + block.len) as usize;
+                check_block_bytes(block, &content[range])?;
+            }
+            if key.is_some() {
+                return Err(SegmentError::KeyNeeded);
+            }
+            return Ok(CheckedSegment {
+                data_bytes: header.data_bytes,
+                header,
+                content_offset: content_at as u64,
+            });
+        }
+        (true, Some(Some(key))) if key.recording_id()[..] != header.recording_id[..] => {
+            return Err(SegmentError::Inconsistent(
+                "the key given is another recording's".into(),
+            ));
+        }
+        (true, Some(Some(key))) => Some(key),
+    };
     let mut tally = Tally::default();
     if header.blocks.is_empty() {
         for_each_event(content, 0, |offset, e| {
@@ -666,12 +756,20 @@ fn walk_segment(bytes: &[u8], mut keep: impl FnMut(Event)) -> Result<CheckedSegm
         for block in &header.blocks {
             // check_block_layout made these ranges safe.
             let range = block.offset as usize..(block.offset + block.len) as usize;
-            let bytes = &content[range];
-            if crc32c::crc32c(bytes) != block.crc32c {
-                return Err(SegmentError::BlockChecksum {
-                    offset: block.offset,
-                });
-            }
+            let stored = &content[range];
+            check_block_bytes(block, stored)?;
+            let opened;
+            let bytes = match key {
+                None => stored,
+                Some(key) => {
+                    opened = key
+                        .open_block(block.first_event_index, block.start_time_us, stored)
+                        .ok_or(SegmentError::BlockSeal {
+                            offset: block.offset,
+                        })?;
+                    &opened[..]
+                }
+            };
             let before = tally.count;
             for_each_event(bytes, block.offset, |offset, e| {
                 if tally.count == before {
@@ -704,6 +802,21 @@ fn walk_segment(bytes: &[u8], mut keep: impl FnMut(Event)) -> Result<CheckedSegm
         content_offset: content_at as u64,
         data_bytes: tally.data_bytes,
     })
+}
+
+/// A block's stored bytes against its CRC32C and SHA-256.
+fn check_block_bytes(block: &ContentBlock, bytes: &[u8]) -> Result<(), SegmentError> {
+    if crc32c::crc32c(bytes) != block.crc32c {
+        return Err(SegmentError::BlockChecksum {
+            offset: block.offset,
+        });
+    }
+    if !block.sha256.is_empty() && sha256(bytes)[..] != block.sha256[..] {
+        return Err(SegmentError::BlockIntegrity {
+            offset: block.offset,
+        });
+    }
+    Ok(())
 }
 
 /// What the events of a segment add up to, as they are read.
@@ -746,6 +859,12 @@ impl Tally {
             return Err(SegmentError::Inconsistent(
                 "time range differs from the header".into(),
             ));
+        }
+        if header.data_bytes != 0 && self.data_bytes != header.data_bytes {
+            return Err(SegmentError::Inconsistent(format!(
+                "{} bytes of event data, header says {}",
+                self.data_bytes, header.data_bytes
+            )));
         }
         Ok(())
     }
@@ -806,7 +925,7 @@ mod tests {
         };
         let a = encode_segment(spec(0, None), &[ev(1), ev(2)]);
         let b = encode_segment(spec(1, Some(a.sha256)), &[ev(3)]);
-        let db = decode_segment(&b.bytes).unwrap();
+        let db = decode_segment(&b.bytes, None).unwrap();
         assert_eq!(db.header.prev_hash, sha256(&a.bytes).to_vec());
         assert_eq!(db.events, vec![ev(3)]);
     }
@@ -829,6 +948,95 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_segment_holds_no_plaintext_and_opens_only_with_its_key() {
+        let keys = reel_keys::FileKeys::ephemeral().unwrap();
+        let id = *b"0123456789abcdef";
+        let key = RecordingKey::new(id, reel_keys::DataKey::generate().unwrap());
+        // Enough events for several blocks, a secret in one of them.
+        let events: Vec<Event> = (0..400u64)
+            .map(|i| Event {
+                time_us: i * 1000,
+                kind: 1,
+                data: if i == 250 {
+                    b"password: hunter2-secret".to_vec()
+                } else {
+                    vec![b'a' + (i % 26) as u8; 400]
+                },
+            })
+            .collect();
+        let seg = encode_sealed_segment(spec(0, None), &events, &keys, &key).unwrap();
+        assert!(seg.header.encrypted);
+        assert!(
+            seg.header.blocks.len() > 1,
+            "{} blocks",
+            seg.header.blocks.len()
+        );
+        assert!(!seg.bytes.windows(14).any(|w| w == b"hunter2-secret"));
+        assert!(!seg.bytes.windows(20).any(|w| w == [b'a'; 20]));
+
+        assert_eq!(
+            decode_segment(&seg.bytes, Some(&key)).unwrap().events,
+            events
+        );
+        assert_eq!(
+            decode_segment(&seg.bytes, None),
+            Err(SegmentError::KeyNeeded)
+        );
+        // Checked without the key as far as the sealed bytes go.
+        let checked = check_segment(&seg.bytes).unwrap();
+        let data: u64 = events.iter().map(|e| e.data.len() as u64).sum();
+        assert_eq!(checked.data_bytes, data);
+        // Another data key (a recording's key moved over, or guessed).
+        let other = RecordingKey::new(id, reel_keys::DataKey::generate().unwrap());
+        assert!(matches!(
+            decode_segment(&seg.bytes, Some(&other)),
+            Err(SegmentError::BlockSeal { .. })
+        ));
+        // Block by block, as a reader reads them.
+        let content = &seg.bytes[seg.content_offset as usize..];
+        let mut again = Vec::new();
+        for b in &seg.header.blocks {
+            let bytes = &content[b.offset as usize..(b.offset + b.len) as usize];
+            again.extend(decode_block(b, bytes, true, Some(&key)).unwrap());
+            assert!(decode_block(b, bytes, true, Some(&other)).is_err());
+        }
+        assert_eq!(again, events);
+        // Two blocks swapped, with the header's block list rewritten to
+        // match (CRCs, hashes and all): the seal binds each block to its
+        // place.
+        let (mut header, _) = decode_header(&seg.bytes).unwrap();
+        let (b0, b1) = (header.blocks[0].clone(), header.blocks[1].clone());
+        let (c0, c1) = (
+            &content[b0.offset as usize..(b0.offset + b0.len) as usize],
+            &content[b1.offset as usize..(b1.offset + b1.len) as usize],
+        );
+        let mut swapped = c1.to_vec();
+        swapped.extend_from_slice(c0);
+        swapped.extend_from_slice(&content[(b1.offset + b1.len) as usize..]);
+        header.blocks[0] = ContentBlock {
+            offset: 0,
+            len: b1.len,
+            crc32c: b1.crc32c,
+            sha256: b1.sha256.clone(),
+            ..b0.clone()
+        };
+        header.blocks[1] = ContentBlock {
+            offset: b1.len,
+            len: b0.len,
+            crc32c: b0.crc32c,
+            sha256: b0.sha256.clone(),
+            ..b1.clone()
+        };
+        header.content_sha256 = sha256(&swapped).to_vec();
+        header.signing_key_id.clear();
+        let forged = reframe(SEGMENT_MAGIC, &header, None, &swapped);
+        assert!(matches!(
+            decode_segment(&forged, Some(&key)),
+            Err(SegmentError::BlockSeal { .. })
+        ));
+    }
+
+    #[test]
     fn a_signed_segment_checks_with_its_key_and_no_other() {
         let keys = reel_keys::FileKeys::ephemeral().unwrap();
         let public = reel_keys::KeyProvider::public_key(&keys);
@@ -845,7 +1053,7 @@ mod tests {
             Ok(Signer::Key(public.id()))
         );
         // It reads like any segment; its content starts after the signature.
-        assert_eq!(decode_segment(&seg.bytes).unwrap().events, events);
+        assert_eq!(decode_segment(&seg.bytes, None).unwrap().events, events);
         let checked = check_segment(&seg.bytes).unwrap();
         assert_eq!(checked.content_offset, seg.content_offset);
         let (header, content_at) = decode_header(&seg.bytes).unwrap();
@@ -865,7 +1073,7 @@ mod tests {
         let mut changed = header.clone();
         changed.metadata.as_mut().unwrap().user = "mallo".into();
         let forged = reframe(SIGNED_SEGMENT_MAGIC, &changed, Some(signature), content);
-        assert!(decode_segment(&forged).is_ok(), "self-consistent");
+        assert!(decode_segment(&forged, None).is_ok(), "self-consistent");
         assert!(matches!(
             verify_signature(&forged, std::slice::from_ref(&public)),
             Err(SegmentError::BadSignature { .. })
@@ -881,7 +1089,7 @@ mod tests {
         // The signature stripped: the header still names its key.
         let stripped = reframe(SEGMENT_MAGIC, &header, None, content);
         assert!(matches!(
-            decode_segment(&stripped),
+            decode_segment(&stripped, None),
             Err(SegmentError::Inconsistent(_))
         ));
         // Stripped with the key id too: a different header, so the chain's
@@ -916,7 +1124,7 @@ mod tests {
             sha256(&seg.bytes[seg.content_offset as usize..]).to_vec()
         );
         let mut content = seg.bytes[seg.content_offset as usize..].to_vec();
-        assert_eq!(decode_block(block, &content, true).unwrap().len(), 2);
+        assert_eq!(decode_block(block, &content, true, None).unwrap().len(), 2);
         let at = content.windows(6).position(|w| w == b"ls -la").unwrap();
         content[at..at + 6].copy_from_slice(b"rm -rf");
         // Whoever changed the bytes also gave the block a matching CRC32C.
@@ -925,7 +1133,7 @@ mod tests {
             ..block.clone()
         };
         assert_eq!(
-            decode_block(&mended, &content, true),
+            decode_block(&mended, &content, true, None),
             Err(SegmentError::BlockIntegrity { offset: 0 })
         );
         // A hash of the wrong length is refused by the layout check.
@@ -960,14 +1168,14 @@ mod tests {
         let mut bytes = seg.bytes.clone();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        assert_eq!(decode_segment(&bytes), Err(SegmentError::ContentHash));
+        assert_eq!(decode_segment(&bytes, None), Err(SegmentError::ContentHash));
         bytes.truncate(last);
         assert!(matches!(
-            decode_segment(&bytes),
+            decode_segment(&bytes, None),
             Err(SegmentError::ContentLength { .. })
         ));
         assert_eq!(
-            decode_segment(b"not a segment"),
+            decode_segment(b"not a segment", None),
             Err(SegmentError::BadMagic)
         );
     }
@@ -995,7 +1203,7 @@ mod tests {
         };
         let seg = encode_segment(spec(0, None), &[ev(1), ev(2), ev(3)]);
         let content = &seg.bytes[seg.content_offset as usize..];
-        let field = |h: SegmentHeader| match decode_segment(&object(h, content)) {
+        let field = |h: SegmentHeader| match decode_segment(&object(h, content), None) {
             Err(SegmentError::Invalid { field, .. }) => field,
             other => panic!("{other:?}"),
         };
@@ -1046,8 +1254,9 @@ mod tests {
         bad[one] = 0x12;
         let mut h = seg.header.clone();
         h.blocks[0].crc32c = crc32c::crc32c(&bad);
+        h.blocks[0].sha256 = sha256(&bad).to_vec();
         assert!(matches!(
-            decode_segment(&object(h, &bad)),
+            decode_segment(&object(h, &bad), None),
             Err(SegmentError::Event { offset, .. }) if offset == one as u64
         ));
         // An event claiming more bytes than are left.
@@ -1055,8 +1264,9 @@ mod tests {
         bad[1] = 0x7f;
         let mut h = seg.header.clone();
         h.blocks[0].crc32c = crc32c::crc32c(&bad);
+        h.blocks[0].sha256 = sha256(&bad).to_vec();
         assert!(matches!(
-            decode_segment(&object(h, &bad)),
+            decode_segment(&object(h, &bad), None),
             Err(SegmentError::Event { offset: 0, .. })
         ));
         // check_segment agrees with decode_segment and keeps no event.
@@ -1072,7 +1282,7 @@ mod tests {
             let prev = (seq > 0).then_some([7u8; 32]);
             let seg = encode_segment(spec(seq, prev), &events);
             prop_assert_eq!(seg.sha256, sha256(&seg.bytes));
-            let back = decode_segment(&seg.bytes).unwrap();
+            let back = decode_segment(&seg.bytes, None).unwrap();
             prop_assert_eq!(back.events, events);
             prop_assert_eq!(back.header, seg.header);
         }
@@ -1095,7 +1305,7 @@ mod tests {
             let content = &seg.bytes[seg.content_offset as usize..];
             let blocks = content_blocks(&seg.header);
             let decoded: Vec<Vec<Event>> = blocks.iter().map(|b| {
-                decode_block(b, &content[b.offset as usize..(b.offset + b.len) as usize], true).unwrap()
+                decode_block(b, &content[b.offset as usize..(b.offset + b.len) as usize], true, None).unwrap()
             }).collect();
             prop_assert_eq!(decoded.concat(), events.clone());
             let to = from + len;
@@ -1112,7 +1322,7 @@ mod tests {
             if magic && bytes.len() >= 8 {
                 bytes[..8].copy_from_slice(SEGMENT_MAGIC);
             }
-            let decoded = decode_segment(&bytes);
+            let decoded = decode_segment(&bytes, None);
             prop_assert_eq!(decoded.is_ok(), check_segment(&bytes).is_ok());
         }
 
@@ -1122,7 +1332,7 @@ mod tests {
             let mut bytes = seg.bytes.clone();
             let i = at.index(bytes.len());
             bytes[i] ^= flip;
-            prop_assert!(decode_segment(&bytes).is_err());
+            prop_assert!(decode_segment(&bytes, None).is_err());
         }
     }
 }

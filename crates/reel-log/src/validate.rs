@@ -5,7 +5,9 @@
 //! ranges, byte ranges of blocks within an object) is known not to overflow.
 
 use prost::Message;
-use reel_proto::v1::{ArchiveRecording, JournalEntry, RecordingState, SegmentRow};
+use reel_proto::v1::{
+    ArchiveRecording, Event, EventList, JournalEntry, RecordingState, SegmentRow,
+};
 use thiserror::Error;
 
 use crate::error::InvalidField;
@@ -13,6 +15,7 @@ use crate::limits::{
     MAX_BLOCKS_PER_RECORDING, MAX_EVENTS_PER_RECORD, MAX_SEGMENT_BYTES, MAX_SEGMENTS_PER_RECORDING,
     MIN_EVENT_BYTES,
 };
+use crate::sealed::RecordingKey;
 use crate::segment::{
     CheckedSegment, MAX_HEADER_LEN, PREFIX_LEN, SIGNATURE_LEN, check_block_layout,
 };
@@ -260,11 +263,17 @@ pub enum EntryError {
     Decode(String),
     #[error("journal entry field {0}")]
     Invalid(InvalidField),
+    #[error("journal entry is sealed and its recording's data key was not given")]
+    KeyNeeded,
+    #[error("sealed journal entry: {0}")]
+    Sealed(&'static str),
 }
 
 /// Decodes a journal record's payload and checks it: a 16-byte recording
 /// id, an event range that does not overflow (with a count and data size
-/// that fit the engine's 32-bit chunk fields), times that never go back.
+/// that fit the engine's 32-bit chunk fields), times that never go back;
+/// for a sealed record, what it states in the clear (its events are
+/// checked when [`open_entry`] opens them).
 pub fn decode_journal_entry(payload: &[u8]) -> Result<JournalEntry, EntryError> {
     let count = wire::count(payload, 3, false).map_err(|e| EntryError::Wire(e.to_string()))?;
     if count as u64 > MAX_EVENTS_PER_RECORD {
@@ -283,39 +292,165 @@ pub fn decode_journal_entry(payload: &[u8]) -> Result<JournalEntry, EntryError> 
             format!("{} bytes, not 16", entry.recording_id.len()),
         );
     }
+    if !entry.sealed_events.is_empty() {
+        if !entry.events.is_empty() {
+            return bad(
+                "events".into(),
+                "events in the clear beside sealed ones".into(),
+            );
+        }
+        if entry.event_count == 0 || u64::from(entry.event_count) > MAX_EVENTS_PER_RECORD {
+            return bad(
+                "event_count".into(),
+                format!("{} events in a sealed record", entry.event_count),
+            );
+        }
+        if entry.sealed_events.len() < crate::sealed::SEAL_OVERHEAD {
+            return bad(
+                "sealed_events".into(),
+                format!("{} bytes cannot be a sealed box", entry.sealed_events.len()),
+            );
+        }
+    } else if entry.event_count != 0 && entry.event_count as usize != entry.events.len() {
+        return bad(
+            "event_count".into(),
+            format!("{} for {} events", entry.event_count, entry.events.len()),
+        );
+    }
+    let summary = entry_summary(&entry);
     if entry
         .first_index
-        .checked_add(entry.events.len() as u64)
+        .checked_add(u64::from(summary.count))
         .is_none()
     {
         return bad(
             "first_index".into(),
-            format!(
-                "{} + {} events overflows",
-                entry.first_index,
-                entry.events.len()
-            ),
+            format!("{} + {} events overflows", entry.first_index, summary.count),
         );
     }
-    let data: u64 = entry.events.iter().map(|e| e.data.len() as u64).sum();
-    if data > u64::from(u32::MAX) {
-        return bad("events".into(), format!("{data} bytes of data"));
-    }
-    if let Some(i) = entry
-        .events
-        .windows(2)
-        .position(|w| w[1].time_us < w[0].time_us)
-    {
+    if summary.data_bytes > u64::from(u32::MAX) {
         return bad(
+            "events".into(),
+            format!("{} bytes of data", summary.data_bytes),
+        );
+    }
+    check_event_times(&entry.events)?;
+    Ok(entry)
+}
+
+fn check_event_times(events: &[Event]) -> Result<(), EntryError> {
+    if let Some(i) = events.windows(2).position(|w| w[1].time_us < w[0].time_us) {
+        return Err(EntryError::Invalid(InvalidField::new(
             format!("events[{}].time_us", i + 1),
             format!(
                 "{} goes back from {}",
-                entry.events[i + 1].time_us,
-                entry.events[i].time_us
+                events[i + 1].time_us,
+                events[i].time_us
             ),
-        );
+        )));
     }
-    Ok(entry)
+    Ok(())
+}
+
+/// What a journal record holds, as recovery needs it: readable without the
+/// recording's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntrySummary {
+    pub count: u32,
+    pub data_bytes: u64,
+    pub last_time_us: u64,
+}
+
+/// The summary of a record [`decode_journal_entry`] accepted.
+pub fn entry_summary(entry: &JournalEntry) -> EntrySummary {
+    if !entry.sealed_events.is_empty() {
+        return EntrySummary {
+            count: entry.event_count,
+            data_bytes: entry.data_bytes,
+            last_time_us: entry.last_time_us,
+        };
+    }
+    EntrySummary {
+        count: entry.events.len() as u32,
+        data_bytes: entry.events.iter().map(|e| e.data.len() as u64).sum(),
+        last_time_us: entry.events.last().map_or(0, |e| e.time_us),
+    }
+}
+
+/// The journal record of `events` (indices from `first_index`) of the
+/// recording `key` opens: sealed under it, with the summary in the clear;
+/// in the clear without a key.
+pub fn seal_entry(
+    recording_id: [u8; 16],
+    key: Option<&RecordingKey>,
+    first_index: u64,
+    events: Vec<Event>,
+) -> Result<JournalEntry, reel_keys::KeyError> {
+    let Some(key) = key else {
+        return Ok(JournalEntry {
+            recording_id: recording_id.to_vec(),
+            first_index,
+            events,
+            ..Default::default()
+        });
+    };
+    let count = events.len() as u32;
+    let data_bytes = events.iter().map(|e| e.data.len() as u64).sum();
+    let last_time_us = events.last().map_or(0, |e| e.time_us);
+    let plain = zeroize::Zeroizing::new(EventList { events }.encode_to_vec());
+    Ok(JournalEntry {
+        recording_id: recording_id.to_vec(),
+        first_index,
+        events: Vec::new(),
+        event_count: count,
+        data_bytes,
+        last_time_us,
+        sealed_events: key.seal_record(first_index, count, &plain)?,
+    })
+}
+
+/// The events of a record [`decode_journal_entry`] accepted: opened with
+/// `key` if sealed, and checked against what the record states.
+pub fn open_entry(
+    entry: JournalEntry,
+    key: Option<&RecordingKey>,
+) -> Result<Vec<Event>, EntryError> {
+    if entry.sealed_events.is_empty() {
+        return Ok(entry.events);
+    }
+    let key = key.ok_or(EntryError::KeyNeeded)?;
+    if key.recording_id()[..] != entry.recording_id[..] {
+        return Err(EntryError::Sealed("the key given is another recording's"));
+    }
+    let plain = zeroize::Zeroizing::new(
+        key.open_record(entry.first_index, entry.event_count, &entry.sealed_events)
+            .ok_or(EntryError::Sealed(
+                "its events do not open with the recording's data key",
+            ))?,
+    );
+    // Counted on the wire before decoding: an empty event is 2 bytes there.
+    let count = wire::count(&plain, 1, false).map_err(|e| EntryError::Wire(e.to_string()))?;
+    if count as u64 != u64::from(entry.event_count) {
+        return Err(EntryError::Sealed(
+            "its sealed events differ from what it states in the clear",
+        ));
+    }
+    let list = EventList::decode(&plain[..]).map_err(|e| EntryError::Decode(e.to_string()))?;
+    let opened = JournalEntry {
+        events: list.events,
+        ..JournalEntry::default()
+    };
+    let summary = entry_summary(&opened);
+    if summary.count != entry.event_count
+        || summary.data_bytes != entry.data_bytes
+        || summary.last_time_us != entry.last_time_us
+    {
+        return Err(EntryError::Sealed(
+            "its sealed events differ from what it states in the clear",
+        ));
+    }
+    check_event_times(&opened.events)?;
+    Ok(opened.events)
 }
 
 #[cfg(test)]
@@ -477,6 +612,7 @@ pub(crate) mod tests {
             recording_id: vec![1; 16],
             first_index: 5,
             events: events(3, 2),
+            ..Default::default()
         };
         assert_eq!(decode_journal_entry(&good.encode_to_vec()).unwrap(), good);
         let mut overflow = good.clone();
@@ -497,5 +633,70 @@ pub(crate) mod tests {
         short_id.recording_id.pop();
         assert!(decode_journal_entry(&short_id.encode_to_vec()).is_err());
         assert!(decode_journal_entry(&[0x1a, 0x05, 0x00]).is_err());
+    }
+
+    fn key(id: [u8; 16]) -> RecordingKey {
+        RecordingKey::new(id, reel_keys::DataKey::generate().unwrap())
+    }
+
+    #[test]
+    fn sealed_entries_hide_their_events_and_open_only_with_their_key() {
+        let id = [7u8; 16];
+        let k = key(id);
+        let mut evs = events(4, 3);
+        evs[2].data = b"hunter2-secret".to_vec();
+        let entry = seal_entry(id, Some(&k), 10, evs.clone()).unwrap();
+        let bytes = entry.encode_to_vec();
+        assert!(
+            !bytes.windows(14).any(|w| w == b"hunter2-secret"),
+            "the record's bytes hold the plaintext"
+        );
+        let decoded = decode_journal_entry(&bytes).unwrap();
+        assert_eq!(
+            entry_summary(&decoded),
+            EntrySummary {
+                count: 4,
+                data_bytes: evs.iter().map(|e| e.data.len() as u64).sum(),
+                last_time_us: evs[3].time_us,
+            }
+        );
+        assert_eq!(open_entry(decoded.clone(), Some(&k)).unwrap(), evs);
+        assert_eq!(
+            open_entry(decoded.clone(), None),
+            Err(EntryError::KeyNeeded)
+        );
+        // Another recording's key, or the same key under another id.
+        assert!(open_entry(decoded.clone(), Some(&key(id))).is_err());
+        assert!(open_entry(decoded.clone(), Some(&key([8; 16]))).is_err());
+        // What the record states in the clear is bound to the box.
+        let mut moved = decoded.clone();
+        moved.first_index = 11;
+        assert!(open_entry(moved, Some(&k)).is_err());
+        let mut lied = decoded.clone();
+        lied.data_bytes += 1;
+        assert!(open_entry(lied, Some(&k)).is_err());
+        let mut flipped = decoded;
+        flipped.sealed_events[30] ^= 1;
+        assert!(open_entry(flipped, Some(&k)).is_err());
+        // Without a key, the entry is written in the clear as before.
+        let plain = seal_entry(id, None, 10, evs.clone()).unwrap();
+        assert_eq!(plain.events, evs);
+        assert!(plain.sealed_events.is_empty());
+    }
+
+    #[test]
+    fn sealed_entries_that_contradict_themselves_are_refused() {
+        let id = [7u8; 16];
+        let k = key(id);
+        let entry = seal_entry(id, Some(&k), 0, events(2, 1)).unwrap();
+        let mut both = entry.clone();
+        both.events = events(1, 1);
+        assert!(decode_journal_entry(&both.encode_to_vec()).is_err());
+        let mut none = entry.clone();
+        none.event_count = 0;
+        assert!(decode_journal_entry(&none.encode_to_vec()).is_err());
+        let mut short = entry;
+        short.sealed_events.truncate(10);
+        assert!(decode_journal_entry(&short.encode_to_vec()).is_err());
     }
 }

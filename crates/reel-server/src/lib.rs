@@ -105,9 +105,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .tls_config(t.grpc.clone())
             .context("the TLS configuration does not work for gRPC")?;
     }
+    // One stop signal for both listeners, its handler installed before
+    // "ready" is said: a SIGTERM that comes at once stops both (one handler
+    // per listener, installed when each was first polled, let a signal
+    // between the two stop one and leave the other serving for good).
+    let stop = shutdown_signal()?;
     let grpc = builder.add_service(ingest).serve_with_incoming_shutdown(
         tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-        shutdown_signal(),
+        stopped(stop.clone()),
     );
     let app = http::router(http::AppState {
         engine: engine.clone(),
@@ -119,8 +124,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         Some(t) => {
             let handle = axum_server::Handle::new();
             let stopper = handle.clone();
+            let stop = stop.clone();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                stopped(stop).await;
                 stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
             });
             // Nagle is off there too (its default acceptor sets nodelay).
@@ -137,7 +143,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             });
             Box::pin(async move {
                 axum::serve(http_listener, make_service)
-                    .with_graceful_shutdown(shutdown_signal())
+                    .with_graceful_shutdown(stopped(stop))
                     .await
             })
         }
@@ -153,11 +159,24 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the receiver turns true
+/// once either arrives.
+fn shutdown_signal() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+/// Resolves once [`shutdown_signal`]'s receiver says stop.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! recordings/<recording id>/segments/<sequence, 10 digits>.seg
 //! recordings/<recording id>/recording.reel   (the recombined recording)
+//! keys/<recording id>             (the recording's wrapped data key)
 //! _reel/probes/<token>            (health probes, deleted at once)
 //! audit/<first seq>-<last seq>.pb (copies of the audit log, 20 digits each)
 //! ```
@@ -24,6 +25,17 @@ pub fn segment(recording: impl Display, sequence: u64) -> Path {
 /// an index; see reel-log's `combined` module).
 pub fn recording_object(recording: impl Display) -> Path {
     Path::from(format!("recordings/{recording}/recording.reel"))
+}
+
+/// Where the key objects are.
+pub const KEYS_PREFIX: &str = "keys";
+
+/// The key object of `recording`: its data key wrapped by a master key, on
+/// every store that holds any of its objects, so that a catalog rebuilt
+/// from the stores can read it. Outside `recordings/<id>/` so that no copy
+/// of the recording's objects carries it: a purge deletes it first.
+pub fn data_key(recording: impl Display) -> Path {
+    Path::from(format!("{KEYS_PREFIX}/{recording}"))
 }
 
 /// Where the audit log's copies are.

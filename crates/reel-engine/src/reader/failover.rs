@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use reel_catalog::RecordingId;
-use reel_log::{JournalError, blocks_for_window, decode_block, decode_segment};
+use reel_log::{JournalError, RecordingKey, blocks_for_window, decode_block, decode_segment};
 use reel_proto::v1::{Event, Location, SegmentRow};
 use reel_storage::Role;
 use tokio::sync::mpsc;
@@ -29,6 +29,8 @@ pub(super) struct Reader<'a> {
     pub planned: Option<Vec<SegmentRow>>,
     /// Some events were sent.
     pub emitted: bool,
+    /// The recording's data key, when it is encrypted.
+    pub key: Option<RecordingKey>,
 }
 
 /// Events are sent in batches of about this many bytes.
@@ -72,8 +74,9 @@ impl Reader<'_> {
                 continue;
             }
             let (inner, id) = (self.inner.clone(), self.id);
+            let key = rec.key.clone();
             let read = tokio::task::spawn_blocking(move || {
-                crate::recording::read_chunks(&inner.journal, id, &tail)
+                crate::recording::read_chunks(&inner.journal, id, key.as_ref(), &tail)
             })
             .await
             .map_err(|e| EngineError::Internal(format!("journal read task failed: {e}")))?;
@@ -276,7 +279,7 @@ impl Reader<'_> {
                     break;
                 }
             };
-            match decode_block(block, &bytes, true) {
+            match decode_block(block, &bytes, true, self.key.as_ref()) {
                 Ok(events) => {
                     batch.extend(events);
                     *next += 1;
@@ -375,11 +378,12 @@ impl Reader<'_> {
     /// by its SHA-256.
     async fn read_whole_segment(&mut self, seg: &SegmentRow) -> Result<()> {
         let bytes = copies::read_good_copy(self.inner, self.id, seg).await?;
-        let decoded = decode_segment(&bytes).map_err(|source| EngineError::Segment {
-            recording: self.id,
-            sequence: seg.sequence,
-            source,
-        })?;
+        let decoded =
+            decode_segment(&bytes, self.key.as_ref()).map_err(|source| EngineError::Segment {
+                recording: self.id,
+                sequence: seg.sequence,
+                source,
+            })?;
         self.emit(decoded.events).await;
         Ok(())
     }

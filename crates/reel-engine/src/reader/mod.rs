@@ -191,6 +191,7 @@ pub(crate) async fn read(
         )));
     }
     reachable::check_reachable(inner, id, &segments, window).await?;
+    let key = crate::recording::recording_key(inner.keys.as_ref(), id, &row)?;
     let (tx, rx) = mpsc::channel(32);
     let inner = inner.clone();
     tokio::spawn(async move {
@@ -202,6 +203,7 @@ pub(crate) async fn read(
             combined: None,
             planned: Some(segments),
             emitted: false,
+            key,
         };
         if let Err(e) = reader.run().await {
             let _ = tx.send(Err(e)).await;

@@ -204,20 +204,26 @@ pub async fn objects(store: &DurableLocalStore) -> Vec<String> {
     keys
 }
 
-/// The recording is one object on the primary, nothing of it is left
-/// anywhere else, and it reads back as written.
+/// The recording is one object on the primary (beside its key object),
+/// nothing of it is left anywhere else (but its key object), and it reads back as written.
 pub async fn assert_recombined(rig: &Rig, id: RecordingId, events: &[Event]) {
     let engine = &rig.engine;
     while engine.drain_deletions().await.unwrap() > 0 {}
     assert_eq!(engine.pending_deletions().await.unwrap(), 0);
     assert_eq!(
         objects(&rig.primary_store).await,
-        vec![keys::recording_object(id).to_string()],
-        "the primary holds exactly the combined object"
+        vec![
+            keys::data_key(id).to_string(),
+            keys::recording_object(id).to_string()
+        ],
+        "the primary holds exactly the combined object and its key object"
     );
+    let mut on_secondary = objects(&rig.secondary_store).await;
+    // A key object stays wherever the recording had objects.
+    on_secondary.retain(|k| *k != keys::data_key(id).to_string());
     assert!(
-        objects(&rig.secondary_store).await.is_empty(),
-        "the secondary holds nothing"
+        on_secondary.is_empty(),
+        "the secondary holds nothing of the recording but its key object"
     );
     let info = engine.recording(id).await.unwrap();
     assert_eq!(info.recombine, None);

@@ -85,12 +85,19 @@ async fn each_step_failing_once_gives_the_same_result() {
 async fn a_corrupted_copy_is_reported_and_the_good_one_used() {
     let rig = rig(|_| {}).await;
     let engine = &rig.engine;
-    // Every put to the primary lands but reports failure: the segments go
-    // to the secondary, with a (good) uncertain copy on the primary.
-    rig.primary.fail_always(Ops::PUT, Fault::AfterWrite);
+    // The first segments go to the primary (and with them the recording's
+    // key object); then every put to the primary lands but reports
+    // failure: the next segments go to the secondary, with a (good)
+    // uncertain copy on the primary.
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
-    write(&mut w, 0..60).await;
+    write(&mut w, 0..10).await;
+    wait_for("first segments stored", Duration::from_secs(10), || {
+        all_uploaded(engine, id)
+    })
+    .await;
+    rig.primary.fail_always(Ops::PUT, Fault::AfterWrite);
+    write(&mut w, 10..60).await;
     w.close(0).await.unwrap();
     wait_for("all stored", Duration::from_secs(10), || {
         all_uploaded(engine, id)

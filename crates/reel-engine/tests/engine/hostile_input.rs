@@ -30,13 +30,22 @@ fn files(dir: &Path) -> usize {
         .sum()
 }
 
+/// The master key both engines of an archive's round trip hold (an
+/// archive is read by a server given the master key it was written under).
+const MASTER_KEY: &str = "5ee1d1f0a7c3b2e94d8f6a1b0c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d";
+
+/// [`small_segments_aged`] without sealing by age, holding [`MASTER_KEY`].
+fn archiving(dir: &Path) -> reel_engine::EngineConfig {
+    let mut cfg = small_segments_aged(dir, Duration::from_secs(3600));
+    cfg.master_key = Some(reel_storage::Secret::new(MASTER_KEY));
+    cfg
+}
+
 /// A closed recording of `n` events, made in an engine of its own and
 /// archived: its rows, its segment objects, its events.
 async fn archived(n: u64) -> (ArchiveRecording, Vec<Bytes>, Vec<Event>) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(small_segments_aged(dir.path(), Duration::from_secs(3600)))
-        .await
-        .unwrap();
+    let engine = Engine::open(archiving(dir.path())).await.unwrap();
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
     let events: Vec<Event> = (0..n).map(event).collect();
@@ -70,10 +79,27 @@ async fn archived_rows_are_checked_against_their_bounds_and_their_segments() {
     let (rec, objects, events) = archived(300).await;
     assert!(rec.segments.len() >= 3, "{} segments", rec.segments.len());
     let id = RecordingId::from_slice(&rec.row.as_ref().unwrap().id).unwrap();
+    // A server without the master key the archive was written under
+    // refuses it at once: it could never read it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = Engine::open(small_segments_aged(
+        elsewhere.path(),
+        Duration::from_secs(3600),
+    ))
+    .await
+    .unwrap();
+    let err = import(&other, rec.clone(), &objects).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::FailedPrecondition(m) if m.contains("master key")),
+        "{err}"
+    );
+    assert!(matches!(
+        other.recording(id).await,
+        Err(EngineError::NotFound(_))
+    ));
+    other.shutdown().await;
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(small_segments_aged(dir.path(), Duration::from_secs(3600)))
-        .await
-        .unwrap();
+    let engine = Engine::open(archiving(dir.path())).await.unwrap();
     type Tamper = fn(&mut ArchiveRecording);
     let cases: [(&str, Tamper); 7] = [
         // Before: a block's length became a read's range end and the
@@ -149,6 +175,7 @@ async fn a_journal_record_whose_event_range_overflows_is_skipped_at_recovery() {
             recording_id: id.to_bytes().to_vec(),
             first_index: u64::MAX - 1,
             events: vec![event(100), event(101)],
+            ..Default::default()
         };
         journal.append_durable(entry.encode_to_vec()).await.unwrap();
         journal.shutdown();
@@ -283,6 +310,7 @@ async fn a_recording_of_empty_events_is_cut_into_bounded_segments() {
             recording_id: id.to_bytes().to_vec(),
             first_index: b * 500,
             events: batch.clone(),
+            ..Default::default()
         };
         largest_record = largest_record.max(record.encoded_len() as u64);
         w.append(None, batch).unwrap().await.unwrap();

@@ -1,0 +1,114 @@
+//! Encryption at rest of what a recording holds: its blocks in segment
+//! objects and its records in the journal.
+//!
+//! Each recording has its own data key ([`reel_keys::DataKey`], wrapped by a
+//! master key in the recording's catalog row and key objects). A sealed box
+//! is `nonce (24 bytes) || XChaCha20-Poly1305(data key, nonce, plaintext,
+//! aad)`: the nonce is random (no counter to keep across crashes), and the
+//! associated data binds the box to where it belongs, so a box moved to
+//! another recording or another place in its recording does not open.
+
+use reel_keys::{DataKey, NONCE_LEN, TAG_LEN};
+
+/// What a sealed box adds to its plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// A recording's data key, with the recording it belongs to.
+#[derive(Clone, Debug)]
+pub struct RecordingKey {
+    recording_id: [u8; 16],
+    key: DataKey,
+}
+
+/// What a box is, as bound in its associated data.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A segment's block: its first event index and start time.
+    Block,
+    /// A journal record: its first event index and event count.
+    Record,
+}
+
+impl RecordingKey {
+    pub fn new(recording_id: [u8; 16], key: DataKey) -> RecordingKey {
+        RecordingKey { recording_id, key }
+    }
+
+    pub fn recording_id(&self) -> &[u8; 16] {
+        &self.recording_id
+    }
+
+    fn aad(&self, kind: Kind, a: u64, b: u64) -> [u8; 16 + 1 + 16] {
+        let mut aad = [0u8; 33];
+        aad[..16].copy_from_slice(&self.recording_id);
+        aad[16] = match kind {
+            Kind::Block => b'B',
+            Kind::Record => b'R',
+        };
+        aad[17..25].copy_from_slice(&a.to_le_bytes());
+        aad[25..].copy_from_slice(&b.to_le_bytes());
+        aad
+    }
+
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, reel_keys::KeyError> {
+        let sealed = reel_keys::seal(&self.key, aad, plaintext)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + sealed.ciphertext.len());
+        out.extend_from_slice(&sealed.nonce);
+        out.extend_from_slice(&sealed.ciphertext);
+        Ok(out)
+    }
+
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return None;
+        }
+        let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("nonce bytes");
+        reel_keys::open(&self.key, &nonce, aad, &sealed[NONCE_LEN..]).ok()
+    }
+
+    /// Seals a block of a segment: its run of events, bound to the block's
+    /// first event index and start time.
+    pub fn seal_block(
+        &self,
+        first_event_index: u64,
+        start_time_us: u64,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, reel_keys::KeyError> {
+        let aad = self.aad(Kind::Block, first_event_index, start_time_us);
+        self.seal(&aad, plaintext)
+    }
+
+    /// Opens what [`RecordingKey::seal_block`] sealed; `None` if the box was
+    /// altered, moved, or sealed under another key.
+    pub fn open_block(
+        &self,
+        first_event_index: u64,
+        start_time_us: u64,
+        sealed: &[u8],
+    ) -> Option<Vec<u8>> {
+        let aad = self.aad(Kind::Block, first_event_index, start_time_us);
+        self.open(&aad, sealed)
+    }
+
+    /// Seals the events of a journal record (their `EventList` bytes).
+    pub fn seal_record(
+        &self,
+        first_index: u64,
+        event_count: u32,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, reel_keys::KeyError> {
+        let aad = self.aad(Kind::Record, first_index, event_count.into());
+        self.seal(&aad, plaintext)
+    }
+
+    /// Opens what [`RecordingKey::seal_record`] sealed.
+    pub fn open_record(
+        &self,
+        first_index: u64,
+        event_count: u32,
+        sealed: &[u8],
+    ) -> Option<Vec<u8>> {
+        let aad = self.aad(Kind::Record, first_index, event_count.into());
+        self.open(&aad, sealed)
+    }
+}
