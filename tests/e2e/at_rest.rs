@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use object_store::ObjectStoreExt;
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
-use reel_testkit::{Garage, Recorder, Reeld, drained, garage_config_file, wait_for};
+use reel_testkit::{Garage, Recorder, Reeld, drained, wait_for};
 
 const SECRET: &[u8] = b"hunter2-Zq8vX3-typed-at-the-prompt";
 
@@ -41,6 +41,11 @@ fn holds_secret(bytes: &[u8]) -> bool {
 /// Every file under `dir` (recursively) that holds the secret; and how
 /// many bytes were looked at, so that an empty scan cannot pass.
 fn files_with_secret(dir: &Path, found: &mut Vec<String>, scanned: &mut u64) {
+    files_holding(dir, SECRET, found, scanned)
+}
+
+/// Every file under `dir` (recursively) that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8], found: &mut Vec<String>, scanned: &mut u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -50,12 +55,12 @@ fn files_with_secret(dir: &Path, found: &mut Vec<String>, scanned: &mut u64) {
             continue;
         };
         if meta.is_dir() {
-            files_with_secret(&path, found, scanned);
+            files_holding(&path, needle, found, scanned);
         } else if meta.is_file()
             && let Ok(bytes) = std::fs::read(&path)
         {
             *scanned += bytes.len() as u64;
-            if holds_secret(&bytes) {
+            if bytes.windows(needle.len()).any(|w| w == needle) {
                 found.push(path.display().to_string());
             }
         }
@@ -118,24 +123,12 @@ async fn recording_objects(garage: &Garage, id: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typed_secret_is_in_no_byte_at_rest_in_any_state() {
     let dir = tempfile::tempdir().unwrap();
-    let mut primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
-    let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
-    let cfg = garage_config_file(
-        dir.path(),
-        &primary,
-        &secondary,
-        "[compactor]\nenabled = false\n",
-    );
-    let reeld = Reeld::start(
-        &dir.path().join("data"),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--segment-target-bytes",
-            "4096",
-        ],
-    )
-    .unwrap();
+    let crate::TwoStores {
+        mut primary,
+        secondary,
+        reeld,
+        ..
+    } = crate::two_stores_small_segments(dir.path());
     let mut rec = Recorder::start(&reeld.grpc, RecordingMetadata::default())
         .await
         .unwrap();
@@ -216,24 +209,12 @@ async fn a_typed_secret_is_in_no_byte_at_rest_in_any_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_put_back_after_a_purge_cannot_be_read_or_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
-    let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
-    let cfg = garage_config_file(
-        dir.path(),
-        &primary,
-        &secondary,
-        "[compactor]\nenabled = false\n",
-    );
-    let mut reeld = Reeld::start(
-        &dir.path().join("data"),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--segment-target-bytes",
-            "4096",
-        ],
-    )
-    .unwrap();
+    let crate::TwoStores {
+        primary,
+        secondary,
+        cfg,
+        mut reeld,
+    } = crate::two_stores_small_segments(dir.path());
     // Two recordings: one purged, one kept (the rebuild must still adopt
     // what it may read).
     let mut ids = Vec::new();
@@ -263,6 +244,16 @@ async fn objects_put_back_after_a_purge_cannot_be_read_or_rebuilt() {
     }
     assert!(aside.len() >= 2, "{} objects", aside.len());
 
+    // Its wrapped data key, as its key object holds it.
+    let wrapped = store
+        .get(&object_store::path::Path::from(format!("keys/{gone}")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(wrapped.len(), reel_keys::WRAPPED_KEY_LEN);
+
     let out = reeld.reel(&["purge", &gone, "--reason", "retention ended"]);
     assert!(
         out.status.success(),
@@ -275,6 +266,17 @@ async fn objects_put_back_after_a_purge_cannot_be_read_or_rebuilt() {
         !all.iter().any(|(k, _)| k.contains(&gone))
     })
     .await;
+
+    // Nor is the wrapped key left in any file of the data directory (the
+    // catalog's earlier versions of the row included).
+    let mut holding = Vec::new();
+    let mut scanned = 0;
+    files_holding(&reeld.data_dir, &wrapped, &mut holding, &mut scanned);
+    assert!(scanned > 0);
+    assert!(
+        holding.is_empty(),
+        "the destroyed key is still in {holding:?}"
+    );
 
     // Put back, under the same keys.
     for (path, bytes) in &aside {

@@ -14,9 +14,7 @@ use reel_api::{RecordingDetail, VerifyReport};
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
 use reel_storage::keys;
-use reel_testkit::{
-    Garage, Recorder, Reeld, drained, garage_config_file, terminal_event, wait_for,
-};
+use reel_testkit::{Recorder, Reeld, drained, terminal_event, wait_for};
 
 const EVENTS: u64 = 300;
 
@@ -73,24 +71,13 @@ async fn detail(reeld: &Reeld, id: &str) -> RecordingDetail {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_writers_changes_are_caught_by_export_verify_and_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
-    let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
-    let cfg = garage_config_file(
-        dir.path(),
-        &primary,
-        &secondary,
-        "[compactor]\nenabled = false\n",
-    );
-    let mut reeld = Reeld::start(
-        &dir.path().join("data"),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--segment-target-bytes",
-            "4096",
-        ],
-    )
-    .unwrap();
+    // The secondary is only kept running.
+    let crate::TwoStores {
+        primary,
+        secondary: _secondary,
+        cfg,
+        mut reeld,
+    } = crate::two_stores_small_segments(dir.path());
     // a: a block changed, b: re-made segments, c: overwritten by a's
     // object, d: its last segment deleted.
     let mut ids = Vec::new();

@@ -19,3 +19,36 @@ mod recombination;
 mod roundtrip;
 mod tls;
 mod verify;
+
+/// Two Garage servers and a `reeld` storing on them, with small segments
+/// (4 KiB) and no background recombination, all under `dir`.
+pub(crate) struct TwoStores {
+    pub primary: reel_testkit::Garage,
+    pub secondary: reel_testkit::Garage,
+    /// reeld's configuration file (for `reel` commands run beside it).
+    pub cfg: std::path::PathBuf,
+    pub reeld: reel_testkit::Reeld,
+}
+
+pub(crate) fn two_stores_small_segments(dir: &std::path::Path) -> TwoStores {
+    use reel_testkit::{Garage, Reeld, garage_config_file};
+    let primary = Garage::start(&dir.join("garage-primary")).unwrap();
+    let secondary = Garage::start(&dir.join("garage-secondary")).unwrap();
+    let cfg = garage_config_file(dir, &primary, &secondary, "[compactor]\nenabled = false\n");
+    let reeld = Reeld::start(
+        &dir.join("data"),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--segment-target-bytes",
+            "4096",
+        ],
+    )
+    .unwrap();
+    TwoStores {
+        primary,
+        secondary,
+        cfg,
+        reeld,
+    }
+}

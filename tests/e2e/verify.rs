@@ -165,7 +165,24 @@ async fn a_lost_catalog_is_rebuilt_from_the_stores() {
     let dir = tempfile::tempdir().unwrap();
     let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
     let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
-    let mut reeld = start(dir.path(), &primary, &secondary);
+    // Small segments, so that the split recording's first half is sealed
+    // and on the primary before the primary stops answering.
+    let cfg = garage_config_file(
+        dir.path(),
+        &primary,
+        &secondary,
+        "[compactor]\nenabled = false\n",
+    );
+    let mut reeld = Reeld::start(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--segment-target-bytes",
+            "4096",
+        ],
+    )
+    .unwrap();
     // Segmented, recombined, and split (half on each store).
     let mut ids = vec![record(&reeld, 1, 600).await, record(&reeld, 2, 600).await];
     wait_for("uploaded", Duration::from_secs(60), async || {

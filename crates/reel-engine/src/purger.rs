@@ -104,6 +104,9 @@ pub(crate) async fn purge(
     crashpoint!(inner, "purge-after-mark");
     for &id in &outcome.purged {
         crate::key_objects::forget(inner, id);
+        // The row's earlier versions, which hold the wrapped key, go from
+        // the catalog's files too.
+        inner.catalog(move |c| c.forget_old_versions(id)).await?;
         info!(recording = %id, by = %actor.by, reason = %actor.reason, "recording purged");
         stop_open(inner, id).await;
         queue_objects(inner, id).await?;

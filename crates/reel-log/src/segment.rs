@@ -268,28 +268,13 @@ pub fn decode_block(
             actual: bytes.len() as u64,
         });
     }
-    if check_crc && crc32c::crc32c(bytes) != block.crc32c {
-        return Err(SegmentError::BlockChecksum {
-            offset: block.offset,
-        });
+    // Without a CRC (the whole content of a segment without blocks) there
+    // is no SHA-256 either: the caller checks the content's.
+    if check_crc {
+        check_block_bytes(block, bytes)?;
     }
-    if !block.sha256.is_empty() && sha256(bytes)[..] != block.sha256[..] {
-        return Err(SegmentError::BlockIntegrity {
-            offset: block.offset,
-        });
-    }
-    let opened;
-    let bytes = match key {
-        None => bytes,
-        Some(key) => {
-            opened = key
-                .open_block(block.first_event_index, block.start_time_us, bytes)
-                .ok_or(SegmentError::BlockSeal {
-                    offset: block.offset,
-                })?;
-            &opened[..]
-        }
-    };
+    let opened = open_block(block, bytes, key)?;
+    let bytes = &opened[..];
     let mut events = Vec::new();
     for_each_event(bytes, block.offset, |offset, e| {
         if events.is_empty() && e.time_us != block.start_time_us {
@@ -758,18 +743,8 @@ fn walk_segment(
             let range = block.offset as usize..(block.offset + block.len) as usize;
             let stored = &content[range];
             check_block_bytes(block, stored)?;
-            let opened;
-            let bytes = match key {
-                None => stored,
-                Some(key) => {
-                    opened = key
-                        .open_block(block.first_event_index, block.start_time_us, stored)
-                        .ok_or(SegmentError::BlockSeal {
-                            offset: block.offset,
-                        })?;
-                    &opened[..]
-                }
-            };
+            let opened = open_block(block, stored, key)?;
+            let bytes = &opened[..];
             let before = tally.count;
             for_each_event(bytes, block.offset, |offset, e| {
                 if tally.count == before {
@@ -802,6 +777,24 @@ fn walk_segment(
         content_offset: content_at as u64,
         data_bytes: tally.data_bytes,
     })
+}
+
+/// A block's events as stored (a plain block) or opened with `key` (a
+/// sealed one).
+fn open_block<'a>(
+    block: &ContentBlock,
+    stored: &'a [u8],
+    key: Option<&RecordingKey>,
+) -> Result<std::borrow::Cow<'a, [u8]>, SegmentError> {
+    match key {
+        None => Ok(std::borrow::Cow::Borrowed(stored)),
+        Some(key) => key
+            .open_block(block.first_event_index, block.start_time_us, stored)
+            .map(std::borrow::Cow::Owned)
+            .ok_or(SegmentError::BlockSeal {
+                offset: block.offset,
+            }),
+    }
 }
 
 /// A block's stored bytes against its CRC32C and SHA-256.
