@@ -289,22 +289,23 @@ impl Catalog {
         }
     }
 
-    /// Makes RocksDB forget the earlier versions of recording `id`'s row: the
-    /// memtables flushed (so the write-ahead log files holding them go) and
-    /// the table files holding the row rewritten, so
-    /// that what a later version dropped (a data key destroyed by a purge)
-    /// is gone from the disk, not only superseded. Costs a flush and a
-    /// compaction of the few files that hold the key.
-    pub fn forget_old_versions(&self, id: RecordingId) -> Result<()> {
+    /// Makes RocksDB forget the earlier versions of the rows of recordings
+    /// `ids`: the memtables flushed (so the write-ahead log files holding
+    /// them go) and the table files holding those rows rewritten, so that
+    /// what a later version dropped (a data key destroyed by a purge) is
+    /// gone from the disk, not only superseded. Costs one flush of every
+    /// family and a compaction of the few files that hold the keys: callers
+    /// batch it.
+    pub fn forget_old_versions(&self, ids: &[RecordingId]) -> Result<()> {
         self.with_db(|db| {
-            // Every family flushed, so that no write-ahead log file that
-            // holds the earlier versions is kept for another's sake.
             for name in FAMILIES {
                 db.flush_cf(cf_handle(db, name))?;
             }
             let cf = cf_handle(db, CF_RECORDINGS);
-            let key = id.to_bytes();
-            db.compact_range_cf(cf, Some(&key[..]), Some(&key[..]));
+            for id in ids {
+                let key = id.to_bytes();
+                db.compact_range_cf(cf, Some(&key[..]), Some(&key[..]));
+            }
             Ok(())
         })
     }

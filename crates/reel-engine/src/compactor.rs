@@ -279,7 +279,13 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
         .update(|s| s.current = Some((id.to_string(), 0, total)));
     info!(recording = %id, segments = segments.len(), bytes = total, "recombining");
 
-    crate::key_objects::ensure(inner, id, Role::Primary).await?;
+    // A segment stored on the primary went there after the key object.
+    if !segments
+        .iter()
+        .any(|s| s.locations.contains(&(Location::Primary as i32)))
+    {
+        crate::key_objects::ensure(inner, id, Role::Primary).await?;
+    }
     let key = keys::recording_object(id);
     let mut builder = CombinedBuilder::new(id.to_bytes().to_vec());
     let mut whole = Sha256::new();

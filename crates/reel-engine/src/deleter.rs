@@ -19,6 +19,7 @@ use crate::error::Result;
 const INTERVAL: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut last_shred = None;
     loop {
         if let Err(e) = drain(&inner).await {
             warn!(error = %e, "deletion queue: will retry");
@@ -26,6 +27,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         // Purges cut short (a crash, a store down) go on from their mark.
         if let Err(e) = crate::purger::resume(&inner).await {
             warn!(error = %e, "purge: will retry");
+        }
+        if let Err(e) = crate::purger::shred_pass(&inner, &mut last_shred).await {
+            warn!(error = %e, "purged keys: the catalog's rewrite will be retried");
         }
         tokio::select! {
             _ = tokio::time::sleep(INTERVAL) => {}

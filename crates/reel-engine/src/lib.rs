@@ -152,6 +152,9 @@ pub(crate) struct Inner {
     /// The stores this process put each encrypted recording's key object
     /// on (`key_objects`).
     pub key_objects: Mutex<std::collections::HashSet<(RecordingId, reel_storage::Role)>>,
+    /// Recordings purged since the catalog last forgot their rows' earlier
+    /// versions (`purger::shred_pass`).
+    pub shred_pending: Mutex<Vec<RecordingId>>,
 }
 
 impl Inner {
@@ -383,6 +386,7 @@ impl Engine {
             deleter_wake: Notify::new(),
             keys,
             key_objects: Default::default(),
+            shred_pending: Default::default(),
         });
         housekeeping::check_disk(&inner);
         for item in recovered.upload_queue {

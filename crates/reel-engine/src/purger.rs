@@ -105,8 +105,8 @@ pub(crate) async fn purge(
     for &id in &outcome.purged {
         crate::key_objects::forget(inner, id);
         // The row's earlier versions, which hold the wrapped key, go from
-        // the catalog's files too.
-        inner.catalog(move |c| c.forget_old_versions(id)).await?;
+        // the catalog's files too (batched: `shred_pass`).
+        inner.shred_pending.lock().expect("shred lock").push(id);
         info!(recording = %id, by = %actor.by, reason = %actor.reason, "recording purged");
         stop_open(inner, id).await;
         queue_objects(inner, id).await?;
@@ -226,6 +226,40 @@ async fn queue_objects(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
         }
     }
     inner.spool.remove_key(id)?;
+    Ok(())
+}
+
+/// How often, at most, the catalog's files are rewritten for purged rows.
+const SHRED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Makes the catalog forget the earlier versions of the rows purged since
+/// the last pass (their wrapped data keys), at most every [`SHRED_EVERY`]:
+/// a flush and a compaction per purge would, under retention, keep the
+/// catalog busy and its table files multiplying. A crash before the pass
+/// leaves those versions to RocksDB's own compactions.
+pub(crate) async fn shred_pass(
+    inner: &Arc<Inner>,
+    last: &mut Option<tokio::time::Instant>,
+) -> Result<()> {
+    if last.is_some_and(|t| t.elapsed() < SHRED_EVERY) {
+        return Ok(());
+    }
+    let ids = std::mem::take(&mut *inner.shred_pending.lock().expect("shred lock"));
+    if ids.is_empty() {
+        return Ok(());
+    }
+    *last = Some(tokio::time::Instant::now());
+    let count = ids.len();
+    let kept = ids.clone();
+    if let Err(e) = inner.catalog(move |c| c.forget_old_versions(&ids)).await {
+        // Kept for the next pass.
+        inner.shred_pending.lock().expect("shred lock").extend(kept);
+        return Err(e);
+    }
+    info!(
+        recordings = count,
+        "catalog rewritten without the purged recordings' keys"
+    );
     Ok(())
 }
 
