@@ -200,8 +200,11 @@ async fn seal_one(
             Some(key) => encode_sealed_segment(spec, &events, inner.keys.as_ref(), key)?,
             None => encode_signed_segment(spec, &events, inner.keys.as_ref()),
         };
+        // Beside the segment, its recording's wrapped key (unsynced: the
+        // segment's directory sync follows; the uploader syncs it if the
+        // segment cannot leave at once).
         if task_key.is_some() {
-            inner.spool.write_key(id, &row.wrapped_key)?;
+            inner.spool.write_key(id, &row.wrapped_key, false)?;
         }
         inner.spool.write(id, seq, &encoded.bytes)?;
 

@@ -6,7 +6,8 @@
 //! segment is durably stored and the catalog says so.
 //!
 //! Beside them, `spool/<recording>.key` holds an encrypted recording's
-//! wrapped data key while any of its segments is only here, so that a
+//! wrapped data key while any of its segments waits here (one that could
+//! not be uploaded at once), so that a
 //! catalog rebuilt from the stores and the spool can read those too.
 
 use std::fs::{self, File};
@@ -62,10 +63,11 @@ impl Spool {
     }
 
     /// Keeps recording `id`'s wrapped data key beside its spooled segments
-    /// (once: a key file already there is left as it is). Its rename is made
-    /// durable by the directory sync of the segment [`Spool::write`] writes
-    /// next, so it costs one fsync per recording, not two.
-    pub(crate) fn write_key(&self, id: RecordingId, wrapped: &[u8]) -> Result<()> {
+    /// (once: a key file already there is left as it is). `durable`: synced
+    /// (file and directory) before this returns; otherwise only written, and
+    /// made durable by the next sync of the spool directory (a segment's
+    /// [`Spool::write`]) as far as the file system orders it.
+    pub(crate) fn write_key(&self, id: RecordingId, wrapped: &[u8], durable: bool) -> Result<()> {
         let path = self.key_path(id);
         if path.exists() {
             return Ok(());
@@ -74,8 +76,14 @@ impl Spool {
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(wrapped)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
+            if durable {
+                f.sync_all()?;
+            }
+            fs::rename(&tmp, &path)?;
+            if durable {
+                File::open(&self.dir)?.sync_all()?;
+            }
+            Ok(())
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);

@@ -72,8 +72,13 @@ pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(R
 
 async fn upload_until_done(inner: &Arc<Inner>, puts: &Semaphore, id: RecordingId, seq: u64) {
     let mut logged_wait = false;
+    let mut key_kept = false;
     loop {
-        let Some(role) = inner.router.pick() else {
+        let route = inner.router.pick();
+        if route.is_none() && !key_kept {
+            key_kept = keep_key_in_spool(inner, id).await;
+        }
+        let Some(role) = route else {
             if !logged_wait {
                 info!(recording = %id, sequence = seq, "no store can take uploads; the segment waits in the local log");
                 logged_wait = true;
@@ -85,7 +90,11 @@ async fn upload_until_done(inner: &Arc<Inner>, puts: &Semaphore, id: RecordingId
             }
             continue;
         };
-        let wait = match upload(inner, puts, id, seq, role).await {
+        let outcome = upload(inner, puts, id, seq, role).await;
+        if outcome.is_err() && !key_kept {
+            key_kept = keep_key_in_spool(inner, id).await;
+        }
+        let wait = match outcome {
             Ok(()) => return,
             Err(EngineError::Storage(e)) => {
                 inner.metrics.upload_failed(role, e.kind());
@@ -182,6 +191,32 @@ async fn upload(
         }
     }
     Ok(())
+}
+
+/// A segment that does not leave the spool at once (no store takes it, a
+/// put failed) may stay there long: its recording's wrapped data key is
+/// kept beside it (`spool/<id>.key`), so that a catalog lost meanwhile can
+/// be rebuilt readable from the spool. Segments uploaded at once cost no
+/// key file (and no fsync). Returns whether the key is kept (or there is
+/// none to keep).
+async fn keep_key_in_spool(inner: &Arc<Inner>, id: RecordingId) -> bool {
+    let kept = async {
+        let row = inner.catalog(move |c| c.recording(id)).await?;
+        let Some(wrapped) = row.map(|r| r.wrapped_key).filter(|w| !w.is_empty()) else {
+            return Ok(());
+        };
+        let keeper = inner.clone();
+        tokio::task::spawn_blocking(move || keeper.spool.write_key(id, &wrapped, true))
+            .await
+            .map_err(|e| EngineError::Internal(format!("spool key task failed: {e}")))?
+    };
+    match kept.await {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(recording = %id, error = %e, "cannot keep the recording's key in the spool; will retry");
+            false
+        }
+    }
 }
 
 /// The spooled segment, checked against the catalog's SHA-256 so that local
