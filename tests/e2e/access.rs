@@ -61,6 +61,9 @@ const TABLE: &[(&str, &str, &[&str])] = &[
         "/api/v1/keys/public",
         &["viewer", "auditor", "custodian", "admin"],
     ),
+    ("GET", "/api/v1/keys", &["auditor", "admin"]),
+    ("POST", "/api/v1/keys/rotate", &["admin"]),
+    ("POST", "/api/v1/keys/rotate/finish", &["admin"]),
 ];
 
 /// `reel token create`; returns the secret (the last line of its output).

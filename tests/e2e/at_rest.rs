@@ -296,21 +296,7 @@ async fn objects_put_back_after_a_purge_cannot_be_read_or_rebuilt() {
 
     // Nor does a catalog rebuilt from the stores: the objects are named and
     // left out, for want of a key that opens them.
-    reeld.stop();
-    std::fs::remove_dir_all(reeld.data_dir.join("catalog")).unwrap();
-    let out = std::process::Command::new(reel_testkit::bin("reel"))
-        .args(["rebuild-catalog", "--json", "--data-dir"])
-        .arg(&reeld.data_dir)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = crate::lose_and_rebuild_catalog(&mut reeld, &cfg);
     let skipped = report["skipped"].to_string();
     assert!(
         skipped.contains(&gone) && skipped.contains("no key object"),

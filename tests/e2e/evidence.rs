@@ -203,21 +203,7 @@ async fn a_bucket_writers_changes_are_caught_by_export_verify_and_rebuild() {
     assert!(has("missing", &d_last), "{found:#?}");
 
     // The catalog is lost: the rebuild trusts only what this server signed.
-    reeld.stop();
-    std::fs::remove_dir_all(reeld.data_dir.join("catalog")).unwrap();
-    let out = std::process::Command::new(reel_testkit::bin("reel"))
-        .args(["rebuild-catalog", "--json", "--data-dir"])
-        .arg(&reeld.data_dir)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = crate::lose_and_rebuild_catalog(&mut reeld, &cfg);
     let skipped: Vec<String> = report["skipped"]
         .as_array()
         .unwrap()

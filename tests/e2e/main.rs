@@ -52,3 +52,27 @@ pub(crate) fn two_stores_small_segments(dir: &std::path::Path) -> TwoStores {
         reeld,
     }
 }
+
+/// Loses the catalog of `reeld` (stopped first) and rebuilds it from the
+/// stores with `reel rebuild-catalog --json`; returns its report. `reeld`
+/// is left stopped.
+pub(crate) fn lose_and_rebuild_catalog(
+    reeld: &mut reel_testkit::Reeld,
+    cfg: &std::path::Path,
+) -> serde_json::Value {
+    reeld.stop();
+    std::fs::remove_dir_all(reeld.data_dir.join("catalog")).unwrap();
+    let out = std::process::Command::new(reel_testkit::bin("reel"))
+        .args(["rebuild-catalog", "--json", "--data-dir"])
+        .arg(&reeld.data_dir)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

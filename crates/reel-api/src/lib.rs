@@ -154,6 +154,35 @@ pub struct PublicKeyInfo {
     pub pem: String,
 }
 
+/// `GET /api/v1/keys`, and the answer of `POST /api/v1/keys/rotate`: the
+/// master keys (by id) and how far their rotation is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MasterKeys {
+    /// The master key new data keys are wrapped with.
+    pub current: String,
+    /// Every master key the server holds, the current one among them.
+    pub held: Vec<String>,
+    /// Data keys are being wrapped again with the current master key.
+    pub rewrapping: bool,
+    /// Wrapped data keys the last pass found under an older key and could
+    /// not wrap again.
+    pub remaining: u64,
+    /// Data keys wrapped again since the server started.
+    pub rewrapped: u64,
+    /// Why the rewrapping waits (a store it cannot reach), if it does.
+    pub waiting: Option<String>,
+}
+
+/// The answer of `POST /api/v1/keys/rotate/finish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetiredMasterKeys {
+    /// Older master keys destroyed (their files overwritten and removed).
+    pub retired: Vec<String>,
+    /// Older master keys given in `REEL_MASTER_KEY`: no longer used; remove
+    /// them there.
+    pub in_environment: Vec<String>,
+}
+
 /// `GET /api/v1/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerStatus {

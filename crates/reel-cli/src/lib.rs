@@ -116,7 +116,8 @@ enum Command {
     /// API tokens: create (printed once), ls, revoke (admin).
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// The keys recordings are signed with.
+    /// The keys: the public key recordings are signed with, and master
+    /// key rotation (admin).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Show the stores' health, where uploads go, the local backlog and the

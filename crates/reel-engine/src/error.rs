@@ -126,6 +126,8 @@ impl EngineError {
             EngineError::Keys(
                 reel_keys::KeyError::Inauthentic | reel_keys::KeyError::BadSignature,
             ) => ErrorKind::Corrupt,
+            // Rotation asked of keys the operator gives: theirs to change.
+            EngineError::Keys(reel_keys::KeyError::RotateInEnvironment) => ErrorKind::Conflict,
             EngineError::Journal(_)
             | EngineError::Keys(_)
             | EngineError::RecordingKey { .. }

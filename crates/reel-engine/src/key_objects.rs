@@ -34,28 +34,7 @@ pub(crate) async fn ensure(inner: &Arc<Inner>, id: RecordingId, role: Role) -> R
     let row = inner.catalog(move |c| c.recording(id)).await?;
     let wrapped = row.map(|r| r.wrapped_key).unwrap_or_default();
     if !wrapped.is_empty() {
-        inner
-            .store(role)
-            .put(&keys::data_key(id), wrapped.into())
-            .await?;
-        let purged = inner
-            .catalog(move |c| {
-                c.commit_checked(|c| {
-                    let gone = c.purge_mark(id)?.is_some() || c.recording(id)?.is_none();
-                    let mut batch = Batch::new();
-                    if gone {
-                        batch.enqueue_deletion(
-                            location_of(role),
-                            keys::data_key(id).as_ref(),
-                            "purged",
-                        );
-                    }
-                    Ok((gone, batch))
-                })
-            })
-            .await?;
-        if purged {
-            inner.deleter_wake.notify_one();
+        if !put_checked(inner, id, role, wrapped).await? {
             return Ok(());
         }
         debug!(recording = %id, store = %role, "key object stored");
@@ -67,6 +46,42 @@ pub(crate) async fn ensure(inner: &Arc<Inner>, id: RecordingId, role: Role) -> R
     }
     known.insert((id, role));
     Ok(())
+}
+
+/// Puts `wrapped` as recording `id`'s key object on `role`'s store, then
+/// looks whether the recording was purged meanwhile: if it was, the object
+/// is queued for deletion like the recording's other objects (a put racing
+/// a purge leaves nothing readable behind) and `false` is returned.
+pub(crate) async fn put_checked(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    role: Role,
+    wrapped: Vec<u8>,
+) -> Result<bool> {
+    inner
+        .store(role)
+        .put(&keys::data_key(id), wrapped.into())
+        .await?;
+    let purged = inner
+        .catalog(move |c| {
+            c.commit_checked(|c| {
+                let gone = c.purge_mark(id)?.is_some() || c.recording(id)?.is_none();
+                let mut batch = Batch::new();
+                if gone {
+                    batch.enqueue_deletion(
+                        location_of(role),
+                        keys::data_key(id).as_ref(),
+                        "purged",
+                    );
+                }
+                Ok((gone, batch))
+            })
+        })
+        .await?;
+    if purged {
+        inner.deleter_wake.notify_one();
+    }
+    Ok(!purged)
 }
 
 /// Forgets what [`ensure`] remembered of `id` (its key objects are being
@@ -110,7 +125,7 @@ pub(crate) fn prune_spooled(inner: &Inner) -> Result<()> {
 }
 
 /// The most bytes a key object is read with (a wrapped key is 81).
-const MAX_KEY_OBJECT_BYTES: u64 = 1024;
+pub(crate) const MAX_KEY_OBJECT_BYTES: u64 = 1024;
 
 /// Recording `id`'s wrapped data key from its key object on either store:
 /// the first that opens with the keys held and for this recording (a key

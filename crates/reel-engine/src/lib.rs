@@ -39,6 +39,7 @@ mod error;
 mod housekeeping;
 mod ingest;
 mod key_objects;
+mod key_rotation;
 mod metrics;
 mod prober;
 mod purger;
@@ -69,6 +70,7 @@ pub use config::{EVENT_OVERHEAD_BYTES, EngineConfig};
 pub use copies::location_name;
 pub use error::{EngineError, ErrorKind, Result};
 pub use ingest::{AckFuture, RecordingWriter};
+pub use key_rotation::RotationStatus;
 pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window};
 pub use rebuilder::RebuildReport;
@@ -155,6 +157,9 @@ pub(crate) struct Inner {
     /// Recordings purged since the catalog last forgot their rows' earlier
     /// versions (`purger::shred_pass`).
     pub shred_pending: Mutex<Vec<RecordingId>>,
+    /// Master key rotation's progress, and its worker's wake-up.
+    pub rotation: Mutex<key_rotation::Rotation>,
+    pub rotation_wake: Notify,
 }
 
 impl Inner {
@@ -387,6 +392,8 @@ impl Engine {
             keys,
             key_objects: Default::default(),
             shred_pending: Default::default(),
+            rotation: Default::default(),
+            rotation_wake: Notify::new(),
         });
         housekeeping::check_disk(&inner);
         for item in recovered.upload_queue {
@@ -401,6 +408,7 @@ impl Engine {
             tokio::spawn(deleter::run(inner.clone())),
             tokio::spawn(retention::run(inner.clone())),
             tokio::spawn(auditlog::run(inner.clone())),
+            tokio::spawn(key_rotation::run(inner.clone())),
         ];
         Ok(Engine {
             inner,
@@ -825,6 +833,27 @@ impl Engine {
     /// checking a recording or an archive needs.
     pub fn public_key(&self) -> PublicKey {
         self.inner.keys.public_key()
+    }
+
+    /// Makes a new master key current and wraps every data key with it in
+    /// the background; recordings are not rewritten. The new key is durable
+    /// when this returns; [`Engine::rotation_status`] tells the progress.
+    pub fn rotate_master_key(&self) -> Result<RotationStatus> {
+        key_rotation::rotate(&self.inner)?;
+        Ok(self.rotation_status())
+    }
+
+    /// The master keys held and how far their rotation is.
+    pub fn rotation_status(&self) -> RotationStatus {
+        key_rotation::status(&self.inner)
+    }
+
+    /// Retires every master key but the current one (destroying those kept
+    /// in files), once no catalog row, spool key file or key object on
+    /// either store is wrapped by one of them; refused otherwise, or when a
+    /// store cannot be checked.
+    pub async fn finish_rotation(&self) -> Result<Vec<reel_keys::RetiredKey>> {
+        key_rotation::finish(&self.inner).await
     }
 
     /// The keys this server signs with (for what the server itself writes:

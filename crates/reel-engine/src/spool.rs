@@ -68,10 +68,24 @@ impl Spool {
     /// made durable by the next sync of the spool directory (a segment's
     /// [`Spool::write`]) as far as the file system orders it.
     pub(crate) fn write_key(&self, id: RecordingId, wrapped: &[u8], durable: bool) -> Result<()> {
-        let path = self.key_path(id);
-        if path.exists() {
+        if self.key_path(id).exists() {
             return Ok(());
         }
+        self.put_key_file(id, wrapped, durable)
+    }
+
+    /// Replaces recording `id`'s key file, if there is one, with `wrapped`
+    /// (the same data key wrapped by another master key), durably: a crash
+    /// leaves the old file or the new one.
+    pub(crate) fn replace_key(&self, id: RecordingId, wrapped: &[u8]) -> Result<()> {
+        if !self.key_path(id).exists() {
+            return Ok(());
+        }
+        self.put_key_file(id, wrapped, true)
+    }
+
+    fn put_key_file(&self, id: RecordingId, wrapped: &[u8], durable: bool) -> Result<()> {
+        let path = self.key_path(id);
         let tmp = path.with_extension("keytmp");
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;

@@ -20,6 +20,10 @@ pub enum KeyError {
     Malformed { what: String, why: String },
     #[error("the signature does not match")]
     BadSignature,
+    #[error(
+        "the current master key comes from the environment (REEL_MASTER_KEY): to rotate it, set REEL_MASTER_KEY to NEW,OLD (the new key first) and restart; reeld then wraps every data key with the new one"
+    )]
+    RotateInEnvironment,
     #[error("master key {0} is not available")]
     UnknownMasterKey(KeyId),
     #[error(

@@ -8,8 +8,13 @@
 //!
 //! Every file is written whole (a temporary file, fsync, rename) with mode
 //! 0600, in a directory of mode 0700, and refused when others can read it.
-//! A master key may come from the environment instead (`reeld` reads
-//! `REEL_MASTER_KEY`), so that it is not stored beside the data it protects.
+//! Master keys may come from the environment instead (`reeld` reads
+//! `REEL_MASTER_KEY`: one key, or several separated by commas, the first
+//! current), so that they are not stored beside the data they protect.
+//!
+//! Rotation ([`KeyProvider::add_master_key`]) writes a new master key file
+//! and then `current-master`: a crash between the two leaves the old key
+//! current and an unused new file, which the next rotation passes over.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,14 +22,15 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signer, SigningKey};
 use zeroize::Zeroizing;
 
 use crate::{
-    DataKey, Domain, KeyError, KeyId, KeyProvider, MasterKey, PublicKey, SIGNATURE_LEN, WrappedKey,
-    random_key,
+    DataKey, Domain, KeyError, KeyId, KeyProvider, MasterKey, PublicKey, RetiredKey, SIGNATURE_LEN,
+    WrappedKey, random_key,
 };
 
 const SIGNING_FILE: &str = "signing.pem";
@@ -34,16 +40,26 @@ const CURRENT_MASTER_FILE: &str = "current-master";
 pub struct FileKeys {
     signing: SigningKey,
     public: PublicKey,
-    masters: BTreeMap<KeyId, MasterKey>,
+    /// Where key files are kept (`None`: in memory only).
+    dir: Option<PathBuf>,
+    masters: RwLock<Masters>,
+}
+
+/// The master keys held, and which one wraps new data keys.
+struct Masters {
+    keys: BTreeMap<KeyId, MasterKey>,
     current: KeyId,
+    /// Keys given by the environment: never written, never deleted.
+    from_environment: Vec<KeyId>,
 }
 
 impl fmt::Debug for FileKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let masters = self.masters();
         f.debug_struct("FileKeys")
             .field("signing", &self.public.id())
-            .field("masters", &self.masters.keys().collect::<Vec<_>>())
-            .field("current", &self.current)
+            .field("masters", &masters.keys.keys().collect::<Vec<_>>())
+            .field("current", &masters.current)
             .finish()
     }
 }
@@ -73,14 +89,17 @@ impl FileKeys {
                 masters.insert(key.id(), key);
             }
         }
-        let current = if let Some(hex) = master_key {
-            let key = MasterKey::new(parse_hex_key(
-                &Zeroizing::new(hex.to_string()),
-                Path::new("the master key of the environment"),
-            )?);
-            let id = key.id();
-            masters.insert(id, key);
-            id
+        let mut from_environment = Vec::new();
+        let current = if let Some(list) = master_key {
+            for hex in list.split(',') {
+                let key = MasterKey::new(parse_hex_key(
+                    &Zeroizing::new(hex.to_string()),
+                    Path::new("a master key of the environment"),
+                )?);
+                from_environment.push(key.id());
+                masters.insert(key.id(), key);
+            }
+            from_environment[0]
         } else {
             let current_file = dir.join(CURRENT_MASTER_FILE);
             match fs::read_to_string(&current_file) {
@@ -110,9 +129,17 @@ impl FileKeys {
         Ok(FileKeys {
             signing,
             public,
-            masters,
-            current,
+            dir: Some(dir.to_path_buf()),
+            masters: RwLock::new(Masters {
+                keys: masters,
+                current,
+                from_environment,
+            }),
         })
+    }
+
+    fn masters(&self) -> std::sync::RwLockReadGuard<'_, Masters> {
+        self.masters.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -126,8 +153,12 @@ impl FileKeys {
         Ok(FileKeys {
             public: PublicKey(signing.verifying_key()),
             signing,
-            masters: BTreeMap::from([(current, master)]),
-            current,
+            dir: None,
+            masters: RwLock::new(Masters {
+                keys: BTreeMap::from([(current, master)]),
+                current,
+                from_environment: Vec::new(),
+            }),
         })
     }
 
@@ -150,18 +181,62 @@ impl KeyProvider for FileKeys {
     }
 
     fn master_key_id(&self) -> KeyId {
-        self.current
+        self.masters().current
+    }
+
+    fn master_key_ids(&self) -> Vec<KeyId> {
+        self.masters().keys.keys().copied().collect()
     }
 
     fn wrap(&self, recording: &[u8], key: &DataKey) -> Result<WrappedKey, KeyError> {
-        self.masters[&self.current].wrap(recording, key)
+        let masters = self.masters();
+        masters.keys[&masters.current].wrap(recording, key)
     }
 
     fn unwrap(&self, recording: &[u8], wrapped: &WrappedKey) -> Result<DataKey, KeyError> {
-        self.masters
+        self.masters()
+            .keys
             .get(&wrapped.master_key_id)
             .ok_or(KeyError::UnknownMasterKey(wrapped.master_key_id))?
             .unwrap(recording, wrapped)
+    }
+
+    fn add_master_key(&self) -> Result<KeyId, KeyError> {
+        let mut masters = self.masters.write().unwrap_or_else(|e| e.into_inner());
+        if masters.from_environment.contains(&masters.current) {
+            return Err(KeyError::RotateInEnvironment);
+        }
+        let key = MasterKey::new(random_key()?);
+        let id = key.id();
+        if let Some(dir) = &self.dir {
+            let hex = Zeroizing::new(hex::encode(key.key.as_ref()));
+            write_private(&dir.join(format!("master-{id}.key")), hex.as_bytes())?;
+            write_private(&dir.join(CURRENT_MASTER_FILE), id.to_string().as_bytes())?;
+        }
+        masters.keys.insert(id, key);
+        masters.current = id;
+        Ok(id)
+    }
+
+    fn retire_master_keys(&self) -> Result<Vec<RetiredKey>, KeyError> {
+        let mut masters = self.masters.write().unwrap_or_else(|e| e.into_inner());
+        let current = masters.current;
+        let old: Vec<KeyId> = masters
+            .keys
+            .keys()
+            .copied()
+            .filter(|id| *id != current)
+            .collect();
+        let mut retired = Vec::new();
+        for id in old {
+            let in_environment = masters.from_environment.contains(&id);
+            if !in_environment && let Some(dir) = &self.dir {
+                remove_private(&dir.join(format!("master-{id}.key")))?;
+            }
+            masters.keys.remove(&id);
+            retired.push(RetiredKey { id, in_environment });
+        }
+        Ok(retired)
     }
 }
 
@@ -216,6 +291,29 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// Deletes a key file for good: its bytes overwritten with zeros and
+/// synced first (on a file system that rewrites in place, the key's blocks
+/// do not outlive the file), then the file removed and its directory
+/// synced. A file already gone is not an error.
+fn remove_private(path: &Path) -> Result<(), KeyError> {
+    match fs::OpenOptions::new().write(true).open(path) {
+        Ok(mut f) => {
+            let len = f.metadata().map_err(io(path))?.len();
+            f.write_all(&vec![0u8; len as usize]).map_err(io(path))?;
+            f.sync_all().map_err(io(path))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+    }
+    fs::remove_file(path).map_err(io(path))?;
     if let Some(dir) = path.parent() {
         fs::File::open(dir)
             .and_then(|d| d.sync_all())

@@ -284,6 +284,21 @@ pub trait KeyProvider: fmt::Debug + Send + Sync {
     /// The master key new data keys are wrapped with.
     fn master_key_id(&self) -> KeyId;
 
+    /// Every master key held: the current one, and older ones kept to open
+    /// data keys wrapped before a rotation.
+    fn master_key_ids(&self) -> Vec<KeyId>;
+
+    /// Makes a new master key and makes it current; durable when this
+    /// returns. Data keys wrapped before stay wrapped by the older keys,
+    /// which are still held, until they are wrapped again.
+    fn add_master_key(&self) -> Result<KeyId, KeyError>;
+
+    /// Forgets every master key but the current one, destroying those kept
+    /// by the provider. The caller first makes sure that no wrapped key it
+    /// keeps names one of them: what is still wrapped by them can no longer
+    /// be opened.
+    fn retire_master_keys(&self) -> Result<Vec<RetiredKey>, KeyError>;
+
     /// Wraps `key`, the data key of `recording` (its id's bytes), with the
     /// current master key.
     fn wrap(&self, recording: &[u8], key: &DataKey) -> Result<WrappedKey, KeyError>;
@@ -291,6 +306,15 @@ pub trait KeyProvider: fmt::Debug + Send + Sync {
     /// Opens `wrapped` for `recording`: fails if its master key is not held,
     /// or if it was wrapped for another recording or altered.
     fn unwrap(&self, recording: &[u8], wrapped: &WrappedKey) -> Result<DataKey, KeyError>;
+}
+
+/// A master key given up by [`KeyProvider::retire_master_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredKey {
+    pub id: KeyId,
+    /// It came from the environment (`REEL_MASTER_KEY`): the provider
+    /// cannot destroy it; whoever set it should remove it there.
+    pub in_environment: bool,
 }
 
 /// A sealed box: the nonce it was sealed with, and the ciphertext with its

@@ -167,3 +167,76 @@ fn nothing_secret_in_debug() {
     }
     assert!(text.contains(&k.public_key().id().to_string()), "{text}");
 }
+
+#[test]
+fn a_rotated_master_key_wraps_new_keys_and_the_old_one_opens_old_keys_until_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let old = k.master_key_id();
+    let data = DataKey::generate().unwrap();
+    let wrapped_before = k.wrap(b"rec-1", &data).unwrap();
+    let new = k.add_master_key().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(k.master_key_id(), new);
+    assert_eq!(k.master_key_ids().len(), 2);
+    // A restart finds the rotation: the new key current, the old one held.
+    let reopened = keys(dir.path());
+    assert_eq!(reopened.master_key_id(), new);
+    let opened = reopened.unwrap(b"rec-1", &wrapped_before).unwrap();
+    let rewrapped = reopened.wrap(b"rec-1", &opened).unwrap();
+    assert_eq!(rewrapped.master_key_id, new);
+    // Retired: the old key's file is gone and what it wrapped no longer
+    // opens, here or after a restart; what the new one wrapped does.
+    let retired = reopened.retire_master_keys().unwrap();
+    assert_eq!(
+        retired,
+        vec![RetiredKey {
+            id: old,
+            in_environment: false
+        }]
+    );
+    assert!(!dir.path().join(format!("master-{old}.key")).exists());
+    assert!(matches!(
+        reopened.unwrap(b"rec-1", &wrapped_before),
+        Err(KeyError::UnknownMasterKey(id)) if id == old
+    ));
+    let after = keys(dir.path());
+    assert_eq!(after.master_key_ids(), vec![new]);
+    assert!(after.unwrap(b"rec-1", &wrapped_before).is_err());
+    after.unwrap(b"rec-1", &rewrapped).unwrap();
+}
+
+#[test]
+fn master_keys_from_the_environment_rotate_by_listing_the_new_one_first() {
+    let old_hex = "11".repeat(32);
+    let new_hex = "22".repeat(32);
+    let dir = tempfile::tempdir().unwrap();
+    let before = FileKeys::open(dir.path(), Some(&old_hex)).unwrap();
+    let data = DataKey::generate().unwrap();
+    let wrapped = before.wrap(b"rec", &data).unwrap();
+    // The provider cannot make a key it would have to keep in a file.
+    assert!(matches!(
+        before.add_master_key(),
+        Err(KeyError::RotateInEnvironment)
+    ));
+    let both = FileKeys::open(dir.path(), Some(&format!("{new_hex},{old_hex}"))).unwrap();
+    assert_ne!(both.master_key_id(), wrapped.master_key_id);
+    let rewrapped = both
+        .wrap(b"rec", &both.unwrap(b"rec", &wrapped).unwrap())
+        .unwrap();
+    let retired = both.retire_master_keys().unwrap();
+    assert!(
+        retired
+            .iter()
+            .any(|r| r.id == wrapped.master_key_id && r.in_environment)
+    );
+    let only_new = FileKeys::open(dir.path(), Some(&new_hex)).unwrap();
+    only_new.unwrap(b"rec", &rewrapped).unwrap();
+    assert!(only_new.unwrap(b"rec", &wrapped).is_err());
+    // Nothing of either key was written beside the data.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let text = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(!text.contains(&old_hex) && !text.contains(&new_hex));
+    }
+}

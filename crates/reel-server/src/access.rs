@@ -117,6 +117,8 @@ pub enum Action {
     ArchiveImport,
     Compact,
     Tokens,
+    /// Rotate master keys.
+    Keys,
 }
 
 impl Action {
@@ -161,6 +163,9 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("POST", "/api/v1/tokens", Action::Tokens),
     ("DELETE", "/api/v1/tokens/{name}", Action::Tokens),
     ("GET", "/api/v1/keys/public", Action::Read),
+    ("GET", "/api/v1/keys", Action::Observe),
+    ("POST", "/api/v1/keys/rotate", Action::Keys),
+    ("POST", "/api/v1/keys/rotate/finish", Action::Keys),
 ];
 
 /// The gRPC methods and their rules.

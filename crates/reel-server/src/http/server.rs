@@ -4,8 +4,8 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use reel_api::{PublicKeyInfo, ServerStatus};
+use axum::routing::{get, post};
+use reel_api::{MasterKeys, PublicKeyInfo, RetiredMasterKeys, ServerStatus};
 use reel_engine::CompactionState;
 use serde::Deserialize;
 
@@ -21,6 +21,72 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/api/v1/compact", get(compact_status).post(compact))
         .route("/api/v1/keys/public", get(public_key))
+        .route("/api/v1/keys", get(master_keys))
+        .route("/api/v1/keys/rotate", post(rotate))
+        .route("/api/v1/keys/rotate/finish", post(finish_rotation))
+}
+
+fn master_keys_of(status: reel_engine::RotationStatus) -> MasterKeys {
+    MasterKeys {
+        current: status.current,
+        held: status.held,
+        rewrapping: status.running,
+        remaining: status.remaining,
+        rewrapped: status.rewrapped,
+        waiting: status.waiting,
+    }
+}
+
+/// `GET /api/v1/keys`: the master keys held (by id) and the rotation's
+/// progress.
+async fn master_keys(State(app): State<AppState>) -> axum::Json<MasterKeys> {
+    axum::Json(master_keys_of(app.engine.rotation_status()))
+}
+
+/// `POST /api/v1/keys/rotate`: a new master key, current at once; data
+/// keys are wrapped again in the background.
+async fn rotate(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
+) -> Result<axum::Json<MasterKeys>, HttpError> {
+    let before = app.engine.rotation_status().current;
+    let status = app.engine.rotate_master_key()?;
+    audited(
+        &app,
+        who.audit(
+            "rotate-master-key",
+            Vec::new(),
+            format!("from {before} to {}", status.current),
+        ),
+    )
+    .await?;
+    Ok(axum::Json(master_keys_of(status)))
+}
+
+/// `POST /api/v1/keys/rotate/finish`: retires the older master keys once
+/// nothing is wrapped by them (409 otherwise).
+async fn finish_rotation(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
+) -> Result<axum::Json<RetiredMasterKeys>, HttpError> {
+    let outcome = app.engine.finish_rotation().await;
+    let detail = match &outcome {
+        Ok(keys) => format!(
+            "retired {}",
+            keys.iter()
+                .map(|k| k.id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Err(e) => format!("refused: {e}"),
+    };
+    audited(&app, who.audit("retire-master-keys", Vec::new(), detail)).await?;
+    let (environment, files): (Vec<_>, Vec<_>) =
+        outcome?.into_iter().partition(|k| k.in_environment);
+    Ok(axum::Json(RetiredMasterKeys {
+        retired: files.iter().map(|k| k.id.to_string()).collect(),
+        in_environment: environment.iter().map(|k| k.id.to_string()).collect(),
+    }))
 }
 
 /// `GET /api/v1/keys/public`: the key recordings are signed with.
