@@ -11,12 +11,18 @@
 //! - (c) Reel: the engine's durable ingest (journal, group commit, sealing
 //!   and uploads running as they would).
 //! - (d) Reel end to end: a real reeld process, recorders over gRPC.
+//! - (c0) Reel's engine with encryption at rest off (`[keys] encrypt =
+//!   false`), beside (c) in the same run: the cost of sealing every journal
+//!   record and segment block (issue 13's goal: >= 0.90 x the events/s,
+//!   p99 within 1 ms). Each is run twice, alternately, and the better run
+//!   kept, so that a stray pause of the machine does not decide the ratio.
 //!
 //! Prints throughput (events/s, MB/s), p50/p99 acknowledgement latency and
 //! Reel's ratios to (a) and (b).
 //!
 //! Run: `cargo bench --bench ingest` (`-- --seconds 5` to run longer,
-//! `-- --quick` for 1 s per case). The data goes to `REEL_BENCH_DIR` or a
+//! `-- --quick` for 1 s per case; `-- --encryption` for the (c0)/(c)
+//! comparison alone). The data goes to `REEL_BENCH_DIR` or a
 //! temporary directory under `target/`.
 
 use std::fs::OpenOptions;
@@ -165,11 +171,19 @@ fn rocksdb_log(dir: &Path, writers: usize, run: Duration) -> Outcome {
     out
 }
 
-/// (c) Reel's engine: `recordings` closed-loop recorders.
-async fn reel_engine(dir: &Path, recordings: usize, run: Duration) -> (Outcome, f64) {
+/// (c) Reel's engine: `recordings` closed-loop recorders; (c0) the same
+/// with `encrypt` false.
+async fn reel_engine(
+    dir: &Path,
+    recordings: usize,
+    run: Duration,
+    encrypt: bool,
+) -> (Outcome, f64) {
     let data = dir.join("reel");
     let _ = std::fs::remove_dir_all(&data);
-    let engine = Engine::open(EngineConfig::new(&data)).await.unwrap();
+    let mut config = EngineConfig::new(&data);
+    config.encrypt = encrypt;
+    let engine = Engine::open(config).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for r in 0..recordings {
@@ -303,7 +317,7 @@ fn main() {
             .enable_all()
             .build()
             .unwrap();
-        let (mut o, batch) = runtime.block_on(reel_engine(&dir, n, run));
+        let (mut o, batch) = runtime.block_on(reel_engine(&dir, n, run, true));
         println!(
             "{}  (mean group commit {batch:.0})",
             row("Reel engine", &mut o)
@@ -319,9 +333,22 @@ fn main() {
         "Durable ingest, {EVENT_BYTES}-byte events, closed loop (one event in flight per recording), {seconds} s per case"
     );
     println!("data directory: {}\n", dir.display());
+    if args.iter().any(|a| a == "--encryption") {
+        println!(
+            "| recordings | clear events/s | sealed events/s | ratio | clear p99 ms | sealed p99 ms | p99 delta ms |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        for &n in &CONCURRENCY {
+            let (mut clear, mut sealed) = encryption_pair(&runtime, &dir, n, run);
+            encryption_row(n, &mut clear, &mut sealed);
+        }
+        return;
+    }
     let mut summary = Vec::new();
+    let mut encryption = Vec::new();
     for &n in &CONCURRENCY {
-        let (mut reel, mean_batch) = runtime.block_on(reel_engine(&dir, n, run));
+        let (mut clear, mut reel) = encryption_pair(&runtime, &dir, n, run);
+        let mean_batch = reel_batch_of(&runtime, &dir, n);
         let mut raw = raw_append(&dir, n, run);
         // The literal reading of "the same batch sizes": Reel's own.
         let reel_batch = (mean_batch.round() as usize).max(1);
@@ -353,6 +380,10 @@ fn main() {
                 &mut reel
             )
         );
+        println!(
+            "{}",
+            row("(c0) Reel engine, encryption at rest off", &mut clear)
+        );
         println!("{}", row("(d) Reel over gRPC (reeld process)", &mut grpc));
         let vs_raw = reel.mb_per_s() / raw.mb_per_s();
         let vs_raw_same = reel.mb_per_s() / raw_same.mb_per_s();
@@ -366,6 +397,7 @@ fn main() {
             reel.percentile(0.99)
         );
         summary.push((n, vs_raw, vs_rocks, reel.percentile(0.99)));
+        encryption.push((n, clear, reel));
     }
     println!(
         "### Goals at 1,000 recordings: Reel >= 0.90 x raw bandwidth, >= 3 x RocksDB, p99 <= 10 ms\n"
@@ -373,4 +405,56 @@ fn main() {
     for (n, vs_raw, vs_rocks, p99) in summary {
         println!("{n:>5} recordings: {vs_raw:.2} x raw, {vs_rocks:.2} x RocksDB, p99 {p99:.2} ms");
     }
+    println!(
+        "\n### Encryption at rest: sealed >= 0.90 x clear events/s, p99 within 1 ms (1,000 recordings)\n"
+    );
+    println!(
+        "| recordings | clear events/s | sealed events/s | ratio | clear p99 ms | sealed p99 ms | p99 delta ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (n, mut clear, mut sealed) in encryption {
+        encryption_row(n, &mut clear, &mut sealed);
+    }
+}
+
+/// (c0) and (c) at `n` recordings, each run twice alternately; the better
+/// run of each (by events/s).
+fn encryption_pair(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    n: usize,
+    run: Duration,
+) -> (Outcome, Outcome) {
+    let mut best: [Option<Outcome>; 2] = [None, None];
+    for _ in 0..2 {
+        for (slot, encrypt) in [(0, false), (1, true)] {
+            let (o, _) = runtime.block_on(reel_engine(dir, n, run, encrypt));
+            if best[slot]
+                .as_ref()
+                .is_none_or(|b| o.events_per_s() > b.events_per_s())
+            {
+                best[slot] = Some(o);
+            }
+        }
+    }
+    let [clear, sealed] = best;
+    (clear.unwrap(), sealed.unwrap())
+}
+
+/// Reel's mean group commit at `n` recordings (a short run of its own).
+fn reel_batch_of(runtime: &tokio::runtime::Runtime, dir: &Path, n: usize) -> f64 {
+    runtime
+        .block_on(reel_engine(dir, n, Duration::from_secs(1), true))
+        .1
+}
+
+fn encryption_row(n: usize, clear: &mut Outcome, sealed: &mut Outcome) {
+    let (c99, s99) = (clear.percentile(0.99), sealed.percentile(0.99));
+    println!(
+        "| {n} | {:.0} | {:.0} | {:.2} | {c99:.2} | {s99:.2} | {:+.2} |",
+        clear.events_per_s(),
+        sealed.events_per_s(),
+        sealed.events_per_s() / clear.events_per_s(),
+        s99 - c99
+    );
 }

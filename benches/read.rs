@@ -14,7 +14,9 @@
 //! - throughput: 5 windows of 400 s (about 256 MiB); MB/s of the object bytes
 //!   the window spans, read to the end, raw vs Reel (engine and HTTP).
 //!
-//! Raw and Reel runs are interleaved; medians are reported.
+//! Raw and Reel runs are interleaved; medians are reported. All of it is
+//! done twice, by an engine storing in the clear (`[keys] encrypt = false`)
+//! and by one sealing every block (the default), on the same Garage.
 //!
 //! Run: `cargo bench --bench read` (`-- --quick`: 256 MiB recording).
 //! Needs Garage (`scripts/install-garage`).
@@ -44,8 +46,9 @@ fn event(i: u64) -> Event {
     }
 }
 
-async fn engine(dir: &std::path::Path, primary: &Garage) -> Engine {
+async fn engine(dir: &std::path::Path, primary: &Garage, encrypt: bool) -> Engine {
     let mut config = EngineConfig::new(dir.join("reel"));
+    config.encrypt = encrypt;
     config.segment_target_bytes = 8 << 20;
     config.segment_max_age = Duration::from_secs(3600);
     config.compactor.enabled = false;
@@ -194,7 +197,45 @@ async fn main_async(quick: bool) {
     let dir = reel_testkit::bench_dir();
     let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
     let raw_store: Arc<dyn ObjectStore> = Arc::new(primary.object_store());
-    let engine = engine(dir.path(), &primary).await;
+    let mut goals = Vec::new();
+    for encrypt in [false, true] {
+        // Each its own data directory (and admin token); the same server.
+        let sub = dir.path().join(if encrypt { "sealed" } else { "clear" });
+        std::fs::create_dir_all(&sub).unwrap();
+        goals.push((
+            encrypt,
+            measure(&sub, &primary, &raw_store, quick, encrypt).await,
+        ));
+    }
+    println!("\n### Encryption at rest: window export throughput >= 0.80 x raw, sealed as clear\n");
+    println!(
+        "| stored | engine TTFB / raw | engine throughput / raw | HTTP TTFB / raw | HTTP throughput / raw |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (encrypt, g) in goals {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            if encrypt { "sealed" } else { "clear" },
+            g[0],
+            g[1],
+            g[2],
+            g[3]
+        );
+    }
+}
+
+/// Builds a recombined recording with an engine that stores in the clear
+/// or sealed, and measures its windows against raw ranged GETs of the same
+/// bytes; prints the table and returns the four ratios to raw (engine
+/// TTFB, engine throughput, HTTP TTFB, HTTP throughput).
+async fn measure(
+    dir: &std::path::Path,
+    primary: &Garage,
+    raw_store: &Arc<dyn ObjectStore>,
+    quick: bool,
+    encrypt: bool,
+) -> [f64; 4] {
+    let engine = engine(dir, primary, encrypt).await;
     let size: u64 = if quick { 256 << 20 } else { 1 << 30 };
     let n = size / EVENT_BYTES as u64;
     let built = Instant::now();
@@ -204,10 +245,10 @@ async fn main_async(quick: bool) {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let access = reel_server::access::Access::load(&engine, dir.path(), false)
+    let access = reel_server::access::Access::load(&engine, dir, false)
         .await
         .unwrap();
-    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
     let app = reel_server::http::router(reel_server::http::AppState {
         engine: engine.clone(),
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
@@ -242,7 +283,7 @@ async fn main_async(quick: bool) {
     for _ in 0..15 {
         let w = pick(10_000_000);
         let range = object_range(&engine, id, w).await;
-        t_raw.push(raw(&raw_store, id, range).await.0);
+        t_raw.push(raw(raw_store, id, range).await.0);
         t_reel.push(reel_read(&engine, id, w).await.0);
         t_http.push(reel_http(&client, &base, id, w).await.0);
     }
@@ -270,7 +311,7 @@ async fn main_async(quick: bool) {
         let span = range.end - range.start;
         bytes += span;
         let c0 = cpu();
-        b_raw.push((span, raw(&raw_store, id, range).await.1));
+        b_raw.push((span, raw(raw_store, id, range).await.1));
         let c1 = cpu();
         b_reel.push((span, reel_read(&engine, id, w).await.1));
         let c2 = cpu();
@@ -288,8 +329,9 @@ async fn main_async(quick: bool) {
     let (raw_rate, reel_rate, http_rate) = (rate(&b_raw), rate(&b_reel), rate(&b_http));
 
     println!(
-        "## Window reads of a recombined {} MiB recording on Garage ({} windows of 10 s for TTFB, 5 of {} s for throughput, {} MiB read)\n",
+        "## Window reads of a recombined {} MiB recording stored {} on Garage ({} windows of 10 s for TTFB, 5 of {} s for throughput, {} MiB read)\n",
         object >> 20,
+        if encrypt { "sealed" } else { "in the clear" },
         15,
         len / 1_000_000,
         bytes >> 20
@@ -331,6 +373,12 @@ async fn main_async(quick: bool) {
         http_rate / raw_rate
     );
     engine.shutdown().await;
+    [
+        ms(reel_ttfb) / ms(raw_ttfb),
+        reel_rate / raw_rate,
+        ms(http_ttfb) / ms(raw_ttfb),
+        http_rate / raw_rate,
+    ]
 }
 
 fn main() {

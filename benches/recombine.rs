@@ -12,6 +12,11 @@
 //!   against its SHA-256, the same multipart write with the index, the
 //!   verification (size and index read back) and the catalog commit.
 //!
+//! Each size is recombined twice, by an engine storing recordings in the
+//! clear (`[keys] encrypt = false`) and by one sealing them (the default),
+//! each beside its own raw copy: recombination copies sealed blocks as
+//! bytes, so encryption should cost it nothing but the checks.
+//!
 //! Prints MB/s of both and their ratio, and the peak resident memory of the
 //! whole bench process during Reel's recombination (Linux `VmHWM`, reset
 //! through `/proc/self/clear_refs` just before): it stays far below the
@@ -75,9 +80,17 @@ struct Rig {
     primary_faults: FaultHandle,
 }
 
-/// An engine on both servers; `pace` is the compactor's byte rate limit.
-async fn engine_rig(dir: &std::path::Path, primary: &Garage, secondary: &Garage, pace: u64) -> Rig {
-    let mut config = EngineConfig::new(dir.join(format!("reel-{pace}")));
+/// An engine on both servers; `pace` is the compactor's byte rate limit;
+/// `encrypt` whether it seals what it stores.
+async fn engine_rig(
+    dir: &std::path::Path,
+    primary: &Garage,
+    secondary: &Garage,
+    pace: u64,
+    encrypt: bool,
+) -> Rig {
+    let mut config = EngineConfig::new(dir.join(format!("reel-{pace}-{encrypt}")));
+    config.encrypt = encrypt;
     config.compactor.max_bytes_per_second = pace;
     config.segment_target_bytes = 8 << 20;
     config.segment_max_age = Duration::from_secs(3600);
@@ -236,7 +249,6 @@ async fn main_async(quick: bool) {
     let secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
     let raw_primary: Arc<dyn ObjectStore> = Arc::new(primary.object_store());
     let raw_secondary: Arc<dyn ObjectStore> = Arc::new(secondary.object_store());
-    let rig = engine_rig(dir.path(), &primary, &secondary, 0).await;
     let mut sizes = vec![1usize << 20, 64 << 20];
     if !quick {
         sizes.push(1 << 30);
@@ -246,43 +258,54 @@ async fn main_async(quick: bool) {
         PART_BYTES >> 20
     );
     println!(
-        "| recording | raw copy MB/s | Reel MB/s | Reel / raw | process peak RSS during Reel's run |"
+        "| recording | stored | raw copy MB/s | Reel MB/s | Reel / raw | process peak RSS during Reel's run |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
-    for (n, size) in sizes.into_iter().enumerate() {
-        let id = split_recording(&rig, size, (n as u64) << 40).await;
-        settle().await;
-        let (raw, raw_bytes) = raw_copy(&rig.engine, id, &raw_primary, &raw_secondary).await;
-        // The raw copy's writes reach the disk before Reel's run starts,
-        // so that neither pays for the other's writeback.
-        settle().await;
-        reset_peak_rss();
-        let start = Instant::now();
-        assert_eq!(
-            rig.engine.compact(Some(id)).await.unwrap(),
-            1,
-            "{:?}",
-            rig.engine.compactor_status()
-        );
-        let took = start.elapsed();
-        let peak = peak_rss_kib();
-        let info = rig.engine.recording(id).await.unwrap();
-        let reel_bytes: u64 = info.segments.iter().map(|s| s.size).sum();
-        let (raw_mb, reel_mb) = (mb_per_s(raw_bytes, raw), mb_per_s(reel_bytes, took));
-        ratios.push((size, reel_mb / raw_mb));
-        let label = if size >= 1 << 30 {
-            format!("{} GiB", size >> 30)
-        } else {
-            format!("{} MiB", size >> 20)
-        };
-        println!(
-            "| {label} | {raw_mb:.1} | {reel_mb:.1} | {:.2} | {:.0} MiB |",
-            reel_mb / raw_mb,
-            peak as f64 / 1024.0,
-        );
-        while rig.engine.drain_deletions().await.unwrap() > 0 {}
+    let mut rig = None;
+    for encrypt in [false, true] {
+        if let Some(old) = rig.take() {
+            let old: Rig = old;
+            old.engine.shutdown().await;
+        }
+        let this = engine_rig(dir.path(), &primary, &secondary, 0, encrypt).await;
+        for (n, &size) in sizes.iter().enumerate() {
+            let id = split_recording(&this, size, (n as u64) << 40).await;
+            settle().await;
+            let (raw, raw_bytes) = raw_copy(&this.engine, id, &raw_primary, &raw_secondary).await;
+            // The raw copy's writes reach the disk before Reel's run starts,
+            // so that neither pays for the other's writeback.
+            settle().await;
+            reset_peak_rss();
+            let start = Instant::now();
+            assert_eq!(
+                this.engine.compact(Some(id)).await.unwrap(),
+                1,
+                "{:?}",
+                this.engine.compactor_status()
+            );
+            let took = start.elapsed();
+            let peak = peak_rss_kib();
+            let info = this.engine.recording(id).await.unwrap();
+            let reel_bytes: u64 = info.segments.iter().map(|s| s.size).sum();
+            let (raw_mb, reel_mb) = (mb_per_s(raw_bytes, raw), mb_per_s(reel_bytes, took));
+            ratios.push((size, encrypt, reel_mb / raw_mb));
+            let label = if size >= 1 << 30 {
+                format!("{} GiB", size >> 30)
+            } else {
+                format!("{} MiB", size >> 20)
+            };
+            let stored = if encrypt { "sealed" } else { "clear" };
+            println!(
+                "| {label} | {stored} | {raw_mb:.1} | {reel_mb:.1} | {:.2} | {:.0} MiB |",
+                reel_mb / raw_mb,
+                peak as f64 / 1024.0,
+            );
+            while this.engine.drain_deletions().await.unwrap() > 0 {}
+        }
+        rig = Some(this);
     }
+    let rig = rig.expect("the sealing engine");
     // Ingest beside recombination: the acknowledgement latency of 100
     // closed-loop recorders, alone and while a large recording recombines.
     let size = if quick { 64 << 20 } else { 512 << 20 };
@@ -300,7 +323,7 @@ async fn main_async(quick: bool) {
     while rig.engine.drain_deletions().await.unwrap() > 0 {}
     rig.engine.shutdown().await;
     // The same, the compactor paced at 32 MB/s (its own engine and data).
-    let paced = engine_rig(dir.path(), &primary, &secondary, 32_000_000).await;
+    let paced = engine_rig(dir.path(), &primary, &secondary, 32_000_000, true).await;
     let id = split_recording(&paced, size / 4, 9 << 40).await;
     settle().await;
     let engine = paced.engine.clone();
@@ -343,9 +366,12 @@ async fn main_async(quick: bool) {
             pct(0.99)
         );
     }
-    println!("\n### Goal: Reel >= 0.80 x the raw copy; memory bounded (streamed)\n");
-    for (size, r) in ratios {
-        println!("{:>5} MiB: {r:.2} x raw", size >> 20);
+    println!(
+        "\n### Goal: Reel >= 0.80 x the raw copy, sealed or clear; memory bounded (streamed)\n"
+    );
+    for (size, encrypt, r) in ratios {
+        let stored = if encrypt { "sealed" } else { "clear" };
+        println!("{:>5} MiB {stored}: {r:.2} x raw", size >> 20);
     }
 }
 
