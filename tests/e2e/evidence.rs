@@ -204,6 +204,11 @@ async fn a_bucket_writers_changes_are_caught_by_export_verify_and_rebuild() {
 
     // The catalog is lost: the rebuild trusts only what this server signed.
     let report = crate::lose_and_rebuild_catalog(&mut reeld, &cfg);
+    let tails = report["tails_removed"].to_string();
+    assert!(
+        tails.contains(&ids[1]) && tails.contains(&ids[3]),
+        "{tails}"
+    );
     let skipped: Vec<String> = report["skipped"]
         .as_array()
         .unwrap()
@@ -229,21 +234,31 @@ async fn a_bucket_writers_changes_are_caught_by_export_verify_and_rebuild() {
         "{}",
         damage(0).await
     );
+    // Its final segment is gone, and the audit log's manifest (copied to
+    // the stores) tells the removed tail from an interrupted recording.
     assert!(
-        damage(1).await.contains("without its last events"),
+        damage(1)
+            .await
+            .contains("its last segments were removed from the stores"),
         "{}",
         damage(1).await
     );
+    assert_eq!(detail(&reeld, &ids[1]).await.summary.close_reason, "closed");
     assert!(
         damage(2).await.contains("segments 0..1 not found"),
         "{}",
         damage(2).await
     );
+    // Its final segment is gone, and the audit log's manifest (copied to
+    // the stores) tells the removed tail from an interrupted recording.
     assert!(
-        damage(3).await.contains("without its last events"),
+        damage(3)
+            .await
+            .contains("its last segments were removed from the stores"),
         "{}",
         damage(3).await
     );
+    assert_eq!(detail(&reeld, &ids[3]).await.summary.close_reason, "closed");
     for (slot, id) in ids.iter().enumerate() {
         let (_, events) = export(&reeld, id).await;
         assert!(

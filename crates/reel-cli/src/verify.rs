@@ -199,6 +199,9 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         for s in &report.skipped {
             eprintln!("skipped {s}");
         }
+        for t in &report.tails_removed {
+            eprintln!("tail removed: {t}");
+        }
     }
     Ok(())
 }

@@ -40,6 +40,7 @@ mod housekeeping;
 mod ingest;
 mod key_objects;
 mod key_rotation;
+mod manifest;
 mod metrics;
 mod prober;
 mod purger;

@@ -36,6 +36,7 @@ use tracing::{info, warn};
 use crate::Inner;
 use crate::copies::location_of;
 use crate::error::{EngineError, Result};
+use crate::manifest::Manifest;
 use crate::verifier::VerifyProgress;
 
 /// Segment objects read at once.
@@ -55,7 +56,15 @@ pub struct RebuildReport {
     pub skipped: Vec<String>,
     /// Unsigned segments adopted (only with `accept_unsigned`).
     pub unsigned_segments: u64,
+    /// Recordings found without their final segment that the audit log's
+    /// manifests say were closed: their tails were removed from the stores.
+    pub tails_removed: Vec<String>,
 }
+
+/// The damage noted on a recording rebuilt without its final segment and
+/// with no close in the audit log.
+const NO_FINAL_SEGMENT: &str =
+    "rebuilt from the stores without its last events (not uploaded when the catalog was lost)";
 
 /// One segment as found, with every place it was found.
 struct Found {
@@ -182,10 +191,14 @@ pub(crate) async fn rebuild(
     }
 
     progress.set_phase("writing the catalog", found.len() as u64);
+    let mut unfinished = Vec::new();
     for (id, segments) in found {
         progress.advance();
         let mut batch = Batch::new();
         let mut row = recording_row(id, &segments, combined.get(&id));
+        if !row.damage.is_empty() && row.damage[0] == NO_FINAL_SEGMENT {
+            unfinished.push(id);
+        }
         // An encrypted recording is adopted with its data key or not at
         // all: without it, none of its bytes can ever be read.
         if segments.values().any(|f| f.header.encrypted) {
@@ -245,6 +258,7 @@ pub(crate) async fn rebuild(
     progress.set_phase("audit log", 1);
     report.audit_entries = crate::auditlog::restore(inner).await?;
     progress.advance();
+    report.tails_removed = removed_tails(inner, unfinished).await?;
     let summary = format!(
         "catalog rebuilt from the stores: {} recordings, {} segments, {} audit entries",
         report.recordings, report.segments, report.audit_entries
@@ -442,6 +456,44 @@ async fn read_combined(
 }
 
 /// The recording's row, summed from its segments.
+/// Of the recordings rebuilt without a final segment, those the audit
+/// log's manifests say were closed: their rows say so (closed, the
+/// duration and reason of the close) and name what was removed, rather
+/// than calling them interrupted.
+async fn removed_tails(inner: &Arc<Inner>, unfinished: Vec<RecordingId>) -> Result<Vec<String>> {
+    if unfinished.is_empty() {
+        return Ok(Vec::new());
+    }
+    inner
+        .catalog(move |c| {
+            let manifests: std::collections::HashMap<RecordingId, Manifest> = c
+                .audit(0, usize::MAX)?
+                .iter()
+                .filter_map(Manifest::from_audit)
+                .collect();
+            let mut named = Vec::new();
+            let mut batch = Batch::new();
+            for id in unfinished {
+                let (Some(m), Some(mut row)) = (manifests.get(&id), c.recording(id)?) else {
+                    continue;
+                };
+                let what = format!(
+                    "its last segments were removed from the stores: the audit log's manifest says it was closed with {} events in {} segments; the stores hold {} events in {} segments",
+                    m.events, m.segments, row.event_count, row.segment_count
+                );
+                row.damage.retain(|d| d != NO_FINAL_SEGMENT);
+                row.damage.push(what.clone());
+                row.close_reason = m.reason.clone();
+                row.duration_us = m.duration_us;
+                batch.put_recording(&row);
+                named.push(format!("recording {id}: {what}"));
+            }
+            c.commit(batch)?;
+            Ok(named)
+        })
+        .await
+}
+
 fn recording_row(
     id: RecordingId,
     segments: &BTreeMap<u64, Found>,
@@ -480,7 +532,7 @@ fn recording_row(
     } else {
         row.duration_us = row.last_time_us;
         row.close_reason = "interrupted".into();
-        row.damage.push("rebuilt from the stores without its last events (not uploaded when the catalog was lost)".into());
+        row.damage.push(NO_FINAL_SEGMENT.into());
     }
     // Gaps in the sequence or a broken chain are noted, not hidden.
     let mut prev: Option<&Found> = None;

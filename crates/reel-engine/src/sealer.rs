@@ -251,6 +251,12 @@ async fn seal_one(
         if finish.is_some() && inner.catalog.recombine_reason(id)?.is_none() {
             batch.mark_recombine(id, "segmented");
         }
+        // The manifest, where a removed final segment cannot take it along.
+        if finish.is_some() {
+            batch.append_audit(
+                &crate::manifest::Manifest::of(&row, &encoded.sha256).audit_entry(id, now),
+            );
+        }
         crashpoint!(inner, "seal-before-commit");
         let purged = inner.catalog.commit_checked(|c| {
             if c.purge_mark(id)?.is_some() {
