@@ -325,7 +325,7 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
         pace(inner, copied, started).await;
     }
     let content_len = builder.content_len();
-    let (tail, index) = builder.finish();
+    let (tail, index) = builder.finish(inner.keys.as_ref());
     whole.update(&tail);
     let size = content_len + tail.len() as u64;
     match writer {

@@ -416,6 +416,18 @@ async fn read_combined(
         .await
         .map_err(|e| e.to_string())?;
     let index = decode_index(&tail).map_err(|e| e.to_string())?;
+    match reel_log::combined::verify_index_signature(&index, &trust.keys) {
+        Ok(reel_log::Signer::Key(_)) => {}
+        Ok(reel_log::Signer::Unsigned) if trust.accept_unsigned => {}
+        Ok(reel_log::Signer::Unsigned) => {
+            return Err(
+                "unsigned index, not adopted (recombined before Reel signed indexes, or not by Reel; \
+                 --accept-unsigned adopts such objects)"
+                    .into(),
+            );
+        }
+        Err(e) => return Err(format!("index: {e}")),
+    }
     // decode_index checked that the entries are contiguous from 0 without
     // overflow; they must also end where the index starts.
     let segments_len = reel_log::combined::index_content_len(&index);

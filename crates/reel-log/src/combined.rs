@@ -11,7 +11,9 @@
 //! only says where each one is. A reader seeking by time reads the footer
 //! and index (one range read of the object's tail, usually) and then the one
 //! segment it needs. The index carries the SHA-256 of everything before it,
-//! so a whole object is verified by streaming it once.
+//! so a whole object is verified by streaming it once. The index is signed
+//! (domain `index`, the signature in the index itself): a bucket writer can
+//! neither reorder, drop nor re-point its entries unnoticed.
 
 use prost::Message;
 use reel_proto::v1::{IndexEntry, RecordingIndex};
@@ -19,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{InvalidField, SegmentError};
 use crate::limits::{MAX_INDEX_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS_PER_RECORDING};
-use crate::segment::Hash;
+use crate::segment::{Hash, Signer};
 use crate::wire;
 
 /// The magic of the footer.
@@ -70,10 +72,14 @@ impl CombinedBuilder {
         self.offset
     }
 
-    /// The index and footer to write after the segments, and the index.
-    pub fn finish(mut self) -> (Vec<u8>, RecordingIndex) {
+    /// The index, signed by `keys`, and footer to write after the
+    /// segments, and the index.
+    pub fn finish(mut self, keys: &dyn reel_keys::KeyProvider) -> (Vec<u8>, RecordingIndex) {
         let content: Hash = self.digest.finalize().into();
         self.index.content_sha256 = content.to_vec();
+        self.index.signing_key_id = keys.public_key().id().0.to_vec();
+        let unsigned = self.index.encode_to_vec();
+        self.index.signature = keys.sign(reel_keys::Domain::Index, &unsigned).to_vec();
         let index = self.index.encode_to_vec();
         let mut tail = Vec::with_capacity(index.len() + FOOTER_LEN);
         tail.extend_from_slice(&index);
@@ -165,6 +171,27 @@ pub fn check_index(index: &RecordingIndex) -> Result<(), InvalidField> {
             format!("{} bytes, not 32", index.content_sha256.len()),
         ));
     }
+    let signed = !index.signature.is_empty();
+    if index.signing_key_id.len() != if signed { 8 } else { 0 } {
+        return Err(InvalidField::new(
+            "signing_key_id",
+            format!(
+                "{} bytes for {} index",
+                index.signing_key_id.len(),
+                if signed { "a signed" } else { "an unsigned" }
+            ),
+        ));
+    }
+    if signed && index.signature.len() != reel_keys::SIGNATURE_LEN {
+        return Err(InvalidField::new(
+            "signature",
+            format!(
+                "{} bytes, not {}",
+                index.signature.len(),
+                reel_keys::SIGNATURE_LEN
+            ),
+        ));
+    }
     let mut end = 0u64;
     for (i, s) in index.segments.iter().enumerate() {
         let bad = |field: &str, problem: String| {
@@ -214,6 +241,43 @@ pub fn check_index(index: &RecordingIndex) -> Result<(), InvalidField> {
     Ok(())
 }
 
+/// Checks the signature of a combined object's index against the
+/// `trusted` keys: [`Signer::Unsigned`] for an index recombined before
+/// indexes were signed, an error for one signed by another key or whose
+/// bytes changed.
+pub fn verify_index_signature(
+    index: &RecordingIndex,
+    trusted: &[reel_keys::PublicKey],
+) -> Result<Signer, SegmentError> {
+    if index.signature.is_empty() {
+        return Ok(Signer::Unsigned);
+    }
+    // check_index made the id 8 bytes whenever there is a signature.
+    let key_id = reel_keys::KeyId(
+        index.signing_key_id[..]
+            .try_into()
+            .expect("checked to be 8 bytes"),
+    );
+    let key =
+        trusted
+            .iter()
+            .find(|k| k.id() == key_id)
+            .ok_or_else(|| SegmentError::UnknownSigner {
+                key_id: key_id.to_string(),
+            })?;
+    let mut unsigned = index.clone();
+    unsigned.signature.clear();
+    key.verify(
+        reel_keys::Domain::Index,
+        &unsigned.encode_to_vec(),
+        &index.signature,
+    )
+    .map_err(|_| SegmentError::IndexSignature {
+        key_id: key_id.to_string(),
+    })?;
+    Ok(Signer::Key(key_id))
+}
+
 /// The bytes of an index's segments: where the index starts in the object.
 pub fn index_content_len(index: &RecordingIndex) -> u64 {
     index
@@ -241,6 +305,13 @@ mod tests {
     use super::*;
 
     fn build(segments: &[&[u8]]) -> (Vec<u8>, RecordingIndex) {
+        build_with(segments, &reel_keys::FileKeys::ephemeral().unwrap())
+    }
+
+    fn build_with(
+        segments: &[&[u8]],
+        keys: &dyn reel_keys::KeyProvider,
+    ) -> (Vec<u8>, RecordingIndex) {
         let mut b = CombinedBuilder::new(vec![7; 16]);
         let mut object = Vec::new();
         for (i, s) in segments.iter().enumerate() {
@@ -258,9 +329,53 @@ mod tests {
             );
             object.extend_from_slice(s);
         }
-        let (tail, index) = b.finish();
+        let (tail, index) = b.finish(keys);
         object.extend_from_slice(&tail);
         (object, index)
+    }
+
+    #[test]
+    fn the_index_is_signed_and_a_changed_or_moved_index_is_refused() {
+        use reel_keys::KeyProvider;
+        let keys = reel_keys::FileKeys::ephemeral().unwrap();
+        let other = reel_keys::FileKeys::ephemeral().unwrap();
+        let trusted = [keys.public_key()];
+        let (object, _) = build_with(&[b"abc", b"def", b"ghi"], &keys);
+        let index = decode_index(&object).unwrap();
+        assert_eq!(
+            verify_index_signature(&index, &trusted).unwrap(),
+            Signer::Key(keys.public_key().id())
+        );
+        // A bucket writer drops the last entry, or points one elsewhere,
+        // and mends the CRC (`tail_of`): the signature no longer checks.
+        let mut dropped = index.clone();
+        dropped.segments.pop();
+        let decoded = decode_index(&tail_of(&dropped)).unwrap();
+        assert!(matches!(
+            verify_index_signature(&decoded, &trusted),
+            Err(SegmentError::IndexSignature { .. })
+        ));
+        let mut moved = index.clone();
+        moved.recording_id = vec![8; 16];
+        assert!(verify_index_signature(&moved, &trusted).is_err());
+        // Signed by another server: not trusted here.
+        let (foreign, _) = build_with(&[b"abc"], &other);
+        assert!(matches!(
+            verify_index_signature(&decode_index(&foreign).unwrap(), &trusted),
+            Err(SegmentError::UnknownSigner { .. })
+        ));
+        // Stripped of its signature, it reads as unsigned (what the caller
+        // refuses unless told to accept it); a half-stripped one is invalid.
+        let mut stripped = index.clone();
+        stripped.signature.clear();
+        stripped.signing_key_id.clear();
+        assert_eq!(
+            verify_index_signature(&decode_index(&tail_of(&stripped)).unwrap(), &trusted).unwrap(),
+            Signer::Unsigned
+        );
+        let mut half = index;
+        half.signing_key_id.clear();
+        assert!(decode_index(&tail_of(&half)).is_err());
     }
 
     #[test]

@@ -82,7 +82,9 @@ pub enum SegmentError {
     ContentHash,
     #[error("the segment header's signature does not check with key {key_id}")]
     BadSignature { key_id: String },
-    #[error("the segment is signed by key {key_id}, which is not one this server trusts")]
+    #[error("the combined object's index signature does not check with key {key_id}")]
+    IndexSignature { key_id: String },
+    #[error("signed by key {key_id}, which is not one this server trusts")]
     UnknownSigner { key_id: String },
     #[error("content block at offset {offset} does not match its CRC32C (corrupted)")]
     BlockChecksum { offset: u64 },

@@ -423,6 +423,69 @@ async fn a_rebuild_adopts_only_segments_this_server_signed() {
     engine.shutdown().await;
 }
 
+/// A combined object's index is signed: one rewritten by a bucket writer
+/// (its counts changed, its CRC mended) is named by a rebuild and not
+/// adopted, and the recording it held is not made up from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_refuses_a_combined_object_whose_index_was_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
+    // Several segments of 4 KiB, so that there is something to recombine.
+    let events: Vec<Event> = (0..400).map(event).collect();
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    for chunk in events.chunks(10) {
+        w.append(None, chunk.to_vec()).unwrap().await.unwrap();
+    }
+    let id = w.id();
+    w.close(0).await.unwrap();
+    for _ in 0..400 {
+        if engine.local_status().unwrap().upload_queue == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    crate::common::compact_until_done(&engine, id).await;
+    while engine.drain_deletions().await.unwrap() > 0 {}
+    engine.shutdown().await;
+
+    let path = dir
+        .path()
+        .join("primary")
+        .join(reel_storage::keys::recording_object(id).as_ref());
+    let object = std::fs::read(&path).unwrap();
+    let mut index = reel_log::combined::decode_index(&object).unwrap();
+    let content = reel_log::combined::index_content_len(&index) as usize;
+    assert!(index.segments.len() > 1, "{index:?}");
+    index.event_count -= 1;
+    index.segments.last_mut().unwrap().event_count = 0;
+    let encoded = index.encode_to_vec();
+    let mut forged = object[..content].to_vec();
+    forged.extend_from_slice(&encoded);
+    forged.extend_from_slice(reel_log::combined::INDEX_MAGIC);
+    forged.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
+    forged.extend_from_slice(&crc32c::crc32c(&encoded).to_le_bytes());
+    forged.extend_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&path, &forged).unwrap();
+    std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
+
+    let engine = Engine::open(cfg).await.unwrap();
+    let report = engine
+        .rebuild_catalog(&VerifyProgress::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(report.recordings, 0, "{report:?}");
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.contains("recording.reel") && s.contains("index signature does not check")),
+        "{report:?}"
+    );
+    assert!(engine.recording(id).await.is_err());
+    engine.shutdown().await;
+}
+
 /// A closed recording of `events` stored (its uploads drained), then the
 /// engine stopped and its catalog directory lost; the recording's id.
 async fn stored_then_catalog_lost(
