@@ -137,9 +137,17 @@ fn pair(a: &[u8], b: &[u8]) -> Vec<u8> {
 }
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
-    let d = dir.join(target);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join(name), bytes).unwrap();
+    // Targets that take the same inputs as another get its seeds too.
+    let same_input = match target {
+        "archive" => Some("archive_verify"),
+        "journal_entry" => Some("sealed_entry"),
+        _ => None,
+    };
+    for t in std::iter::once(target).chain(same_input) {
+        let d = dir.join(t);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), bytes).unwrap();
+    }
 }
 
 fn main() {
