@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{InvalidField, SegmentError};
 use crate::limits::{MAX_INDEX_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS_PER_RECORDING};
-use crate::segment::{Hash, Signer};
+use crate::segment::{Hash, Signer, check_signed};
 use crate::wire;
 
 /// The magic of the footer.
@@ -253,29 +253,16 @@ pub fn verify_index_signature(
         return Ok(Signer::Unsigned);
     }
     // check_index made the id 8 bytes whenever there is a signature.
-    let key_id = reel_keys::KeyId(
-        index.signing_key_id[..]
-            .try_into()
-            .expect("checked to be 8 bytes"),
-    );
-    let key =
-        trusted
-            .iter()
-            .find(|k| k.id() == key_id)
-            .ok_or_else(|| SegmentError::UnknownSigner {
-                key_id: key_id.to_string(),
-            })?;
     let mut unsigned = index.clone();
     unsigned.signature.clear();
-    key.verify(
+    check_signed(
+        trusted,
+        &index.signing_key_id,
         reel_keys::Domain::Index,
         &unsigned.encode_to_vec(),
         &index.signature,
+        |key_id| SegmentError::IndexSignature { key_id },
     )
-    .map_err(|_| SegmentError::IndexSignature {
-        key_id: key_id.to_string(),
-    })?;
-    Ok(Signer::Key(key_id))
 }
 
 /// The bytes of an index's segments: where the index starts in the object.

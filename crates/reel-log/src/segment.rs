@@ -621,11 +621,29 @@ pub fn verify_signature(
     let Some(signature) = framed.signature else {
         return Ok(Signer::Unsigned);
     };
-    let key_id = reel_keys::KeyId(
-        framed.header.signing_key_id[..]
-            .try_into()
-            .expect("checked to be 8 bytes"),
-    );
+    check_signed(
+        trusted,
+        &framed.header.signing_key_id,
+        reel_keys::Domain::Segment,
+        &bytes[framed.header_bytes],
+        &signature,
+        |key_id| SegmentError::BadSignature { key_id },
+    )
+}
+
+/// Checks `signature` of `message` for `domain` by the key `key_id` names
+/// (8 bytes, checked by the caller's decoder) among `trusted`: a key not
+/// trusted is [`SegmentError::UnknownSigner`], a signature that does not
+/// check what `bad` makes of the key's id.
+pub(crate) fn check_signed(
+    trusted: &[reel_keys::PublicKey],
+    key_id: &[u8],
+    domain: reel_keys::Domain,
+    message: &[u8],
+    signature: &[u8],
+    bad: fn(String) -> SegmentError,
+) -> Result<Signer, SegmentError> {
+    let key_id = reel_keys::KeyId(key_id.try_into().expect("checked to be 8 bytes"));
     let key =
         trusted
             .iter()
@@ -633,14 +651,8 @@ pub fn verify_signature(
             .ok_or_else(|| SegmentError::UnknownSigner {
                 key_id: key_id.to_string(),
             })?;
-    key.verify(
-        reel_keys::Domain::Segment,
-        &bytes[framed.header_bytes],
-        &signature,
-    )
-    .map_err(|_| SegmentError::BadSignature {
-        key_id: key_id.to_string(),
-    })?;
+    key.verify(domain, message, signature)
+        .map_err(|_| bad(key_id.to_string()))?;
     Ok(Signer::Key(key_id))
 }
 

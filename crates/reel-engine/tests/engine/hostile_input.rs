@@ -433,18 +433,7 @@ async fn a_rebuild_refuses_a_combined_object_whose_index_was_changed() {
     // Several segments of 4 KiB, so that there is something to recombine.
     let events: Vec<Event> = (0..400).map(event).collect();
     let engine = Engine::open(cfg.clone()).await.unwrap();
-    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
-    for chunk in events.chunks(10) {
-        w.append(None, chunk.to_vec()).unwrap().await.unwrap();
-    }
-    let id = w.id();
-    w.close(0).await.unwrap();
-    for _ in 0..400 {
-        if engine.local_status().unwrap().upload_queue == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let id = stored(&engine, &events).await;
     crate::common::compact_until_done(&engine, id).await;
     while engine.drain_deletions().await.unwrap() > 0 {}
     engine.shutdown().await;
@@ -493,6 +482,14 @@ async fn stored_then_catalog_lost(
     events: &[Event],
 ) -> RecordingId {
     let engine = Engine::open(cfg.clone()).await.unwrap();
+    let id = stored(&engine, events).await;
+    engine.shutdown().await;
+    std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
+    id
+}
+
+/// A closed recording of `events`, its uploads drained; its id.
+async fn stored(engine: &Engine, events: &[Event]) -> RecordingId {
     let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
     for chunk in events.chunks(10) {
         w.append(None, chunk.to_vec()).unwrap().await.unwrap();
@@ -505,7 +502,5 @@ async fn stored_then_catalog_lost(
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    engine.shutdown().await;
-    std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
     id
 }
