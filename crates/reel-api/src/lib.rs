@@ -422,6 +422,10 @@ pub struct VerifyReport {
     /// before Reel signed segments).
     #[serde(default)]
     pub unsigned_segments: u64,
+    /// With content checks: combined objects whose index carries no
+    /// signature (recombined before Reel signed indexes).
+    #[serde(default)]
+    pub unsigned_indexes: u64,
 }
 
 /// A line of the `POST /api/v1/verify` answer (newline-delimited JSON):

@@ -106,6 +106,12 @@ fn text(r: &VerifyReport) -> String {
             r.unsigned_segments
         ));
     }
+    if r.unsigned_indexes > 0 {
+        out.push_str(&format!(
+            "{} combined objects with an unsigned index (recombined before Reel signed indexes)\n",
+            r.unsigned_indexes
+        ));
+    }
     if r.problems.is_empty() {
         out.push_str("catalog and stores agree\n");
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use object_store::path::Path;
 use reel_catalog::RecordingId;
-use reel_proto::v1::{Location, SegmentRow};
+use reel_proto::v1::{Location, RecordingIndex, SegmentRow};
 use reel_storage::{Role, StorageError, StoreState, keys};
 
 use crate::Inner;
@@ -178,4 +178,47 @@ pub(crate) async fn read_good_copy(
             failures.join("; ")
         }
     )))
+}
+
+/// The index of the combined object `key` (`size` bytes) on `role`'s store,
+/// and the object's tail it was read from (index and footer): the footer is read first, and names an index no
+/// longer than [`reel_log::limits`] allow and inside the object. Decoded and
+/// checked for shape (contiguous entries, no overflow, ending where the
+/// index starts), not for its
+/// signature: the caller says which keys it trusts.
+pub(crate) async fn read_combined_index(
+    inner: &Inner,
+    role: Role,
+    key: &Path,
+    size: u64,
+) -> std::result::Result<(RecordingIndex, Bytes), String> {
+    use reel_log::combined::{FOOTER_LEN, decode_footer, decode_index};
+    let store = inner.store(role);
+    let footer = store
+        .get_range(key, size.saturating_sub(FOOTER_LEN as u64)..size)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The index length is bounded (MAX_INDEX_BYTES): no sum here overflows.
+    let (index_len, _) = decode_footer(&footer).map_err(|e| e.to_string())?;
+    let tail_len = FOOTER_LEN as u64 + index_len;
+    if tail_len > size {
+        return Err(format!(
+            "its footer names an index of {index_len} bytes in an object of {size}"
+        ));
+    }
+    let tail_start = size - tail_len;
+    let tail = store
+        .get_range(key, tail_start..size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let index = decode_index(&tail).map_err(|e| e.to_string())?;
+    // decode_index checked that the entries are contiguous from 0 without
+    // overflow; they must also end where the index starts.
+    let segments_len = reel_log::combined::index_content_len(&index);
+    if segments_len != tail_start {
+        return Err(format!(
+            "its index names {segments_len} bytes of segments, but the index starts at {tail_start}"
+        ));
+    }
+    Ok((index, tail))
 }

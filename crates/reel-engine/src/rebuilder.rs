@@ -26,7 +26,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use reel_catalog::{Batch, RecordingId};
-use reel_log::combined::{FOOTER_LEN, decode_footer, decode_index};
 use reel_proto::v1::{AuditEntry, Location, RecordingRow, RecordingState, SegmentRow};
 use reel_storage::{Role, keys};
 use serde::Serialize;
@@ -397,25 +396,8 @@ async fn read_combined(
     trust: &Trust,
     report: &mut RebuildReport,
 ) -> std::result::Result<(RecordingId, Vec<u8>, Vec<(Bytes, SegmentRow)>), String> {
+    let (index, tail) = crate::copies::read_combined_index(inner, role, key, size).await?;
     let store = inner.store(role);
-    let footer = store
-        .get_range(key, size.saturating_sub(FOOTER_LEN as u64)..size)
-        .await
-        .map_err(|e| e.to_string())?;
-    // The index length is bounded (MAX_INDEX_BYTES): no sum here overflows.
-    let (index_len, _) = decode_footer(&footer).map_err(|e| e.to_string())?;
-    let tail_len = FOOTER_LEN as u64 + index_len;
-    if tail_len > size {
-        return Err(format!(
-            "its footer names an index of {index_len} bytes in an object of {size}"
-        ));
-    }
-    let tail_start = size - tail_len;
-    let tail = store
-        .get_range(key, tail_start..size)
-        .await
-        .map_err(|e| e.to_string())?;
-    let index = decode_index(&tail).map_err(|e| e.to_string())?;
     match reel_log::combined::verify_index_signature(&index, &trust.keys) {
         Ok(reel_log::Signer::Key(_)) => {}
         Ok(reel_log::Signer::Unsigned) if trust.accept_unsigned => {}
@@ -427,14 +409,6 @@ async fn read_combined(
             );
         }
         Err(e) => return Err(format!("index: {e}")),
-    }
-    // decode_index checked that the entries are contiguous from 0 without
-    // overflow; they must also end where the index starts.
-    let segments_len = reel_log::combined::index_content_len(&index);
-    if segments_len != tail_start {
-        return Err(format!(
-            "its index names {segments_len} bytes of segments, but the index starts at {tail_start}"
-        ));
     }
     let id = RecordingId::from_slice(&index.recording_id).map_err(|e| e.to_string())?;
     let mut whole = Sha256::new();

@@ -28,7 +28,9 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::Inner;
-use crate::copies::{location_name, location_of, read_copy, role_of, stored_copy};
+use crate::copies::{
+    location_name, location_of, read_combined_index, read_copy, role_of, stored_copy,
+};
 use crate::error::{EngineError, Result};
 
 /// What `verify` checks and may change.
@@ -105,6 +107,10 @@ pub struct VerifyReport {
     /// Reel signed segments). Signed copies whose signature does not check
     /// with this server's key are problems (`corrupt`).
     pub unsigned_segments: u64,
+    /// With `content`: combined objects whose index carries no signature
+    /// (recombined before Reel signed indexes). An index whose signature
+    /// does not check is a problem (`corrupt`).
+    pub unsigned_indexes: u64,
 }
 
 impl VerifyReport {
@@ -242,6 +248,12 @@ pub(crate) async fn verify(
                         }
                     }
                     Some(_) if options.content => {
+                        if whole
+                            && !again
+                            && let Some(p) = check_index(inner, &e, &mut report).await
+                        {
+                            report.problems.push(p);
+                        }
                         if let Some(p) =
                             check_content(inner, &e, seg, prev_sha.as_deref(), &mut report).await
                         {
@@ -328,6 +340,37 @@ fn expected_copies(id: RecordingId, row: &RecordingRow, seg: &SegmentRow) -> Vec
         });
     }
     out
+}
+
+/// A combined object's index: signed by this server's key, naming the
+/// recording the object is stored under, ending where its segments end.
+/// The segments' own bytes are checked one by one by [`check_content`].
+async fn check_index(
+    inner: &Arc<Inner>,
+    e: &Expected,
+    report: &mut VerifyReport,
+) -> Option<Problem> {
+    let corrupt = |detail: String| Some(problem(ProblemKind::Corrupt, e, None, detail));
+    let index = match read_combined_index(inner, Role::Primary, &e.key, e.size).await {
+        Ok((index, tail)) => {
+            report.bytes_read += tail.len() as u64;
+            index
+        }
+        Err(err) => return corrupt(format!("index: {err}")),
+    };
+    match reel_log::combined::verify_index_signature(&index, &[inner.keys.public_key()]) {
+        Ok(reel_log::Signer::Key(_)) => {}
+        Ok(reel_log::Signer::Unsigned) => report.unsigned_indexes += 1,
+        Err(err) => return corrupt(format!("index: {err}")),
+    }
+    if index.recording_id[..] != e.id.to_bytes()[..] {
+        return corrupt(format!(
+            "its index names another recording ({})",
+            RecordingId::from_slice(&index.recording_id)
+                .map_or_else(|_| hex::encode(&index.recording_id), |id| id.to_string())
+        ));
+    }
+    None
 }
 
 async fn check_content(

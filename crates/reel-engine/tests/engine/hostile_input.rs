@@ -423,23 +423,31 @@ async fn a_rebuild_adopts_only_segments_this_server_signed() {
     engine.shutdown().await;
 }
 
-/// A combined object's index is signed: one rewritten by a bucket writer
-/// (its counts changed, its CRC mended) is named by a rebuild and not
-/// adopted, and the recording it held is not made up from it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuild_refuses_a_combined_object_whose_index_was_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
+/// A recombined recording whose combined object's index a bucket writer
+/// then rewrote: one event fewer in the index and in its last entry, the
+/// CRC mended, the object's size unchanged (so that only the signature
+/// can tell). The engine is stopped; the recording's id.
+async fn recombined_then_index_forged(dir: &Path, cfg: &reel_engine::EngineConfig) -> RecordingId {
     // Several segments of 4 KiB, so that there is something to recombine.
     let events: Vec<Event> = (0..400).map(event).collect();
     let engine = Engine::open(cfg.clone()).await.unwrap();
     let id = stored(&engine, &events).await;
     crate::common::compact_until_done(&engine, id).await;
     while engine.drain_deletions().await.unwrap() > 0 {}
+    let clean = engine
+        .verify(
+            reel_engine::VerifyOptions {
+                content: true,
+                ..Default::default()
+            },
+            &VerifyProgress::default(),
+        )
+        .await
+        .unwrap();
+    assert!(clean.problems.is_empty(), "{clean:?}");
     engine.shutdown().await;
 
     let path = dir
-        .path()
         .join("primary")
         .join(reel_storage::keys::recording_object(id).as_ref());
     let object = std::fs::read(&path).unwrap();
@@ -447,7 +455,7 @@ async fn a_rebuild_refuses_a_combined_object_whose_index_was_changed() {
     let content = reel_log::combined::index_content_len(&index) as usize;
     assert!(index.segments.len() > 1, "{index:?}");
     index.event_count -= 1;
-    index.segments.last_mut().unwrap().event_count = 0;
+    index.segments.last_mut().unwrap().event_count -= 1;
     let encoded = index.encode_to_vec();
     let mut forged = object[..content].to_vec();
     forged.extend_from_slice(&encoded);
@@ -455,7 +463,19 @@ async fn a_rebuild_refuses_a_combined_object_whose_index_was_changed() {
     forged.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
     forged.extend_from_slice(&crc32c::crc32c(&encoded).to_le_bytes());
     forged.extend_from_slice(&1u32.to_le_bytes());
+    assert_eq!(forged.len(), object.len());
     std::fs::write(&path, &forged).unwrap();
+    id
+}
+
+/// A combined object's index is signed: one rewritten by a bucket writer
+/// is named by a rebuild and not adopted, and the recording it held is not
+/// made up from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_refuses_a_combined_object_whose_index_was_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
+    let id = recombined_then_index_forged(dir.path(), &cfg).await;
     std::fs::remove_dir_all(cfg.catalog_dir()).unwrap();
 
     let engine = Engine::open(cfg).await.unwrap();
@@ -472,6 +492,45 @@ async fn a_rebuild_refuses_a_combined_object_whose_index_was_changed() {
         "{report:?}"
     );
     assert!(engine.recording(id).await.is_err());
+    engine.shutdown().await;
+}
+
+/// The same forgery is found by `verify --content` with the catalog in
+/// place: the object's size and every segment's bytes are right, only its
+/// index's signature is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_content_names_a_combined_object_whose_index_was_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_segments_aged(dir.path(), Duration::from_secs(3600));
+    let id = recombined_then_index_forged(dir.path(), &cfg).await;
+
+    let engine = Engine::open(cfg).await.unwrap();
+    let report = engine
+        .verify(
+            reel_engine::VerifyOptions {
+                content: true,
+                ..Default::default()
+            },
+            &VerifyProgress::default(),
+        )
+        .await
+        .unwrap();
+    let named: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind.to_string(), p.key.clone(), p.detail.clone()))
+        .collect();
+    assert_eq!(named.len(), 1, "{report:?}");
+    assert_eq!(named[0].0, "corrupt");
+    assert_eq!(
+        named[0].1,
+        reel_storage::keys::recording_object(id).to_string()
+    );
+    assert!(
+        named[0].2.contains("index signature does not check"),
+        "{report:?}"
+    );
+    assert_eq!(report.unsigned_indexes, 0);
     engine.shutdown().await;
 }
 

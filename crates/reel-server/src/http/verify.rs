@@ -125,5 +125,6 @@ fn convert(r: reel_engine::VerifyReport) -> reel_api::VerifyReport {
             .collect(),
         damaged: r.damaged,
         unsigned_segments: r.unsigned_segments,
+        unsigned_indexes: r.unsigned_indexes,
     }
 }
