@@ -16,13 +16,12 @@
 //! No key is ever printed: the `Debug` of every type here that holds key
 //! material shows its [`KeyId`] at most. See `docs/rfcs/0001-evidence.md`.
 
+mod aead;
 mod error;
 mod file;
 
 use std::fmt;
 
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -31,10 +30,11 @@ use zeroize::Zeroizing;
 pub use error::KeyError;
 pub use file::FileKeys;
 
-/// The length of a nonce of [`seal`] (XChaCha20-Poly1305).
-pub const NONCE_LEN: usize = 24;
-/// What [`seal`] adds to a plaintext (the Poly1305 tag).
-pub const TAG_LEN: usize = 16;
+pub use aead::{NONCE_LEN, TAG_LEN};
+
+/// What a box of [`seal`] adds to its plaintext: the nonce in front, the
+/// tag behind.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 /// The length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
@@ -152,10 +152,6 @@ impl DataKey {
     pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> DataKey {
         DataKey(bytes)
     }
-
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&(*self.0).into())
-    }
 }
 
 impl fmt::Debug for DataKey {
@@ -246,16 +242,12 @@ impl MasterKey {
         self.id
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&(*self.key).into())
-    }
-
     pub(crate) fn wrap(&self, recording: &[u8], key: &DataKey) -> Result<WrappedKey, KeyError> {
-        let sealed = seal_with(&self.cipher(), recording, key.0.as_ref())?;
+        let sealed = aead::seal(&self.key, &fresh_nonce()?, recording, key.0.as_ref())?;
         Ok(WrappedKey {
             master_key_id: self.id,
-            nonce: sealed.nonce,
-            ciphertext: sealed.ciphertext,
+            nonce: sealed[..NONCE_LEN].try_into().expect("nonce bytes"),
+            ciphertext: sealed[NONCE_LEN..].to_vec(),
         })
     }
 
@@ -264,13 +256,12 @@ impl MasterKey {
         recording: &[u8],
         wrapped: &WrappedKey,
     ) -> Result<DataKey, KeyError> {
-        let plain = open_with(
-            &self.cipher(),
-            &wrapped.nonce,
-            recording,
-            &wrapped.ciphertext,
-        )
-        .map_err(|_| KeyError::WrongKey)?;
+        let mut sealed = Vec::with_capacity(NONCE_LEN + wrapped.ciphertext.len());
+        sealed.extend_from_slice(&wrapped.nonce);
+        sealed.extend_from_slice(&wrapped.ciphertext);
+        let plain = Zeroizing::new(
+            aead::open(&self.key, recording, &sealed).map_err(|_| KeyError::WrongKey)?,
+        );
         let key: [u8; 32] = plain
             .as_slice()
             .try_into()
@@ -324,31 +315,20 @@ pub struct RetiredKey {
     pub in_environment: bool,
 }
 
-/// A sealed box: the nonce it was sealed with, and the ciphertext with its
-/// tag ([`TAG_LEN`] bytes longer than the plaintext).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sealed {
-    pub nonce: [u8; NONCE_LEN],
-    pub ciphertext: Vec<u8>,
-}
-
 /// Seals `plaintext` with `key` under a fresh nonce, binding `aad` (which
 /// is authenticated, not encrypted): a box opens only with the same `aad`.
-/// Nonces (24 bytes: a random per-process prefix and a counter) need no
-/// counter kept across crashes.
-pub fn seal(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Result<Sealed, KeyError> {
-    seal_with(&key.cipher(), aad, plaintext)
+/// The box is self-contained, `nonce || ciphertext || tag`
+/// ([`SEAL_OVERHEAD`] bytes longer than the plaintext). Nonces (24 bytes: a
+/// random per-process prefix and a counter) need no counter kept across
+/// crashes.
+pub fn seal(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
+    aead::seal(&key.0, &fresh_nonce()?, aad, plaintext)
 }
 
-/// Opens what [`seal`] made; fails if a byte of the box, the nonce or the
-/// `aad` differs.
-pub fn open(
-    key: &DataKey,
-    nonce: &[u8; NONCE_LEN],
-    aad: &[u8],
-    ciphertext: &[u8],
-) -> Result<Vec<u8>, KeyError> {
-    open_with(&key.cipher(), nonce, aad, ciphertext)
+/// Opens a box [`seal`] made; fails ([`KeyError::Inauthentic`]) if a byte of
+/// it or the `aad` differs, or it was sealed with another key.
+pub fn open(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
+    aead::open(&key.0, aad, sealed)
 }
 
 /// A nonce never used before by any process: 16 random bytes drawn once
@@ -373,37 +353,6 @@ fn fresh_nonce() -> Result<[u8; NONCE_LEN], KeyError> {
     nonce[..16].copy_from_slice(prefix);
     nonce[16..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
     Ok(nonce)
-}
-
-fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Result<Sealed, KeyError> {
-    let nonce = fresh_nonce()?;
-    let ciphertext = cipher
-        .encrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| KeyError::TooLong)?;
-    Ok(Sealed { nonce, ciphertext })
-}
-
-fn open_with(
-    cipher: &XChaCha20Poly1305,
-    nonce: &[u8; NONCE_LEN],
-    aad: &[u8],
-    ciphertext: &[u8],
-) -> Result<Vec<u8>, KeyError> {
-    cipher
-        .decrypt(
-            &XNonce::from(*nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
-        .map_err(|_| KeyError::Inauthentic)
 }
 
 #[cfg(test)]

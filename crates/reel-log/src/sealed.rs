@@ -4,14 +4,13 @@
 //! Each recording has its own data key ([`reel_keys::DataKey`], wrapped by a
 //! master key in the recording's catalog row and key objects). A sealed box
 //! is `nonce (24 bytes) || XChaCha20-Poly1305(data key, nonce, plaintext,
-//! aad)`: the nonce is random (no counter to keep across crashes), and the
+//! aad)`: the nonce is fresh (a random per-process prefix and a counter, so
+//! nothing is kept across crashes), and the
 //! associated data binds the box to where it belongs, so a box moved to
 //! another recording or another place in its recording does not open.
 
-use reel_keys::{DataKey, NONCE_LEN, TAG_LEN};
-
-/// What a sealed box adds to its plaintext.
-pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+use reel_keys::DataKey;
+pub use reel_keys::SEAL_OVERHEAD;
 
 /// A recording's data key, with the recording it belongs to.
 #[derive(Clone, Debug)]
@@ -51,19 +50,11 @@ impl RecordingKey {
     }
 
     fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, reel_keys::KeyError> {
-        let sealed = reel_keys::seal(&self.key, aad, plaintext)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.ciphertext.len());
-        out.extend_from_slice(&sealed.nonce);
-        out.extend_from_slice(&sealed.ciphertext);
-        Ok(out)
+        reel_keys::seal(&self.key, aad, plaintext)
     }
 
     fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return None;
-        }
-        let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("nonce bytes");
-        reel_keys::open(&self.key, &nonce, aad, &sealed[NONCE_LEN..]).ok()
+        reel_keys::open(&self.key, aad, sealed).ok()
     }
 
     /// Seals a block of a segment: its run of events, bound to the block's

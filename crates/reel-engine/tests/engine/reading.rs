@@ -340,12 +340,28 @@ async fn bad_windows_and_ids_are_refused_before_any_read() {
 
 /// Someone with write access to the bucket changes what a session showed
 /// and mends the block's CRC32C, so that the CRC the catalog holds still
-/// matches: the block's SHA-256, kept in the catalog since it was sealed,
-/// does not, and the block is a gap naming the failed integrity check. No
+/// matches. The block is sealed (the default): it does not open with the
+/// recording's data key; it is a gap naming the failed integrity check. No
 /// altered byte is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_block_changed_with_its_crc_kept_is_a_gap_and_never_served() {
-    let rig = rig(|c| c.segment_target_bytes = 256 << 10).await;
+async fn a_sealed_block_changed_with_its_crc_kept_is_a_gap_and_never_served() {
+    block_changed_with_its_crc_kept(true).await;
+}
+
+/// The same with the recording stored in the clear (`[keys] encrypt =
+/// false`): the block's SHA-256, kept in the catalog since it was sealed,
+/// does not match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_block_changed_with_its_crc_kept_is_a_gap_and_never_served() {
+    block_changed_with_its_crc_kept(false).await;
+}
+
+async fn block_changed_with_its_crc_kept(encrypt: bool) {
+    let rig = rig(|c| {
+        c.segment_target_bytes = 256 << 10;
+        c.encrypt = encrypt;
+    })
+    .await;
     let engine = &rig.engine;
     let w = engine.start(RecordingMetadata::default()).await.unwrap();
     let id = w.id();
@@ -376,8 +392,7 @@ async fn a_block_changed_with_its_crc_kept_is_a_gap_and_never_served() {
         .to_vec();
     let start = (seg.content_offset + block.offset) as usize;
     let end = start + block.len as usize;
-    // The block is sealed: whoever changes it does so blind, six bytes
-    // well inside it.
+    // Six bytes well inside the block (blind, if it is sealed).
     assert!(end - start > 200, "a block of {} bytes", end - start);
     let at = start + 100;
     bytes[at..at + 6].copy_from_slice(b"rm -rf");
