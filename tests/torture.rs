@@ -345,6 +345,7 @@ async fn kill_9_at_every_stage_loses_nothing_and_leaves_nothing_behind() {
     let mut acked_purged = 0u64;
 
     for round in 0..kills {
+        let round_started = Instant::now();
         // The primary store fails now and then and returns a few rounds
         // later: kills land in failovers and failbacks too.
         match primary_down_until {
@@ -489,10 +490,11 @@ async fn kill_9_at_every_stage_loses_nothing_and_leaves_nothing_behind() {
             !purged
         });
         eprintln!(
-            "kill {round}: {stage}; {} open, {} closed, {} purged",
+            "kill {round}: {stage}; {} open, {} closed, {} purged; round {:.1} s",
             tracks.len(),
             finished.len(),
-            purges.done.len()
+            purges.done.len(),
+            round_started.elapsed().as_secs_f64()
         );
     }
 
