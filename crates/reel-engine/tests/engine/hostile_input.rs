@@ -427,6 +427,17 @@ async fn a_rebuild_adopts_only_segments_this_server_signed() {
 /// then rewrote: one event fewer in the index and in its last entry, the
 /// CRC mended, the object's size unchanged (so that only the signature
 /// can tell). The engine is stopped; the recording's id.
+async fn verify_content(engine: &Engine) -> reel_engine::VerifyReport {
+    let options = reel_engine::VerifyOptions {
+        content: true,
+        ..Default::default()
+    };
+    engine
+        .verify(options, &VerifyProgress::default())
+        .await
+        .unwrap()
+}
+
 async fn recombined_then_index_forged(dir: &Path, cfg: &reel_engine::EngineConfig) -> RecordingId {
     // Several segments of 4 KiB, so that there is something to recombine.
     let events: Vec<Event> = (0..400).map(event).collect();
@@ -434,16 +445,7 @@ async fn recombined_then_index_forged(dir: &Path, cfg: &reel_engine::EngineConfi
     let id = stored(&engine, &events).await;
     crate::common::compact_until_done(&engine, id).await;
     while engine.drain_deletions().await.unwrap() > 0 {}
-    let clean = engine
-        .verify(
-            reel_engine::VerifyOptions {
-                content: true,
-                ..Default::default()
-            },
-            &VerifyProgress::default(),
-        )
-        .await
-        .unwrap();
+    let clean = verify_content(&engine).await;
     assert!(clean.problems.is_empty(), "{clean:?}");
     engine.shutdown().await;
 
@@ -514,16 +516,7 @@ async fn verify_content_names_a_combined_object_whose_index_was_changed() {
     let id = recombined_then_index_forged(dir.path(), &cfg).await;
 
     let engine = Engine::open(cfg).await.unwrap();
-    let report = engine
-        .verify(
-            reel_engine::VerifyOptions {
-                content: true,
-                ..Default::default()
-            },
-            &VerifyProgress::default(),
-        )
-        .await
-        .unwrap();
+    let report = verify_content(&engine).await;
     let named: Vec<_> = report
         .problems
         .iter()
