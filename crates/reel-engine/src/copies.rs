@@ -181,10 +181,10 @@ pub(crate) async fn read_good_copy(
 }
 
 /// The index of the combined object `key` (`size` bytes) on `role`'s store,
-/// and the object's tail it was read from (index and footer): the footer is read first, and names an index no
-/// longer than [`reel_log::limits`] allow and inside the object. Decoded and
-/// checked for shape (contiguous entries, no overflow, ending where the
-/// index starts), not for its
+/// and the object's tail it was read from (index and footer). The footer is
+/// read first, and must name an index no longer than [`reel_log::limits`]
+/// allow and inside the object. The index is checked for shape (contiguous
+/// entries, no overflow, ending where the index starts), not for its
 /// signature: the caller says which keys it trusts.
 pub(crate) async fn read_combined_index(
     inner: &Inner,
