@@ -17,7 +17,8 @@ garage:
 run: setup
 	$(CARGO) run --release --bin reeld -- $(ARGS)
 
-test: setup garage
+test: garage
+	@scripts/setup test
 	$(CARGO) test --workspace --locked
 
 bench: setup garage

@@ -5,12 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use reel_proto::v1::ingest_client::IngestClient;
 use reel_proto::v1::record_request::Request as Req;
 use reel_proto::v1::record_response::Response as Resp;
 use reel_proto::v1::{CloseRecording, Event, EventBatch, RecordRequest, StartRecording};
 
-use crate::{Client, UsageError};
+use crate::{Client, UsageError, grpc};
 
 /// Events per batch, and bytes per batch, sent to the server.
 const BATCH_EVENTS: usize = 1000;
@@ -36,7 +35,7 @@ pub struct IngestArgs {
     title: Option<String>,
 }
 
-fn parse_label(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("label {s:?} is not NAME=VALUE")),
@@ -70,43 +69,12 @@ pub(crate) async fn run(
         metadata.title = title;
     }
 
-    let endpoint = match grpc {
-        Some(g) => g.to_string(),
-        None => advertised_grpc(client, server).await?,
-    };
-    let mut channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-        .with_context(|| format!("bad ingest endpoint {endpoint}"))?;
-    if endpoint.starts_with("https://") {
-        let mut tls = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
-        if let Some(ca) = &client.tls().ca {
-            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(ca));
-        }
-        if let Some((cert, key)) = &client.tls().identity {
-            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
-        }
-        channel = channel
-            .tls_config(tls)
-            .context("TLS for the ingest endpoint")?;
-    }
-    let channel = channel
+    let endpoint = grpc::endpoint(client, grpc, server).await?;
+    let channel = endpoint
         .connect()
         .await
-        .with_context(|| format!("cannot connect to the ingest service at {endpoint}"))?;
-    let authorization = client
-        .token()
-        .map(|t| format!("Bearer {t}").parse::<tonic::metadata::MetadataValue<_>>())
-        .transpose()
-        .map_err(|_| crate::UsageError("the token holds characters a header cannot".into()))?;
-    let mut ingest =
-        IngestClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-            if let Some(value) = &authorization {
-                request
-                    .metadata_mut()
-                    .insert("authorization", value.clone());
-            }
-            Ok(request)
-        })
-        .max_encoding_message_size(64 << 20);
+        .with_context(|| format!("cannot connect to the ingest service at {}", endpoint.uri()))?;
+    let mut ingest = grpc::ingest(channel, client)?;
 
     let total = cast.events.len() as u64;
     let mut messages = vec![RecordRequest {
@@ -166,34 +134,6 @@ pub(crate) async fn run(
             ),
         }
     }
-}
-
-/// The gRPC address the server advertises, reached through the host of
-/// `server` when it listens on all interfaces.
-/// The ingest endpoint the server advertises (TLS when its HTTP API has
-/// it). A token that may not read the server's status (a recorder's) gets
-/// the default port on the server's host.
-async fn advertised_grpc(client: &Client, server: &str) -> anyhow::Result<String> {
-    let url = reqwest::Url::parse(server).context("bad --server URL")?;
-    let host = url.host_str().unwrap_or("127.0.0.1").to_string();
-    let scheme = if url.scheme() == "https" {
-        "https"
-    } else {
-        "http"
-    };
-    let Ok(status) = client.status().await else {
-        return Ok(format!("{scheme}://{host}:7700"));
-    };
-    let addr: std::net::SocketAddr = status.grpc_listen.parse().with_context(|| {
-        format!(
-            "server advertises a bad gRPC address {:?}",
-            status.grpc_listen
-        )
-    })?;
-    if addr.ip().is_unspecified() {
-        return Ok(format!("{scheme}://{host}:{}", addr.port()));
-    }
-    Ok(format!("{scheme}://{addr}"))
 }
 
 fn batches(events: Vec<Event>) -> Vec<Vec<Event>> {

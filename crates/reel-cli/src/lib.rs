@@ -5,10 +5,12 @@
 mod archive;
 mod compact;
 mod format;
+mod grpc;
 mod ingest;
 mod keys;
 mod play;
 mod purge;
+mod record;
 mod terminal_guard;
 mod token;
 mod verify;
@@ -60,6 +62,10 @@ pub struct Cli {
 enum Command {
     /// Stream an asciicast file (v2 or v3) to the server as a new recording; prints its id.
     Ingest(ingest::IngestArgs),
+    /// Run a command (default: your shell) in a new terminal and record it
+    /// live; exits with the command's status. A bastion runs it for every
+    /// SSH session (README, "Recording a bastion").
+    Record(record::RecordArgs),
     /// List recordings, filtered, sorted and a page at a time.
     Ls(LsArgs),
     /// Show one recording with each of its segments and where it is.
@@ -193,9 +199,15 @@ impl std::error::Error for UsageError {}
 /// Entry point of the `reel` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread starts: a setgid copy (a bastion's recorder) reads
+    // its configuration and token, then gives up the group for good.
+    let settings = match &cli.command {
+        Command::Record(args) => record::privileged::prepare(true, args.config()),
+        _ => record::privileged::prepare(false, None),
+    };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match settings.and_then(|s| runtime.block_on(run(cli, s))) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("reel: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
@@ -390,12 +402,45 @@ fn parse_id(text: &str) -> anyhow::Result<RecordingId> {
         .map_err(|e| UsageError(e.to_string()).into())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let tls = TlsFiles::load(&cli)?;
+async fn run(cli: Cli, settings: Option<record::privileged::Settings>) -> anyhow::Result<ExitCode> {
+    // The command line's TLS files, unless a configuration file decides.
+    let tls = match settings {
+        Some(_) => TlsFiles::default(),
+        None => TlsFiles::load(&cli)?,
+    };
+    if let Command::Record(mut args) = cli.command {
+        // From the configuration file when there is one (a setgid copy
+        // reads nothing else), else from the command line.
+        let (client, grpc, server, log) = match settings {
+            Some(s) => {
+                args.apply(&s);
+                let client = Client::new(&s.server, Some(s.token), s.tls)?;
+                (client, s.grpc, s.server, Some(s.log))
+            }
+            None => {
+                let token = record::token(cli.token.clone(), args.token_file())?;
+                let client = Client::new(&cli.server, token, tls)?;
+                (client, cli.grpc, cli.server, None)
+            }
+        };
+        return record::run(&client, grpc.as_deref(), &server, args, log).await;
+    }
     let client = Client::new(&cli.server, token::resolve(cli.token.clone())?, tls)?;
-    match cli.command {
-        Command::Ingest(args) => ingest::run(&client, cli.grpc.as_deref(), &cli.server, args).await,
-        Command::Ls(args) => ls(&client, args).await,
+    run_command(&client, &cli.server, cli.grpc.as_deref(), cli.command)
+        .await
+        .map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_command(
+    client: &Client,
+    server: &str,
+    grpc: Option<&str>,
+    command: Command,
+) -> anyhow::Result<()> {
+    match command {
+        Command::Ingest(args) => ingest::run(client, grpc, server, args).await,
+        Command::Record(_) => unreachable!("handled by run"),
+        Command::Ls(args) => ls(client, args).await,
         Command::Show { id, json } => {
             let id = parse_id(&id)?;
             let detail: RecordingDetail =
@@ -425,19 +470,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             export_body(response, output, matches!(format, ExportFormat::Cast)).await
         }
-        Command::Play(args) => play::run(&client, args).await,
-        Command::Purge(args) => purge::purge(&client, args).await,
-        Command::Hold(args) => purge::hold(&client, args, true).await,
-        Command::Release(args) => purge::hold(&client, args, false).await,
-        Command::Audit(args) => purge::audit(&client, args).await,
-        Command::Verify(args) => verify::run(&client, args).await,
+        Command::Play(args) => play::run(client, args).await,
+        Command::Purge(args) => purge::purge(client, args).await,
+        Command::Hold(args) => purge::hold(client, args, true).await,
+        Command::Release(args) => purge::hold(client, args, false).await,
+        Command::Audit(args) => purge::audit(client, args).await,
+        Command::Verify(args) => verify::run(client, args).await,
         Command::RebuildCatalog(args) => verify::rebuild(args).await,
-        Command::Token(command) => token::run(&client, command).await,
-        Command::Keys(command) => keys::run(&client, command).await,
-        Command::ExportArchive(args) => archive::export(&client, args).await,
-        Command::ImportArchive(args) => archive::import(&client, args).await,
+        Command::Token(command) => token::run(client, command).await,
+        Command::Keys(command) => keys::run(client, command).await,
+        Command::ExportArchive(args) => archive::export(client, args).await,
+        Command::ImportArchive(args) => archive::import(client, args).await,
         Command::VerifyArchive(args) => archive::verify(args),
-        Command::Compact(args) => compact::run(&client, args).await,
+        Command::Compact(args) => compact::run(client, args).await,
         Command::Status { json } => {
             let status = client.status().await?;
             let storage: StorageStatus = client.get_json("/api/v1/storage").await?;

@@ -76,6 +76,9 @@ pub struct Reeld {
     args: Vec<String>,
     /// Extra environment of the next launches (e.g. `FAILPOINTS`).
     pub env: Vec<(String, String)>,
+    /// Listen on the same addresses on every launch (see
+    /// [`pin_ports`](Self::pin_ports)).
+    pinned: bool,
     /// For a reeld with TLS: the CA (PEM file) its certificate chains to,
     /// trusted by [`Reeld::request`] and [`Reeld::reel`].
     pub ca_file: Option<PathBuf>,
@@ -94,22 +97,35 @@ impl Reeld {
             log: data_dir.with_extension("log"),
             args,
             env: Vec::new(),
+            pinned: false,
             ca_file: None,
         };
         reeld.launch()?;
         Ok(reeld)
     }
 
+    /// Later restarts listen where this one does, so that a client
+    /// holding the addresses (a recorder reconnecting) finds the server
+    /// again.
+    pub fn pin_ports(&mut self) {
+        self.pinned = true;
+    }
+
     fn launch(&mut self) -> anyhow::Result<()> {
+        let address = |url: &str| {
+            url.split_once("://")
+                .map(|(_, a)| a.to_string())
+                .unwrap_or_default()
+        };
+        let (grpc, http) = if self.pinned {
+            (address(&self.grpc), address(&self.http))
+        } else {
+            ("127.0.0.1:0".to_string(), "127.0.0.1:0".to_string())
+        };
         let mut cmd = Command::new(bin("reeld"));
         cmd.arg("--data-dir")
             .arg(&self.data_dir)
-            .args([
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--grpc-listen", &grpc, "--http-listen", &http])
             .args(&self.args)
             .env(
                 "REEL_LOG",
