@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test bench lint setup garage
+.PHONY: run test bench lint setup garage asciinema
 
 setup:
 	@scripts/setup
@@ -14,10 +14,14 @@ setup:
 garage:
 	@scripts/install-garage
 
+# The asciinema CLI the tests stream and upload with.
+asciinema:
+	@scripts/install-asciinema
+
 run: setup
 	$(CARGO) run --release --bin reeld -- $(ARGS)
 
-test: garage
+test: garage asciinema
 	@scripts/setup test
 	$(CARGO) test --workspace --locked
 

@@ -103,6 +103,8 @@ async fn serve(engine: &Engine, access: &Access, token: &str, with_access: bool)
         engine: engine.clone(),
         grpc_listen: grpc_addr,
         access,
+        streams: Default::default(),
+        tls: false,
     };
     let app = if with_access {
         router(state)

@@ -253,6 +253,8 @@ async fn measure(
         engine: engine.clone(),
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         access,
+        streams: Default::default(),
+        tls: false,
     });
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -64,6 +64,9 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("GET", "/api/v1/keys", &["auditor", "admin"]),
     ("POST", "/api/v1/keys/rotate", &["admin"]),
     ("POST", "/api/v1/keys/rotate/finish", &["admin"]),
+    // asciinema: its live stream (the token in the path) and its upload.
+    ("GET", "/ws/S/{token}", &["recorder", "admin"]),
+    ("POST", "/api/v1/recordings", &["recorder", "admin"]),
 ];
 
 /// `reel token create`; returns the secret (the last line of its output).
@@ -105,7 +108,12 @@ fn request(
     id: &str,
     token: Option<&str>,
 ) -> reqwest::RequestBuilder {
-    let path = route.replace("{id}", id).replace("{name}", "nobody");
+    // asciinema's stream carries its token in the path, not in a header.
+    let in_path = route.contains("{token}");
+    let path = route
+        .replace("{id}", id)
+        .replace("{name}", "nobody")
+        .replace("{token}", token.unwrap_or("none"));
     let path = match (method, route) {
         ("POST", "/api/v1/compact") | ("POST", "/api/v1/retention") => {
             format!("{path}?dry_run=true")
@@ -123,8 +131,8 @@ fn request(
         _ => r,
     };
     match token {
-        Some(t) => r.bearer_auth(t),
-        None => r,
+        Some(t) if !in_path => r.bearer_auth(t),
+        _ => r,
     }
 }
 

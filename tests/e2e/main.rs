@@ -8,6 +8,7 @@
 
 mod access;
 mod archive;
+mod asciinema;
 mod at_rest;
 mod bad_input;
 mod bastion;

@@ -12,6 +12,8 @@
 //! out as v2 with the same absolute times (intervals summed exactly, in
 //! microseconds).
 
+pub mod alis;
+
 use std::fmt::Write as _;
 
 use reel_proto::v1::{Event, EventKind, RecordingMetadata, Terminal};

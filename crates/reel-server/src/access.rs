@@ -166,6 +166,10 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/keys", Action::Observe),
     ("POST", "/api/v1/keys/rotate", Action::Keys),
     ("POST", "/api/v1/keys/rotate/finish", Action::Keys),
+    // asciinema's live stream: the recorder token is in the path.
+    ("GET", crate::http::alis::ROUTE, Action::Record),
+    // asciinema's upload API (HTTP Basic, the token as the password).
+    ("POST", "/api/v1/recordings", Action::Record),
 ];
 
 /// The gRPC methods and their rules.
@@ -375,6 +379,28 @@ pub fn bearer(value: Option<&str>) -> Result<&str, Denied> {
         })
 }
 
+/// The token of an `Authorization` header: `Bearer TOKEN`, or `Basic`
+/// with the token as the password (asciinema's upload sends its install
+/// id that way).
+pub fn header_token(value: Option<&str>) -> Result<String, Denied> {
+    if let Some((_, password)) = value.and_then(basic_credentials) {
+        return Ok(password);
+    }
+    bearer(value).map(str::to_string)
+}
+
+/// The user name and password of an `Authorization: Basic` value.
+pub fn basic_credentials(value: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let encoded = value.strip_prefix("Basic ")?.trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    (!password.is_empty()).then(|| (user.to_string(), password.to_string()))
+}
+
 /// The HTTP middleware (a route layer, so the matched route is known):
 /// finds the route's rule, authenticates, checks the role, and hands the
 /// [`Identity`] to the handler. Refusals are audited.
@@ -390,7 +416,14 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.to_string())
         .unwrap_or_default();
-    let asked = format!("{method} {}", request.uri().path());
+    // A token in the path (asciinema's stream URL) is a secret: the audit
+    // log names the route, not the path.
+    let in_path = path == crate::http::alis::ROUTE;
+    let asked = if in_path {
+        format!("{method} {path}")
+    } else {
+        format!("{method} {}", request.uri().path())
+    };
     let Some(action) = rule(&method, &path) else {
         let denied = Denied::Forbidden(format!("{method} {path} has no access rule"));
         audit_refusal(&app.engine, None, &client, &asked, &denied).await;
@@ -403,15 +436,21 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let identity = match bearer(header)
-        .and_then(|secret| app.access.tokens.authenticate(secret, client.clone()))
-    {
-        Ok(identity) => identity,
-        Err(denied) => {
-            audit_refusal(&app.engine, None, &client, &asked, &denied).await;
-            return denied.into_response();
-        }
+    let path_token = in_path
+        .then(|| request.uri().path().rsplit('/').next())
+        .flatten();
+    let secret = match path_token {
+        Some(token) => Ok(token.to_string()),
+        None => header_token(header),
     };
+    let identity =
+        match secret.and_then(|secret| app.access.tokens.authenticate(&secret, client.clone())) {
+            Ok(identity) => identity,
+            Err(denied) => {
+                audit_refusal(&app.engine, None, &client, &asked, &denied).await;
+                return denied.into_response();
+            }
+        };
     if let Err(denied) = identity.check(action) {
         audit_refusal(&app.engine, Some(&identity), &client, &asked, &denied).await;
         return denied.into_response();

@@ -118,6 +118,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         engine: engine.clone(),
         grpc_listen: grpc_addr,
         access,
+        streams: Default::default(),
+        tls: tls.is_some(),
     });
     let make_service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {

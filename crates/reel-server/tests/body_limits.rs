@@ -34,6 +34,8 @@ async fn server(tune: impl FnOnce(&mut EngineConfig)) -> Server {
         engine: engine.clone(),
         grpc_listen: "127.0.0.1:1".parse().unwrap(),
         access,
+        streams: Default::default(),
+        tls: false,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -669,16 +669,26 @@ pub fn garage_config_file(
     path
 }
 
-/// The `garage` executable: `$REEL_GARAGE`, then `PATH`, then
-/// `~/.cargo/bin/garage` (where `scripts/install-garage` puts it). Tests
-/// that need it fail loudly when it is missing.
+/// The `garage` executable (see [`tool`]).
 pub fn garage_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("REEL_GARAGE") {
+    tool("garage", "REEL_GARAGE", "scripts/install-garage")
+}
+
+/// The `asciinema` 3.2 executable (see [`tool`]).
+pub fn asciinema_binary() -> PathBuf {
+    tool("asciinema", "REEL_ASCIINEMA", "scripts/install-asciinema")
+}
+
+/// A program the tests drive for real: `$ENV`, then `PATH`, then
+/// `~/.cargo/bin` (where `install` puts it). Tests that need it fail
+/// loudly when it is missing: they never pass by skipping.
+pub fn tool(name: &str, env: &str, install: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|d| d.join("garage"))
+            .map(|d| d.join(name))
             .find(|p| p.is_file())
     });
     if let Some(p) = on_path {
@@ -687,11 +697,11 @@ pub fn garage_binary() -> PathBuf {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();
-    let cargo_bin = home.join(".cargo/bin/garage");
+    let cargo_bin = home.join(".cargo/bin").join(name);
     assert!(
         cargo_bin.is_file(),
-        "garage is not installed: run scripts/install-garage (or set REEL_GARAGE); \
-         these tests need a real S3 server and never pass by skipping"
+        "{name} is not installed: run {install} (or set {env}); \
+         the tests that need it never pass by skipping"
     );
     cargo_bin
 }

@@ -559,7 +559,7 @@ mod tests {
                     backlog.push(event(pushed as u64, sizes[pushed]));
                     pushed += 1;
                     if !push { break; }
-                    if pushed % 7 == 0 { break; }
+                    if pushed.is_multiple_of(7) { break; }
                 }
                 if backlog.is_empty() && pushed == sizes.len() {
                     break;

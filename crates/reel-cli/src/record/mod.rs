@@ -439,7 +439,7 @@ fn metadata(
 fn default_spool_dir() -> PathBuf {
     ["XDG_RUNTIME_DIR", "TMPDIR"]
         .iter()
-        .filter_map(|v| std::env::var_os(v))
+        .filter_map(std::env::var_os)
         .map(PathBuf::from)
         .find(|p| p.is_dir())
         .unwrap_or_else(|| PathBuf::from("/tmp"))

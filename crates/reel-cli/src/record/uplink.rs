@@ -128,6 +128,8 @@ pub(crate) struct Uplink {
     /// The backlog's number of this recording's event 0 (non-zero in a
     /// continuation).
     base: u64,
+    /// The close went out, after every event.
+    close_sent: bool,
 }
 
 /// Why a stream ended before the recording closed.
@@ -165,6 +167,7 @@ impl Uplink {
             log,
             recording: None,
             base: 0,
+            close_sent: false,
         }
     }
 
@@ -177,6 +180,17 @@ impl Uplink {
             match self.stream(&mut finish).await {
                 Ok(closed) => return closed,
                 Err(Broken::Gone(why)) => {
+                    // A close whose answer a broken connection swallowed:
+                    // the server closed the recording with everything (it
+                    // follows every event on the stream).
+                    if self.close_sent {
+                        let b = self.shared.backlog();
+                        return Closed {
+                            recordings: self.shared.link().recordings,
+                            event_count: b.first() - self.base,
+                            lost: b.lost(),
+                        };
+                    }
                     let old = self.recording.take().unwrap_or_default();
                     self.log.line(&format!(
                         "recording {old} can no longer be written ({why}); continuing in a new recording"
@@ -303,6 +317,7 @@ impl Uplink {
                     .await
                     .map_err(|_| Broken::Retry("stream closed".into()))?;
                 close_sent = true;
+                self.close_sent = true;
             }
             tokio::select! {
                 m = responses.message() => {

@@ -3,6 +3,7 @@
 //! to every handler, the audit and scope checks) is in `state`, the error
 //! answers in `error`.
 
+pub mod alis;
 mod archive;
 mod audit;
 mod error;
@@ -10,6 +11,7 @@ mod purge;
 mod recordings;
 mod server;
 mod state;
+mod upload;
 mod verify;
 
 use axum::Router;
@@ -52,6 +54,7 @@ fn routes() -> Router<AppState> {
         .merge(audit::routes())
         .merge(verify::routes())
         .merge(archive::routes())
+        .merge(alis::routes())
         .merge(crate::tokens::routes())
 }
 

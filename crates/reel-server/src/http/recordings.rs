@@ -19,7 +19,13 @@ use crate::access::Identity;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/recordings", get(list))
+        // POST: asciinema's upload API (`upload`).
+        .route(
+            "/api/v1/recordings",
+            get(list)
+                .post(super::upload::upload)
+                .layer(super::upload::body_limit()),
+        )
         .route("/api/v1/recordings/{id}", get(show))
         .route("/api/v1/recordings/{id}/export", get(export))
 }

@@ -13,6 +13,10 @@ pub struct AppState {
     pub engine: Engine,
     pub grpc_listen: SocketAddr,
     pub access: Access,
+    /// asciinema streams waiting for their producer to come back.
+    pub streams: super::alis::Streams,
+    /// Served over TLS (the URLs it gives out say https).
+    pub tls: bool,
 }
 
 /// Refuses (audited) a recording outside the caller's scopes.
