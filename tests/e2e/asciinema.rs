@@ -44,11 +44,7 @@ async fn closed_recordings_of(reeld: &Reeld, user: &str, n: usize) -> Vec<Record
         &format!("{n} closed recordings of {user}"),
         Duration::from_secs(20),
         async || {
-            let list: RecordingList = reeld
-                .get_json(&format!("/api/v1/recordings?user={user}"))
-                .await
-                .unwrap();
-            found = list.recordings;
+            found = reeld.recordings_of(user).await;
             found.len() >= n && found.iter().all(|r| r.state == "closed")
         },
     )
@@ -183,13 +179,7 @@ async fn a_cut_stream_reconnects_into_the_same_recording() {
     wait_for(
         "the stream has begun",
         Duration::from_secs(20),
-        async || {
-            let list: RecordingList = reeld
-                .get_json("/api/v1/recordings?user=erin")
-                .await
-                .unwrap();
-            !list.recordings.is_empty()
-        },
+        async || !reeld.recordings_of("erin").await.is_empty(),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(800)).await;

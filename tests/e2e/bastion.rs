@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use reel_api::{RecordingList, RecordingSummary};
 use reel_proto::v1::{Event, EventKind};
 use reel_testkit::{Reeld, Rng, bin, wait_for};
 
@@ -232,14 +231,6 @@ fn output_of(events: &[Event]) -> String {
         .collect()
 }
 
-async fn recordings_of(reeld: &Reeld, user: &str) -> Vec<RecordingSummary> {
-    let list: RecordingList = reeld
-        .get_json(&format!("/api/v1/recordings?user={user}&sort=created"))
-        .await
-        .unwrap();
-    list.recordings
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_records_every_login_through_a_setgid_recorder() {
     let dir = tempfile::tempdir().unwrap();
@@ -302,7 +293,7 @@ async fn sshd_records_every_login_through_a_setgid_recorder() {
     assert!(stderr.contains("only runs `reel record`"), "{stderr}");
 
     let user = bastion.accounts.user.clone();
-    let recordings = recordings_of(&reeld, &user).await;
+    let recordings = reeld.recordings_of(&user).await;
     assert_eq!(
         recordings.len(),
         4,

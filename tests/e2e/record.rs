@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use reel_api::{RecordingDetail, RecordingList, RecordingSummary};
+use reel_api::RecordingDetail;
 use reel_proto::v1::{Event, EventKind};
 use reel_testkit::{Reeld, bin, wait_for};
 
@@ -17,15 +17,6 @@ fn reel_record(reeld: &Reeld, args: &[&str]) -> Command {
         .env_remove("REEL_TOKEN")
         .env("REEL_TOKEN_FILE", reeld.data_dir.join("admin.token"));
     cmd
-}
-
-/// The recordings of `user`, oldest first.
-async fn recordings_of(reeld: &Reeld, user: &str) -> Vec<RecordingSummary> {
-    let list: RecordingList = reeld
-        .get_json(&format!("/api/v1/recordings?user={user}&sort=created"))
-        .await
-        .unwrap();
-    list.recordings
 }
 
 fn output_bytes(events: &[Event]) -> Vec<u8> {
@@ -185,7 +176,7 @@ async fn record_in_a_real_terminal_keeps_what_the_terminal_showed() {
     )
     .await;
 
-    let recordings = recordings_of(&reeld, "alice").await;
+    let recordings = reeld.recordings_of("alice").await;
     assert_eq!(recordings.len(), 1, "{recordings:?}");
     let r = &recordings[0];
     assert_eq!(r.state, "closed");
@@ -269,7 +260,7 @@ async fn reeld_killed_under_a_session_loses_nothing_and_the_command_never_notice
         "the kills landed during the session"
     );
 
-    let recordings = recordings_of(&reeld, "bob").await;
+    let recordings = reeld.recordings_of("bob").await;
     assert_eq!(recordings.len(), 1, "one recording: {recordings:?}");
     assert_eq!(recordings[0].state, "closed");
     let events = reeld.export_events(&recordings[0].id).await.unwrap();
@@ -351,7 +342,7 @@ async fn a_required_recording_fails_closed() {
 
     // What was acknowledged before is kept.
     tokio::task::block_in_place(|| reeld.restart()).unwrap();
-    let recordings = recordings_of(&reeld, "carol").await;
+    let recordings = reeld.recordings_of("carol").await;
     assert_eq!(recordings.len(), 1);
     let events = reeld.export_events(&recordings[0].id).await.unwrap();
     assert!(String::from_utf8_lossy(&output_bytes(&events)).starts_with("tick\n"));

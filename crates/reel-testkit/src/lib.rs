@@ -289,6 +289,15 @@ impl Reeld {
         Ok(response.json().await?)
     }
 
+    /// The recordings of `user` (a first page, oldest first).
+    pub async fn recordings_of(&self, user: &str) -> Vec<reel_api::RecordingSummary> {
+        let list: reel_api::RecordingList = self
+            .get_json(&format!("/api/v1/recordings?user={user}&sort=created"))
+            .await
+            .expect("list recordings");
+        list.recordings
+    }
+
     /// Every event of a recording, through the cast export.
     pub async fn export_events(&self, id: &str) -> anyhow::Result<Vec<Event>> {
         let response = self

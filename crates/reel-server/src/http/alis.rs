@@ -293,35 +293,25 @@ async fn stream(
     }
     let outcome = session.run(&mut writer, socket).await;
     session.drain().await?;
-    match outcome {
+    let stop = match outcome {
         Ok(true) => {
             writer.close(0).await?;
-            Ok(())
+            return Ok(());
         }
-        Ok(false) => {
-            app.streams.put(
-                &owner,
-                Detached {
-                    id: writer.id(),
-                    last_id: session.last_id,
-                    size: session.size,
-                },
-            );
-            Err(Stop::Gone)
-        }
-        Err(stop) => {
-            // What was taken is kept; the producer may come back.
-            app.streams.put(
-                &owner,
-                Detached {
-                    id: writer.id(),
-                    last_id: session.last_id,
-                    size: session.size,
-                },
-            );
-            Err(stop)
-        }
-    }
+        Ok(false) => Stop::Gone,
+        Err(stop) => stop,
+    };
+    // The connection broke, or was refused: what was taken is kept, and
+    // the producer may come back to it.
+    app.streams.put(
+        &owner,
+        Detached {
+            id: writer.id(),
+            last_id: session.last_id,
+            size: session.size,
+        },
+    );
+    Err(stop)
 }
 
 /// One connection's events into one recording.
