@@ -258,10 +258,21 @@ async fn stream(
                 ..Default::default()
             };
             if !who.scopes.admits(&metadata) {
-                return Err(Stop::Bad(format!(
+                let why = format!(
                     "{owner} may not record user {:?} on target {:?}: outside its scopes",
                     metadata.user, metadata.target
-                )));
+                );
+                // Audited like every refusal (gRPC's and the upload's).
+                let denied = crate::access::Denied::Forbidden(why.clone());
+                crate::access::audit_refusal(
+                    &app.engine,
+                    Some(who),
+                    &who.client,
+                    &format!("GET {ROUTE}"),
+                    &denied,
+                )
+                .await;
+                return Err(Stop::Bad(why));
             }
             let writer = app.engine.start_owned(metadata, &owner).await?;
             let opening = if last_id > 0 {
