@@ -99,13 +99,7 @@ async fn serve(engine: &Engine, access: &Access, token: &str, with_access: bool)
 
     let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http_listener.local_addr().unwrap();
-    let state = AppState {
-        engine: engine.clone(),
-        grpc_listen: grpc_addr,
-        access,
-        streams: Default::default(),
-        tls: false,
-    };
+    let state = AppState::new(engine.clone(), grpc_addr, access, false);
     let app = if with_access {
         router(state)
     } else {

@@ -249,13 +249,12 @@ async fn measure(
         .await
         .unwrap();
     let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
-    let app = reel_server::http::router(reel_server::http::AppState {
-        engine: engine.clone(),
-        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+    let app = reel_server::http::router(reel_server::http::AppState::new(
+        engine.clone(),
+        "127.0.0.1:0".parse().unwrap(),
         access,
-        streams: Default::default(),
-        tls: false,
-    });
+        false,
+    ));
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

@@ -22,6 +22,7 @@ mod record;
 mod roundtrip;
 mod tls;
 mod verify;
+mod web;
 
 /// Two Garage servers and a `reeld` storing on them, with small segments
 /// (4 KiB) and no background recombination, all under `dir`.

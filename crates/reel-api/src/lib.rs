@@ -4,6 +4,7 @@
 //! Times are microseconds: `*_at_us` since the Unix epoch, other `*_us`
 //! from the start of the recording.
 
+pub mod display;
 mod time;
 
 use std::collections::BTreeMap;

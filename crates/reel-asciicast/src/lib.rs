@@ -13,6 +13,7 @@
 //! microseconds).
 
 pub mod alis;
+pub mod screen;
 
 use std::fmt::Write as _;
 

@@ -1,40 +1,9 @@
 //! Human-readable output of `reel ls`, `reel show` and `reel status`.
 
-use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
-
 use reel_api::{RecordingDetail, RecordingSummary, ServerStatus, StorageStatus, StoreStatus};
+use std::fmt::Write as _;
 
-pub(crate) fn time(us: i64) -> String {
-    if us <= 0 {
-        return "-".into();
-    }
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(us as u64)).to_string()
-}
-
-pub(crate) fn duration(us: u64) -> String {
-    let s = us / 1_000_000;
-    match s {
-        0..60 => format!("{:.1}s", us as f64 / 1e6),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m{:02}s", s / 3600, (s / 60) % 60, s % 60),
-    }
-}
-
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use reel_api::display::{bytes, duration, time};
 
 pub(crate) fn table(recordings: &[RecordingSummary]) -> String {
     let mut out = format!(

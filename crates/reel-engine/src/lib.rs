@@ -73,7 +73,7 @@ pub use error::{EngineError, ErrorKind, Result};
 pub use ingest::{AckFuture, RecordingWriter};
 pub use key_rotation::RotationStatus;
 pub use purger::{Actor, PurgeOutcome};
-pub use reader::{EventStream, Gap, ReadItem, Window};
+pub use reader::{EventStream, Gap, ReadItem, Window, clock};
 pub use rebuilder::RebuildReport;
 pub use recording::Closed;
 pub use reel_catalog::{
@@ -227,6 +227,9 @@ pub struct RecordingInfo {
     pub unsealed_bytes: u64,
     /// Durable events in all (for an open recording, including unsealed).
     pub durable_events: u64,
+    /// The time of the last durable event (from the recording's start):
+    /// where a read of the whole recording ends now.
+    pub durable_time_us: u64,
     /// A recorder is attached right now.
     pub attached: bool,
     /// Why it waits for recombination (`split`, `secondary`), if it does.
@@ -462,6 +465,7 @@ impl Engine {
         let mut info = RecordingInfo {
             id,
             durable_events: segments.iter().map(|s| s.event_count).sum(),
+            durable_time_us: row.duration_us.max(row.last_time_us),
             row,
             segments,
             unsealed_events: 0,
@@ -482,6 +486,7 @@ impl Engine {
                 info.unsealed_bytes += c.data_bytes as u64;
             }
             info.durable_events += info.unsealed_events;
+            info.durable_time_us = info.durable_time_us.max(live.durable_time_us);
             info.attached = live.attached;
         }
         info

@@ -24,6 +24,7 @@ use reel_proto::v1::{AuditEntry, RecordingMetadata, TokenRow};
 use sha2::{Digest, Sha256};
 
 use crate::http::AppState;
+pub use crate::web::session::{Session, Sessions};
 
 /// A role: a set of [`Action`]s. A token has one or more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,6 +171,19 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("GET", crate::http::alis::ROUTE, Action::Record),
     // asciinema's upload API (HTTP Basic, the token as the password).
     ("POST", "/api/v1/recordings", Action::Record),
+    // The web UI (`crate::web`): signing in and out, and the style of the
+    // sign-in page, are open; everything else reads.
+    ("GET", crate::web::SIGNIN, Action::Open),
+    ("POST", crate::web::SIGNIN, Action::Open),
+    ("POST", "/signout", Action::Open),
+    ("GET", crate::web::SIGNIN_CSS, Action::Open),
+    ("GET", "/ui/assets/{file}", Action::Read),
+    ("GET", "/", Action::Read),
+    ("GET", "/recordings", Action::Read),
+    ("GET", "/recordings/{id}", Action::Read),
+    ("GET", "/recordings/{id}/player.json", Action::Read),
+    ("GET", "/recordings/{id}/player/piece", Action::Read),
+    ("GET", "/recordings/{id}/live", Action::Read),
 ];
 
 /// The gRPC methods and their rules.
@@ -308,12 +322,16 @@ impl Tokens {
 
     /// The identity a bearer token stands for.
     pub fn authenticate(&self, secret: &str, client: String) -> Result<Identity, Denied> {
-        let hash = token_hash(secret);
+        self.authenticate_hash(&token_hash(secret), client)
+    }
+
+    /// The identity of the token whose SHA-256 is `hash` (a web session's).
+    pub fn authenticate_hash(&self, hash: &[u8; 32], client: String) -> Result<Identity, Denied> {
         let row = self
             .by_hash
             .read()
             .expect("tokens lock")
-            .get(&hash)
+            .get(hash)
             .cloned()
             .ok_or_else(|| Denied::Unauthenticated("unknown or revoked token".into()))?;
         if row.expires_at_us > 0 && row.expires_at_us <= now_us() {
@@ -341,6 +359,8 @@ pub(crate) fn now_us() -> i64 {
 #[derive(Clone)]
 pub struct Access {
     pub tokens: Arc<Tokens>,
+    /// The web UI's signed-in browsers.
+    pub sessions: Arc<Sessions>,
     /// `/metrics` without a token (`[http] open_metrics`).
     pub open_metrics: bool,
 }
@@ -358,6 +378,7 @@ impl Access {
         crate::tokens::bootstrap(engine, &tokens, data_dir).await?;
         Ok(Access {
             tokens,
+            sessions: Arc::default(),
             open_metrics,
         })
     }
@@ -411,11 +432,7 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_default();
+    let client = client_of(request.extensions());
     // A token in the path (asciinema's stream URL) is a secret: the audit
     // log names the route, not the path.
     let in_path = path == crate::http::alis::ROUTE;
@@ -439,24 +456,53 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
     let path_token = in_path
         .then(|| request.uri().path().rsplit('/').next())
         .flatten();
-    let secret = match path_token {
-        Some(token) => Ok(token.to_string()),
-        None => header_token(header),
+    // A web session stands for its token on requests that change nothing;
+    // a request with a token of its own is taken as that token's.
+    let session = (header.is_none() && path_token.is_none() && is_safe(&method))
+        .then(|| crate::web::session::cookie_value(request.headers(), crate::web::session::COOKIE))
+        .flatten()
+        .and_then(|value| app.access.sessions.get(&value));
+    let authenticated = match (&session, path_token) {
+        (Some(s), _) => app
+            .access
+            .tokens
+            .authenticate_hash(&s.token_hash, client.clone()),
+        (None, Some(token)) => app.access.tokens.authenticate(token, client.clone()),
+        (None, None) => header_token(header)
+            .and_then(|secret| app.access.tokens.authenticate(&secret, client.clone())),
     };
-    let identity =
-        match secret.and_then(|secret| app.access.tokens.authenticate(&secret, client.clone())) {
-            Ok(identity) => identity,
-            Err(denied) => {
-                audit_refusal(&app.engine, None, &client, &asked, &denied).await;
-                return denied.into_response();
+    let identity = match authenticated {
+        Ok(identity) => identity,
+        Err(denied) => {
+            audit_refusal(&app.engine, None, &client, &asked, &denied).await;
+            if crate::web::PAGES.contains(&path.as_str()) {
+                return crate::web::signin_redirect(request.uri());
             }
-        };
+            return denied.into_response();
+        }
+    };
+    if let Some(session) = session {
+        request.extensions_mut().insert(session);
+    }
     if let Err(denied) = identity.check(action) {
         audit_refusal(&app.engine, Some(&identity), &client, &asked, &denied).await;
         return denied.into_response();
     }
     request.extensions_mut().insert(identity);
     next.run(request).await
+}
+
+/// GET and HEAD: what a web session may do without a form's CSRF token.
+fn is_safe(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// The client's address, as the audit log names it.
+pub fn client_of(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default()
 }
 
 /// Writes a refusal to the audit log; a failure to do so is logged.

@@ -8,6 +8,7 @@ pub mod http;
 pub mod status;
 pub mod tls;
 pub mod tokens;
+pub mod web;
 
 use axum::serve::ListenerExt;
 
@@ -114,13 +115,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
         stopped(stop.clone()),
     );
-    let app = http::router(http::AppState {
-        engine: engine.clone(),
-        grpc_listen: grpc_addr,
+    let app = http::router(http::AppState::new(
+        engine.clone(),
+        grpc_addr,
         access,
-        streams: Default::default(),
-        tls: tls.is_some(),
-    });
+        tls.is_some(),
+    ));
     let make_service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
         Some(t) => {

@@ -30,13 +30,12 @@ async fn server(tune: impl FnOnce(&mut EngineConfig)) -> Server {
         .unwrap()
         .trim()
         .to_string();
-    let app = reel_server::http::router(reel_server::http::AppState {
-        engine: engine.clone(),
-        grpc_listen: "127.0.0.1:1".parse().unwrap(),
+    let app = reel_server::http::router(reel_server::http::AppState::new(
+        engine.clone(),
+        "127.0.0.1:1".parse().unwrap(),
         access,
-        streams: Default::default(),
-        tls: false,
-    });
+        false,
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -221,7 +221,7 @@ fn recording_end(inner: &Inner, id: RecordingId, row: &RecordingRow) -> u64 {
 }
 
 /// `HH:MM:SS.mmm` of a time from the recording's start.
-pub(crate) fn clock(us: u64) -> String {
+pub fn clock(us: u64) -> String {
     let ms = us / 1000;
     format!(
         "{:02}:{:02}:{:02}.{:03}",

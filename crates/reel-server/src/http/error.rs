@@ -39,6 +39,19 @@ impl From<Denied> for HttpError {
     }
 }
 
+impl HttpError {
+    /// The status it answers with, and what it says.
+    pub fn status_and_message(&self) -> (StatusCode, String) {
+        match self {
+            HttpError::Engine(e) => (http_status(e).0, e.to_string()),
+            HttpError::Denied(d @ Denied::Unauthenticated(_)) => {
+                (StatusCode::UNAUTHORIZED, d.message().to_string())
+            }
+            HttpError::Denied(d) => (StatusCode::FORBIDDEN, d.message().to_string()),
+        }
+    }
+}
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         match self {

@@ -22,6 +22,7 @@ use crate::access::Identity;
 pub use error::HttpError;
 pub(crate) use error::{error_response, invalid, parse_id};
 pub use recordings::summary;
+pub(crate) use recordings::{detail, list_query};
 pub use state::AppState;
 pub(crate) use state::{audited, within_scope};
 
@@ -56,6 +57,7 @@ fn routes() -> Router<AppState> {
         .merge(archive::routes())
         .merge(alis::routes())
         .merge(crate::tokens::routes())
+        .merge(crate::web::routes())
 }
 
 fn assemble(routes: Router<AppState>, state: AppState) -> Router {
@@ -64,7 +66,7 @@ fn assemble(routes: Router<AppState>, state: AppState) -> Router {
             error_response(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such API endpoint".into(),
+                "no such page or API endpoint".into(),
             )
         })
         .layer(body_limit())

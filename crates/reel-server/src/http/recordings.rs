@@ -66,7 +66,7 @@ pub fn summary(info: &RecordingInfo) -> RecordingSummary {
     }
 }
 
-fn detail(info: &RecordingInfo) -> RecordingDetail {
+pub(crate) fn detail(info: &RecordingInfo) -> RecordingDetail {
     let meta = info.row.metadata.clone().unwrap_or_default();
     RecordingDetail {
         summary: summary(info),
@@ -150,7 +150,7 @@ async fn list(
 }
 
 /// Parses the query string of `GET /api/v1/recordings`.
-fn list_query(raw: &str, now: std::time::SystemTime) -> Result<ListQuery, String> {
+pub(crate) fn list_query(raw: &str, now: std::time::SystemTime) -> Result<ListQuery, String> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(raw).map_err(|e| format!("bad query string: {e}"))?;
     let mut q = ListQuery {

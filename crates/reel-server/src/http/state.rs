@@ -17,6 +17,21 @@ pub struct AppState {
     pub streams: super::alis::Streams,
     /// Served over TLS (the URLs it gives out say https).
     pub tls: bool,
+    /// Screens of recordings the web player computed.
+    pub screens: std::sync::Arc<crate::web::Screens>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, grpc_listen: SocketAddr, access: Access, tls: bool) -> AppState {
+        AppState {
+            engine,
+            grpc_listen,
+            access,
+            streams: Default::default(),
+            tls,
+            screens: Default::default(),
+        }
+    }
 }
 
 /// Refuses (audited) a recording outside the caller's scopes.

@@ -1,0 +1,181 @@
+//! A terminal's screen as a recording replays: what a viewer would see at
+//! any moment, computed on the server with asciinema's own emulator
+//! (`avt`), so that a player can start anywhere with the right screen
+//! instead of replaying everything before it.
+//!
+//! A [`Snapshot`] is the screen as text a fresh terminal of its size turns
+//! back into the same screen (contents, colours, cursor, modes); the web
+//! player feeds it before the events that follow.
+//!
+//! Bytes from a recorder are bounded here: a resize is clamped to
+//! [`MAX_COLS`] x [`MAX_ROWS`] (a recorder cannot make the server allocate
+//! a screen of 65535 x 65535 cells), output that is not UTF-8 is replaced
+//! the way exports replace it, and no scrollback is kept.
+
+use reel_proto::v1::{Event, EventKind, Terminal};
+
+/// The largest screen a recording may ask for.
+pub const MAX_COLS: u16 = 1000;
+pub const MAX_ROWS: u16 = 500;
+
+/// A screen as text that redraws it, with its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub cols: u16,
+    pub rows: u16,
+    /// Fed to a fresh terminal of `cols` x `rows`, redraws the screen.
+    pub init: String,
+}
+
+impl Snapshot {
+    /// The blank screen of a recording's terminal (80 x 24 when unknown).
+    pub fn blank(terminal: Option<&Terminal>) -> Snapshot {
+        let narrow = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+        let (cols, rows) = terminal.map_or((0, 0), |t| (narrow(t.cols), narrow(t.rows)));
+        let (cols, rows) = clamp(cols, rows);
+        Snapshot {
+            cols,
+            rows,
+            init: String::new(),
+        }
+    }
+
+    /// An estimate of the memory it holds, for caches.
+    pub fn weight(&self) -> usize {
+        self.init.len() + std::mem::size_of::<Self>()
+    }
+}
+
+/// A terminal fed with a recording's events.
+pub struct Screen {
+    vt: avt::Vt,
+    cols: u16,
+    rows: u16,
+}
+
+impl Screen {
+    /// The screen a snapshot shows.
+    pub fn restore(snapshot: &Snapshot) -> Screen {
+        let (cols, rows) = clamp(snapshot.cols, snapshot.rows);
+        let mut vt = avt::Vt::builder()
+            .size(cols as usize, rows as usize)
+            .scrollback_limit(0)
+            .build();
+        vt.feed_str(&snapshot.init);
+        Screen { vt, cols, rows }
+    }
+
+    /// Plays one event: output is drawn, a resize resizes; input, markers
+    /// and the rest do not change the screen.
+    pub fn apply(&mut self, event: &Event) {
+        match EventKind::try_from(event.kind) {
+            Ok(EventKind::Output) => {
+                self.vt.feed_str(&String::from_utf8_lossy(&event.data));
+            }
+            Ok(EventKind::Resize) => {
+                if let Some((cols, rows)) = parse_size(&event.data) {
+                    let (cols, rows) = clamp(cols, rows);
+                    self.vt.resize(cols as usize, rows as usize);
+                    (self.cols, self.rows) = (cols, rows);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Draws text that is not part of the recording (a notice of a gap).
+    pub fn write(&mut self, text: &str) {
+        self.vt.feed_str(text);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            cols: self.cols,
+            rows: self.rows,
+            init: self.vt.dump(),
+        }
+    }
+
+    /// The lines on the screen now (the alternate screen when a full-screen
+    /// program uses it), as plain text.
+    pub fn text(&self) -> Vec<String> {
+        self.vt.view().map(|line| line.text()).collect()
+    }
+}
+
+/// `COLSxROWS`, the data of a resize event.
+pub fn parse_size(data: &[u8]) -> Option<(u16, u16)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let (cols, rows) = text.trim().split_once('x')?;
+    Some((cols.parse().ok()?, rows.parse().ok()?))
+}
+
+fn clamp(cols: u16, rows: u16) -> (u16, u16) {
+    let or = |v: u16, default: u16, max: u16| if v == 0 { default } else { v.min(max) };
+    (or(cols, 80, MAX_COLS), or(rows, 24, MAX_ROWS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(text: &str) -> Event {
+        Event {
+            time_us: 0,
+            kind: EventKind::Output as i32,
+            data: text.as_bytes().to_vec(),
+        }
+    }
+
+    fn resize(text: &str) -> Event {
+        Event {
+            time_us: 0,
+            kind: EventKind::Resize as i32,
+            data: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_same_screen() {
+        let mut screen = Screen::restore(&Snapshot::blank(None));
+        screen.apply(&output(
+            "hello\r\n\x1b[31mred\x1b[0m and \x1b[1mbold\x1b[0m\r\n$ ",
+        ));
+        screen.apply(&output("\x1b[?1049h\x1b[Hfull-screen app\x1b[5;3Hthere"));
+        let snap = screen.snapshot();
+        let restored = Screen::restore(&snap);
+        assert_eq!(restored.text(), screen.text());
+        assert_eq!(restored.snapshot(), snap);
+        assert!(restored.text()[0].starts_with("full-screen app"));
+    }
+
+    #[test]
+    fn resizes_are_followed_and_bounded() {
+        let mut screen = Screen::restore(&Snapshot::blank(Some(&Terminal {
+            cols: 40,
+            rows: 10,
+            ..Default::default()
+        })));
+        assert_eq!((screen.cols, screen.rows), (40, 10));
+        screen.apply(&resize("100x30"));
+        assert_eq!(screen.snapshot().cols, 100);
+        assert_eq!(screen.text().len(), 30);
+        // A recorder cannot make the server allocate a huge screen.
+        screen.apply(&resize("65535x65535"));
+        assert_eq!((screen.cols, screen.rows), (MAX_COLS, MAX_ROWS));
+        // Nonsense is ignored.
+        screen.apply(&resize("wide"));
+        assert_eq!((screen.cols, screen.rows), (MAX_COLS, MAX_ROWS));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_replaced_not_refused() {
+        let mut screen = Screen::restore(&Snapshot::blank(None));
+        screen.apply(&Event {
+            time_us: 0,
+            kind: EventKind::Output as i32,
+            data: vec![b'a', 0xff, b'b'],
+        });
+        assert!(screen.text()[0].starts_with("a\u{fffd}b"));
+    }
+}

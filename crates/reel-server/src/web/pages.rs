@@ -1,0 +1,361 @@
+//! The HTML pages: sign-in, the list of recordings, one recording. Rendered
+//! here with maud, which escapes every value: users, targets, labels and
+//! titles are chosen by recorders (and so by the people recorded), and
+//! must never become markup in an auditor's browser.
+
+use maud::{DOCTYPE, Markup, html};
+use reel_api::display::{bytes, duration, time};
+use reel_api::{RecordingDetail, RecordingSummary};
+use reel_proto::v1::AuditEntry;
+
+/// What every page but sign-in shows at the top: who is signed in, and
+/// the sign-out form (with the session's CSRF token).
+pub struct Chrome<'a> {
+    pub name: &'a str,
+    pub roles: &'a str,
+    pub csrf: Option<&'a str>,
+}
+
+fn page(title: &str, chrome: Option<&Chrome>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Reel" }
+                link rel="stylesheet" href=(super::SIGNIN_CSS);
+            }
+            body {
+                header {
+                    a.brand href="/recordings" { "Reel" }
+                    @if let Some(c) = chrome {
+                        span.who { (c.name) " (" (c.roles) ")" }
+                        @if let Some(csrf) = c.csrf {
+                            form.signout method="post" action="/signout" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// The sign-in page: one password field for a token.
+pub fn signin(next: &str, csrf: &str, error: Option<&str>) -> Markup {
+    page(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(e) = error {
+                p.error role="alert" { (e) }
+            }
+            form.signin method="post" action="/signin" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(next);
+                label for="token" { "API token" }
+                input #token type="password" name="token" autocomplete="current-password"
+                    required autofocus;
+                button type="submit" { "Sign in" }
+            }
+            p.hint {
+                "A token with the viewer, auditor, custodian or admin role "
+                "(" code { "reel token create" } ")."
+            }
+        },
+    )
+}
+
+/// A page that says why something cannot be shown.
+pub fn problem(chrome: Option<&Chrome>, title: &str, message: &str) -> Markup {
+    page(
+        title,
+        chrome,
+        html! {
+            h1 { (title) }
+            p.error role="alert" { (message) }
+            p { a href="/recordings" { "All recordings" } }
+        },
+    )
+}
+
+/// The filters of the list, as the query string gave them.
+#[derive(Default)]
+pub struct Filters {
+    pub pairs: Vec<(String, String)>,
+}
+
+impl Filters {
+    fn get(&self, key: &str) -> &str {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The query string with `key` set to `value` (and no cursor: a new
+    /// order or filter starts at the first page).
+    pub fn with(&self, key: &str, value: &str) -> String {
+        let mut pairs: Vec<(&str, &str)> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k != key && k != "cursor" && k != "after")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        pairs.push((key, value));
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+}
+
+const SORTS: [(&str, &str); 5] = [
+    ("started", "Started"),
+    ("user", "User"),
+    ("duration", "Duration"),
+    ("size", "Size"),
+    ("created", "Created"),
+];
+
+/// The list of recordings, with the filters, sorting and paging of
+/// `reel ls`.
+pub fn list(
+    chrome: &Chrome,
+    filters: &Filters,
+    recordings: &[RecordingSummary],
+    next: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
+    let order = filters.get("order");
+    page(
+        "Recordings",
+        Some(chrome),
+        html! {
+            h1 { "Recordings" }
+            form.filters method="get" action="/recordings" {
+                @for (key, label, hint) in [
+                    ("user", "User", "alice or a*"),
+                    ("target", "Target", "db-*"),
+                    ("protocol", "Protocol", "ssh"),
+                    ("label", "Label", "key or key=value"),
+                    ("since", "Since", "7d or 2026-01-31T00:00:00Z"),
+                    ("until", "Until", ""),
+                ] {
+                    label {
+                        (label)
+                        input type="text" name=(key) value=(filters.get(key)) placeholder=(hint);
+                    }
+                }
+                label {
+                    "State"
+                    select name="state" {
+                        @for s in ["", "open", "closed", "interrupted", "damaged", "recombined"] {
+                            option value=(s) selected[filters.get("state") == s] {
+                                (if s.is_empty() { "any" } else { s })
+                            }
+                        }
+                    }
+                }
+                label {
+                    "Sort"
+                    select name="sort" {
+                        @for (s, name) in SORTS {
+                            option value=(s) selected[filters.get("sort") == s] { (name) }
+                        }
+                    }
+                }
+                label {
+                    "Order"
+                    select name="order" {
+                        option value="desc" selected[order != "asc"] { "newest first" }
+                        option value="asc" selected[order == "asc"] { "oldest first" }
+                    }
+                }
+                button type="submit" { "Filter" }
+                a href="/recordings" { "Clear" }
+            }
+            @if let Some(e) = error {
+                p.error role="alert" { (e) }
+            }
+            table.recordings {
+                thead {
+                    tr {
+                        th { a href=(format!("?{}", filters.with("sort", "started"))) { "Started" } }
+                        th { a href=(format!("?{}", filters.with("sort", "user"))) { "User" } }
+                        th { "Target" }
+                        th { "Protocol" }
+                        th { a href=(format!("?{}", filters.with("sort", "duration"))) { "Duration" } }
+                        th { a href=(format!("?{}", filters.with("sort", "size"))) { "Size" } }
+                        th { "State" }
+                        th { "Where" }
+                        th { "Id" }
+                    }
+                }
+                tbody {
+                    @for r in recordings {
+                        tr {
+                            td { a href=(format!("/recordings/{}", r.id)) { (time(r.started_at_us)) } }
+                            td.user { (r.user) }
+                            td { (r.target) }
+                            td { (r.protocol) }
+                            td { (duration(r.duration_us)) }
+                            td { (bytes(r.data_bytes)) }
+                            td { (state(r)) }
+                            td { (r.placement) }
+                            td.id { a href=(format!("/recordings/{}", r.id)) { (r.id) } }
+                        }
+                    }
+                    @if recordings.is_empty() {
+                        tr { td colspan="9" { "No recording matches." } }
+                    }
+                }
+            }
+            @if let Some(cursor) = next {
+                p.paging { a.next href=(format!("?{}", filters.with("cursor", cursor))) { "Next page" } }
+            }
+        },
+    )
+}
+
+fn state(r: &RecordingSummary) -> String {
+    let mut s = if r.state == "closed" && r.close_reason == "interrupted" {
+        "interrupted".to_string()
+    } else {
+        r.state.clone()
+    };
+    if r.attached {
+        s.push_str(", live");
+    }
+    if !r.damage.is_empty() {
+        s.push_str(", damaged");
+    }
+    s
+}
+
+/// What the player on a recording's page plays.
+pub enum Playback {
+    /// The recording from its index, paused at `at` seconds if given.
+    Recording { at: Option<f64> },
+    /// An open recording as it happens.
+    Live,
+}
+
+/// One recording: its metadata, where its bytes are, its gaps, the player,
+/// and for those who may read the audit log, who viewed it.
+pub fn recording(
+    chrome: &Chrome,
+    d: &RecordingDetail,
+    playback: &Playback,
+    viewers: Option<&[AuditEntry]>,
+) -> Markup {
+    let s = &d.summary;
+    let id = &s.id;
+    page(
+        &format!("{} on {}", s.user, s.target),
+        Some(chrome),
+        html! {
+            h1 { (s.user) " on " (s.target) }
+            @if !d.title.is_empty() {
+                p.title { (d.title) }
+            }
+            div #player
+                data-index=(format!("/recordings/{id}/player.json"))
+                data-live=[matches!(playback, Playback::Live).then(|| format!("/recordings/{id}/live"))]
+                data-at=[match playback { Playback::Recording { at } => at.map(|t| t.to_string()), _ => None }]
+                {}
+            p.playback {
+                @match playback {
+                    Playback::Live => {
+                        "Following live. "
+                        a href=(format!("/recordings/{id}?t=0")) { "Play from the start" }
+                    }
+                    Playback::Recording { .. } => {
+                        a href=(format!("/api/v1/recordings/{id}/export")) { "Download (asciicast)" }
+                    }
+                }
+            }
+            @if !s.damage.is_empty() || d.segments.iter().any(|g| g.locations.is_empty()) {
+                section.gaps {
+                    h2 { "Gaps" }
+                    ul {
+                        @for problem in &s.damage { li { (problem) } }
+                        @for g in d.segments.iter().filter(|g| g.locations.is_empty() && g.event_count > 0) {
+                            li {
+                                "events " (g.first_event_index) ".." (g.first_event_index + g.event_count)
+                                " (" (duration(g.start_time_us)) " to " (duration(g.end_time_us))
+                                ") have no copy"
+                            }
+                        }
+                    }
+                }
+            }
+            section.meta {
+                h2 { "Recording" }
+                dl {
+                    dt { "Id" } dd.id { (id) }
+                    dt { "User" } dd { (s.user) }
+                    dt { "Target" } dd { (s.target) }
+                    dt { "Protocol" } dd { (s.protocol) }
+                    dt { "Started" } dd { (time(s.started_at_us)) }
+                    dt { "Duration" } dd { (duration(s.duration_us)) }
+                    dt { "State" } dd { (state(s)) }
+                    dt { "Events" } dd { (s.event_count) }
+                    dt { "Size" } dd { (bytes(s.data_bytes)) }
+                    dt { "Where" } dd { (s.placement) }
+                    @if let Some(t) = &d.terminal { dt { "Terminal" } dd { (t) } }
+                    @for (k, v) in &s.labels { dt { "Label " (k) } dd { (v) } }
+                    dt { "Recorded by" } dd { (d.owner) }
+                    @if let Some(h) = &d.legal_hold {
+                        dt { "Legal hold" } dd { (h.by) ", " (time(h.at_us)) ": " (h.reason) }
+                    }
+                    @if let Some(o) = &d.object {
+                        dt { "Recombined" } dd { (bytes(o.size)) " on the primary" }
+                    }
+                }
+            }
+            section.segments {
+                h2 { "Segments" }
+                table {
+                    thead { tr { th { "#" } th { "Events" } th { "Time" } th { "Size" } th { "Copies" } } }
+                    tbody {
+                        @for g in &d.segments {
+                            tr {
+                                td { (g.sequence) }
+                                td { (g.first_event_index) ".." (g.first_event_index + g.event_count) }
+                                td { (duration(g.start_time_us)) " to " (duration(g.end_time_us)) }
+                                td { (bytes(g.size)) }
+                                td { (if g.locations.is_empty() { "none".to_string() } else { g.locations.join(", ") }) }
+                            }
+                        }
+                        @if d.unsealed_events > 0 {
+                            tr { td { "-" } td { (d.unsealed_events) " not sealed yet" } td {} td { (bytes(d.unsealed_bytes)) } td { "local" } }
+                        }
+                    }
+                }
+            }
+            @if let Some(viewers) = viewers {
+                section.viewers {
+                    h2 { "Viewed by" }
+                    @if viewers.is_empty() {
+                        p { "No one yet." }
+                    } @else {
+                        table {
+                            thead { tr { th { "When" } th { "Who" } th { "What" } th { "From" } } }
+                            tbody {
+                                @for v in viewers {
+                                    tr { td { (time(v.at_us)) } td { (v.by) } td { (v.action) " " (v.detail) } td { (v.client) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            link rel="stylesheet" href=(format!("{}/asciinema-player.css", super::ASSETS));
+            script src=(format!("{}/asciinema-player.min.js", super::ASSETS)) {}
+            script src=(format!("{}/reel.js", super::ASSETS)) {}
+        },
+    )
+}

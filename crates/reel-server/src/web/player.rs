@@ -1,0 +1,431 @@
+//! What the web player plays: a recording in asciinema-player's
+//! "segmented" form, so that it opens any moment without downloading what
+//! comes before it.
+//!
+//! - `GET /recordings/{id}/player.json`: the index. The recording cut into
+//!   pieces of about [`PIECE_BYTES`] of stored data, planned from the
+//!   catalog alone (each segment row lists its blocks with their first
+//!   time), so the index reads no store. Gaps the catalog knows of (events
+//!   with no copy left) are markers on the timeline.
+//! - `GET /recordings/{id}/player/piece?from=US&to=US` (or `&end=US` for
+//!   the last piece): the events of one piece, and the screen as it was at
+//!   its start, computed here with a terminal emulator
+//!   ([`reel_asciicast::screen`]). The browser holds at most three pieces
+//!   (the player keeps the previous, current and next), so its memory does
+//!   not grow with the recording.
+//!
+//! Screens are cached in memory ([`Screens`], bounded): serving a piece
+//! also computes the screen at its end, so playing on needs no reading
+//! twice; a seek far ahead replays from the nearest screen cached before
+//! it. A recording that was never opened replays from its start, once.
+//!
+//! Events a read finds lost (a [`reel_engine::Gap`]) are written into the
+//! terminal as a notice, at their time, so a gap is never hidden.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use reel_asciicast::screen::{Screen, Snapshot};
+use reel_engine::{ReadItem, RecordingInfo, Window, clock};
+use reel_proto::RecordingId;
+use reel_proto::v1::{Event, EventKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::access::Identity;
+use crate::http::{AppState, HttpError, audited, invalid, parse_id, within_scope};
+
+/// About this many bytes of stored events make a piece.
+pub const PIECE_BYTES: u64 = 256 << 10;
+/// The screens kept in memory, in all.
+pub const SCREEN_CACHE_BYTES: usize = 64 << 20;
+
+#[derive(Serialize)]
+struct Index {
+    version: u8,
+    /// Seconds.
+    duration: f64,
+    term: Term,
+    segments: Vec<IndexPiece>,
+    markers: Vec<(f64, String)>,
+}
+
+#[derive(Serialize)]
+struct Term {
+    cols: u16,
+    rows: u16,
+}
+
+#[derive(Serialize)]
+struct IndexPiece {
+    start: f64,
+    url: String,
+}
+
+/// Microseconds as the player's seconds. The same number always gives the
+/// same float, so a piece's first event and its start in the index agree.
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+/// The start of each piece (the first is 0), from the catalog's blocks.
+pub fn plan(info: &RecordingInfo) -> Vec<u64> {
+    let end = info.durable_time_us;
+    let mut starts = vec![0u64];
+    let mut bytes = 0u64;
+    for seg in &info.segments {
+        let blocks: Vec<(u64, u64)> = if seg.blocks.is_empty() {
+            vec![(seg.start_time_us, seg.size)]
+        } else {
+            seg.blocks
+                .iter()
+                .map(|b| (b.start_time_us, b.len))
+                .collect()
+        };
+        for (time, len) in blocks {
+            let last = *starts.last().expect("a first piece");
+            // The player needs starts that rise and stay before the end.
+            if bytes >= PIECE_BYTES && time > last && time < end {
+                starts.push(time);
+                bytes = 0;
+            }
+            bytes += len;
+        }
+    }
+    starts
+}
+
+/// Where the catalog says events are lost: segments no copy holds.
+fn known_gaps(info: &RecordingInfo) -> Vec<(f64, String)> {
+    info.segments
+        .iter()
+        .filter(|s| s.locations.is_empty() && s.event_count > 0)
+        .map(|s| {
+            let label = format!(
+                "reel: gap: events {}..{} are lost",
+                s.first_event_index,
+                s.first_event_index + s.event_count
+            );
+            (seconds(s.start_time_us.min(info.durable_time_us)), label)
+        })
+        .collect()
+}
+
+/// `GET /recordings/{id}/player.json`.
+pub(super) async fn index(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<Response, HttpError> {
+    let id = parse_id(&id)?;
+    let info = within_scope(&app, &who, id, "play").await?;
+    audited(
+        &app,
+        who.audit("play", vec![id.to_string()], "index".into()),
+    )
+    .await?;
+    let meta = info.row.metadata.clone().unwrap_or_default();
+    let blank = Snapshot::blank(meta.terminal.as_ref());
+    let starts = plan(&info);
+    let end = info.durable_time_us;
+    let segments = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &from)| IndexPiece {
+            start: seconds(from),
+            url: match starts.get(i + 1) {
+                Some(to) => format!("player/piece?from={from}&to={to}"),
+                None => format!("player/piece?from={from}&end={end}"),
+            },
+        })
+        .collect();
+    let body = Index {
+        version: 1,
+        duration: seconds(end),
+        term: Term {
+            cols: blank.cols,
+            rows: blank.rows,
+        },
+        segments,
+        markers: known_gaps(&info),
+    };
+    Ok(json_response(serde_json::to_vec(&body).map_err(internal)?))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PieceQuery {
+    from: u64,
+    /// The next piece's start (the piece stops before it)...
+    to: Option<u64>,
+    /// ... or, for the last piece, the recording's end (included).
+    end: Option<u64>,
+}
+
+/// `GET /recordings/{id}/player/piece`.
+pub(super) async fn piece(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
+    Path(id): Path<String>,
+    Query(q): Query<PieceQuery>,
+) -> Result<Response, HttpError> {
+    let id = parse_id(&id)?;
+    let (stop, last) = match (q.to, q.end) {
+        (Some(to), None) if to > q.from => (to, false),
+        (None, Some(end)) if end >= q.from => (end.saturating_add(1), true),
+        _ => {
+            return Err(invalid(
+                "a piece is from=US and either to=US (after from) or end=US".into(),
+            ));
+        }
+    };
+    let info = within_scope(&app, &who, id, "play").await?;
+    let detail = format!("from={} to={}", clock(q.from), clock(stop));
+    audited(&app, who.audit("play", vec![id.to_string()], detail)).await?;
+    let meta = info.row.metadata.clone().unwrap_or_default();
+    let blank = Snapshot::blank(meta.terminal.as_ref());
+    let start = app.screens.at(&app, id, &blank, q.from).await?;
+    let mut screen = Screen::restore(&start);
+    let mut events: Vec<Value> = Vec::new();
+    let push = |events: &mut Vec<Value>, time_us: u64, code: &str, data: String| {
+        events.push(json!([seconds(time_us), code, data]));
+    };
+    // The player wants every piece but the first to begin at its start.
+    let mut first = true;
+    let mut reading = app
+        .engine
+        .read(id, Window::new(q.from, Some(stop))?)
+        .await?;
+    while let Some(item) = reading.next().await {
+        match item? {
+            ReadItem::Events(batch) => {
+                for e in batch {
+                    let Some(code) = code(&e) else { continue };
+                    if first && q.from > 0 && e.time_us != q.from {
+                        push(&mut events, q.from, "o", String::new());
+                    }
+                    first = false;
+                    screen.apply(&e);
+                    push(
+                        &mut events,
+                        e.time_us,
+                        code,
+                        String::from_utf8_lossy(&e.data).into_owned(),
+                    );
+                }
+            }
+            ReadItem::Gap(gap) => {
+                let at = gap.start_time_us.clamp(q.from, stop - 1);
+                if first && q.from > 0 && at != q.from {
+                    push(&mut events, q.from, "o", String::new());
+                }
+                first = false;
+                let text = notice(&gap.to_string());
+                screen.write(&text);
+                push(&mut events, at, "o", text);
+            }
+        }
+    }
+    if first {
+        push(&mut events, q.from, "o", String::new());
+    }
+    if last {
+        // ... and the last to end at the recording's end.
+        let end = stop - 1;
+        let ends_there = events
+            .last()
+            .and_then(|e| e[0].as_f64())
+            .is_some_and(|t| t == seconds(end));
+        if !ends_there {
+            push(&mut events, end, "o", String::new());
+        }
+    } else {
+        app.screens.put(id, stop, screen.snapshot());
+    }
+    let body = json!({
+        "snapshot": { "cols": start.cols, "rows": start.rows, "init": start.init },
+        "events": events,
+    });
+    Ok(json_response(serde_json::to_vec(&body).map_err(internal)?))
+}
+
+/// The asciicast code the player shows an event as; `None` for what it
+/// does not play (markers come from the index, the exit status is shown on
+/// the page).
+fn code(e: &Event) -> Option<&'static str> {
+    match EventKind::try_from(e.kind) {
+        Ok(EventKind::Output) => Some("o"),
+        Ok(EventKind::Input) => Some("i"),
+        Ok(EventKind::Resize) => Some("r"),
+        _ => None,
+    }
+}
+
+/// A gap as the terminal shows it: on a line of its own, in reverse video.
+pub fn notice(text: &str) -> String {
+    format!("\r\n\x1b[7m reel: {text} \x1b[0m\r\n")
+}
+
+fn internal(e: serde_json::Error) -> HttpError {
+    HttpError::from(reel_engine::EngineError::Internal(e.to_string()))
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Screens of recordings at moments already computed, bounded by
+/// [`SCREEN_CACHE_BYTES`], the least recently used going first.
+#[derive(Default)]
+pub struct Screens {
+    inner: Mutex<ScreenCache>,
+}
+
+#[derive(Default)]
+struct ScreenCache {
+    map: BTreeMap<(RecordingId, u64), (Snapshot, u64)>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl Screens {
+    /// The screen of recording `id` after every event before `time_us`.
+    pub async fn at(
+        &self,
+        app: &AppState,
+        id: RecordingId,
+        blank: &Snapshot,
+        time_us: u64,
+    ) -> Result<Snapshot, HttpError> {
+        let (from, base) = self.nearest(id, time_us).unwrap_or((0, blank.clone()));
+        if from == time_us {
+            return Ok(base);
+        }
+        let mut screen = Screen::restore(&base);
+        let mut reading = app
+            .engine
+            .read(id, Window::new(from, Some(time_us))?)
+            .await?;
+        while let Some(item) = reading.next().await {
+            match item? {
+                ReadItem::Events(batch) => batch.iter().for_each(|e| screen.apply(e)),
+                ReadItem::Gap(gap) => screen.write(&notice(&gap.to_string())),
+            }
+        }
+        let snapshot = screen.snapshot();
+        self.put(id, time_us, snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// The latest screen cached at or before `time_us`.
+    pub fn nearest(&self, id: RecordingId, time_us: u64) -> Option<(u64, Snapshot)> {
+        let mut cache = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        cache.tick += 1;
+        let now = cache.tick;
+        let (&(_, at), entry) = cache.map.range_mut((id, 0)..=(id, time_us)).next_back()?;
+        entry.1 = now;
+        Some((at, entry.0.clone()))
+    }
+
+    pub fn put(&self, id: RecordingId, time_us: u64, snapshot: Snapshot) {
+        let mut cache = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        cache.tick += 1;
+        let now = cache.tick;
+        cache.bytes += snapshot.weight();
+        if let Some((old, _)) = cache.map.insert((id, time_us), (snapshot, now)) {
+            cache.bytes -= old.weight();
+        }
+        while cache.bytes > SCREEN_CACHE_BYTES {
+            let Some(oldest) = cache.map.iter().min_by_key(|(_, v)| v.1).map(|(k, _)| *k) else {
+                break;
+            };
+            if let Some((gone, _)) = cache.map.remove(&oldest) {
+                cache.bytes -= gone.weight();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reel_proto::v1::{ContentBlock, RecordingRow, SegmentRow};
+
+    fn info(blocks: &[(u64, u64)], end: u64) -> RecordingInfo {
+        RecordingInfo {
+            id: RecordingId::generate(),
+            row: RecordingRow::default(),
+            segments: vec![SegmentRow {
+                blocks: blocks
+                    .iter()
+                    .map(|&(t, len)| ContentBlock {
+                        start_time_us: t,
+                        len,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            unsealed_events: 0,
+            unsealed_bytes: 0,
+            durable_events: 0,
+            durable_time_us: end,
+            attached: false,
+            recombine: None,
+            hold: None,
+        }
+    }
+
+    #[test]
+    fn pieces_hold_about_piece_bytes_and_their_starts_rise_before_the_end() {
+        let blocks: Vec<(u64, u64)> = (0..100).map(|i| (i * 1_000_000, 64 << 10)).collect();
+        let starts = plan(&info(&blocks, 100_000_000));
+        assert_eq!(starts[0], 0);
+        assert_eq!(starts.len(), 25, "{starts:?}");
+        assert!(starts.windows(2).all(|w| w[0] < w[1]));
+        assert!(starts.iter().all(|&s| s < 100_000_000));
+    }
+
+    #[test]
+    fn blocks_at_one_time_do_not_make_two_pieces_start_there() {
+        let blocks: Vec<(u64, u64)> = (0..20).map(|_| (5, PIECE_BYTES)).collect();
+        assert_eq!(plan(&info(&blocks, 10)), vec![0, 5]);
+        // Nothing can start at or after the end.
+        assert_eq!(plan(&info(&blocks, 5)), vec![0]);
+        assert_eq!(plan(&info(&[], 0)), vec![0]);
+    }
+
+    #[test]
+    fn the_screen_cache_finds_the_nearest_earlier_screen_and_stays_bounded() {
+        let screens = Screens::default();
+        let id = RecordingId::generate();
+        let snap = |text: &str| Snapshot {
+            cols: 80,
+            rows: 24,
+            init: text.into(),
+        };
+        screens.put(id, 10, snap("a"));
+        screens.put(id, 20, snap("b"));
+        assert_eq!(screens.nearest(id, 15).unwrap(), (10, snap("a")));
+        assert_eq!(screens.nearest(id, 20).unwrap().0, 20);
+        assert!(screens.nearest(id, 5).is_none());
+        assert!(screens.nearest(RecordingId::generate(), 50).is_none());
+        let big = "x".repeat(SCREEN_CACHE_BYTES / 4);
+        for t in 100..110 {
+            screens.put(id, t, snap(&big));
+        }
+        let cache = screens.inner.lock().unwrap();
+        assert!(cache.bytes <= SCREEN_CACHE_BYTES);
+        assert!(cache.map.contains_key(&(id, 109)), "the newest stays");
+    }
+}

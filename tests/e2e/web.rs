@@ -1,0 +1,635 @@
+//! The web UI in a real browser (Debian's Chromium, headless, driven over
+//! WebDriver by chromedriver): signing in, a wrong token, filtering the
+//! list, playing a recording, a deep link into the middle of a long one
+//! that fetches only its window, and an open recording followed live.
+//! Screenshots of each step are kept in `target/test-artifacts/web/`.
+//! Without a browser: what needs a session, and what a session cannot do.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reel_api::AuditRecord;
+use reel_proto::v1::{Event, EventKind};
+use reel_testkit::{Recorder, Reeld, metadata, target_dir, tool, wait_for};
+use serde_json::{Value, json};
+
+/// `reel token create --role ROLE`; the secret.
+fn token(reeld: &Reeld, name: &str, role: &str) -> String {
+    let out = reeld.reel(&["token", "create", "--name", name, "--role", role]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().last().unwrap().trim().to_string()
+}
+
+/// Line `i`, at `i` times `step_us`.
+fn line(prefix: &str, i: u64, width: usize, step_us: u64) -> Event {
+    let text = format!("{prefix} {i:05} {}\r\n", "=".repeat(width));
+    Event {
+        time_us: i * step_us,
+        kind: EventKind::Output as i32,
+        data: text.into_bytes(),
+    }
+}
+
+/// Records `n` lines, one every `step_us`, of about `width` bytes each;
+/// the id.
+async fn record_lines(
+    reeld: &Reeld,
+    (user, target): (&str, &str),
+    n: u64,
+    width: usize,
+    step_us: u64,
+) -> String {
+    let mut rec = Recorder::start(&reeld.grpc, metadata(user, target))
+        .await
+        .unwrap();
+    let events: Vec<Event> = (0..n).map(|i| line("line", i, width, step_us)).collect();
+    for chunk in events.chunks(200) {
+        rec.append(chunk.to_vec()).await.unwrap();
+    }
+    let id = rec.id.clone();
+    rec.close().await.unwrap();
+    id
+}
+
+/// chromedriver and a headless Chromium session, with a place for
+/// screenshots.
+struct Browser {
+    driver: Child,
+    client: Client,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(test: &str) -> Browser {
+        let chromedriver = tool("chromedriver", "REEL_CHROMEDRIVER", "scripts/setup test");
+        let chromium = tool("chromium", "REEL_CHROMIUM", "scripts/setup test");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver");
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                    "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last = None;
+        let mut client = None;
+        for _ in 0..100 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => {
+                    client = Some(c);
+                    break;
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let client = client.unwrap_or_else(|| panic!("no WebDriver session: {last:?}"));
+        let shots = target_dir().join("test-artifacts/web").join(test);
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser {
+            driver,
+            client,
+            shots,
+            _profile: profile,
+        }
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn path(&self) -> String {
+        let url = self.client.current_url().await.unwrap();
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        }
+    }
+
+    async fn sign_in(&self, base: &str, token: &str) {
+        self.client.goto(&format!("{base}/signin")).await.unwrap();
+        let field = self
+            .client
+            .find(Locator::Css("input[name=token]"))
+            .await
+            .unwrap();
+        field.send_keys(token).await.unwrap();
+        let button = self
+            .client
+            .find(Locator::Css("form.signin button"))
+            .await
+            .unwrap();
+        button.click().await.unwrap();
+    }
+
+    /// The terminal's text as the player shows it.
+    async fn terminal(&self) -> String {
+        let text = self
+            .client
+            .execute(
+                "const t = document.querySelector('.ap-term'); return t ? t.innerText : '';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        text.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn wait_terminal(&self, what: &str, contains: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..150 {
+            text = self.terminal().await;
+            if text.contains(contains) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{what}: the terminal never showed {contains:?}; it shows:\n{text}");
+    }
+
+    async fn body_text(&self) -> String {
+        let body = self.client.find(Locator::Css("body")).await.unwrap();
+        body.text().await.unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The player's piece requests the page made: (URL, body bytes).
+async fn piece_fetches(browser: &Browser) -> Vec<(String, u64)> {
+    let entries = browser
+        .client
+        .execute(
+            "return performance.getEntriesByType('resource')
+               .filter(e => e.name.includes('/player/piece'))
+               .map(e => [e.name, e.encodedBodySize]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_u64().unwrap()))
+        .collect()
+}
+
+fn query_number(url: &str, key: &str) -> Option<u64> {
+    let query = url.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_filter_play_and_open_a_moment_of_a_long_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let reeld = Reeld::start(&dir.path().join("data"), &[]).unwrap();
+    let viewer = token(&reeld, "auditor-ann", "auditor");
+    // Two hours at a line a second, about 2.5 MB: many pieces.
+    let long = record_lines(&reeld, ("alice", "db-1"), 7200, 320, 1_000_000).await;
+    let short = record_lines(&reeld, ("bob", "web-2"), 30, 20, 100_000).await;
+    let base = reeld.http.clone();
+    let browser = Browser::start("sign_in_filter_play").await;
+    let b = &browser.client;
+
+    // A page without a session: the sign-in page, which comes back to it.
+    b.goto(&format!("{base}/recordings")).await.unwrap();
+    assert_eq!(browser.path().await, "/signin?next=%2Frecordings");
+    browser.shot("01-sign-in").await;
+
+    // A wrong token: the sign-in page again, saying so.
+    browser.sign_in(&base, "reel_0000wrong").await;
+    assert!(browser.path().await.starts_with("/signin"));
+    let page = browser.body_text().await;
+    assert!(page.contains("Unknown, revoked or expired token"), "{page}");
+    browser.shot("02-wrong-token").await;
+
+    browser.sign_in(&base, &viewer).await;
+    assert_eq!(browser.path().await, "/recordings");
+    let list = browser.body_text().await;
+    assert!(list.contains("alice") && list.contains("bob"), "{list}");
+    browser.shot("03-list").await;
+
+    // Filter by user.
+    let user = b
+        .find(Locator::Css("form.filters input[name=user]"))
+        .await
+        .unwrap();
+    user.send_keys("ali*").await.unwrap();
+    b.find(Locator::Css("form.filters button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let rows = b
+        .find_all(Locator::Css("table.recordings tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let filtered = browser.body_text().await;
+    assert!(
+        filtered.contains("alice") && !filtered.contains("web-2"),
+        "{filtered}"
+    );
+    browser.shot("04-filtered").await;
+
+    // Open the short one and play it to its end.
+    b.goto(&format!("{base}/recordings/{short}")).await.unwrap();
+    b.execute("return window.reelPlayer.play();", vec![])
+        .await
+        .unwrap();
+    let text = browser
+        .wait_terminal("playing bob's recording", "line 00029")
+        .await;
+    assert!(text.contains("line 00010"), "{text}");
+    browser.shot("05-played").await;
+
+    // A deep link into the middle of the long one: the screen as it was at
+    // 01:00:00.5 (every line up to 03600 printed, none after), paused,
+    // fetched without the rest of the recording.
+    b.goto(&format!("{base}/recordings/{long}?t=3600.5"))
+        .await
+        .unwrap();
+    let text = browser.wait_terminal("the deep link", "line 03600").await;
+    assert!(!text.contains("line 03601"), "past the moment:\n{text}");
+    assert!(text.contains("line 03599"), "{text}");
+    let at = b
+        .execute("return window.reelPlayer.getCurrentTime();", vec![])
+        .await
+        .unwrap();
+    assert!(
+        (at.as_f64().unwrap() - 3600.5).abs() < 0.5,
+        "player at {at}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = b
+        .execute("return window.reelPlayer.getCurrentTime();", vec![])
+        .await
+        .unwrap();
+    assert_eq!(at, still, "the deep link opens paused");
+    browser.shot("06-deep-link").await;
+
+    let fetched = piece_fetches(&browser).await;
+    let fetched_bytes: u64 = fetched.iter().map(|f| f.1).sum();
+    let whole = reeld
+        .get_json::<Value>(&format!("/api/v1/recordings/{long}"))
+        .await
+        .unwrap()["data_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(!fetched.is_empty());
+    assert!(
+        fetched.len() <= 2 && fetched_bytes * 4 < whole,
+        "the deep link fetched {fetched_bytes} bytes of a {whole}-byte recording: {fetched:?}"
+    );
+    let wanted = fetched.iter().any(|(url, _)| {
+        let from = query_number(url, "from").unwrap();
+        let to = query_number(url, "to")
+            .or(query_number(url, "end"))
+            .unwrap();
+        from <= 3_600_000_000 && 3_600_000_000 <= to
+    });
+    assert!(wanted, "no piece holds 01:00:00: {fetched:?}");
+    assert!(
+        fetched
+            .iter()
+            .all(|(url, _)| query_number(url, "from") != Some(0)),
+        "the first piece was fetched: {fetched:?}"
+    );
+
+    // Seeking back plays from there with the right screen.
+    b.execute("return window.reelPlayer.seek(60.5);", vec![])
+        .await
+        .unwrap();
+    let text = browser.wait_terminal("seeking back", "line 00060").await;
+    assert!(
+        !text.contains("line 00061") && !text.contains("line 0360"),
+        "{text}"
+    );
+    browser.shot("07-seek-back").await;
+
+    // The recording's page lists who viewed it, to an auditor.
+    b.goto(&format!("{base}/recordings/{long}")).await.unwrap();
+    let page = browser.body_text().await;
+    assert!(
+        page.contains("Viewed by") && page.contains("auditor-ann"),
+        "{page}"
+    );
+
+    // Signing out ends the session: pages send to sign-in again.
+    b.find(Locator::Css("form.signout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.goto(&format!("{base}/recordings")).await.unwrap();
+    assert!(browser.path().await.starts_with("/signin"));
+    browser.shot("08-signed-out").await;
+
+    // Every piece played is in the audit log under the signed-in token.
+    let audit: Vec<AuditRecord> = reeld.get_json("/api/v1/audit?limit=10000").await.unwrap();
+    let plays = audit
+        .iter()
+        .filter(|e| e.action == "play" && e.by == "auditor-ann" && e.recordings == [long.clone()])
+        .count();
+    assert!(plays >= 2, "{plays} play entries");
+    for action in ["sign-in", "list", "show", "sign-out"] {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.action == action && e.by == "auditor-ann"),
+            "no {action} in the audit log"
+        );
+    }
+    let _ = browser.client.clone().close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_recording_is_followed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let reeld = Reeld::start(&dir.path().join("data"), &[]).unwrap();
+    let viewer = token(&reeld, "viewer-vic", "viewer");
+    let mut rec = Recorder::start(&reeld.grpc, metadata("carol", "db-9"))
+        .await
+        .unwrap();
+    rec.append((0..3).map(|i| line("live", i, 10, 1000)).collect())
+        .await
+        .unwrap();
+    let browser = Browser::start("live").await;
+    browser.sign_in(&reeld.http, &viewer).await;
+    browser
+        .client
+        .goto(&format!("{}/recordings/{}", reeld.http, rec.id))
+        .await
+        .unwrap();
+    // The screen as it is, at once.
+    browser
+        .wait_terminal("the live view's first screen", "live 00002")
+        .await;
+    browser.shot("01-live-start").await;
+    // New lines while it runs.
+    for i in 3..6 {
+        rec.append(vec![line("live", i, 10, 1000)]).await.unwrap();
+        browser
+            .wait_terminal("a new line", &format!("live {i:05}"))
+            .await;
+    }
+    browser.shot("02-live-more").await;
+    rec.close().await.unwrap();
+    let _ = browser.client.clone().close().await;
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// The `name=value` of a `Set-Cookie` for `name`, and the whole header.
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| (c.split(';').next().unwrap().to_string(), c))
+}
+
+/// Signs in over plain HTTP as a browser would: the form's cookie and
+/// field, and our own origin.
+async fn sign_in(http: &str, token: &str) -> reqwest::Response {
+    let client = no_redirects();
+    let form = client.get(format!("{http}/signin")).send().await.unwrap();
+    let (cookie, _) = set_cookie(&form, "reel_signin").expect("the form's cookie");
+    let csrf = cookie.split_once('=').unwrap().1.to_string();
+    let host = http.trim_start_matches("http://");
+    client
+        .post(format!("{http}/signin"))
+        .header("cookie", cookie)
+        .header("origin", format!("http://{host}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string(&[
+                ("token", token),
+                ("csrf", &csrf),
+                ("next", "/recordings"),
+            ])
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_need_a_session_and_a_session_only_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let reeld = Reeld::start(&dir.path().join("data"), &[]).unwrap();
+    let http = reeld.http.clone();
+    let viewer = token(&reeld, "viewer-v", "viewer");
+    let recorder = token(&reeld, "recorder-r", "recorder");
+    let hostile = "<script>alert(1)</script>";
+    let id = record_lines(&reeld, (hostile, "db-1"), 5, 10, 1_000_000).await;
+    let client = no_redirects();
+
+    // Without a session: pages send to sign-in, the rest is refused; only
+    // the sign-in page and its style are served.
+    for page in ["/", "/recordings", &format!("/recordings/{id}?t=3")] {
+        let r = client.get(format!("{http}{page}")).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{page}");
+        assert!(
+            location(&r).starts_with("/signin?next="),
+            "{page}: {}",
+            location(&r)
+        );
+    }
+    for data in [
+        "/ui/assets/asciinema-player.min.js".to_string(),
+        "/ui/assets/reel.js".to_string(),
+        format!("/recordings/{id}/player.json"),
+        format!("/recordings/{id}/player/piece?from=0&end=4000000"),
+        format!("/recordings/{id}/live"),
+    ] {
+        let r = client.get(format!("{http}{data}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{data}");
+    }
+    for open in ["/signin", "/ui/reel.css"] {
+        let r = client.get(format!("{http}{open}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{open}");
+    }
+
+    // The sign-in form must come from our page: no form cookie, or
+    // another site's origin, is refused.
+    let r = client
+        .post(format!("{http}/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string(&[
+                ("token", viewer.as_str()),
+                ("csrf", "x"),
+                ("next", "/"),
+            ])
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(set_cookie(&r, "reel_session").is_none());
+    let form = client.get(format!("{http}/signin")).send().await.unwrap();
+    let (cookie, _) = set_cookie(&form, "reel_signin").unwrap();
+    let csrf = cookie.split_once('=').unwrap().1.to_string();
+    let r = client
+        .post(format!("{http}/signin"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&[("token", viewer.as_str()), ("csrf", &csrf)]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // A recorder's token may not view.
+    let r = sign_in(&http, &recorder).await;
+    assert_eq!(r.status(), 403);
+    assert!(set_cookie(&r, "reel_session").is_none());
+
+    // A viewer's token makes a strict, HttpOnly session cookie.
+    let r = sign_in(&http, &viewer).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/recordings");
+    let (session, header) = set_cookie(&r, "reel_session").expect("a session cookie");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(header.contains(part), "{header}");
+    }
+    assert!(!header.contains(&viewer), "the token is not the cookie");
+
+    // The session reads; what a recorder chose is shown, never run.
+    let page = client
+        .get(format!("{http}/recordings"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains(hostile));
+    let index: Value = client
+        .get(format!("{http}/recordings/{id}/player.json"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(index["version"], 1);
+    assert_eq!(index["duration"], 4.0);
+
+    // A session never stands for its token where something changes.
+    let purge = client
+        .post(format!("{http}/api/v1/purge"))
+        .header("cookie", &session)
+        .json(&json!({ "ids": [id] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purge.status(), 401);
+    // Sign-out needs the page's CSRF token.
+    let r = client
+        .post(format!("{http}/signout"))
+        .header("cookie", &session)
+        .header("origin", &http)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&[("csrf", "guess")]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let still = client
+        .get(format!("{http}/recordings"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200, "a forged sign-out changes nothing");
+
+    // Revoking the token ends its sessions at once.
+    let out = reeld.reel(&["token", "revoke", "viewer-v"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the session to end", Duration::from_secs(5), async || {
+        client
+            .get(format!("{http}/recordings"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 303
+    })
+    .await;
+}
