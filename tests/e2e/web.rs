@@ -459,7 +459,7 @@ async fn sign_in(http: &str, token: &str) -> reqwest::Response {
         .header("origin", format!("http://{host}"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(
-            serde_urlencoded::to_string(&[
+            serde_urlencoded::to_string([
                 ("token", token),
                 ("csrf", &csrf),
                 ("next", "/recordings"),
@@ -514,12 +514,8 @@ async fn pages_need_a_session_and_a_session_only_reads() {
         .post(format!("{http}/signin"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(
-            serde_urlencoded::to_string(&[
-                ("token", viewer.as_str()),
-                ("csrf", "x"),
-                ("next", "/"),
-            ])
-            .unwrap(),
+            serde_urlencoded::to_string([("token", viewer.as_str()), ("csrf", "x"), ("next", "/")])
+                .unwrap(),
         )
         .send()
         .await
@@ -534,7 +530,7 @@ async fn pages_need_a_session_and_a_session_only_reads() {
         .header("cookie", &cookie)
         .header("origin", "https://evil.example")
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(&[("token", viewer.as_str()), ("csrf", &csrf)]).unwrap())
+        .body(serde_urlencoded::to_string([("token", viewer.as_str()), ("csrf", &csrf)]).unwrap())
         .send()
         .await
         .unwrap();
@@ -601,7 +597,7 @@ async fn pages_need_a_session_and_a_session_only_reads() {
         .header("cookie", &session)
         .header("origin", &http)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(&[("csrf", "guess")]).unwrap())
+        .body(serde_urlencoded::to_string([("csrf", "guess")]).unwrap())
         .send()
         .await
         .unwrap();
@@ -632,4 +628,199 @@ async fn pages_need_a_session_and_a_session_only_reads() {
             == 303
     })
     .await;
+}
+
+/// A live view as the browser opens it (the admin's bearer token, our
+/// origin), read as ALiS messages.
+struct LiveView {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl LiveView {
+    async fn open(reeld: &Reeld, id: &str) -> LiveView {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let address = reeld.http.trim_start_matches("http://");
+        let mut request = format!("ws://{address}/recordings/{id}/live")
+            .into_client_request()
+            .unwrap();
+        let h = request.headers_mut();
+        h.insert("sec-websocket-protocol", "v1.alis".parse().unwrap());
+        h.insert("origin", reeld.http.parse().unwrap());
+        let bearer = format!("Bearer {}", reeld.token().unwrap());
+        h.insert("authorization", bearer.parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let magic = next_binary(&mut socket).await.expect("the magic");
+        assert_eq!(magic, reel_asciicast::alis::MAGIC);
+        LiveView { socket }
+    }
+
+    /// The next message; `None` once the stream is over.
+    async fn next(&mut self) -> Option<reel_asciicast::alis::Message> {
+        let bytes = next_binary(&mut self.socket).await?;
+        Some(reel_asciicast::alis::decode(&bytes).unwrap())
+    }
+
+    /// Reads until the output so far contains `text`; all the output read.
+    async fn until(&mut self, text: &str) -> String {
+        use reel_asciicast::alis::{Body, Message};
+        let mut out = String::new();
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(m) = self.next().await {
+                match m {
+                    Message::Init { init, .. } => out.push_str(&init),
+                    Message::Event {
+                        body: Body::Output(o),
+                        ..
+                    } => out.push_str(&o),
+                    _ => {}
+                }
+                if out.contains(text) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            found,
+            Ok(true),
+            "the live view never showed {text:?}:\n{out}"
+        );
+        out
+    }
+}
+
+async fn next_binary(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<Vec<u8>> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    loop {
+        match socket.next().await? {
+            Ok(Ws::Binary(b)) => return Some(b.to_vec()),
+            Ok(Ws::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_view_goes_on_while_the_primary_store_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate::TwoStores {
+        mut primary,
+        secondary: _secondary,
+        cfg: _cfg,
+        reeld,
+    } = crate::two_stores_small_segments(dir.path());
+    let mut rec = Recorder::start(&reeld.grpc, metadata("dave", "db-3"))
+        .await
+        .unwrap();
+    let id = rec.id.clone();
+    let lines = |range: std::ops::Range<u64>| -> Vec<Event> {
+        range.map(|i| line("live", i, 60, 1000)).collect()
+    };
+    rec.append(lines(0..200)).await.unwrap();
+    wait_for("sealed and uploaded", Duration::from_secs(60), async || {
+        reel_testkit::drained(&reeld).await
+    })
+    .await;
+
+    // A view opened before the outage: the screen as it is, then the
+    // events written while the primary is down.
+    let mut before = LiveView::open(&reeld, &id).await;
+    before.until("live 00199").await;
+    primary.kill9();
+    rec.append(lines(200..240)).await.unwrap();
+    before.until("live 00239").await;
+
+    // A view opened during the outage: the recording's past is only on the
+    // primary, so it starts from now, saying so, and goes on.
+    let mut during = LiveView::open(&reeld, &id).await;
+    during.until("is on a store that is down").await;
+    rec.append(lines(240..250)).await.unwrap();
+    during.until("live 00249").await;
+    before.until("live 00249").await;
+
+    // The recording closes: both views end.
+    rec.close().await.unwrap();
+    for view in [&mut before, &mut during] {
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(m) = view.next().await {
+                if matches!(m, reel_asciicast::alis::Message::EndOfTransmission { .. }) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(ended, Ok(true), "no end of transmission");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_segment_is_a_notice_in_the_player_not_a_silence() {
+    use object_store::ObjectStoreExt;
+    let dir = tempfile::tempdir().unwrap();
+    let crate::TwoStores {
+        primary,
+        secondary: _secondary,
+        cfg: _cfg,
+        reeld,
+    } = crate::two_stores_small_segments(dir.path());
+    let id = record_lines(&reeld, ("erin", "db-4"), 1000, 60, 1000).await;
+    wait_for("uploaded", Duration::from_secs(60), async || {
+        reel_testkit::drained(&reeld).await
+    })
+    .await;
+    // A segment in the middle deleted from the only store that had it.
+    let detail: reel_api::RecordingDetail = reeld
+        .get_json(&format!("/api/v1/recordings/{id}"))
+        .await
+        .unwrap();
+    assert!(
+        detail.segments.len() >= 3,
+        "{} segments",
+        detail.segments.len()
+    );
+    let gone = &detail.segments[detail.segments.len() / 2];
+    let rid: reel_proto::RecordingId = id.parse().unwrap();
+    let lost = reel_storage::keys::segment(rid, gone.sequence);
+    primary.object_store().delete(&lost).await.unwrap();
+
+    let index: Value = reeld
+        .get_json(&format!("/recordings/{id}/player.json"))
+        .await
+        .unwrap();
+    let pieces = index["segments"].as_array().unwrap();
+    let mut text = String::new();
+    for piece in pieces {
+        let url = piece["url"].as_str().unwrap();
+        let body: Value = reeld
+            .get_json(&format!("/recordings/{id}/{url}"))
+            .await
+            .unwrap();
+        for e in body["events"].as_array().unwrap() {
+            text.push_str(e[2].as_str().unwrap());
+        }
+    }
+    let (first, count) = (gone.first_event_index, gone.event_count);
+    let notice = text
+        .lines()
+        .find(|l| l.contains("reel: events"))
+        .unwrap_or_else(|| panic!("no notice of the lost segment:\n{text}"));
+    assert!(
+        notice.contains(&format!("events {first}..{}", first + count)) && notice.contains("lost"),
+        "{notice}"
+    );
+    // Every other line is there, once.
+    for i in 0..1000u64 {
+        let shown = text.matches(&format!("line {i:05} ")).count();
+        let expected = usize::from(!(first..first + count).contains(&i));
+        assert_eq!(shown, expected, "line {i}");
+    }
 }

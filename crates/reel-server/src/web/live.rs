@@ -7,7 +7,9 @@
 //! [`super::player::Screens`]), then sends each event once it is durable:
 //! reeld looks for new events every [`POLL`], reading them where the
 //! reader finds them (the journal, the spool, either store), so a view
-//! goes on while the primary store is down. When the recording is closed
+//! goes on while the primary store is down (a view opened while the
+//! recording's past is only on a store that is down starts from now, with
+//! a notice saying so). When the recording is closed
 //! and every event sent, the stream ends (ALiS end of transmission).
 //!
 //! A browser's WebSocket carries the session cookie, so a page of another
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use reel_asciicast::alis::{self, Body, Message};
@@ -101,8 +103,26 @@ async fn since(
     pos: &mut Position,
     gaps: &mut HashSet<(u64, u64)>,
 ) -> Result<Vec<Event>, HttpError> {
-    let mut reading = app.engine.read(id, Window::new(pos.time_us, None)?).await?;
     let mut skip = pos.sent_at_time;
+    let mut reading = match app.engine.read(id, Window::new(pos.time_us, None)?).await {
+        Ok(reading) => reading,
+        // The events at the last time sent may be in a segment only a store
+        // that is down holds: what comes after them is read without it.
+        Err(e) if skip > 0 && e.kind() == reel_engine::ErrorKind::Unavailable => {
+            skip = 0;
+            match app
+                .engine
+                .read(id, Window::new(pos.time_us + 1, None)?)
+                .await
+            {
+                Ok(reading) => reading,
+                // Nothing after it yet.
+                Err(e) if e.kind() == reel_engine::ErrorKind::OutOfRange => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut out = Vec::new();
     while let Some(item) = reading.next().await {
         match item? {
@@ -144,8 +164,26 @@ async fn follow(
         sent_at_time: 0,
     };
     let mut gaps = HashSet::new();
-    for e in since(app, id, &mut pos, &mut gaps).await? {
-        screen.apply(&e);
+    match since(app, id, &mut pos, &mut gaps).await {
+        Ok(events) => events.iter().for_each(|e| screen.apply(e)),
+        // The past is on a store that is down: follow from now on, saying
+        // that the screen before is not shown.
+        Err(e) if e.status_and_message().0 == StatusCode::SERVICE_UNAVAILABLE => {
+            let end = app.engine.recording(id).await?.durable_time_us;
+            pos = Position {
+                time_us: end,
+                sent_at_time: 0,
+            };
+            screen = Screen::restore(&Snapshot {
+                init: String::new(),
+                ..screen.snapshot()
+            });
+            screen.write(&notice(&format!(
+                "the screen before {} is on a store that is down: following from here",
+                reel_engine::clock(end)
+            )));
+        }
+        Err(e) => return Err(e),
     }
     let now = screen.snapshot();
     send(socket, alis::MAGIC.to_vec()).await?;

@@ -233,7 +233,7 @@ mod tests {
         let same_origin = |p: axum::http::request::Parts| same_origin(&p.headers, &p.uri);
         let host = (header::HOST, "reel.example:8080");
         assert!(
-            !same_origin(parts(&[host.clone()])),
+            !same_origin(parts(std::slice::from_ref(&host))),
             "no Origin, no Referer"
         );
         let evil = (header::ORIGIN, "https://evil.example");
