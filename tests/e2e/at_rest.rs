@@ -227,8 +227,18 @@ async fn objects_put_back_after_a_purge_cannot_be_read_or_rebuilt() {
         rec.close().await.unwrap();
     }
     let (gone, kept) = (ids[0].clone(), ids[1].clone());
+    // Closed, sealed to its last event and every segment on the primary (a
+    // drained queue alone can come before the last seal).
     wait_for("uploaded", Duration::from_secs(60), async || {
+        let d: reel_api::RecordingDetail = reeld
+            .get_json(&format!("/api/v1/recordings/{gone}"))
+            .await
+            .unwrap();
         drained(&reeld).await
+            && d.unsealed_events == 0
+            && d.segments
+                .iter()
+                .all(|s| s.locations.iter().any(|l| l == "primary"))
     })
     .await;
 
