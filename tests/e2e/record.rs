@@ -335,8 +335,12 @@ async fn a_required_recording_fails_closed() {
     let took = killed.elapsed();
     assert_eq!(status.0.code(), Some(75), "{}", status.1);
     assert!(status.1.contains("this session was ended"), "{}", status.1);
+    // The budget: the 2 s limit, the check's tick, then the hang-up and
+    // the last attempt to close the recording (at most `finish_within`, 2 s
+    // here, with reeld gone); the rest is room for a loaded machine (the
+    // end-to-end suite runs a browser beside this test).
     assert!(
-        took < Duration::from_secs(6),
+        took < Duration::from_secs(9),
         "ended {took:?} after the server died (limit 2 s)"
     );
 
