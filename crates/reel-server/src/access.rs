@@ -2,9 +2,12 @@
 //! roles, scopes, and the one rule of every HTTP route and gRPC method.
 //!
 //! Every request but `/healthz` (and `/metrics` when the configuration
-//! opens it) carries `Authorization: Bearer TOKEN` (gRPC: the same in its
-//! metadata). No token, or an unknown or expired one: 401
-//! (UNAUTHENTICATED). A role that does not allow the route, or a recording
+//! opens it, and the web UI's sign-in) carries `Authorization: Bearer
+//! TOKEN` (gRPC: the same in its metadata), or, for a GET from the web UI,
+//! a session cookie that stands for the token signed in with
+//! ([`crate::web::session`]). No token, or an unknown or expired one: 401
+//! (UNAUTHENTICATED; a page of the web UI answers with a redirect to
+//! sign-in). A role that does not allow the route, or a recording
 //! outside the caller's scopes: 403 (PERMISSION_DENIED) naming the roles
 //! that would. A route without a rule in [`RULES`] is refused to everyone.
 //! Every refusal is written to the audit log.
