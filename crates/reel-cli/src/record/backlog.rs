@@ -486,8 +486,13 @@ mod tests {
         }
         let record = backlog.spooled_bytes() / 3;
         let spool = backlog.spool.as_mut().unwrap();
+        // Flip the bits of one ciphertext byte: writing a fixed byte would be
+        // no change at all once in 256 runs.
+        let mut byte = [0u8; 1];
         spool.file.seek(SeekFrom::Start(record + 10)).unwrap();
-        spool.file.write_all(b"X").unwrap();
+        spool.file.read_exact(&mut byte).unwrap();
+        spool.file.seek(SeekFrom::Start(record + 10)).unwrap();
+        spool.file.write_all(&[!byte[0]]).unwrap();
         backlog.acknowledge(1);
         assert_eq!(backlog.batch(1, 10, 1 << 20), vec![event(1, 10)]);
         assert!(backlog.take_failure().is_none());
