@@ -828,3 +828,97 @@ async fn a_lost_segment_is_a_notice_in_the_player_not_a_silence() {
         assert_eq!(shown, expected, "line {i}");
     }
 }
+
+/// Bytes reeld has asked its stores for on behalf of reads, in all.
+async fn read_bytes(reeld: &Reeld) -> u64 {
+    let text = reeld.get("/metrics").await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("reel_read_bytes_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A deep link into a recording nobody has opened, after a restart (no
+/// screen in memory): the keyframes built when it closed are in the
+/// catalog, so reeld reads the window's piece from the store, not
+/// everything before it, and the screen at the piece's start is right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_link_after_a_restart_reads_one_piece_thanks_to_the_keyframes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reeld = Reeld::start(&dir.path().join("data"), &[]).unwrap();
+    let id = record_lines(&reeld, ("alice", "db-1"), 7200, 320, 1_000_000).await;
+    wait_for(
+        "the keyframes built and every segment stored",
+        Duration::from_secs(60),
+        async || {
+            let log = std::fs::read_to_string(&reeld.log).unwrap_or_default();
+            log.lines()
+                .any(|l| l.contains("keyframes built") && l.contains(&id))
+                && reel_testkit::drained(&reeld).await
+        },
+    )
+    .await;
+    reeld.restart().unwrap();
+
+    let index: Value = reeld
+        .get_json(&format!("/recordings/{id}/player.json"))
+        .await
+        .unwrap();
+    let pieces = index["segments"].as_array().unwrap();
+    assert!(pieces.len() > 8, "{} pieces", pieces.len());
+    let at = 3600.5;
+    let i = pieces
+        .iter()
+        .rposition(|p| p["start"].as_f64().unwrap() <= at)
+        .unwrap();
+    assert!(i > 0);
+    let whole: u64 = reeld
+        .get_json::<Value>(&format!("/api/v1/recordings/{id}"))
+        .await
+        .unwrap()["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["size"].as_u64().unwrap())
+        .sum();
+    let before = read_bytes(&reeld).await;
+    let url = pieces[i]["url"].as_str().unwrap();
+    let piece: Value = reeld
+        .get_json(&format!("/recordings/{id}/{url}"))
+        .await
+        .unwrap();
+    let read = read_bytes(&reeld).await - before;
+    assert!(read > 0, "the piece was read from a store");
+    // About one piece (256 KiB of stored events), not the half of the
+    // recording before it.
+    assert!(
+        read < 2 * (256 << 10) && read * 4 < whole,
+        "one piece read {read} bytes of a recording of {whole}"
+    );
+    // The screen at the piece's start shows the line before it, the
+    // events start there.
+    let start_us = (pieces[i]["start"].as_f64().unwrap() * 1e6).round() as u64;
+    let last_before = (start_us - 1) / 1_000_000;
+    let init = piece["snapshot"]["init"].as_str().unwrap();
+    assert!(
+        init.contains(&format!("line {last_before:05}"))
+            && !init.contains(&format!("line {:05}", last_before + 1)),
+        "the screen at {start_us} µs: {init:?}"
+    );
+    let first = piece["events"][0][2].as_str().unwrap_or_default();
+    let second = piece["events"][1][2].as_str().unwrap_or_default();
+    assert!(
+        format!("{first}{second}").contains(&format!("line {:05}", last_before + 1)),
+        "{} {}",
+        piece["events"][0],
+        piece["events"][1]
+    );
+
+    // A piece that is not one of the index's is refused (a made-up
+    // boundary would have reeld replay and keep one more screen).
+    let made_up = reeld
+        .get(&format!("/recordings/{id}/player/piece?from=1234&to=99999"))
+        .await
+        .unwrap();
+    assert_eq!(made_up.status(), 400);
+}

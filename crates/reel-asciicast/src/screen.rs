@@ -18,6 +18,8 @@ use reel_proto::v1::{Event, EventKind, Terminal};
 pub const MAX_COLS: u16 = 1000;
 pub const MAX_ROWS: u16 = 500;
 
+const SNAPSHOT_VERSION: u8 = 1;
+
 /// A screen as text that redraws it, with its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -38,6 +40,32 @@ impl Snapshot {
             rows,
             init: String::new(),
         }
+    }
+
+    /// The snapshot as bytes to keep (`1`, cols and rows as u16 LE, then
+    /// the text).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + self.init.len());
+        out.push(SNAPSHOT_VERSION);
+        out.extend_from_slice(&self.cols.to_le_bytes());
+        out.extend_from_slice(&self.rows.to_le_bytes());
+        out.extend_from_slice(self.init.as_bytes());
+        out
+    }
+
+    /// What [`Snapshot::to_bytes`] gave; `None` for anything else (another
+    /// version, text that is not UTF-8). The size is clamped as a resize's
+    /// is.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Snapshot> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != SNAPSHOT_VERSION || rest.len() < 4 {
+            return None;
+        }
+        let cols = u16::from_le_bytes([rest[0], rest[1]]);
+        let rows = u16::from_le_bytes([rest[2], rest[3]]);
+        let (cols, rows) = clamp(cols, rows);
+        let init = std::str::from_utf8(&rest[4..]).ok()?.to_owned();
+        Some(Snapshot { cols, rows, init })
     }
 
     /// An estimate of the memory it holds, for caches.
@@ -147,6 +175,23 @@ mod tests {
         assert_eq!(restored.text(), screen.text());
         assert_eq!(restored.snapshot(), snap);
         assert!(restored.text()[0].starts_with("full-screen app"));
+    }
+
+    #[test]
+    fn a_snapshot_kept_as_bytes_comes_back_the_same_and_nonsense_does_not() {
+        let mut screen = Screen::restore(&Snapshot::blank(None));
+        screen.apply(&output("\x1b[32mgreen\x1b[0m é\r\n$ "));
+        screen.apply(&resize("100x30"));
+        let snap = screen.snapshot();
+        assert_eq!(Snapshot::from_bytes(&snap.to_bytes()), Some(snap.clone()));
+        let mut other = snap.to_bytes();
+        other[0] = 2;
+        assert_eq!(Snapshot::from_bytes(&other), None);
+        assert_eq!(Snapshot::from_bytes(&[1, 80, 0]), None);
+        assert_eq!(Snapshot::from_bytes(&[1, 80, 0, 24, 0, 0xff]), None);
+        // A kept size is bounded like a resize.
+        let huge = Snapshot::from_bytes(&[1, 0xff, 0xff, 0xff, 0xff]).unwrap();
+        assert_eq!((huge.cols, huge.rows), (MAX_COLS, MAX_ROWS));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | `holds`        | recording id                 | `LegalHold`    |
 //! | `audit`        | time (u64 BE, µs) + seq (u64 BE); `0xfe` + store: copy mark; `0xff`: head | `AuditEntry`, key, `AuditHead` |
 //! | `tokens`       | token name                   | `TokenRow`     |
+//! | `keyframes`    | recording id + time (u64 BE, µs) | sealed screen (opaque) |
 //!
 //! Every change that touches several keys goes through one [`Batch`] and is
 //! written with a synced write: when [`Catalog::commit`] returns, the change
@@ -24,10 +25,11 @@
 //! log is flushed away past [`WAL_BUDGET_BYTES`], and blocks are cached in
 //! one [`BLOCK_CACHE_BYTES`] cache. RocksDB's defaults (64 MiB a family's
 //! memtable, a log kept until every family has flushed) let a catalog of
-//! nine families, most of them rarely written, hold its writes in memory and
+//! ten families, most of them rarely written, hold its writes in memory and
 //! its log on disk for hours ([`Catalog::sizes`] shows where the bytes are).
 
 mod audit;
+mod keyframes;
 mod purge;
 mod query;
 mod tokens;
@@ -60,7 +62,8 @@ const CF_PURGING: &str = "purging";
 const CF_HOLDS: &str = "holds";
 const CF_AUDIT: &str = "audit";
 const CF_TOKENS: &str = "tokens";
-const FAMILIES: [&str; 9] = [
+const CF_KEYFRAMES: &str = "keyframes";
+const FAMILIES: [&str; 10] = [
     CF_RECORDINGS,
     CF_SEGMENTS,
     CF_UPLOAD_QUEUE,
@@ -70,6 +73,7 @@ const FAMILIES: [&str; 9] = [
     CF_HOLDS,
     CF_AUDIT,
     CF_TOKENS,
+    CF_KEYFRAMES,
 ];
 
 #[derive(Debug, Error)]

@@ -40,6 +40,7 @@ mod housekeeping;
 mod ingest;
 mod key_objects;
 mod key_rotation;
+mod keyframes;
 mod manifest;
 mod metrics;
 mod prober;
@@ -72,6 +73,7 @@ pub use copies::location_name;
 pub use error::{EngineError, ErrorKind, Result};
 pub use ingest::{AckFuture, RecordingWriter};
 pub use key_rotation::RotationStatus;
+pub use keyframes::MAX_KEYFRAME_BYTES;
 pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window, clock};
 pub use rebuilder::RebuildReport;
@@ -618,6 +620,25 @@ impl Engine {
     /// are refused).
     pub async fn archive_entry(&self, id: RecordingId) -> Result<reel_proto::v1::ArchiveRecording> {
         archiver::entry(&self.inner, id).await
+    }
+
+    /// Keeps `bytes` as recording `id`'s keyframe at `time_us` (what a
+    /// player computed the recording to show then), sealed with the
+    /// recording's data key. Durable when the future resolves; a purge
+    /// deletes it with the recording. At most [`MAX_KEYFRAME_BYTES`].
+    pub async fn put_keyframe(&self, id: RecordingId, time_us: u64, bytes: Vec<u8>) -> Result<()> {
+        keyframes::put(&self.inner, id, time_us, bytes).await
+    }
+
+    /// Recording `id`'s latest keyframe at or before `time_us`, with its
+    /// time. `None` when there is none or it fails to open (it is a cache:
+    /// compute it again and put it back).
+    pub async fn keyframe_at_or_before(
+        &self,
+        id: RecordingId,
+        time_us: u64,
+    ) -> Result<Option<(u64, Vec<u8>)>> {
+        keyframes::at_or_before(&self.inner, id, time_us).await
     }
 
     /// One segment object of a recording, whole, from the first copy that

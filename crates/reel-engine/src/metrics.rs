@@ -58,6 +58,7 @@ pub(crate) struct Metrics {
     recombined_bytes: Counter,
     bad_copies: Family<StoreLabel, Counter>,
     read_gaps: Counter,
+    read_bytes: Family<StoreLabel, Counter>,
     acknowledged_events: Counter,
 }
 
@@ -80,6 +81,7 @@ impl Metrics {
             recombined_bytes: Counter::default(),
             bad_copies: Family::default(),
             read_gaps: Counter::default(),
+            read_bytes: Family::default(),
         };
         registry.register(
             "uploaded_bytes",
@@ -151,6 +153,11 @@ impl Metrics {
             "Runs of events a read could not find or verify in any copy, shown as gaps",
             m.read_gaps.clone(),
         );
+        registry.register(
+            "read_bytes",
+            "Bytes of stored objects asked for by reads (exports, playback), per store",
+            m.read_bytes.clone(),
+        );
         *m.registry.lock().expect("registry lock") = registry;
         m
     }
@@ -176,6 +183,10 @@ impl Metrics {
 
     pub(crate) fn read_gap(&self) {
         self.read_gaps.inc();
+    }
+
+    pub(crate) fn read_from(&self, role: Role, bytes: u64) {
+        self.read_bytes.get_or_create(&store(role)).inc_by(bytes);
     }
 
     pub(crate) fn upload_failed(&self, role: Role, kind: &str) {

@@ -168,7 +168,7 @@ async fn stop_open(inner: &Arc<Inner>, id: RecordingId) {
 }
 
 /// Step 2: every object of the recording into the deletion queue, its
-/// segment rows and queued uploads out, then its spool files.
+/// segment rows, keyframes and queued uploads out, then its spool files.
 async fn queue_objects(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
     let sequences = inner
         .catalog(move |c| {
@@ -208,6 +208,9 @@ async fn queue_objects(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
                 }
                 for seq in c.queued_uploads_of(id)? {
                     batch.dequeue_upload(id, seq);
+                }
+                for time_us in c.keyframe_times(id)? {
+                    batch.delete_keyframe(id, time_us);
                 }
                 batch.unmark_recombine(id);
                 let sequences: Vec<u64> = segments.iter().map(|s| s.sequence).collect();

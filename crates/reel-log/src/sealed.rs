@@ -26,6 +26,9 @@ enum Kind {
     Block,
     /// A journal record: its first event index and event count.
     Record,
+    /// A keyframe (the screen at a moment, derived from the events): its
+    /// time.
+    Keyframe,
 }
 
 impl RecordingKey {
@@ -43,6 +46,7 @@ impl RecordingKey {
         aad[16] = match kind {
             Kind::Block => b'B',
             Kind::Record => b'R',
+            Kind::Keyframe => b'K',
         };
         aad[17..25].copy_from_slice(&a.to_le_bytes());
         aad[25..].copy_from_slice(&b.to_le_bytes());
@@ -90,6 +94,22 @@ impl RecordingKey {
     ) -> Result<Vec<u8>, reel_keys::KeyError> {
         let aad = self.aad(Kind::Record, first_index, event_count.into());
         self.seal(&aad, plaintext)
+    }
+
+    /// Seals a keyframe: what the recording looked like at `time_us`.
+    pub fn seal_keyframe(
+        &self,
+        time_us: u64,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, reel_keys::KeyError> {
+        let aad = self.aad(Kind::Keyframe, time_us, 0);
+        self.seal(&aad, plaintext)
+    }
+
+    /// Opens what [`RecordingKey::seal_keyframe`] sealed.
+    pub fn open_keyframe(&self, time_us: u64, sealed: &[u8]) -> Option<Vec<u8>> {
+        let aad = self.aad(Kind::Keyframe, time_us, 0);
+        self.open(&aad, sealed)
     }
 
     /// Opens what [`RecordingKey::seal_record`] sealed.

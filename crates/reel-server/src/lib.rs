@@ -115,12 +115,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
         stopped(stop.clone()),
     );
-    let app = http::router(http::AppState::new(
-        engine.clone(),
-        grpc_addr,
-        access,
-        tls.is_some(),
-    ));
+    let state = http::AppState::new(engine.clone(), grpc_addr, access, tls.is_some());
+    web::keyframes::spawn(state.clone(), stop.clone());
+    let app = http::router(state);
     let make_service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
         Some(t) => {

@@ -345,6 +345,9 @@ impl Reader<'_> {
             .get_range_stream(key, range.clone())
             .await
             .map_err(Failure::from_storage)?;
+        self.inner
+            .metrics
+            .read_from(role, range.end.saturating_sub(range.start));
         Ok(RangeReader::new(location, range, body))
     }
 

@@ -391,3 +391,78 @@ async fn retention_counts_age_from_receipt_and_survives_any_name() {
     assert!(by_age.purged.is_empty(), "{by_age:?}");
     engine.shutdown().await;
 }
+
+/// Every file under `dir` (recursively) that holds `needle`, and how many
+/// bytes were looked at (an empty scan cannot pass).
+fn files_holding(dir: &std::path::Path, needle: &[u8], found: &mut Vec<String>, scanned: &mut u64) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_holding(&path, needle, found, scanned);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            *scanned += bytes.len() as u64;
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+}
+
+/// Keyframes (what a player computed a recording to show at a moment) are
+/// kept in the catalog sealed with the recording's data key: found again
+/// after a restart, never in the clear on disk, bounded, and gone with a
+/// purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframes_are_sealed_kept_and_purged_with_their_recording() {
+    let rig = rig(|_| {}).await;
+    let engine = &rig.engine;
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    write(&mut w, 0..10).await;
+    w.close(0).await.unwrap();
+    let secret = b"keyframe-screen-Qx7-hunter2-typed".to_vec();
+    engine
+        .put_keyframe(id, 5_000, secret.clone())
+        .await
+        .unwrap();
+    engine
+        .put_keyframe(id, 9_000, b"later".to_vec())
+        .await
+        .unwrap();
+    let too_big = vec![b'x'; reel_engine::MAX_KEYFRAME_BYTES + 1];
+    assert!(matches!(
+        engine.put_keyframe(id, 1, too_big).await,
+        Err(EngineError::InvalidArgument(_))
+    ));
+    let missing = RecordingId::generate();
+    assert!(matches!(
+        engine.put_keyframe(missing, 1, b"x".to_vec()).await,
+        Err(EngineError::NotFound(_))
+    ));
+
+    let rig = restart(rig).await;
+    let engine = &rig.engine;
+    assert_eq!(
+        engine.keyframe_at_or_before(id, 8_999).await.unwrap(),
+        Some((5_000, secret.clone()))
+    );
+    assert_eq!(
+        engine.keyframe_at_or_before(id, u64::MAX).await.unwrap(),
+        Some((9_000, b"later".to_vec()))
+    );
+    assert_eq!(engine.keyframe_at_or_before(id, 4_999).await.unwrap(), None);
+    let (mut found, mut scanned) = (Vec::new(), 0);
+    files_holding(rig.dir.path(), &secret, &mut found, &mut scanned);
+    assert!(scanned > 0);
+    assert!(found.is_empty(), "a keyframe in the clear in {found:?}");
+
+    purge_to_the_end(&rig, id).await;
+    assert!(matches!(
+        engine.keyframe_at_or_before(id, u64::MAX).await,
+        Err(EngineError::NotFound(_))
+    ));
+    let catalog_dir = engine.config().catalog_dir();
+    engine.shutdown().await;
+    let catalog = reel_catalog::Catalog::open(&catalog_dir).unwrap();
+    assert_eq!(catalog.keyframe_times(id).unwrap(), Vec::<u64>::new());
+}

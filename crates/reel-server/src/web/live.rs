@@ -156,8 +156,12 @@ async fn follow(
     blank: Snapshot,
     socket: &mut WebSocket,
 ) -> Result<(), HttpError> {
-    // The screen now: the nearest screen cached, then every durable event.
-    let (from, base) = app.screens.nearest(id, u64::MAX).unwrap_or((0, blank));
+    // The screen now: the latest screen kept, then every durable event.
+    let (from, base) = app
+        .screens
+        .nearest_kept(app, id, u64::MAX)
+        .await?
+        .unwrap_or((0, blank));
     let mut screen = Screen::restore(&base);
     let mut pos = Position {
         time_us: from,

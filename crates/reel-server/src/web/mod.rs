@@ -16,6 +16,7 @@
 //! and the pages' Content-Security-Policy allows nothing else.
 
 mod assets;
+pub mod keyframes;
 mod live;
 mod pages;
 pub mod player;

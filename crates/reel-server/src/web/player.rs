@@ -14,10 +14,13 @@
 //!   (the player keeps the previous, current and next), so its memory does
 //!   not grow with the recording.
 //!
-//! Screens are cached in memory ([`Screens`], bounded): serving a piece
-//! also computes the screen at its end, so playing on needs no reading
-//! twice; a seek far ahead replays from the nearest screen cached before
-//! it. A recording that was never opened replays from its start, once.
+//! Screens are kept in memory ([`Screens`], bounded) and as the recording's
+//! keyframes in the catalog (sealed with its data key, by the engine):
+//! serving a piece also computes the screen at its end, so playing on needs
+//! no reading twice, and a seek replays from the nearest screen kept before
+//! it. The [`super::keyframes`] builder computes the keyframes of closed
+//! recordings ahead of any view, so that a deep link into a recording
+//! never opened reads one piece, not everything before it.
 //!
 //! Events a read finds lost (a [`reel_engine::Gap`]) are written into the
 //! terminal as a notice, at their time, so a gap is never hidden.
@@ -35,6 +38,7 @@ use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tracing::debug;
 
 use crate::access::Identity;
 use crate::http::{AppState, HttpError, audited, invalid, parse_id, within_scope};
@@ -183,6 +187,16 @@ pub(super) async fn piece(
         }
     };
     let info = within_scope(&app, &who, id, "play").await?;
+    // Only the index's pieces: the screens computed for them are kept, and
+    // a made-up boundary would make the server replay and keep one more.
+    let starts = plan(&info);
+    let planned = |t: u64| starts.binary_search(&t).is_ok();
+    if !planned(q.from) || (!last && !planned(stop)) {
+        return Err(invalid(format!(
+            "from={} to={stop} is not a piece of this recording's index (player.json)",
+            q.from
+        )));
+    }
     let detail = format!("from={} to={}", clock(q.from), clock(stop));
     audited(&app, who.audit("play", vec![id.to_string()], detail)).await?;
     let meta = info.row.metadata.clone().unwrap_or_default();
@@ -243,7 +257,7 @@ pub(super) async fn piece(
             push(&mut events, end, "o", String::new());
         }
     } else {
-        app.screens.put(id, stop, screen.snapshot());
+        app.screens.keep(&app, id, stop, screen.snapshot());
     }
     let body = json!({
         "snapshot": { "cols": start.cols, "rows": start.rows, "init": start.init },
@@ -299,7 +313,10 @@ struct ScreenCache {
 }
 
 impl Screens {
-    /// The screen of recording `id` after every event before `time_us`.
+    /// The screen of recording `id` after every event before `time_us`:
+    /// from the nearest screen in memory or kept as the recording's
+    /// keyframe, replaying only the events between. A screen computed here
+    /// is kept ([`Screens::keep`]).
     pub async fn at(
         &self,
         app: &AppState,
@@ -307,7 +324,10 @@ impl Screens {
         blank: &Snapshot,
         time_us: u64,
     ) -> Result<Snapshot, HttpError> {
-        let (from, base) = self.nearest(id, time_us).unwrap_or((0, blank.clone()));
+        let (from, base) = self
+            .nearest_kept(app, id, time_us)
+            .await?
+            .unwrap_or((0, blank.clone()));
         if from == time_us {
             return Ok(base);
         }
@@ -323,8 +343,52 @@ impl Screens {
             }
         }
         let snapshot = screen.snapshot();
-        self.put(id, time_us, snapshot.clone());
+        self.keep(app, id, time_us, snapshot.clone());
         Ok(snapshot)
+    }
+
+    /// The latest screen at or before `time_us` in memory or among the
+    /// recording's keyframes, whichever is later.
+    pub async fn nearest_kept(
+        &self,
+        app: &AppState,
+        id: RecordingId,
+        time_us: u64,
+    ) -> Result<Option<(u64, Snapshot)>, HttpError> {
+        let memory = self.nearest(id, time_us);
+        if memory.as_ref().is_some_and(|(at, _)| *at == time_us) {
+            return Ok(memory);
+        }
+        let kept = app
+            .engine
+            .keyframe_at_or_before(id, time_us)
+            .await?
+            .and_then(|(at, bytes)| Some((at, Snapshot::from_bytes(&bytes)?)));
+        Ok(match (memory, kept) {
+            (Some(m), Some(k)) => Some(if k.0 > m.0 { k } else { m }),
+            (m, k) => m.or(k),
+        })
+    }
+
+    /// Keeps a screen computed at `time_us` (a piece's start): in memory,
+    /// and as the recording's keyframe, written in the background unless
+    /// this process or the catalog has it already, so that the next view,
+    /// after a restart too, starts there.
+    pub fn keep(&self, app: &AppState, id: RecordingId, time_us: u64, snapshot: Snapshot) {
+        if self.put(id, time_us, snapshot.clone()) {
+            return;
+        }
+        let engine = app.engine.clone();
+        tokio::spawn(async move {
+            if let Ok(Some((at, _))) = engine.keyframe_at_or_before(id, time_us).await
+                && at == time_us
+            {
+                return;
+            }
+            if let Err(e) = engine.put_keyframe(id, time_us, snapshot.to_bytes()).await {
+                debug!(recording = %id, error = %e, "keyframe not kept");
+            }
+        });
     }
 
     /// The latest screen cached at or before `time_us`.
@@ -337,12 +401,14 @@ impl Screens {
         Some((at, entry.0.clone()))
     }
 
-    pub fn put(&self, id: RecordingId, time_us: u64, snapshot: Snapshot) {
+    /// Puts a screen in memory; true if one was there at that time.
+    pub fn put(&self, id: RecordingId, time_us: u64, snapshot: Snapshot) -> bool {
         let mut cache = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         cache.tick += 1;
         let now = cache.tick;
         cache.bytes += snapshot.weight();
-        if let Some((old, _)) = cache.map.insert((id, time_us), (snapshot, now)) {
+        let was = cache.map.insert((id, time_us), (snapshot, now));
+        if let Some((old, _)) = &was {
             cache.bytes -= old.weight();
         }
         while cache.bytes > SCREEN_CACHE_BYTES {
@@ -353,6 +419,7 @@ impl Screens {
                 cache.bytes -= gone.weight();
             }
         }
+        was.is_some()
     }
 }
 
