@@ -12,6 +12,7 @@ mod asciinema;
 mod at_rest;
 mod bad_input;
 mod bastion;
+mod browser;
 mod evidence;
 mod failover;
 mod keys;

@@ -5,15 +5,15 @@
 //! Screenshots of each step are kept in `target/test-artifacts/web/`.
 //! Without a browser: what needs a session, and what a session cannot do.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use reel_api::AuditRecord;
 use reel_proto::v1::{Event, EventKind};
-use reel_testkit::{Recorder, Reeld, metadata, target_dir, tool, wait_for};
+use reel_testkit::{Recorder, Reeld, metadata, wait_for};
 use serde_json::{Value, json};
+
+use crate::browser::Browser;
 
 /// `reel token create --role ROLE`; the secret.
 fn token(reeld: &Reeld, name: &str, role: &str) -> String {
@@ -56,140 +56,6 @@ async fn record_lines(
     let id = rec.id.clone();
     rec.close().await.unwrap();
     id
-}
-
-/// chromedriver and a headless Chromium session, with a place for
-/// screenshots.
-struct Browser {
-    driver: Child,
-    client: Client,
-    shots: PathBuf,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    async fn start(test: &str) -> Browser {
-        let chromedriver = tool("chromedriver", "REEL_CHROMEDRIVER", "scripts/setup test");
-        let chromium = tool("chromium", "REEL_CHROMIUM", "scripts/setup test");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver");
-        let profile = tempfile::tempdir().unwrap();
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                    "--window-size=1280,1000",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let url = format!("http://127.0.0.1:{port}");
-        let mut last = None;
-        let mut client = None;
-        for _ in 0..100 {
-            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await
-            {
-                Ok(c) => {
-                    client = Some(c);
-                    break;
-                }
-                Err(e) => last = Some(e.to_string()),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let client = client.unwrap_or_else(|| panic!("no WebDriver session: {last:?}"));
-        let shots = target_dir().join("test-artifacts/web").join(test);
-        std::fs::create_dir_all(&shots).unwrap();
-        Browser {
-            driver,
-            client,
-            shots,
-            _profile: profile,
-        }
-    }
-
-    async fn shot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
-        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
-    }
-
-    async fn path(&self) -> String {
-        let url = self.client.current_url().await.unwrap();
-        match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        }
-    }
-
-    async fn sign_in(&self, base: &str, token: &str) {
-        self.client.goto(&format!("{base}/signin")).await.unwrap();
-        let field = self
-            .client
-            .find(Locator::Css("input[name=token]"))
-            .await
-            .unwrap();
-        field.send_keys(token).await.unwrap();
-        let button = self
-            .client
-            .find(Locator::Css("form.signin button"))
-            .await
-            .unwrap();
-        button.click().await.unwrap();
-    }
-
-    /// The terminal's text as the player shows it.
-    async fn terminal(&self) -> String {
-        let text = self
-            .client
-            .execute(
-                "const t = document.querySelector('.ap-term'); return t ? t.innerText : '';",
-                vec![],
-            )
-            .await
-            .unwrap();
-        text.as_str().unwrap_or_default().to_string()
-    }
-
-    async fn wait_terminal(&self, what: &str, contains: &str) -> String {
-        let mut text = String::new();
-        for _ in 0..150 {
-            text = self.terminal().await;
-            if text.contains(contains) {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{what}: the terminal never showed {contains:?}; it shows:\n{text}");
-    }
-
-    async fn body_text(&self) -> String {
-        let body = self.client.find(Locator::Css("body")).await.unwrap();
-        body.text().await.unwrap()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
 }
 
 /// The player's piece requests the page made: (URL, body bytes).
@@ -827,6 +693,65 @@ async fn a_lost_segment_is_a_notice_in_the_player_not_a_silence() {
         let expected = usize::from(!(first..first + count).contains(&i));
         assert_eq!(shown, expected, "line {i}");
     }
+
+    // Once the catalog knows (a verify found the copy gone), the gap is a
+    // marker on the player's timeline, at the segment's start, in a real
+    // browser.
+    let out = reeld.reel(&["verify", "--repair"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let label = format!("events {first}..{} are lost", first + count);
+    let index: Value = reeld
+        .get_json(&format!("/recordings/{id}/player.json"))
+        .await
+        .unwrap();
+    let markers = index["markers"].as_array().unwrap();
+    assert_eq!(markers.len(), 1, "{markers:?}; verify said: {said}");
+    assert!(markers[0][1].as_str().unwrap().contains(&label));
+    assert_eq!(
+        (markers[0][0].as_f64().unwrap() * 1e6).round() as u64,
+        gone.start_time_us
+    );
+    let browser = Browser::start("lost_segment").await;
+    browser.sign_in(&reeld.http, &reeld.token().unwrap()).await;
+    browser
+        .client
+        .goto(&format!("{}/recordings/{id}", reeld.http))
+        .await
+        .unwrap();
+    let mut shown = Vec::new();
+    for _ in 0..100 {
+        let found = browser
+            .client
+            .execute(
+                "return [...document.querySelectorAll('.ap-marker-container .ap-tooltip')]
+                   .map(m => m.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        shown = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap_or_default().to_string())
+            .collect();
+        if !shown.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        shown.len() == 1 && shown[0].contains(&label),
+        "the timeline's markers: {shown:?}"
+    );
+    let page = browser.body_text().await;
+    assert!(page.contains(&label), "{page}");
+    browser.shot("gap-marker").await;
+    let _ = browser.client.clone().close().await;
 }
 
 /// Bytes reeld has asked its stores for on behalf of reads, in all.

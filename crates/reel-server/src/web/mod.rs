@@ -363,9 +363,13 @@ async fn show(
         let playback = match at {
             Some(us) => Playback::Recording {
                 at: Some(us as f64 / 1e6),
+                preload: player::first_fetches(&info, us).to_vec(),
             },
             None if info.state() == reel_proto::v1::RecordingState::Open => Playback::Live,
-            None => Playback::Recording { at: None },
+            None => Playback::Recording {
+                at: None,
+                preload: player::first_fetches(&info, 0).to_vec(),
+            },
         };
         let detail = crate::http::detail(&info);
         Ok::<_, HttpError>(pages::recording(

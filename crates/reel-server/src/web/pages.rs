@@ -237,8 +237,12 @@ fn state(r: &RecordingSummary) -> String {
 
 /// What the player on a recording's page plays.
 pub enum Playback {
-    /// The recording from its index, paused at `at` seconds if given.
-    Recording { at: Option<f64> },
+    /// The recording from its index, paused at `at` seconds if given, with
+    /// what the player will fetch first (preloaded).
+    Recording {
+        at: Option<f64>,
+        preload: Vec<String>,
+    },
     /// An open recording as it happens.
     Live,
 }
@@ -264,8 +268,13 @@ pub fn recording(
             div #player
                 data-index=(format!("/recordings/{id}/player.json"))
                 data-live=[matches!(playback, Playback::Live).then(|| format!("/recordings/{id}/live"))]
-                data-at=[match playback { Playback::Recording { at } => at.map(|t| t.to_string()), _ => None }]
+                data-at=[match playback { Playback::Recording { at, .. } => at.map(|t| t.to_string()), _ => None }]
                 {}
+            @if let Playback::Recording { preload, .. } = playback {
+                @for url in preload {
+                    link rel="preload" as="fetch" crossorigin href=(url);
+                }
+            }
             p.playback {
                 @match playback {
                     Playback::Live => {
@@ -277,16 +286,17 @@ pub fn recording(
                     }
                 }
             }
-            @if !s.damage.is_empty() || d.segments.iter().any(|g| g.locations.is_empty()) {
+            @let lost: Vec<_> = d.segments.iter().filter(|g| super::player::lost(g.locations.len(), g.event_count)).collect();
+            @if !s.damage.is_empty() || !lost.is_empty() {
                 section.gaps {
                     h2 { "Gaps" }
                     ul {
                         @for problem in &s.damage { li { (problem) } }
-                        @for g in d.segments.iter().filter(|g| g.locations.is_empty() && g.event_count > 0) {
+                        @for g in &lost {
                             li {
-                                "events " (g.first_event_index) ".." (g.first_event_index + g.event_count)
+                                (super::player::lost_label(g.first_event_index, g.event_count))
                                 " (" (duration(g.start_time_us)) " to " (duration(g.end_time_us))
-                                ") have no copy"
+                                "): no copy holds them"
                             }
                         }
                     }

@@ -103,16 +103,52 @@ pub fn plan(info: &RecordingInfo) -> Vec<u64> {
     starts
 }
 
-/// Where the catalog says events are lost: segments no copy holds.
+/// Events the catalog knows are lost: a segment with events that no copy
+/// holds (`locations` names none). The page and the timeline both ask this.
+pub fn lost(locations_named: usize, event_count: u64) -> bool {
+    locations_named == 0 && event_count > 0
+}
+
+/// How the page and the timeline name lost events.
+pub fn lost_label(first_event_index: u64, event_count: u64) -> String {
+    format!(
+        "events {first_event_index}..{} are lost",
+        first_event_index.saturating_add(event_count)
+    )
+}
+
+/// Piece `i` of a plan, as the index names it (relative to the index).
+fn piece_url(starts: &[u64], i: usize, end: u64) -> String {
+    let from = starts[i];
+    match starts.get(i + 1) {
+        Some(to) => format!("player/piece?from={from}&to={to}"),
+        None => format!("player/piece?from={from}&end={end}"),
+    }
+}
+
+/// What the player will fetch first to open recording `id` at `at_us`:
+/// its index and the piece that holds the moment, for the page to name
+/// as preloads, so that both are on their way while the player's script
+/// loads.
+pub fn first_fetches(info: &RecordingInfo, at_us: u64) -> [String; 2] {
+    let starts = plan(info);
+    let i = starts.partition_point(|&s| s <= at_us).saturating_sub(1);
+    let base = format!("/recordings/{}", info.id);
+    [
+        format!("{base}/player.json"),
+        format!("{base}/{}", piece_url(&starts, i, info.durable_time_us)),
+    ]
+}
+
+/// Where the catalog says events are lost, as timeline markers.
 fn known_gaps(info: &RecordingInfo) -> Vec<(f64, String)> {
     info.segments
         .iter()
-        .filter(|s| s.locations.is_empty() && s.event_count > 0)
+        .filter(|s| lost(s.locations.len(), s.event_count))
         .map(|s| {
             let label = format!(
-                "reel: gap: events {}..{} are lost",
-                s.first_event_index,
-                s.first_event_index + s.event_count
+                "reel: gap: {}",
+                lost_label(s.first_event_index, s.event_count)
             );
             (seconds(s.start_time_us.min(info.durable_time_us)), label)
         })
@@ -141,10 +177,7 @@ pub(super) async fn index(
         .enumerate()
         .map(|(i, &from)| IndexPiece {
             start: seconds(from),
-            url: match starts.get(i + 1) {
-                Some(to) => format!("player/piece?from={from}&to={to}"),
-                None => format!("player/piece?from={from}&end={end}"),
-            },
+            url: piece_url(&starts, i, end),
         })
         .collect();
     let body = Index {

@@ -1,0 +1,352 @@
+//! The web player on a recombined 1 GiB recording on a real S3 server (a
+//! Garage process), in a headless Chromium, beside a raw ranged GET of the
+//! same window in the same run.
+//!
+//! The recording: an output event every 10 ms of 32 printable lines of
+//! 128 bytes (4 KiB), 1 GiB of events (about 44 minutes), 8 MiB segments,
+//! sealed (the default), recombined into one object on the primary; then
+//! its keyframes are built (timed) as reeld's builder does after a close.
+//!
+//! - deep link: the browser, signed in, opens `/recordings/ID?t=T` at a
+//!   random moment in the middle; the time is from the navigation's start
+//!   to the terminal showing the last line printed before T (and not the
+//!   next), measured in the page (`performance.now()`). Raw: one ranged GET
+//!   of the combined object's bytes that hold the piece T falls in, read to
+//!   the end. Goal: Reel <= 2 x raw + 100 ms (medians of 5).
+//! - memory: the page's JS heap (`performance.memory.usedJSHeapSize`)
+//!   after 20 seeks to random moments, each waited for until its screen is
+//!   right. Goal: under 100 MB.
+//!
+//! Run: `cargo bench --bench player` (`-- --quick`: 256 MiB). Needs Garage
+//! (`scripts/install-garage`), chromium and chromium-driver (`scripts/setup
+//! test`).
+
+#[allow(dead_code)]
+#[path = "../tests/e2e/browser.rs"]
+mod browser;
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use object_store::{GetOptions, GetRange, ObjectStore};
+use reel_engine::{Engine, EngineConfig};
+use reel_proto::RecordingId;
+use reel_proto::v1::{Event, EventKind, RecordingMetadata};
+use reel_storage::{HealthConfig, Role, Router, Store, StoreConfig, keys};
+use reel_testkit::Garage;
+
+const LINES: usize = 32;
+const LINE_BYTES: usize = 128;
+const STEP_US: u64 = 10_000;
+
+/// Event `i`: 32 lines of printable text, each tagged `E{i}.{line}`.
+fn event(i: u64) -> Event {
+    let noise = reel_testkit::varied_bytes(i, LINES * LINE_BYTES);
+    let mut data = Vec::with_capacity(LINES * LINE_BYTES);
+    for (k, chunk) in noise.chunks(LINE_BYTES).enumerate() {
+        let tag = format!("{} ", tag(i, k));
+        data.extend_from_slice(tag.as_bytes());
+        data.extend(
+            chunk[..LINE_BYTES - tag.len() - 2]
+                .iter()
+                .map(|b| b' ' + b % 95),
+        );
+        data.extend_from_slice(b"\r\n");
+    }
+    Event {
+        time_us: i * STEP_US,
+        kind: EventKind::Output as i32,
+        data,
+    }
+}
+
+fn tag(i: u64, line: usize) -> String {
+    format!("E{i:08}.{line:02}")
+}
+
+async fn engine(dir: &std::path::Path, primary: &Garage) -> Engine {
+    let mut config = EngineConfig::new(dir.join("reel"));
+    config.segment_target_bytes = 8 << 20;
+    config.segment_max_age = Duration::from_secs(3600);
+    config.compactor.enabled = false;
+    config.health = HealthConfig::default();
+    let router = Arc::new(Router::new(config.health.clone(), config.clock.clone()));
+    let p = Store::build(
+        Role::Primary,
+        &primary.store_config(),
+        router.primary.clone(),
+    )
+    .unwrap();
+    let s = Store::build(
+        Role::Secondary,
+        &StoreConfig::Local {
+            path: dir.join("secondary"),
+        },
+        router.secondary.clone(),
+    )
+    .unwrap();
+    Engine::open_with_stores(config, p, s, router)
+        .await
+        .unwrap()
+}
+
+/// A closed, recombined recording of `n` events.
+async fn recombined(engine: &Engine, n: u64) -> RecordingId {
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    // 128 events (512 KiB) a batch, a few in flight.
+    let mut acks = std::collections::VecDeque::new();
+    for first in (0..n).step_by(128) {
+        let batch = (first..(first + 128).min(n)).map(event).collect();
+        acks.push_back(w.append(None, batch).unwrap());
+        if acks.len() > 4 {
+            acks.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    w.close(0).await.unwrap();
+    while engine.local_status().unwrap().upload_queue > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    engine.compact(Some(id)).await.unwrap();
+    assert!(engine.recording(id).await.unwrap().row.combined_size > 0);
+    while engine.drain_deletions().await.unwrap() > 0 {}
+    id
+}
+
+/// The byte range of the combined object that holds the events of
+/// `from..to`.
+async fn object_range(engine: &Engine, id: RecordingId, from: u64, to: u64) -> Range<u64> {
+    let info = engine.recording(id).await.unwrap();
+    let mut range: Option<Range<u64>> = None;
+    for seg in &info.segments {
+        if seg.end_time_us < from || seg.start_time_us >= to {
+            continue;
+        }
+        let blocks = reel_log::blocks_for_window(&seg.blocks, from, to);
+        if blocks.is_empty() {
+            continue;
+        }
+        let base = seg.combined_offset.unwrap() + seg.content_offset;
+        let first = &seg.blocks[blocks.start];
+        let last = &seg.blocks[blocks.end - 1];
+        let r = base + first.offset..base + last.offset + last.len;
+        range = Some(match range {
+            None => r,
+            Some(prev) => prev.start..r.end,
+        });
+    }
+    range.unwrap()
+}
+
+/// One ranged GET read to its end.
+async fn raw(store: &Arc<dyn ObjectStore>, id: RecordingId, range: Range<u64>) -> Duration {
+    let start = Instant::now();
+    let options = GetOptions {
+        range: Some(GetRange::Bounded(range.clone())),
+        ..Default::default()
+    };
+    let mut body = store
+        .get_opts(&keys::recording_object(id), options)
+        .await
+        .unwrap()
+        .into_stream();
+    let mut bytes = 0;
+    while let Some(chunk) = body.next().await {
+        bytes += chunk.unwrap().len() as u64;
+    }
+    assert_eq!(bytes, range.end - range.start);
+    start.elapsed()
+}
+
+/// Waits in the page until the terminal shows `want` and not `not`;
+/// returns `performance.now()` then (ms since the navigation started).
+const WAIT_SCREEN: &str = "
+    const [want, not, done] = arguments;
+    const check = () => {
+        const t = document.querySelector('.ap-term');
+        const text = t ? t.innerText : '';
+        if (text.includes(want) && !text.includes(not)) { done(performance.now()); }
+        else { setTimeout(check, 2); }
+    };
+    check();";
+
+/// The screen at `T = i x STEP + STEP / 2`: event `i`'s last line, not
+/// event `i + 1`'s first.
+fn expected(i: u64) -> (String, String) {
+    (tag(i, LINES - 1), tag(i + 1, 0))
+}
+
+fn seconds(i: u64) -> String {
+    let us = i * STEP_US + STEP_US / 2;
+    format!("{}.{:06}", us / 1_000_000, us % 1_000_000)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn main_async(quick: bool) {
+    let dir = reel_testkit::bench_dir();
+    let primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
+    let raw_store: Arc<dyn ObjectStore> = Arc::new(primary.object_store());
+    let engine = engine(dir.path(), &primary).await;
+    let size: u64 = if quick { 256 << 20 } else { 1 << 30 };
+    let n = size / (LINES * LINE_BYTES) as u64;
+    let built = Instant::now();
+    let id = recombined(&engine, n).await;
+    let object = engine.recording(id).await.unwrap().row.combined_size;
+    eprintln!(
+        "recombined {} MiB ({n} events) in {:.1?}",
+        object >> 20,
+        built.elapsed()
+    );
+
+    let access = reel_server::access::Access::load(&engine, dir.path(), false)
+        .await
+        .unwrap();
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let state = reel_server::http::AppState::new(
+        engine.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        access,
+        false,
+    );
+    let started = Instant::now();
+    let kept = reel_server::web::keyframes::build(&state, id)
+        .await
+        .unwrap();
+    let keyframes_s = started.elapsed().as_secs_f64();
+    eprintln!("{kept} keyframes built in {keyframes_s:.1} s");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = reel_server::http::router(state);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+
+    let browser = browser::Browser::start("bench-player").await;
+    browser.sign_in(&base, token.trim()).await;
+    let b = &browser.client;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut pick = |lo: u64, hi: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        lo + seed % (hi - lo)
+    };
+    let info = engine.recording(id).await.unwrap();
+    let starts = reel_server::web::player::plan(&info);
+    let piece_of = |t_us: u64| {
+        let i = starts.partition_point(|&s| s <= t_us) - 1;
+        (starts[i], starts.get(i + 1).copied().unwrap_or(u64::MAX))
+    };
+
+    // A first page load, for the browser to cache the player's assets.
+    let warm = pick(n / 10, n / 5);
+    b.goto(&format!("{base}/recordings/{id}?t={}", seconds(warm)))
+        .await
+        .unwrap();
+    let (want, not) = expected(warm);
+    b.execute_async(WAIT_SCREEN, vec![want.into(), not.into()])
+        .await
+        .unwrap();
+
+    let (mut reel_ms, mut raw_ms) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let i = pick(3 * n / 10, 7 * n / 10);
+        let (from, to) = piece_of(i * STEP_US + STEP_US / 2);
+        let range = object_range(&engine, id, from, to).await;
+        raw_ms.push(raw(&raw_store, id, range).await.as_secs_f64() * 1e3);
+        b.goto(&format!("{base}/recordings/{id}?t={}", seconds(i)))
+            .await
+            .unwrap();
+        let (want, not) = expected(i);
+        let at = b
+            .execute_async(WAIT_SCREEN, vec![want.into(), not.into()])
+            .await
+            .unwrap();
+        reel_ms.push(at.as_f64().unwrap());
+    }
+    // Where the last deep link's time went, from the page's own timings.
+    let timings = b
+        .execute(
+            "const nav = performance.getEntriesByType('navigation')[0];
+             const r = performance.getEntriesByType('resource')
+               .filter(e => e.name.includes('/player'))
+               .map(e => [e.name.split('/').slice(-2).join('/'),
+                          Math.round(e.startTime), Math.round(e.responseEnd)]);
+             return [Math.round(nav.responseEnd), Math.round(nav.domContentLoadedEventEnd), r];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eprintln!("last deep link: page received, DOM ready, [resource, start, end] (ms): {timings}");
+    browser.shot("deep-link").await;
+    let heap = |v: serde_json::Value| v.as_f64().unwrap() / 1e6;
+    let heap_after_link = heap(
+        b.execute("return performance.memory.usedJSHeapSize;", vec![])
+            .await
+            .unwrap(),
+    );
+    for _ in 0..20 {
+        let i = pick(0, n - 1);
+        b.execute(
+            "window.reelPlayer.seek(arguments[0]);",
+            vec![serde_json::json!(seconds(i).parse::<f64>().unwrap())],
+        )
+        .await
+        .unwrap();
+        let (want, not) = expected(i);
+        b.execute_async(WAIT_SCREEN, vec![want.into(), not.into()])
+            .await
+            .unwrap();
+    }
+    browser.shot("after-seeks").await;
+    let heap_after_seeks = heap(
+        b.execute("return performance.memory.usedJSHeapSize;", vec![])
+            .await
+            .unwrap(),
+    );
+    let (reel, raw) = (median(reel_ms.clone()), median(raw_ms.clone()));
+    let goal = 2.0 * raw + 100.0;
+    println!(
+        "\n### Web player: deep link into a recombined {} MiB recording on Garage\n",
+        object >> 20
+    );
+    println!("| what | median | runs |");
+    println!("|---|---:|---|");
+    println!("| raw ranged GET of the piece's bytes | {raw:.1} ms | {raw_ms:.1?} |");
+    println!("| deep link, navigation to the right screen | {reel:.1} ms | {reel_ms:.1?} |");
+    println!(
+        "\ngoal: deep link <= 2 x raw + 100 ms = {goal:.1} ms: {}",
+        if reel <= goal { "met" } else { "NOT met" }
+    );
+    println!(
+        "JS heap: {heap_after_link:.1} MB after the deep links, {heap_after_seeks:.1} MB after 20 random seeks (goal < 100 MB: {})",
+        if heap_after_seeks < 100.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "keyframes: {kept} built in {keyframes_s:.1} s ({:.0} MB/s of events)",
+        size as f64 / keyframes_s / 1e6
+    );
+    let _ = browser.client.clone().close().await;
+}
+
+fn main() {
+    reel_testkit::bench_main(main_async);
+}

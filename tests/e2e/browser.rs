@@ -1,0 +1,168 @@
+//! A headless Chromium driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`), for the web UI's tests and its benchmark
+//! (`benches/player.rs` includes this file).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reel_testkit::{target_dir, tool};
+use serde_json::json;
+
+/// chromedriver and a headless Chromium session, with a place for
+/// screenshots.
+pub struct Browser {
+    driver: Child,
+    pub client: Client,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    pub async fn start(test: &str) -> Browser {
+        let chromedriver = tool("chromedriver", "REEL_CHROMEDRIVER", "scripts/setup test");
+        let chromium = tool("chromium", "REEL_CHROMIUM", "scripts/setup test");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver");
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                    "--window-size=1280,1000", "--enable-precise-memory-info",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last = None;
+        let mut client = None;
+        for _ in 0..100 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => {
+                    client = Some(c);
+                    break;
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let client = client.unwrap_or_else(|| panic!("no WebDriver session: {last:?}"));
+        let shots = target_dir().join("test-artifacts/web").join(test);
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser {
+            driver,
+            client,
+            shots,
+            _profile: profile,
+        }
+    }
+
+    pub async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    pub async fn path(&self) -> String {
+        let url = self.client.current_url().await.unwrap();
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        }
+    }
+
+    pub async fn sign_in(&self, base: &str, token: &str) {
+        self.client.goto(&format!("{base}/signin")).await.unwrap();
+        let field = self
+            .client
+            .find(Locator::Css("input[name=token]"))
+            .await
+            .unwrap();
+        field.send_keys(token).await.unwrap();
+        let button = self
+            .client
+            .find(Locator::Css("form.signin button"))
+            .await
+            .unwrap();
+        // The form's answer is a new document: wait for it, so that what
+        // the caller looks at next is the page signing in led to.
+        self.client
+            .execute("window.reelSigningIn = true;", vec![])
+            .await
+            .unwrap();
+        button.click().await.unwrap();
+        for _ in 0..100 {
+            let loaded = self
+                .client
+                .execute(
+                    "return window.reelSigningIn === undefined
+                        && document.readyState === 'complete';",
+                    vec![],
+                )
+                .await
+                .map(|v| v.as_bool() == Some(true))
+                .unwrap_or(false);
+            if loaded {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("signing in led to no new page");
+    }
+
+    /// The terminal's text as the player shows it.
+    pub async fn terminal(&self) -> String {
+        let text = self
+            .client
+            .execute(
+                "const t = document.querySelector('.ap-term'); return t ? t.innerText : '';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        text.as_str().unwrap_or_default().to_string()
+    }
+
+    pub async fn wait_terminal(&self, what: &str, contains: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..150 {
+            text = self.terminal().await;
+            if text.contains(contains) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{what}: the terminal never showed {contains:?}; it shows:\n{text}");
+    }
+
+    pub async fn body_text(&self) -> String {
+        let body = self.client.find(Locator::Css("body")).await.unwrap();
+        body.text().await.unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
