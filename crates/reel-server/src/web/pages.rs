@@ -17,6 +17,11 @@ pub struct Chrome<'a> {
 }
 
 fn page(title: &str, chrome: Option<&Chrome>, body: Markup) -> Markup {
+    page_with_head(title, chrome, html! {}, body)
+}
+
+/// A page with more in its head (what it will fetch first, preloaded).
+fn page_with_head(title: &str, chrome: Option<&Chrome>, head: Markup, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -25,6 +30,7 @@ fn page(title: &str, chrome: Option<&Chrome>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Reel" }
                 link rel="stylesheet" href=(super::SIGNIN_CSS);
+                (head)
             }
             body {
                 header {
@@ -257,9 +263,21 @@ pub fn recording(
 ) -> Markup {
     let s = &d.summary;
     let id = &s.id;
-    page(
+    // What the player fetches first is on its way while its script loads.
+    let head = html! {
+        @if let Playback::Recording { preload, .. } = playback {
+            @for url in preload {
+                link rel="preload" as="fetch" crossorigin href=(url);
+            }
+        }
+        link rel="stylesheet" href=(format!("{}/asciinema-player.css", super::ASSETS));
+        script defer src=(format!("{}/asciinema-player.min.js", super::ASSETS)) {}
+        script defer src=(format!("{}/reel.js", super::ASSETS)) {}
+    };
+    page_with_head(
         &format!("{} on {}", s.user, s.target),
         Some(chrome),
+        head,
         html! {
             h1 { (s.user) " on " (s.target) }
             @if !d.title.is_empty() {
@@ -270,11 +288,6 @@ pub fn recording(
                 data-live=[matches!(playback, Playback::Live).then(|| format!("/recordings/{id}/live"))]
                 data-at=[match playback { Playback::Recording { at, .. } => at.map(|t| t.to_string()), _ => None }]
                 {}
-            @if let Playback::Recording { preload, .. } = playback {
-                @for url in preload {
-                    link rel="preload" as="fetch" crossorigin href=(url);
-                }
-            }
             p.playback {
                 @match playback {
                     Playback::Live => {
@@ -363,9 +376,6 @@ pub fn recording(
                     }
                 }
             }
-            link rel="stylesheet" href=(format!("{}/asciinema-player.css", super::ASSETS));
-            script src=(format!("{}/asciinema-player.min.js", super::ASSETS)) {}
-            script src=(format!("{}/reel.js", super::ASSETS)) {}
         },
     )
 }
