@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use object_store::ObjectStoreExt;
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
-use reel_testkit::{Garage, Recorder, Reeld, drained, wait_for};
+use reel_testkit::{Garage, Recorder, Reeld, drained, files_holding, wait_for};
 
 const SECRET: &[u8] = b"hunter2-Zq8vX3-typed-at-the-prompt";
 
@@ -42,29 +42,6 @@ fn holds_secret(bytes: &[u8]) -> bool {
 /// many bytes were looked at, so that an empty scan cannot pass.
 fn files_with_secret(dir: &Path, found: &mut Vec<String>, scanned: &mut u64) {
     files_holding(dir, SECRET, found, scanned)
-}
-
-/// Every file under `dir` (recursively) that holds `needle`.
-fn files_holding(dir: &Path, needle: &[u8], found: &mut Vec<String>, scanned: &mut u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            files_holding(&path, needle, found, scanned);
-        } else if meta.is_file()
-            && let Ok(bytes) = std::fs::read(&path)
-        {
-            *scanned += bytes.len() as u64;
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                found.push(path.display().to_string());
-            }
-        }
-    }
 }
 
 /// Every object of `garage` that holds the secret.

@@ -1071,6 +1071,31 @@ pub async fn drained(reeld: &Reeld) -> bool {
     s.upload_queue == 0 && s.spool_segments == 0
 }
 
+/// Every file under `dir` (recursively, symbolic links not followed) that
+/// holds `needle`, added to `found`; `scanned` counts the bytes looked at,
+/// so that a test can tell an empty scan from a clean one.
+pub fn files_holding(dir: &Path, needle: &[u8], found: &mut Vec<String>, scanned: &mut u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            files_holding(&path, needle, found, scanned);
+        } else if meta.is_file()
+            && let Ok(bytes) = std::fs::read(&path)
+        {
+            *scanned += bytes.len() as u64;
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+}
+
 /// `len` bytes of printable, varied text from `seed`. Garage compresses and
 /// deduplicates blocks, so benchmark payloads that repeat would measure
 /// less than they claim.

@@ -141,6 +141,15 @@ pub async fn write(w: &mut RecordingWriter, range: std::ops::Range<u64>) {
 }
 
 /// Every segment is uploaded (to any store).
+/// A recording of events `0..n`, closed.
+pub async fn closed_recording(engine: &Engine, n: u64) -> RecordingId {
+    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
+    let id = w.id();
+    write(&mut w, 0..n).await;
+    w.close(0).await.unwrap();
+    id
+}
+
 pub async fn all_uploaded(engine: &Engine, id: RecordingId) -> bool {
     let info = engine.recording(id).await.unwrap();
     info.unsealed_events == 0

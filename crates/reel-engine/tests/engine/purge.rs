@@ -392,22 +392,6 @@ async fn retention_counts_age_from_receipt_and_survives_any_name() {
     engine.shutdown().await;
 }
 
-/// Every file under `dir` (recursively) that holds `needle`, and how many
-/// bytes were looked at (an empty scan cannot pass).
-fn files_holding(dir: &std::path::Path, needle: &[u8], found: &mut Vec<String>, scanned: &mut u64) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files_holding(&path, needle, found, scanned);
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            *scanned += bytes.len() as u64;
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-}
-
 /// Keyframes (what a player computed a recording to show at a moment) are
 /// kept in the catalog sealed with the recording's data key: found again
 /// after a restart, never in the clear on disk, bounded, and gone with a
@@ -416,10 +400,7 @@ fn files_holding(dir: &std::path::Path, needle: &[u8], found: &mut Vec<String>, 
 async fn keyframes_are_sealed_kept_and_purged_with_their_recording() {
     let rig = rig(|_| {}).await;
     let engine = &rig.engine;
-    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
-    let id = w.id();
-    write(&mut w, 0..10).await;
-    w.close(0).await.unwrap();
+    let id = closed_recording(engine, 10).await;
     let secret = b"keyframe-screen-Qx7-hunter2-typed".to_vec();
     engine
         .put_keyframe(id, 5_000, secret.clone())
@@ -452,7 +433,7 @@ async fn keyframes_are_sealed_kept_and_purged_with_their_recording() {
     );
     assert_eq!(engine.keyframe_at_or_before(id, 4_999).await.unwrap(), None);
     let (mut found, mut scanned) = (Vec::new(), 0);
-    files_holding(rig.dir.path(), &secret, &mut found, &mut scanned);
+    reel_testkit::files_holding(rig.dir.path(), &secret, &mut found, &mut scanned);
     assert!(scanned > 0);
     assert!(found.is_empty(), "a keyframe in the clear in {found:?}");
 

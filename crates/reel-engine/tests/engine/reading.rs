@@ -314,10 +314,7 @@ async fn bytes_only_on_a_down_store_give_an_error_that_names_them() {
 async fn bad_windows_and_ids_are_refused_before_any_read() {
     let rig = rig(|_| {}).await;
     let engine = &rig.engine;
-    let mut w = engine.start(RecordingMetadata::default()).await.unwrap();
-    let id = w.id();
-    write(&mut w, 0..10).await;
-    w.close(0).await.unwrap();
+    let id = closed_recording(engine, 10).await;
     assert!(matches!(
         Window::new(5, Some(5)),
         Err(EngineError::InvalidArgument(_))
