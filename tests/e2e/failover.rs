@@ -128,6 +128,37 @@ async fn primary_killed_frozen_and_restarted_while_recording() {
         Some("secondary"),
         "{during_kill:?}"
     );
+    // What the outage hides, listed: the recordings with bytes only on the
+    // primary (failover mode keeps one copy), each saying where they wait.
+    let hidden: reel_api::RecordingList = reeld
+        .get_json("/api/v1/recordings?readable=false")
+        .await
+        .unwrap();
+    assert!(
+        !hidden.recordings.is_empty(),
+        "nothing is hidden by the primary's death"
+    );
+    for r in &hidden.recordings {
+        assert!(!r.readable);
+        let why = r.unreadable.as_deref().unwrap_or_default();
+        assert!(
+            why.contains("only on stores that are down: primary"),
+            "{why}"
+        );
+    }
+    let shown: reel_api::RecordingList = reeld
+        .get_json("/api/v1/recordings?readable=true")
+        .await
+        .unwrap();
+    assert!(
+        shown
+            .recordings
+            .iter()
+            .all(|r| r.readable && r.unreadable.is_none())
+    );
+    let out = reeld.reel(&["show", &hidden.recordings[0].id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("readable   NO, not now:"), "{text}");
     tokio::task::block_in_place(|| primary.restart()).unwrap();
     phase(4.0).await;
     assert_eq!(storage(&reeld).await.writing_to.as_deref(), Some("primary"));

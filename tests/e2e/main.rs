@@ -16,6 +16,7 @@ mod browser;
 mod evidence;
 mod failover;
 mod keys;
+mod mirror;
 mod purge;
 mod reading;
 mod recombination;

@@ -41,6 +41,17 @@ pub struct RecordingSummary {
     /// Where the bytes are: `local`, `primary`, `secondary`, `split`, or a
     /// `+`-joined mix.
     pub placement: String,
+    /// Every byte can be read right now (each segment has a copy locally
+    /// or on a store that is up).
+    #[serde(default)]
+    pub readable: bool,
+    /// Where a read takes its bytes from now: `local`, `primary`,
+    /// `secondary`, `+`-joined in the order first needed.
+    #[serde(default)]
+    pub read_from: String,
+    /// What cannot be read now, and on which stores it waits.
+    #[serde(default)]
+    pub unreadable: Option<String>,
     /// A recorder is streaming into it right now.
     pub attached: bool,
     #[serde(default)]
@@ -212,6 +223,20 @@ pub struct ServerStatus {
     /// Catalog writes held in memory, not yet in its files.
     #[serde(default)]
     pub catalog_memory_bytes: u64,
+    /// `failover` (each segment on one store) or `mirror` (on both).
+    #[serde(default)]
+    pub upload_mode: String,
+    /// Mirror mode only: queued segments each store still lacks.
+    #[serde(default)]
+    pub mirror_backlog: Option<MirrorBacklog>,
+}
+
+/// Mirror mode's backlog in [`ServerStatus`]: what a store that was down
+/// (or mirror mode turned on over older recordings) still has to receive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorBacklog {
+    pub primary_segments: u64,
+    pub secondary_segments: u64,
 }
 
 /// The body of every error response.

@@ -475,6 +475,16 @@ impl Catalog {
         })
     }
 
+    /// Whether the segment is in the upload queue.
+    pub fn upload_queued(&self, id: RecordingId, seq: u64) -> Result<bool> {
+        let key = segment_key(id, seq);
+        self.with_db(|db| {
+            Ok(db
+                .get_pinned_cf(cf_handle(db, CF_UPLOAD_QUEUE), key)?
+                .is_some())
+        })
+    }
+
     /// Every segment waiting for upload, in (recording, sequence) order.
     pub fn upload_queue(&self) -> Result<Vec<(RecordingId, u64)>> {
         self.with_db(|db| {

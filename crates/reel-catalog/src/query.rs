@@ -33,8 +33,23 @@ pub struct Filter {
     /// its start time but not when reeld received it.
     pub received_before_us: Option<i64>,
     pub state: Option<StateFilter>,
+    /// Only recordings whose every segment can (`true`) or cannot
+    /// (`false`) be read from [`Filter::reachable`] right now.
+    pub readable: Option<bool>,
+    /// The locations (`Location as i32`) that count as reachable for
+    /// `readable`: the spool, and the stores that are up. The engine fills
+    /// it in from the stores' health when it runs the query.
+    pub reachable: Vec<i32>,
     /// The scopes of the identity that asks: nothing outside them matches.
     pub scope: Scope,
+}
+
+/// Whether every segment has a copy in one of `reachable` (see
+/// [`Filter::readable`]).
+pub fn every_segment_reachable(segments: &[reel_proto::v1::SegmentRow], reachable: &[i32]) -> bool {
+    segments
+        .iter()
+        .all(|s| s.locations.iter().any(|l| reachable.contains(l)))
 }
 
 /// Which recordings an identity reaches (its token's scopes): each kind
@@ -369,6 +384,12 @@ impl Catalog {
                 let Ok(id) = RecordingId::from_slice(&row.id) else {
                     continue;
                 };
+                if let Some(want) = query.filter.readable {
+                    let segments = self.segments(id)?;
+                    if every_segment_reachable(&segments, &query.filter.reachable) != want {
+                        continue;
+                    }
+                }
                 hits.push((sort_value(key, &row), id, row));
             }
             Ok(hits)

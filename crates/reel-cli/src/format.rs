@@ -78,6 +78,14 @@ pub(crate) fn detail(d: &RecordingDetail) -> String {
         bytes(s.data_bytes)
     );
     let _ = writeln!(out, "where      {}", s.placement);
+    match &s.unreadable {
+        Some(hidden) => {
+            let _ = writeln!(out, "readable   NO, not now: {hidden}");
+        }
+        None => {
+            let _ = writeln!(out, "readable   yes, from {}", s.read_from);
+        }
+    }
     match (&d.object, &d.recombine) {
         (Some(o), _) => {
             let _ = writeln!(
@@ -180,7 +188,18 @@ pub(crate) fn status(s: &ServerStatus, storage: &StorageStatus) -> String {
         s.journal_files,
         bytes(storage.local_capacity_bytes)
     );
-    let _ = writeln!(out, "uploads    {} queued", s.upload_queue);
+    match &s.mirror_backlog {
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "uploads    {} queued; mirror mode: the primary lacks {} segments, the secondary {}",
+                s.upload_queue, m.primary_segments, m.secondary_segments
+            );
+        }
+        None => {
+            let _ = writeln!(out, "uploads    {} queued", s.upload_queue);
+        }
+    }
     let _ = writeln!(
         out,
         "catalog    {} in files and {} of log, audit log {}, {} in memory",

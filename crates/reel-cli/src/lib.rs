@@ -157,6 +157,10 @@ struct LsArgs {
     /// open, closed, interrupted, damaged or recombined.
     #[arg(long)]
     state: Option<String>,
+    /// Only recordings that cannot be read in full right now (some bytes
+    /// only on a store that is down): what an outage hides.
+    #[arg(long)]
+    unreadable: bool,
     /// created, started, duration, size or user.
     #[arg(long, default_value = "created")]
     sort: String,
@@ -530,6 +534,9 @@ async fn ls(client: &Client, args: LsArgs) -> anyhow::Result<()> {
         }
     }
     pairs.extend(args.label.iter().map(|l| ("label", l.clone())));
+    if args.unreadable {
+        pairs.push(("readable", "false".into()));
+    }
     pairs.push(("sort", args.sort.clone()));
     pairs.push(("order", if args.desc { "desc" } else { "asc" }.into()));
     let mut cursor = args.cursor.clone();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use reel_engine::EngineConfig;
+use reel_engine::{EngineConfig, ReleaseAfter, UploadMode};
 use reel_storage::{HealthConfig, S3Config, StoreConfig};
 use serde::{Deserialize, Deserializer};
 
@@ -334,6 +334,35 @@ pub struct JournalSection {
 #[serde(deny_unknown_fields)]
 pub struct UploadSection {
     pub concurrency: Option<usize>,
+    /// `failover` (the default) or `mirror`.
+    pub mode: Option<String>,
+    /// Mirror mode: `one` (the default) or `both`.
+    pub release_after: Option<String>,
+}
+
+/// `[upload] mode` and `release_after`, checked together: `release_after`
+/// means nothing in failover mode, and saying it there is a mistake.
+fn upload_mode(section: &UploadSection) -> anyhow::Result<UploadMode> {
+    let release_after = match section.release_after.as_deref() {
+        None | Some("one") => ReleaseAfter::One,
+        Some("both") => ReleaseAfter::Both,
+        Some(other) => {
+            anyhow::bail!("upload.release_after must be \"one\" or \"both\", not {other:?}")
+        }
+    };
+    match section.mode.as_deref() {
+        None | Some("failover") => {
+            anyhow::ensure!(
+                section.release_after.is_none(),
+                "upload.release_after applies to mode = \"mirror\" only"
+            );
+            Ok(UploadMode::Failover)
+        }
+        Some("mirror") => Ok(UploadMode::Mirror { release_after }),
+        Some(other) => {
+            anyhow::bail!("upload.mode must be \"failover\" or \"mirror\", not {other:?}")
+        }
+    }
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -454,6 +483,7 @@ impl ServerConfig {
         if let Some(v) = file.upload.concurrency {
             engine.upload_concurrency = v;
         }
+        engine.upload_mode = upload_mode(&file.upload)?;
         anyhow::ensure!(
             engine.max_event_bytes <= engine.max_batch_bytes,
             "ingest.max_event_bytes ({}) must not exceed ingest.max_batch_bytes ({})",
@@ -567,6 +597,44 @@ allow_http = true
             let args = Args::parse_from(["reeld", "--config", path.to_str().unwrap()]);
             let err = ServerConfig::load(&args).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn upload_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reel.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let args = Args::parse_from(["reeld", "--config", path.to_str().unwrap()]);
+            ServerConfig::load(&args).map(|c| c.engine.upload_mode)
+        };
+        assert_eq!(load("").unwrap(), UploadMode::Failover);
+        assert_eq!(
+            load("[upload]\nmode = \"mirror\"\n").unwrap(),
+            UploadMode::Mirror {
+                release_after: ReleaseAfter::One
+            }
+        );
+        assert_eq!(
+            load("[upload]\nmode = \"mirror\"\nrelease_after = \"both\"\n").unwrap(),
+            UploadMode::Mirror {
+                release_after: ReleaseAfter::Both
+            }
+        );
+        for (text, want) in [
+            ("[upload]\nmode = \"mirrored\"\n", "upload.mode must be"),
+            (
+                "[upload]\nmode = \"mirror\"\nrelease_after = \"all\"\n",
+                "upload.release_after must be",
+            ),
+            (
+                "[upload]\nrelease_after = \"both\"\n",
+                "applies to mode = \"mirror\" only",
+            ),
+        ] {
+            let err = format!("{:#}", load(text).unwrap_err());
+            assert!(err.contains(want), "{text}: {err}");
         }
     }
 

@@ -20,6 +20,10 @@
 //!    the persistent deletion queue.
 //! 5. The deleter (see `deleter`) deletes the old copies.
 //!
+//! In mirror mode the secondary keeps its segment objects (its copy of the
+//! recording, for when the primary is down), and a recording waits until
+//! every segment is on both stores.
+//!
 //! A crash before 4 leaves the mark, so the work is redone (the combined
 //! key is overwritten; nothing points at it yet). A crash after 4 leaves
 //! the deletions queued. The catalog never points at bytes that are not
@@ -153,6 +157,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 /// What there is to do (all marked recordings, or just `only`).
 pub(crate) async fn plan(inner: &Arc<Inner>, only: Option<RecordingId>) -> Result<Vec<PlanItem>> {
     let primary_usable = inner.router.primary.state().is_usable();
+    let mirror = inner.mirrored();
     let items = inner
         .catalog(move |c| {
             let queue = c.recombine_queue()?;
@@ -176,14 +181,14 @@ pub(crate) async fn plan(inner: &Arc<Inner>, only: Option<RecordingId>) -> Resul
             reason,
             segments: segments.len() as u64,
             bytes: segments.iter().map(|s| s.size).sum(),
-            waiting: not_ready(&row, &segments)
+            waiting: not_ready(&row, &segments, mirror)
                 .or_else(|| (!primary_usable).then(|| "the primary is not available".to_string())),
         })
         .collect())
 }
 
 /// Why a recording cannot be recombined yet, if it cannot.
-fn not_ready(row: &RecordingRow, segments: &[SegmentRow]) -> Option<String> {
+fn not_ready(row: &RecordingRow, segments: &[SegmentRow], mirror: bool) -> Option<String> {
     if row.state != RecordingState::Closed as i32 {
         return Some("still open".into());
     }
@@ -192,6 +197,16 @@ fn not_ready(row: &RecordingRow, segments: &[SegmentRow]) -> Option<String> {
         .any(|s| s.locations.contains(&(Location::Local as i32)))
     {
         return Some("segments still in the local log, waiting for upload".into());
+    }
+    // The mirror's copies come first: a commit here must not race the
+    // uploader adding one.
+    let on_both = |s: &SegmentRow| {
+        [Location::Primary, Location::Secondary]
+            .iter()
+            .all(|&l| s.locations.contains(&(l as i32)))
+    };
+    if mirror && !segments.iter().all(on_both) {
+        return Some("segments waiting for their copy on the other store (mirror mode)".into());
     }
     None
 }
@@ -247,12 +262,13 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
         .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?)))
         .await?;
     let row = row.ok_or(EngineError::NotFound(id))?;
-    if let Some(why) = not_ready(&row, &segments) {
+    let mirror = inner.mirrored();
+    if let Some(why) = not_ready(&row, &segments, mirror) {
         return Err(EngineError::FailedPrecondition(format!(
             "recording {id}: {why}"
         )));
     }
-    if already_one_object(&segments) {
+    if already_one_object(&segments, mirror) {
         inner
             .catalog(move |c| {
                 let mut batch = Batch::new();
@@ -349,7 +365,11 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
     new_row.combined_sha256 = digest.to_vec();
     let mut batch = Batch::new();
     for (seg, entry) in segments.iter().zip(&index.segments) {
+        let keep_secondary = mirror && seg.locations.contains(&(Location::Secondary as i32));
         for store in [Location::Primary, Location::Secondary] {
+            if store == Location::Secondary && keep_secondary {
+                continue;
+            }
             if seg.locations.contains(&(store as i32)) || seg.uncertain.contains(&(store as i32)) {
                 batch.enqueue_deletion(
                     store,
@@ -360,6 +380,9 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
         }
         let mut moved = seg.clone();
         moved.locations = vec![Location::Primary as i32];
+        if keep_secondary {
+            moved.locations.push(Location::Secondary as i32);
+        }
         moved.uncertain.clear();
         moved.combined_offset = Some(entry.offset);
         batch.put_segment(id, &moved);
@@ -404,16 +427,22 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
     Ok(size)
 }
 
-/// One segment object on the primary and nothing anywhere else, or a
-/// recombined recording: already one contiguous object.
-fn already_one_object(segments: &[SegmentRow]) -> bool {
+/// One segment object on the primary and nothing anywhere else (but the
+/// secondary's copy in mirror mode), or a recombined recording: already one
+/// contiguous object.
+fn already_one_object(segments: &[SegmentRow], mirror: bool) -> bool {
     // Recombined already (a late mark from an upload that raced the
     // compactor must not make it copy the object onto itself).
     if !segments.is_empty() && segments.iter().all(|s| s.combined_offset.is_some()) {
         return true;
     }
     match segments {
-        [only] => only.locations == [Location::Primary as i32] && only.uncertain.is_empty(),
+        [only] => {
+            let primary = Location::Primary as i32;
+            let mirrored = [primary, Location::Secondary as i32];
+            only.uncertain.is_empty()
+                && (only.locations == [primary] || (mirror && only.locations == mirrored))
+        }
         _ => false,
     }
 }

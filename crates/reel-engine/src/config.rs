@@ -49,6 +49,9 @@ pub struct EngineConfig {
     pub health: HealthConfig,
     /// Uploads running at once.
     pub upload_concurrency: usize,
+    /// Whether a segment goes to one store (the primary while it is usable)
+    /// or to both.
+    pub upload_mode: UploadMode,
     /// Seals running at once.
     pub seal_concurrency: usize,
     /// Recombination of split and segmented recordings.
@@ -98,6 +101,7 @@ impl EngineConfig {
             local_capacity_bytes: 10 << 30,
             health: HealthConfig::default(),
             upload_concurrency: 4,
+            upload_mode: UploadMode::Failover,
             seal_concurrency: 2,
             compactor: Default::default(),
             retention: Default::default(),
@@ -124,4 +128,42 @@ impl EngineConfig {
     pub fn catalog_dir(&self) -> PathBuf {
         self.data_dir.join("catalog")
     }
+}
+
+/// Where sealed segments are stored; see the README's `[upload] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UploadMode {
+    /// Each segment on one store: the primary while it is usable, else the
+    /// secondary; split recordings are recombined onto the primary.
+    #[default]
+    Failover,
+    /// Each segment on both stores, so that either one alone can serve
+    /// every recording; a store that was down is caught up when it returns.
+    Mirror {
+        /// When a segment's spool file may go.
+        release_after: ReleaseAfter,
+    },
+}
+
+impl UploadMode {
+    /// `failover` or `mirror`, as the configuration names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            UploadMode::Failover => "failover",
+            UploadMode::Mirror { .. } => "mirror",
+        }
+    }
+}
+
+/// In mirror mode, how many stores must hold a segment before its spool
+/// file is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReleaseAfter {
+    /// One store holds it and the other copy is queued in the catalog (it
+    /// is then made from the first store's copy): the local disk drains
+    /// while a store is down.
+    #[default]
+    One,
+    /// Both stores hold it: the local disk keeps the third copy meanwhile.
+    Both,
 }

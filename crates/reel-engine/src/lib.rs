@@ -43,6 +43,7 @@ mod key_rotation;
 mod keyframes;
 mod manifest;
 mod metrics;
+mod mirror;
 mod prober;
 mod purger;
 mod reader;
@@ -68,12 +69,13 @@ use tokio::sync::{Notify, mpsc, watch};
 
 pub use archiver::Import;
 pub use compactor::{CompactionState, CompactorConfig, CompactorStatus, PlanItem};
-pub use config::{EVENT_OVERHEAD_BYTES, EngineConfig};
+pub use config::{EVENT_OVERHEAD_BYTES, EngineConfig, ReleaseAfter, UploadMode};
 pub use copies::location_name;
 pub use error::{EngineError, ErrorKind, Result};
 pub use ingest::{AckFuture, RecordingWriter};
 pub use key_rotation::RotationStatus;
 pub use keyframes::MAX_KEYFRAME_BYTES;
+pub use mirror::MirrorBacklog;
 pub use purger::{Actor, PurgeOutcome};
 pub use reader::{EventStream, Gap, ReadItem, Window, clock};
 pub use rebuilder::RebuildReport;
@@ -166,6 +168,24 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The locations a read can use right now: the spool, and the stores
+    /// that are up (a store that is down may still answer, but nothing
+    /// counts on it).
+    pub(crate) fn reachable_now(&self) -> Vec<i32> {
+        let mut out = vec![Location::Local as i32];
+        for role in [Role::Primary, Role::Secondary] {
+            if self.store(role).health().state().is_usable() {
+                out.push(copies::location_of(role) as i32);
+            }
+        }
+        out
+    }
+
+    /// Whether segments go to both stores (`[upload] mode = "mirror"`).
+    pub(crate) fn mirrored(&self) -> bool {
+        matches!(self.config.upload_mode, UploadMode::Mirror { .. })
+    }
+
     /// Resolves once shutdown has begun, including when it began before the
     /// call: a task first polled after `Engine::shutdown` sent the signal
     /// still stops (a `watch::Receiver::changed` subscribed late would wait
@@ -238,6 +258,23 @@ pub struct RecordingInfo {
     pub recombine: Option<String>,
     /// The legal hold on it, if any (filled by [`Engine::recording`]).
     pub hold: Option<LegalHold>,
+    /// Whether it can be read in full right now, and from where.
+    pub readability: Readability,
+}
+
+/// Whether a recording can be read in full right now, and from where: what
+/// an outage hides, as the stores' health has it at this moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readability {
+    /// Every segment has a copy in the spool or on a store that is up (its
+    /// events not yet sealed are in the local journal, always readable).
+    pub readable: bool,
+    /// Where a read takes its bytes from now (`local`, `primary`,
+    /// `secondary`), in the order first needed.
+    pub from: Vec<&'static str>,
+    /// What cannot be read now: how many segments, which events, and the
+    /// stores that hold them.
+    pub hidden: Option<String>,
 }
 
 impl RecordingInfo {
@@ -257,6 +294,59 @@ impl RecordingInfo {
             primary: has(Location::Primary),
             secondary: has(Location::Secondary),
         }
+    }
+}
+
+/// Judges [`Readability`] from the stores' health now: each segment is read
+/// from its best reachable copy ([`copies::ranked`] order).
+fn readability(inner: &Inner, info: &RecordingInfo) -> Readability {
+    let reachable = inner.reachable_now();
+    let mut from: Vec<&'static str> = Vec::new();
+    let mut hidden: Vec<&SegmentRow> = Vec::new();
+    for seg in &info.segments {
+        match copies::ranked(inner, &seg.locations)
+            .into_iter()
+            .find(|l| reachable.contains(l))
+        {
+            Some(l) => {
+                let name = copies::location_name(l);
+                if !from.contains(&name) {
+                    from.push(name);
+                }
+            }
+            None => hidden.push(seg),
+        }
+    }
+    if info.unsealed_events > 0 && !from.contains(&"local") {
+        from.push("local");
+    }
+    let hidden_text = match (hidden.first(), hidden.last()) {
+        (Some(first), Some(last)) => {
+            let mut stores: Vec<&str> = hidden
+                .iter()
+                .flat_map(|s| s.locations.iter().map(|&l| copies::location_name(l)))
+                .collect();
+            stores.sort_unstable();
+            stores.dedup();
+            Some(format!(
+                "{} of {} segments (events from {} to {}) are only on stores that are down: {}",
+                hidden.len(),
+                info.segments.len(),
+                first.first_event_index,
+                last.first_event_index.saturating_add(last.event_count),
+                if stores.is_empty() {
+                    "none".to_string()
+                } else {
+                    stores.join(", ")
+                }
+            ))
+        }
+        _ => None,
+    };
+    Readability {
+        readable: hidden.is_empty(),
+        from,
+        hidden: hidden_text,
     }
 }
 
@@ -330,6 +420,8 @@ pub struct LocalStatus {
     pub catalog_log_bytes: u64,
     /// The audit log's table files: they only grow, by design.
     pub audit_log_bytes: u64,
+    /// Mirror mode only: queued segments each store still lacks.
+    pub mirror_backlog: Option<MirrorBacklog>,
     /// Catalog writes held in memory (bounded by
     /// [`reel_catalog::MEMTABLE_BUDGET_BYTES`]).
     pub catalog_memory_bytes: u64,
@@ -475,6 +567,7 @@ impl Engine {
             attached: false,
             recombine: None,
             hold: None,
+            readability: Readability::default(),
         };
         if let Some(rec) = self.inner.open_recording(id) {
             let live = rec.live();
@@ -491,13 +584,16 @@ impl Engine {
             info.durable_time_us = info.durable_time_us.max(live.durable_time_us);
             info.attached = live.attached;
         }
+        info.readability = readability(&self.inner, &info);
         info
     }
 
     /// One page of the recordings `query` matches, in its order, with the
     /// cursor of the next page. Answered from the catalog (and the live
-    /// state of open recordings) without reading any store.
-    pub async fn find(&self, query: Query) -> Result<(Vec<RecordingInfo>, Option<Cursor>)> {
+    /// state of open recordings) without reading any store; a `readable`
+    /// filter is judged by the stores' health now.
+    pub async fn find(&self, mut query: Query) -> Result<(Vec<RecordingInfo>, Option<Cursor>)> {
+        query.filter.reachable = self.inner.reachable_now();
         let (rows, next) = self
             .inner
             .catalog(move |c| {
@@ -550,7 +646,8 @@ impl Engine {
     }
 
     /// Every recording `filter` matches, in creation order (all pages).
-    pub async fn find_ids(&self, filter: Filter) -> Result<Vec<RecordingId>> {
+    pub async fn find_ids(&self, mut filter: Filter) -> Result<Vec<RecordingId>> {
+        filter.reachable = self.inner.reachable_now();
         self.inner
             .catalog(move |c| {
                 let mut ids = Vec::new();
@@ -759,6 +856,10 @@ impl Engine {
             catalog_log_bytes: catalog.wal_bytes,
             audit_log_bytes: catalog.audit_table_bytes,
             catalog_memory_bytes: catalog.memtable_bytes,
+            mirror_backlog: match inner.mirrored() {
+                false => None,
+                true => Some(mirror::backlog(inner)?),
+            },
         })
     }
 
@@ -840,6 +941,10 @@ impl Engine {
             ],
             inner.router.failovers(),
             inner.catalog.sizes().ok(),
+            inner
+                .mirrored()
+                .then(|| mirror::backlog(inner).ok())
+                .flatten(),
         )
     }
 

@@ -53,6 +53,7 @@ pub(crate) struct Metrics {
     backlog_segments: Gauge,
     store_state: Family<StateLabel, Gauge>,
     catalog_bytes: Family<CatalogPart, Gauge>,
+    mirror_backlog: Family<StoreLabel, Gauge>,
     failovers: Counter,
     recombined_recordings: Counter,
     recombined_bytes: Counter,
@@ -75,6 +76,7 @@ impl Metrics {
             backlog_segments: Gauge::default(),
             store_state: Family::default(),
             catalog_bytes: Family::default(),
+            mirror_backlog: Family::default(),
             failovers: Counter::default(),
             acknowledged_events: Counter::default(),
             recombined_recordings: Counter::default(),
@@ -122,6 +124,11 @@ impl Metrics {
             "catalog_bytes",
             "The catalog's bytes: table files (tables; the audit log's apart, audit), memtables, write-ahead log (wal)",
             m.catalog_bytes.clone(),
+        );
+        registry.register(
+            "mirror_backlog_segments",
+            "Mirror mode: queued segments each store does not hold yet",
+            m.mirror_backlog.clone(),
         );
         registry.register(
             "failovers",
@@ -211,6 +218,7 @@ impl Metrics {
         states: &[(Role, StoreState)],
         failovers: u64,
         catalog: Option<reel_catalog::CatalogSizes>,
+        mirror: Option<crate::MirrorBacklog>,
     ) -> String {
         // The router counts failovers; the counter catches up at each scrape.
         self.failovers
@@ -227,6 +235,16 @@ impl Metrics {
                 self.catalog_bytes
                     .get_or_create(&CatalogPart { part })
                     .set(bytes as i64);
+            }
+        }
+        if let Some(m) = mirror {
+            for (role, lacking) in [
+                (Role::Primary, m.primary_segments),
+                (Role::Secondary, m.secondary_segments),
+            ] {
+                self.mirror_backlog
+                    .get_or_create(&store(role))
+                    .set(lacking as i64);
             }
         }
         for (role, current) in states {

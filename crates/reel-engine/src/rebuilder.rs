@@ -80,6 +80,7 @@ pub(crate) async fn rebuild(
         keys: vec![inner.keys.public_key()],
         accept_unsigned,
     };
+    let mirror = inner.mirrored();
     let empty = inner.catalog(|c| c.knows_no_recording()).await?;
     if !empty {
         return Err(EngineError::FailedPrecondition(
@@ -122,7 +123,7 @@ pub(crate) async fn rebuild(
                 combined.insert(id, (*size, sha));
                 for (bytes, mut row) in segs {
                     row.locations = vec![Location::Primary as i32];
-                    add(&mut found, id, row, &bytes, &mut report);
+                    add(&mut found, id, row, &bytes, mirror, &mut report);
                 }
             }
             Err(e) => report.skipped.push(format!("{role} {key}: {e}")),
@@ -166,7 +167,7 @@ pub(crate) async fn rebuild(
         match segment_row(&bytes, &trust, &mut report.unsigned_segments) {
             Ok((id, mut row)) => {
                 row.locations = vec![location_of(role) as i32];
-                add(&mut found, id, row, &bytes, &mut report);
+                add(&mut found, id, row, &bytes, mirror, &mut report);
             }
             Err(e) => report.skipped.push(format!("{role} {key}: {e}")),
         }
@@ -180,7 +181,7 @@ pub(crate) async fn rebuild(
         match segment_row(&bytes, &trust, &mut report.unsigned_segments) {
             Ok((sid, mut row)) if sid == id => {
                 row.locations = vec![Location::Local as i32];
-                add(&mut found, id, row, &bytes, &mut report);
+                add(&mut found, id, row, &bytes, mirror, &mut report);
             }
             Ok(_) => report
                 .skipped
@@ -233,6 +234,10 @@ pub(crate) async fn rebuild(
                     (Role::Primary, Location::Primary),
                     (Role::Secondary, Location::Secondary),
                 ] {
+                    // Mirror mode's secondary copy is named, not stray.
+                    if loc == Location::Secondary && f.row.locations.contains(&(loc as i32)) {
+                        continue;
+                    }
                     let key = keys::segment(id, f.row.sequence).to_string();
                     if objects.iter().any(|(r, k, _)| *r == role && *k == key) {
                         batch.enqueue_deletion(loc, &key, "superseded by the combined object");
@@ -351,6 +356,7 @@ fn add(
     id: RecordingId,
     row: SegmentRow,
     bytes: &[u8],
+    mirror: bool,
     report: &mut RebuildReport,
 ) {
     let header = match reel_log::decode_header(bytes) {
@@ -372,6 +378,11 @@ fn add(
             row.sequence
         )),
         Some(have) => {
+            // In mirror mode the secondary's segment object is its copy of
+            // a recombined segment; otherwise it is a stray (see below).
+            let secondary = Location::Secondary as i32;
+            let kept_secondary = mirror
+                && (have.row.locations.contains(&secondary) || row.locations.contains(&secondary));
             if row.combined_offset.is_some() {
                 have.row.combined_offset = row.combined_offset;
                 have.row.locations = row.locations;
@@ -382,6 +393,10 @@ fn add(
                     }
                 }
             }
+            if kept_secondary && !have.row.locations.contains(&secondary) {
+                have.row.locations.push(secondary);
+            }
+            have.row.locations.sort_unstable();
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Uploading: spooled segments go to the store the router picks.
+//! Uploading: spooled segments go to the store the router picks (failover
+//! mode, here), or to both stores (mirror mode, see `mirror`).
 //!
 //! For each queued segment: read the spool file and check it against the
 //! catalog's SHA-256, ask the router for a store (the primary while it is
@@ -26,15 +27,16 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
 use crate::Inner;
+use crate::config::UploadMode;
 use crate::copies::location_of;
 use crate::error::{EngineError, Result};
 
 /// Pause between attempts while no store can take uploads.
-const NO_STORE_WAIT: Duration = Duration::from_millis(250);
+pub(crate) const NO_STORE_WAIT: Duration = Duration::from_millis(250);
 /// Pause after a failed attempt before asking the router again.
-const RETRY_WAIT: Duration = Duration::from_millis(50);
+pub(crate) const RETRY_WAIT: Duration = Duration::from_millis(50);
 /// Pause after a failure that is not the store's (local disk, catalog).
-const LOCAL_RETRY_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const LOCAL_RETRY_WAIT: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(RecordingId, u64)>) {
     // `upload_concurrency` puts in flight; twice as many segments staged, so
@@ -44,6 +46,9 @@ pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(R
     let permits = Arc::new(Semaphore::new(2 * inner.config.upload_concurrency.max(1)));
     let in_flight: Arc<Mutex<HashSet<(RecordingId, u64)>>> = Arc::default();
     let mut uploads = tokio::task::JoinSet::new();
+    if inner.mirrored() {
+        uploads.spawn(crate::mirror::catch_up(inner.clone()));
+    }
     loop {
         while uploads.try_join_next().is_some() {}
         let item = tokio::select! {
@@ -62,7 +67,19 @@ pub(crate) async fn run(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<(R
         let puts = puts.clone();
         uploads.spawn(async move {
             let _permit = permit;
-            upload_until_done(&inner, &puts, item.0, item.1).await;
+            match inner.config.upload_mode {
+                UploadMode::Failover => upload_until_done(&inner, &puts, item.0, item.1).await,
+                UploadMode::Mirror { release_after } => {
+                    crate::mirror::upload_until_mirrored(
+                        &inner,
+                        &puts,
+                        item.0,
+                        item.1,
+                        release_after,
+                    )
+                    .await
+                }
+            }
             in_flight.lock().expect("in-flight lock").remove(&item);
         });
     }
@@ -199,7 +216,7 @@ async fn upload(
 /// be rebuilt readable from the spool. Segments uploaded at once cost no
 /// key file (and no fsync). Returns whether the key is kept (or there is
 /// none to keep).
-async fn keep_key_in_spool(inner: &Arc<Inner>, id: RecordingId) -> bool {
+pub(crate) async fn keep_key_in_spool(inner: &Arc<Inner>, id: RecordingId) -> bool {
     let kept = async {
         let row = inner.catalog(move |c| c.recording(id)).await?;
         let Some(wrapped) = row.map(|r| r.wrapped_key).filter(|w| !w.is_empty()) else {
@@ -222,7 +239,7 @@ async fn keep_key_in_spool(inner: &Arc<Inner>, id: RecordingId) -> bool {
 /// The spooled segment, checked against the catalog's SHA-256 so that local
 /// disk corruption is never shipped. Off the async threads: a segment is
 /// megabytes of file read and hashing.
-async fn read_spooled(
+pub(crate) async fn read_spooled(
     inner: &Arc<Inner>,
     id: RecordingId,
     seq: u64,
@@ -249,7 +266,7 @@ async fn read_spooled(
 /// Records, durably and before the put, that `role` may hold a copy of the
 /// segment. Returns the row as it now is, or `None` when the recording is
 /// being purged (nothing is put then).
-async fn record_intent(
+pub(crate) async fn record_intent(
     inner: &Arc<Inner>,
     id: RecordingId,
     segment: SegmentRow,
@@ -312,7 +329,7 @@ async fn mark_for_recombination(inner: &Arc<Inner>, id: RecordingId) -> Result<(
     Ok(())
 }
 
-async fn dequeue(inner: &Arc<Inner>, id: RecordingId, seq: u64) -> Result<()> {
+pub(crate) async fn dequeue(inner: &Arc<Inner>, id: RecordingId, seq: u64) -> Result<()> {
     inner
         .catalog(move |c| {
             let mut batch = Batch::new();

@@ -61,6 +61,9 @@ pub fn summary(info: &RecordingInfo) -> RecordingSummary {
         data_bytes: info.row.data_bytes + info.unsealed_bytes,
         segment_count: info.segments.len() as u64,
         placement: info.placement().to_string(),
+        readable: info.readability.readable,
+        read_from: info.readability.from.join("+"),
+        unreadable: info.readability.hidden.clone(),
         attached: info.attached,
         damage: info.row.damage.clone(),
     }
@@ -170,6 +173,13 @@ pub(crate) fn list_query(raw: &str, now: std::time::SystemTime) -> Result<ListQu
             "since" => q.filter.started_from_us = Some(reel_api::parse_instant(&value, now)?),
             "until" => q.filter.started_to_us = Some(reel_api::parse_instant(&value, now)?),
             "state" => q.filter.state = Some(value.parse()?),
+            "readable" => {
+                q.filter.readable = Some(match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(format!("readable must be true or false, not {other:?}")),
+                })
+            }
             "sort" => q.sort.key = value.parse()?,
             "order" => {
                 q.sort.descending = match value.as_str() {

@@ -127,6 +127,11 @@ async fn status(State(app): State<AppState>) -> Result<axum::Json<ServerStatus>,
         catalog_log_bytes: local.catalog_log_bytes,
         audit_log_bytes: local.audit_log_bytes,
         catalog_memory_bytes: local.catalog_memory_bytes,
+        upload_mode: config.upload_mode.name().into(),
+        mirror_backlog: local.mirror_backlog.map(|m| reel_api::MirrorBacklog {
+            primary_segments: m.primary_segments,
+            secondary_segments: m.secondary_segments,
+        }),
     }))
 }
 

@@ -483,6 +483,7 @@ mod tests {
             attached: false,
             recombine: None,
             hold: None,
+            readability: Default::default(),
         }
     }
 
