@@ -1,11 +1,13 @@
-//! Mirror mode (`[upload] mode = "mirror"`): every segment on both stores.
-//! Against two real S3 servers (Garage processes): with the primary killed,
+//! Reading through outages. Mirror mode (`[upload] mode = "mirror"`):
+//! every segment on both stores. Against two real S3 servers (Garage processes): with the primary killed,
 //! every recording, those uploaded before the kill included, exports from
 //! the secondary alone; recordings made during the outage are caught up
 //! onto the primary when it returns, even with reeld SIGKILLed as it
 //! begins. Against local directories: turning mirror mode on over
 //! recordings stored in failover mode copies each one, recombined ones
-//! included, and `reel verify --content` then checks both copies.
+//! included, and `reel verify --content` then checks both copies. The read
+//! cache (`[cache]`): with both S3 servers killed, recent recordings export
+//! from the local disk alone.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -417,4 +419,59 @@ async fn turning_mirror_mode_on_copies_the_recordings_already_stored() {
     );
     let message = format!("{:#}", refused.err().expect("a bad mode is refused"));
     assert!(message.contains("upload.mode must be"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_both_stores_killed_the_read_cache_serves_recent_recordings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut primary = Garage::start(&dir.path().join("garage-primary")).unwrap();
+    let mut secondary = Garage::start(&dir.path().join("garage-secondary")).unwrap();
+    let cfg = garage_config_file(
+        dir.path(),
+        &primary,
+        &secondary,
+        "[cache]\nmax_bytes = 67108864\nmax_age = \"1h\"\n[compactor]\nenabled = false\n",
+    );
+    let reeld = Reeld::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    )
+    .unwrap();
+    let mut rng = Rng::from_env("read-cache");
+    let recorded = record_for(&reeld, 0..4, 1.5, &mut rng).await;
+    wait_for("stored", Duration::from_secs(60), async || {
+        reel_testkit::drained(&reeld).await
+    })
+    .await;
+    let s = status(&reeld).await;
+    assert!(s.cache_segments > 0 && s.cache_bytes > 0, "{s:?}");
+    let out = reeld.reel(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("cache      {} segments", s.cache_segments)),
+        "{text}"
+    );
+
+    primary.kill9();
+    secondary.kill9();
+    wait_for("both stores down", Duration::from_secs(30), async || {
+        let s: StorageStatus = reeld.get_json("/api/v1/storage").await.unwrap();
+        s.writing_to.is_none()
+    })
+    .await;
+    exports_intact(&reeld, &recorded).await;
+    let hidden: reel_api::RecordingList = reeld
+        .get_json("/api/v1/recordings?readable=false")
+        .await
+        .unwrap();
+    assert!(hidden.recordings.is_empty(), "{:?}", hidden.recordings);
+    let d: RecordingDetail = reeld
+        .get_json(&format!("/api/v1/recordings/{}", recorded[0].1))
+        .await
+        .unwrap();
+    assert_eq!(d.summary.read_from, "local");
+    tokio::task::block_in_place(|| {
+        primary.restart().unwrap();
+        secondary.restart().unwrap();
+    });
 }

@@ -229,6 +229,13 @@ pub struct ServerStatus {
     /// Mirror mode only: queued segments each store still lacks.
     #[serde(default)]
     pub mirror_backlog: Option<MirrorBacklog>,
+    /// The read cache's limit (0: no cache), and what it holds.
+    #[serde(default)]
+    pub cache_max_bytes: u64,
+    #[serde(default)]
+    pub cache_bytes: u64,
+    #[serde(default)]
+    pub cache_segments: u64,
 }
 
 /// Mirror mode's backlog in [`ServerStatus`]: what a store that was down

@@ -37,7 +37,8 @@ mod tokens;
 pub use audit::AuditCheck;
 
 pub use query::{
-    Cursor, Filter, Page, Query, Scope, Sort, SortKey, StateFilter, glob_match, received_at_us,
+    Cursor, Filter, Page, Query, Reachable, Scope, Sort, SortKey, StateFilter, glob_match,
+    received_at_us,
 };
 
 use std::path::Path;

@@ -11,7 +11,9 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-use reel_proto::v1::{RecordingRow, RecordingState};
+use std::sync::Arc;
+
+use reel_proto::v1::{RecordingRow, RecordingState, SegmentRow};
 use rocksdb::IteratorMode;
 
 use crate::{CF_RECORDINGS, Catalog, RecordingId, Result, cf_handle, decode};
@@ -34,22 +36,49 @@ pub struct Filter {
     pub received_before_us: Option<i64>,
     pub state: Option<StateFilter>,
     /// Only recordings whose every segment can (`true`) or cannot
-    /// (`false`) be read from [`Filter::reachable`] right now.
+    /// (`false`) be read right now, as [`Filter::reachable`] judges.
     pub readable: Option<bool>,
-    /// The locations (`Location as i32`) that count as reachable for
-    /// `readable`: the spool, and the stores that are up. The engine fills
-    /// it in from the stores' health when it runs the query.
-    pub reachable: Vec<i32>,
+    /// Which segments can be read right now, for `readable`. The engine
+    /// fills it in when it runs the query (from the stores' health and its
+    /// read cache).
+    pub reachable: Reachable,
     /// The scopes of the identity that asks: nothing outside them matches.
     pub scope: Scope,
 }
 
-/// Whether every segment has a copy in one of `reachable` (see
-/// [`Filter::readable`]).
-pub fn every_segment_reachable(segments: &[reel_proto::v1::SegmentRow], reachable: &[i32]) -> bool {
-    segments
-        .iter()
-        .all(|s| s.locations.iter().any(|l| reachable.contains(l)))
+/// Whether a segment can be read right now (see [`Filter::readable`]):
+/// the engine's judgement. The default counts every segment with a copy.
+#[derive(Clone)]
+pub struct Reachable(Arc<ReachableFn>);
+
+type ReachableFn = dyn Fn(RecordingId, &SegmentRow) -> bool + Send + Sync;
+
+impl Reachable {
+    pub fn new(f: impl Fn(RecordingId, &SegmentRow) -> bool + Send + Sync + 'static) -> Self {
+        Reachable(Arc::new(f))
+    }
+
+    pub fn segment(&self, id: RecordingId, seg: &SegmentRow) -> bool {
+        (self.0)(id, seg)
+    }
+}
+
+impl Default for Reachable {
+    fn default() -> Self {
+        Reachable::new(|_, seg| !seg.locations.is_empty())
+    }
+}
+
+impl fmt::Debug for Reachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reachable(..)")
+    }
+}
+
+impl PartialEq for Reachable {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Which recordings an identity reaches (its token's scopes): each kind
@@ -386,7 +415,10 @@ impl Catalog {
                 };
                 if let Some(want) = query.filter.readable {
                     let segments = self.segments(id)?;
-                    if every_segment_reachable(&segments, &query.filter.reachable) != want {
+                    let readable = segments
+                        .iter()
+                        .all(|s| query.filter.reachable.segment(id, s));
+                    if readable != want {
                         continue;
                     }
                 }

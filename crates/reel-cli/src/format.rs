@@ -200,6 +200,15 @@ pub(crate) fn status(s: &ServerStatus, storage: &StorageStatus) -> String {
             let _ = writeln!(out, "uploads    {} queued", s.upload_queue);
         }
     }
+    if s.cache_max_bytes > 0 {
+        let _ = writeln!(
+            out,
+            "cache      {} segments, {} of {} (stored segments kept for reads)",
+            s.cache_segments,
+            bytes(s.cache_bytes),
+            bytes(s.cache_max_bytes)
+        );
+    }
     let _ = writeln!(
         out,
         "catalog    {} in files and {} of log, audit log {}, {} in memory",

@@ -81,6 +81,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub upload: UploadSection,
     #[serde(default)]
+    pub cache: CacheSection,
+    #[serde(default)]
     pub health: HealthSection,
     #[serde(default)]
     pub compactor: CompactorSection,
@@ -188,6 +190,27 @@ pub struct KeysSection {
     /// Encrypt recordings started from now on (default true); `false` only
     /// to measure what encryption costs.
     pub encrypt: Option<bool>,
+}
+
+/// The read cache; see `reel_engine::CacheConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Bytes of stored segments kept locally for reads (0: no cache).
+    pub max_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "duration")]
+    pub max_age: Option<Duration>,
+}
+
+impl CacheSection {
+    fn apply(&self, c: &mut reel_engine::CacheConfig) {
+        if let Some(v) = self.max_bytes {
+            c.max_bytes = v;
+        }
+        if let Some(v) = self.max_age {
+            c.max_age = v;
+        }
+    }
 }
 
 /// Recombination; see `reel_engine::CompactorConfig`.
@@ -458,6 +481,7 @@ impl ServerConfig {
         set(&mut engine.local_capacity_bytes, args.local_capacity_bytes);
         file.health.apply(&mut engine.health);
         file.compactor.apply(&mut engine.compactor);
+        file.cache.apply(&mut engine.cache);
         if let Some(v) = file.keys.encrypt {
             engine.encrypt = v;
         }

@@ -52,6 +52,8 @@ pub struct EngineConfig {
     /// Whether a segment goes to one store (the primary while it is usable)
     /// or to both.
     pub upload_mode: UploadMode,
+    /// The local read cache of stored segments (off by default).
+    pub cache: crate::cache::CacheConfig,
     /// Seals running at once.
     pub seal_concurrency: usize,
     /// Recombination of split and segmented recordings.
@@ -102,6 +104,7 @@ impl EngineConfig {
             health: HealthConfig::default(),
             upload_concurrency: 4,
             upload_mode: UploadMode::Failover,
+            cache: Default::default(),
             seal_concurrency: 2,
             compactor: Default::default(),
             retention: Default::default(),
@@ -123,6 +126,11 @@ impl EngineConfig {
     /// The signing key and master keys (`reel_keys::FileKeys`).
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
+    }
+
+    /// The read cache's segments (`crate::cache`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache")
     }
 
     pub fn catalog_dir(&self) -> PathBuf {

@@ -121,6 +121,25 @@ pub(crate) fn ranked(inner: &Inner, locations: &[i32]) -> Vec<i32> {
     out
 }
 
+/// The copies of `seg` to read, best first: the read cache's (as `local`)
+/// when it holds the segment, then `seg.locations` in [`ranked`] order.
+pub(crate) fn candidates(inner: &Inner, id: RecordingId, seg: &SegmentRow) -> Vec<i32> {
+    let mut out = ranked(inner, &seg.locations);
+    let local = Location::Local as i32;
+    if !out.contains(&local) && inner.cache.contains(id, seg.sequence) {
+        out.insert(0, local);
+    }
+    out
+}
+
+/// Reads the local copy of a segment: the spool's, else the read cache's.
+pub(crate) fn read_local(inner: &Inner, id: RecordingId, seq: u64) -> Result<Option<Bytes>> {
+    match inner.spool.read(id, seq)? {
+        Some(bytes) => Ok(Some(bytes)),
+        None => Ok(inner.cache.read(id, seq)),
+    }
+}
+
 /// Reads `location`'s copy of `seg`, whole; `None` when that copy is not
 /// there. Not checked: compare it with `seg.sha256`.
 pub(crate) async fn read_copy(
@@ -130,7 +149,7 @@ pub(crate) async fn read_copy(
     location: Location,
 ) -> Result<Option<Bytes>> {
     if location == Location::Local {
-        return inner.spool.read(id, seg.sequence);
+        return read_local(inner, id, seg.sequence);
     }
     let Some(copy) = stored_copy(id, seg, location as i32) else {
         return Ok(None);
@@ -158,7 +177,7 @@ pub(crate) async fn read_good_copy(
     seg: &SegmentRow,
 ) -> Result<Bytes> {
     let mut failures = Vec::new();
-    for l in ranked(inner, &seg.locations) {
+    for l in candidates(inner, id, seg) {
         let Ok(location) = Location::try_from(l) else {
             continue;
         };

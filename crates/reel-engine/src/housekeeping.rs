@@ -1,6 +1,7 @@
 //! Periodic work: the free-space check that protects acknowledged data,
-//! sealing by age, closing recordings whose recorder never came back, and
-//! releasing journal files nothing needs any more.
+//! sealing by age, closing recordings whose recorder never came back,
+//! releasing journal files nothing needs any more, and the read cache's
+//! eviction by age.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -15,6 +16,8 @@ use crate::{Inner, sealer};
 const TICK: Duration = Duration::from_millis(250);
 /// Spool key files are pruned every this many ticks (10 s).
 const KEY_PRUNE_TICKS: u64 = 40;
+/// The read cache evicts by age every this many ticks (10 s).
+const CACHE_EVICT_TICKS: u64 = 40;
 
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(TICK);
@@ -31,6 +34,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         close_abandoned(&inner, &mut closes);
         release_journal(&inner).await;
         ticks += 1;
+        if ticks.is_multiple_of(CACHE_EVICT_TICKS) && inner.cache.enabled() {
+            let cache = inner.clone();
+            let now_us = inner.now_us();
+            let _ = tokio::task::spawn_blocking(move || cache.cache.evict(now_us)).await;
+        }
         if ticks.is_multiple_of(KEY_PRUNE_TICKS) {
             let pruning = inner.clone();
             let pruned =
@@ -59,6 +67,10 @@ pub(crate) fn check_disk(inner: &Inner) {
         return;
     };
     let low = free < min;
+    if low && inner.cache.enabled() {
+        // The cache holds only copies: it goes before any ingest is refused.
+        inner.cache.clear();
+    }
     let was = inner.low_disk_flag.swap(low, Ordering::Relaxed);
     let mut why = inner.low_disk.lock().expect("low disk lock");
     if low {

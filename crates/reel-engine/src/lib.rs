@@ -31,6 +31,7 @@ macro_rules! crashpoint {
 
 mod archiver;
 mod auditlog;
+mod cache;
 mod compactor;
 mod config;
 mod copies;
@@ -68,6 +69,7 @@ use reel_storage::{HealthSnapshot, Role, RouteEvent, Router, Store};
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use archiver::Import;
+pub use cache::{CacheConfig, CacheStatus};
 pub use compactor::{CompactionState, CompactorConfig, CompactorStatus, PlanItem};
 pub use config::{EVENT_OVERHEAD_BYTES, EngineConfig, ReleaseAfter, UploadMode};
 pub use copies::location_name;
@@ -136,6 +138,8 @@ pub(crate) struct Inner {
     pub journal: Journal,
     pub catalog: Arc<Catalog>,
     pub spool: Spool,
+    /// Stored segments kept locally for reads (`[cache]`).
+    pub cache: cache::ReadCache,
     pub primary: Store,
     pub secondary: Store,
     /// Health of the stores and the choice of where uploads go.
@@ -179,6 +183,27 @@ impl Inner {
             }
         }
         out
+    }
+
+    /// The copy of `seg` a read would use right now ([`copies::candidates`]
+    /// order, the read cache first), if one is reachable (`reachable`:
+    /// [`Inner::reachable_now`]).
+    pub(crate) fn source_now(
+        &self,
+        id: RecordingId,
+        seg: &SegmentRow,
+        reachable: &[i32],
+    ) -> Option<i32> {
+        copies::candidates(self, id, seg)
+            .into_iter()
+            .find(|l| reachable.contains(l))
+    }
+
+    /// [`Inner::source_now`] as the catalog's `readable` filter asks it.
+    fn reachable(self: &Arc<Self>) -> reel_catalog::Reachable {
+        let inner = self.clone();
+        let now = self.reachable_now();
+        reel_catalog::Reachable::new(move |id, seg| inner.source_now(id, seg, &now).is_some())
     }
 
     /// Whether segments go to both stores (`[upload] mode = "mirror"`).
@@ -298,16 +323,13 @@ impl RecordingInfo {
 }
 
 /// Judges [`Readability`] from the stores' health now: each segment is read
-/// from its best reachable copy ([`copies::ranked`] order).
+/// from its best reachable copy ([`Inner::source_now`]).
 fn readability(inner: &Inner, info: &RecordingInfo) -> Readability {
     let reachable = inner.reachable_now();
     let mut from: Vec<&'static str> = Vec::new();
     let mut hidden: Vec<&SegmentRow> = Vec::new();
     for seg in &info.segments {
-        match copies::ranked(inner, &seg.locations)
-            .into_iter()
-            .find(|l| reachable.contains(l))
-        {
+        match inner.source_now(info.id, seg, &reachable) {
             Some(l) => {
                 let name = copies::location_name(l);
                 if !from.contains(&name) {
@@ -422,6 +444,8 @@ pub struct LocalStatus {
     pub audit_log_bytes: u64,
     /// Mirror mode only: queued segments each store still lacks.
     pub mirror_backlog: Option<MirrorBacklog>,
+    /// The read cache (`max_bytes` 0: off).
+    pub cache: CacheStatus,
     /// Catalog writes held in memory (bounded by
     /// [`reel_catalog::MEMTABLE_BUDGET_BYTES`]).
     pub catalog_memory_bytes: u64,
@@ -468,11 +492,13 @@ impl Engine {
         .await
         .map_err(|e| EngineError::Internal(format!("recovery task failed: {e}")))??;
         let (shutdown, _) = watch::channel(false);
+        let cache = cache::ReadCache::open(config.cache_dir(), config.cache.clone())?;
         let inner = Arc::new(Inner {
             config,
             journal: recovered.journal,
             catalog: Arc::new(recovered.catalog),
             spool: recovered.spool,
+            cache,
             primary,
             secondary,
             router,
@@ -593,7 +619,7 @@ impl Engine {
     /// state of open recordings) without reading any store; a `readable`
     /// filter is judged by the stores' health now.
     pub async fn find(&self, mut query: Query) -> Result<(Vec<RecordingInfo>, Option<Cursor>)> {
-        query.filter.reachable = self.inner.reachable_now();
+        query.filter.reachable = self.inner.reachable();
         let (rows, next) = self
             .inner
             .catalog(move |c| {
@@ -647,7 +673,7 @@ impl Engine {
 
     /// Every recording `filter` matches, in creation order (all pages).
     pub async fn find_ids(&self, mut filter: Filter) -> Result<Vec<RecordingId>> {
-        filter.reachable = self.inner.reachable_now();
+        filter.reachable = self.inner.reachable();
         self.inner
             .catalog(move |c| {
                 let mut ids = Vec::new();
@@ -856,6 +882,7 @@ impl Engine {
             catalog_log_bytes: catalog.wal_bytes,
             audit_log_bytes: catalog.audit_table_bytes,
             catalog_memory_bytes: catalog.memtable_bytes,
+            cache: inner.cache.status(),
             mirror_backlog: match inner.mirrored() {
                 false => None,
                 true => Some(mirror::backlog(inner)?),

@@ -296,7 +296,9 @@ async fn commit_copies(
             })
         })
         .await?;
-    if drop_spool {
+    if drop_spool && kept {
+        inner.spool.release(id, seq, &inner.cache, inner.now_us())?;
+    } else if drop_spool {
         inner.spool.remove(id, seq)?;
     }
     if !kept {

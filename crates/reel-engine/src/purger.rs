@@ -229,6 +229,7 @@ async fn queue_objects(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
         }
     }
     inner.spool.remove_key(id)?;
+    inner.cache.remove_recording(id)?;
     Ok(())
 }
 

@@ -55,7 +55,7 @@ impl Spool {
     }
 
     fn path(&self, id: RecordingId, seq: u64) -> PathBuf {
-        self.dir.join(format!("{id}-{seq:010}.seg"))
+        self.dir.join(file_name(id, seq))
     }
 
     fn key_path(&self, id: RecordingId) -> PathBuf {
@@ -188,6 +188,27 @@ impl Spool {
         }
     }
 
+    /// The segment is stored: its spool file goes, into the read `cache`
+    /// when that keeps it (renamed, not copied), else deleted.
+    pub(crate) fn release(
+        &self,
+        id: RecordingId,
+        seq: u64,
+        cache: &crate::cache::ReadCache,
+        now_us: i64,
+    ) -> Result<()> {
+        let path = self.path(id, seq);
+        if cache.enabled()
+            && let Ok(meta) = fs::metadata(&path)
+            && cache.admit(id, seq, &path, meta.len(), now_us)
+        {
+            self.bytes.fetch_sub(meta.len(), Ordering::Relaxed);
+            self.files.fetch_sub(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.remove(id, seq)
+    }
+
     /// Every spooled segment.
     pub(crate) fn list(&self) -> Result<Vec<(RecordingId, u64)>> {
         let mut out = Vec::new();
@@ -210,7 +231,13 @@ impl Spool {
     }
 }
 
-fn parse_name(path: &Path) -> Option<(RecordingId, u64)> {
+/// A segment file's name, in the spool and in the read cache.
+pub(crate) fn file_name(id: RecordingId, seq: u64) -> String {
+    format!("{id}-{seq:010}.seg")
+}
+
+/// The segment a file name (see [`file_name`]) stands for.
+pub(crate) fn parse_name(path: &Path) -> Option<(RecordingId, u64)> {
     let stem = path.file_name()?.to_str()?.strip_suffix(".seg")?;
     let (id, seq) = stem.split_once('-')?;
     Some((id.parse().ok()?, seq.parse().ok()?))

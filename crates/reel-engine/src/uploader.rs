@@ -189,7 +189,11 @@ async fn upload(
         })
         .await?;
     crashpoint!(inner, "upload-after-commit");
-    inner.spool.remove(id, seq)?;
+    if kept {
+        inner.spool.release(id, seq, &inner.cache, inner.now_us())?;
+    } else {
+        inner.spool.remove(id, seq)?;
+    }
     if !kept {
         inner.deleter_wake.notify_one();
         return Ok(());

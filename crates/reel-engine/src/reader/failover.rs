@@ -124,7 +124,7 @@ impl Reader<'_> {
         while next < wanted.end {
             let mut failures = Vec::new();
             let mut advanced = false;
-            for location in copies::ranked(self.inner, &row.locations) {
+            for location in copies::candidates(self.inner, self.id, &row) {
                 let before = next;
                 let outcome = self
                     .read_blocks(&row, location, &mut next, wanted.end, rest)
@@ -213,10 +213,7 @@ impl Reader<'_> {
         let range_end = wanted.end;
         let (mut reader, base) = match copies::stored_copy(self.id, row, location) {
             None if location == Location::Local as i32 => {
-                let bytes = self
-                    .inner
-                    .spool
-                    .read(self.id, row.sequence)
+                let bytes = copies::read_local(self.inner, self.id, row.sequence)
                     .map_err(|e| Failure::Unavailable(e.to_string()))?
                     .ok_or_else(|| Failure::Missing("not in the spool".into()))?;
                 (RangeReader::from_bytes(location, bytes), 0)

@@ -29,6 +29,9 @@ pub(super) async fn check_reachable(
         if seg.start_time_us >= window.end() {
             break;
         }
+        if inner.cache.contains(id, seg.sequence) {
+            continue;
+        }
         let roles: Vec<Option<Role>> = seg.locations.iter().map(|&l| role_of(l)).collect();
         let only_down = match roles.as_slice() {
             [Some(role)] if !inner.store(*role).health().state().is_usable() => *role,

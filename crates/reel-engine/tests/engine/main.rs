@@ -9,6 +9,7 @@
 
 mod common;
 
+mod cache;
 mod compaction;
 mod hostile_input;
 mod lifecycle;
