@@ -26,7 +26,7 @@ test: garage asciinema
 	$(CARGO) test --workspace --locked
 
 bench: setup garage
-	$(CARGO) bench --bench ingest --bench failover --bench recombine --bench read --bench verify --bench access --bench record --bench player --locked
+	$(CARGO) bench --bench ingest --bench failover --bench recombine --bench read --bench verify --bench access --bench record --bench player --bench mirror --locked
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -103,10 +103,15 @@ impl Browser {
             .find(Locator::Css("form.signin button"))
             .await
             .unwrap();
-        // The form's answer is a new document: wait for it, so that what
-        // the caller looks at next is the page signing in led to.
+        self.click_to_new_page(button, "signing in").await;
+    }
+
+    /// Clicks `button` of a form whose answer is a new document, and waits
+    /// for that document, so that what the caller looks at next is the
+    /// page the click led to (not the old one, still there for a moment).
+    pub async fn click_to_new_page(&self, button: fantoccini::elements::Element, what: &str) {
         self.client
-            .execute("window.reelSigningIn = true;", vec![])
+            .execute("window.reelLeaving = true;", vec![])
             .await
             .unwrap();
         button.click().await.unwrap();
@@ -114,7 +119,7 @@ impl Browser {
             let loaded = self
                 .client
                 .execute(
-                    "return window.reelSigningIn === undefined
+                    "return window.reelLeaving === undefined
                         && document.readyState === 'complete';",
                     vec![],
                 )
@@ -126,7 +131,7 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("signing in led to no new page");
+        panic!("{what} led to no new page");
     }
 
     /// The terminal's text as the player shows it.

@@ -236,6 +236,13 @@ async fn a_lost_catalog_is_rebuilt_from_the_stores() {
         assert!(out.status.success());
         serde_json::from_slice::<reel_api::RecordingList>(&out.stdout).unwrap()
     };
+    // Listings say whether each recording is readable now: the thawed
+    // primary must be back first, as it is after the restart below.
+    wait_for("the primary is back", Duration::from_secs(60), async || {
+        let s: reel_api::StorageStatus = reeld.get_json("/api/v1/storage").await.unwrap();
+        s.primary.health.state == "healthy"
+    })
+    .await;
     let before = ls(&reeld);
     assert_eq!(before.recordings.len(), 3);
     assert_eq!(before.recordings[2].placement, "split");

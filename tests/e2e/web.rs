@@ -122,12 +122,8 @@ async fn sign_in_filter_play_and_open_a_moment_of_a_long_recording() {
         .await
         .unwrap();
     user.send_keys("ali*").await.unwrap();
-    b.find(Locator::Css("form.filters button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let filter = b.find(Locator::Css("form.filters button")).await.unwrap();
+    browser.click_to_new_page(filter, "filtering").await;
     let rows = b
         .find_all(Locator::Css("table.recordings tbody tr"))
         .await
@@ -224,12 +220,8 @@ async fn sign_in_filter_play_and_open_a_moment_of_a_long_recording() {
     );
 
     // Signing out ends the session: pages send to sign-in again.
-    b.find(Locator::Css("form.signout button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let sign_out = b.find(Locator::Css("form.signout button")).await.unwrap();
+    browser.click_to_new_page(sign_out, "signing out").await;
     b.goto(&format!("{base}/recordings")).await.unwrap();
     assert!(browser.path().await.starts_with("/signin"));
     browser.shot("08-signed-out").await;
