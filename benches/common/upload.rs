@@ -37,18 +37,21 @@ pub fn mb_per_s(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / took.as_secs_f64() / 1e6
 }
 
-/// `count` bodies of `size` bytes like Reel's segments (the same events)
-/// but not the same bytes: Garage deduplicates blocks by hash and
-/// compresses them, so a baseline must neither repeat Reel's bytes nor be
-/// trivially compressible. `seed` keeps runs apart.
+/// `count` bodies of `size` bytes that a store sees as it sees Reel's
+/// segments: Reel encrypts them (the default), so they neither compress
+/// nor repeat, and Garage (which compresses and deduplicates blocks) must
+/// store every byte. Pseudo-random bytes (xorshift64*), new for each body;
+/// `seed` keeps runs apart.
 pub fn bodies(count: usize, size: usize, seed: u64) -> Vec<bytes::Bytes> {
     (0..count as u64)
         .map(|n| {
-            let mut body = Vec::with_capacity(size);
-            let mut i = (seed << 48) + ((n + 1) << 32);
+            let mut x = (seed << 32 | (n + 1)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut body = Vec::with_capacity(size + 8);
             while body.len() < size {
-                body.extend_from_slice(&event(i, EVENT_BYTES).data);
-                i += 1;
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                body.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
             }
             body.truncate(size);
             bytes::Bytes::from(body)

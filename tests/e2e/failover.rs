@@ -156,6 +156,14 @@ async fn primary_killed_frozen_and_restarted_while_recording() {
             .iter()
             .all(|r| r.readable && r.unreadable.is_none())
     );
+    let status: reel_api::ServerStatus = reeld.get_json("/api/v1/status").await.unwrap();
+    assert!(status.unreadable_recordings > 0, "{status:?}");
+    let out = reeld.reel(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("recordings have bytes only on a store that is down"),
+        "{text}"
+    );
     let out = reeld.reel(&["show", &hidden.recordings[0].id]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("readable   NO, not now:"), "{text}");

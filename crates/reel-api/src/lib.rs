@@ -236,6 +236,10 @@ pub struct ServerStatus {
     pub cache_bytes: u64,
     #[serde(default)]
     pub cache_segments: u64,
+    /// Recordings with bytes only on a store that is down now (counted
+    /// only while a store is down).
+    #[serde(default)]
+    pub unreadable_recordings: u64,
 }
 
 /// Mirror mode's backlog in [`ServerStatus`]: what a store that was down

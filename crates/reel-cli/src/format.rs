@@ -218,6 +218,17 @@ pub(crate) fn status(s: &ServerStatus, storage: &StorageStatus) -> String {
         bytes(s.catalog_memory_bytes)
     );
     let _ = writeln!(out, "open       {} recordings", s.open_recordings);
+    match s.unreadable_recordings {
+        0 => {
+            let _ = writeln!(out, "readable   every recording, now");
+        }
+        n => {
+            let _ = writeln!(
+                out,
+                "UNREADABLE {n} recordings have bytes only on a store that is down (reel ls --unreadable)"
+            );
+        }
+    }
     if let Some(why) = &s.low_disk {
         let _ = writeln!(out, "WARNING    {why}");
     }

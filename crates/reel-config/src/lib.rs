@@ -361,6 +361,8 @@ pub struct UploadSection {
     pub mode: Option<String>,
     /// Mirror mode: `one` (the default) or `both`.
     pub release_after: Option<String>,
+    /// Mirror mode: store-to-store copies at most this fast (0: no limit).
+    pub catch_up_bytes_per_second: Option<u64>,
 }
 
 /// `[upload] mode` and `release_after`, checked together: `release_after`
@@ -508,6 +510,9 @@ impl ServerConfig {
             engine.upload_concurrency = v;
         }
         engine.upload_mode = upload_mode(&file.upload)?;
+        if let Some(v) = file.upload.catch_up_bytes_per_second {
+            engine.catch_up_bytes_per_second = v;
+        }
         anyhow::ensure!(
             engine.max_event_bytes <= engine.max_batch_bytes,
             "ingest.max_event_bytes ({}) must not exceed ingest.max_batch_bytes ({})",

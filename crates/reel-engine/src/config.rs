@@ -52,6 +52,11 @@ pub struct EngineConfig {
     /// Whether a segment goes to one store (the primary while it is usable)
     /// or to both.
     pub upload_mode: UploadMode,
+    /// Mirror mode: copies made from one store's copy to the other (a
+    /// store caught up after an outage, mirror mode turned on over older
+    /// recordings) go at most this fast, in bytes a second (0: no limit),
+    /// so that a catch-up leaves the stores' bandwidth to new uploads.
+    pub catch_up_bytes_per_second: u64,
     /// The local read cache of stored segments (off by default).
     pub cache: crate::cache::CacheConfig,
     /// Seals running at once.
@@ -104,6 +109,7 @@ impl EngineConfig {
             health: HealthConfig::default(),
             upload_concurrency: 4,
             upload_mode: UploadMode::Failover,
+            catch_up_bytes_per_second: 0,
             cache: Default::default(),
             seal_concurrency: 2,
             compactor: Default::default(),

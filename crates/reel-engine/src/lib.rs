@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     pub spool: Spool,
     /// Stored segments kept locally for reads (`[cache]`).
     pub cache: cache::ReadCache,
+    /// When the next mirror catch-up copy may start (`mirror::pace`).
+    pub catch_up_pace: Mutex<Option<tokio::time::Instant>>,
     pub primary: Store,
     pub secondary: Store,
     /// Health of the stores and the choice of where uploads go.
@@ -204,6 +206,36 @@ impl Inner {
         let inner = self.clone();
         let now = self.reachable_now();
         reel_catalog::Reachable::new(move |id, seg| inner.source_now(id, seg, &now).is_some())
+    }
+
+    /// How many recordings an outage hides now (see
+    /// [`LocalStatus::unreadable_recordings`]): none while both stores are
+    /// up, else a scan of the catalog.
+    fn count_unreadable(self: &Arc<Self>) -> Result<u64> {
+        if [Role::Primary, Role::Secondary]
+            .iter()
+            .all(|&r| self.store(r).health().state().is_usable())
+        {
+            return Ok(0);
+        }
+        let mut query = Query {
+            filter: Filter {
+                readable: Some(false),
+                reachable: self.reachable(),
+                ..Default::default()
+            },
+            limit: 1000,
+            ..Default::default()
+        };
+        let mut count = 0;
+        loop {
+            let page = self.catalog.find(&query)?;
+            count += page.rows.len() as u64;
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(count),
+            }
+        }
     }
 
     /// Whether segments go to both stores (`[upload] mode = "mirror"`).
@@ -446,6 +478,9 @@ pub struct LocalStatus {
     pub mirror_backlog: Option<MirrorBacklog>,
     /// The read cache (`max_bytes` 0: off).
     pub cache: CacheStatus,
+    /// Recordings that cannot be read in full now: some bytes are only on
+    /// a store that is down (counted only while a store is down).
+    pub unreadable_recordings: u64,
     /// Catalog writes held in memory (bounded by
     /// [`reel_catalog::MEMTABLE_BUDGET_BYTES`]).
     pub catalog_memory_bytes: u64,
@@ -499,6 +534,7 @@ impl Engine {
             catalog: Arc::new(recovered.catalog),
             spool: recovered.spool,
             cache,
+            catch_up_pace: Mutex::new(None),
             primary,
             secondary,
             router,
@@ -883,6 +919,7 @@ impl Engine {
             audit_log_bytes: catalog.audit_table_bytes,
             catalog_memory_bytes: catalog.memtable_bytes,
             cache: inner.cache.status(),
+            unreadable_recordings: inner.count_unreadable()?,
             mirror_backlog: match inner.mirrored() {
                 false => None,
                 true => Some(mirror::backlog(inner)?),

@@ -159,18 +159,16 @@ async fn round(
     let bytes = if row.locations.contains(&(Location::Local as i32)) {
         read_spooled(inner, id, seq, row.sha256.clone()).await?
     } else {
-        crate::copies::read_good_copy(inner, id, &row).await?
+        let bytes = crate::copies::read_good_copy(inner, id, &row).await?;
+        pace(inner, bytes.len() as u64).await;
+        bytes
     };
-    let mut row = row;
+    if record_intent(inner, id, row, &targets).await?.is_none() {
+        // Purged meanwhile: nothing to put.
+        commit_copies(inner, id, seq, Vec::new(), release_after).await?;
+        return Ok(Round::Done);
+    }
     for &role in &targets {
-        match record_intent(inner, id, row, role).await? {
-            Some(r) => row = r,
-            None => {
-                // Purged meanwhile: nothing to put.
-                commit_copies(inner, id, seq, Vec::new(), release_after).await?;
-                return Ok(Round::Done);
-            }
-        }
         crate::key_objects::ensure(inner, id, role).await?;
     }
     crashpoint!(inner, "upload-before-put");
@@ -195,9 +193,11 @@ async fn round(
             }
         }
     }
+    let mut settled = Settled::default();
     if !stored.is_empty() {
         let roles = stored.iter().map(|&(r, _)| r).collect();
-        if commit_copies(inner, id, seq, roles, release_after).await? {
+        settled = commit_copies(inner, id, seq, roles, release_after).await?;
+        if settled.kept {
             for (role, took) in stored {
                 inner.metrics.uploaded(role, bytes.len() as u64, took);
                 debug!(recording = %id, sequence = seq, bytes = bytes.len(), store = %role, "segment uploaded");
@@ -206,8 +206,26 @@ async fn round(
     }
     match failure {
         Some(e) => Err(e),
+        None if settled.done => Ok(Round::Done),
         None => Ok(Round::Again),
     }
+}
+
+/// Waits for this copy's share of `catch_up_bytes_per_second`: each copy
+/// books the time its bytes take at that rate, after those booked before.
+async fn pace(inner: &Inner, bytes: u64) {
+    let rate = inner.config.catch_up_bytes_per_second;
+    if rate == 0 {
+        return;
+    }
+    let wait = {
+        let mut next = inner.catch_up_pace.lock().expect("catch-up pace");
+        let now = tokio::time::Instant::now();
+        let start = next.map_or(now, |n| n.max(now));
+        *next = Some(start + Duration::from_secs_f64(bytes as f64 / rate as f64));
+        start - now
+    };
+    tokio::time::sleep(wait).await;
 }
 
 async fn put_one(
@@ -230,20 +248,28 @@ async fn put_one(
     Ok(started.elapsed())
 }
 
+/// What [`commit_copies`] left.
+#[derive(Default)]
+struct Settled {
+    /// The segment is still wanted (false: purged meanwhile, what was
+    /// stored is queued for deletion).
+    kept: bool,
+    /// Its queue entry is done: both stores hold it, or it is gone.
+    done: bool,
+}
+
 /// Commits that `stored` now hold the segment, then settles its queue entry
 /// and spool file: the entry goes once both stores hold it, the spool file
-/// once `release_after` is met. Returns whether the segment is still
-/// wanted (false: purged meanwhile, what was stored is queued for
-/// deletion).
+/// once `release_after` is met.
 async fn commit_copies(
     inner: &Arc<Inner>,
     id: RecordingId,
     seq: u64,
     stored: Vec<Role>,
     release_after: ReleaseAfter,
-) -> Result<bool> {
+) -> Result<Settled> {
     let now = inner.now_us();
-    let (kept, drop_spool) = inner
+    let (settled, drop_spool) = inner
         .catalog(move |c| {
             c.commit_checked(|c| {
                 let mut batch = Batch::new();
@@ -260,7 +286,11 @@ async fn commit_copies(
                         let key = keys::segment(id, seq);
                         batch.enqueue_deletion(location_of(role), key.as_ref(), "purged");
                     }
-                    return Ok(((false, true), batch));
+                    let gone = Settled {
+                        kept: false,
+                        done: true,
+                    };
+                    return Ok(((gone, true), batch));
                 };
                 let before = row.clone();
                 for &role in &stored {
@@ -292,19 +322,23 @@ async fn commit_copies(
                 if row != before {
                     batch.put_segment(id, &row);
                 }
-                Ok(((true, drop_spool), batch))
+                let settled = Settled {
+                    kept: true,
+                    done: on_stores == ROLES.len(),
+                };
+                Ok(((settled, drop_spool), batch))
             })
         })
         .await?;
-    if drop_spool && kept {
+    if drop_spool && settled.kept {
         inner.spool.release(id, seq, &inner.cache, inner.now_us())?;
     } else if drop_spool {
         inner.spool.remove(id, seq)?;
     }
-    if !kept {
+    if !settled.kept {
         inner.deleter_wake.notify_one();
     }
-    Ok(kept)
+    Ok(settled)
 }
 
 /// A parked segment still in the spool (`release_after = "both"`) may stay

@@ -146,7 +146,7 @@ async fn upload(
     }
     let bytes = read_spooled(inner, id, seq, segment.sha256.clone()).await?;
     let size = bytes.len() as u64;
-    let Some(segment) = record_intent(inner, id, segment, role).await? else {
+    let Some(segment) = record_intent(inner, id, segment, &[role]).await? else {
         // Purged meanwhile: nothing to put.
         return dequeue(inner, id, seq).await;
     };
@@ -267,17 +267,17 @@ pub(crate) async fn read_spooled(
     .map_err(|e| EngineError::Internal(format!("spool read task failed: {e}")))?
 }
 
-/// Records, durably and before the put, that `role` may hold a copy of the
-/// segment. Returns the row as it now is, or `None` when the recording is
-/// being purged (nothing is put then).
+/// Records, durably and before the puts, that `roles` may hold a copy of
+/// the segment (one commit for all). Returns the row as it now is, or
+/// `None` when the recording is being purged (nothing is put then).
 pub(crate) async fn record_intent(
     inner: &Arc<Inner>,
     id: RecordingId,
     segment: SegmentRow,
-    role: Role,
+    roles: &[Role],
 ) -> Result<Option<SegmentRow>> {
-    let location = location_of(role) as i32;
-    if segment.uncertain.contains(&location) {
+    let locations: Vec<i32> = roles.iter().map(|&r| location_of(r) as i32).collect();
+    if locations.iter().all(|l| segment.uncertain.contains(l)) {
         return Ok(Some(segment));
     }
     let seq = segment.sequence;
@@ -292,8 +292,13 @@ pub(crate) async fn record_intent(
                 let Some(mut row) = c.segment(id, seq)? else {
                     return Ok((None, batch));
                 };
-                if !row.uncertain.contains(&location) {
-                    row.uncertain.push(location);
+                let before = row.uncertain.len();
+                for &location in &locations {
+                    if !row.uncertain.contains(&location) {
+                        row.uncertain.push(location);
+                    }
+                }
+                if row.uncertain.len() != before {
                     batch.put_segment(id, &row);
                 }
                 Ok((Some(row), batch))

@@ -131,6 +131,7 @@ async fn status(State(app): State<AppState>) -> Result<axum::Json<ServerStatus>,
         cache_max_bytes: local.cache.max_bytes,
         cache_bytes: local.cache.bytes,
         cache_segments: local.cache.segments,
+        unreadable_recordings: local.unreadable_recordings,
         mirror_backlog: local.mirror_backlog.map(|m| reel_api::MirrorBacklog {
             primary_segments: m.primary_segments,
             secondary_segments: m.secondary_segments,
