@@ -87,15 +87,33 @@ async fn settled(reeld: &Reeld) -> bool {
 }
 
 /// Every segment of every recording is named on both stores by the
-/// catalog, and really there: a segment object on the secondary, a segment
-/// object or its range of the combined object on the primary.
-async fn on_both_stores(reeld: &Reeld, ids: &[String], primary: &Listing, secondary: &Listing) {
+/// catalog, and really there: on each store either a segment object or its
+/// range of that store's combined object (the secondary has one when mirror
+/// mode recombined the recording; one recombined before, in failover mode,
+/// has segment objects there). Returns how many recordings each store holds
+/// as one combined object.
+async fn on_both_stores(
+    reeld: &Reeld,
+    ids: &[String],
+    primary: &Listing,
+    secondary: &Listing,
+) -> (usize, usize) {
+    let mut combined_on = (0, 0);
     for id in ids {
         let d: RecordingDetail = reeld
             .get_json(&format!("/api/v1/recordings/{id}"))
             .await
             .unwrap();
         assert!(!d.segments.is_empty(), "recording {id} has no segment");
+        let stores = d
+            .object
+            .as_ref()
+            .map(|o| o.stores.clone())
+            .unwrap_or_default();
+        let on = |name: &str| stores.iter().any(|s| s == name);
+        combined_on.0 += usize::from(on("primary"));
+        combined_on.1 += usize::from(on("secondary"));
+        let combined = keys::recording_object(id).to_string();
         for s in &d.segments {
             assert_eq!(
                 s.locations,
@@ -104,29 +122,31 @@ async fn on_both_stores(reeld: &Reeld, ids: &[String], primary: &Listing, second
                 s.sequence
             );
             let object = keys::segment(id, s.sequence).to_string();
-            assert_eq!(
-                secondary.get(&object),
-                Some(&s.size),
-                "the secondary lacks {object}"
-            );
-            match s.combined_offset {
-                None => assert_eq!(
-                    primary.get(&object),
-                    Some(&s.size),
-                    "the primary lacks {object}"
-                ),
-                Some(offset) => {
-                    let combined = keys::recording_object(id).to_string();
-                    let size = primary.get(&combined).copied().unwrap_or(0);
-                    assert!(
-                        offset + s.size <= size,
-                        "the primary's {combined} ({size} bytes) lacks segment {} at {offset}",
-                        s.sequence
-                    );
+            for (name, listing) in [("primary", primary), ("secondary", secondary)] {
+                match s.combined_offset.filter(|_| on(name)) {
+                    None => assert_eq!(
+                        listing.get(&object),
+                        Some(&s.size),
+                        "the {name} lacks {object}"
+                    ),
+                    Some(offset) => {
+                        let size = listing.get(&combined).copied().unwrap_or(0);
+                        assert!(
+                            offset + s.size <= size,
+                            "the {name}'s {combined} ({size} bytes) lacks segment {} at {offset}",
+                            s.sequence
+                        );
+                        // Its segment objects went once it was made.
+                        assert!(
+                            !listing.contains_key(&object),
+                            "the {name} still holds {object}"
+                        );
+                    }
                 }
             }
         }
     }
+    combined_on
 }
 
 async fn listing(garage: &Garage) -> Listing {
@@ -156,17 +176,17 @@ async fn mirrored_recordings_read_from_either_store_and_a_store_that_was_down_is
     )
     .await;
     let ids: Vec<String> = before.iter().map(|r| r.1.clone()).collect();
-    on_both_stores(
+    let (on_primary, on_secondary) = on_both_stores(
         &reeld,
         &ids,
         &listing(&primary).await,
         &listing(&secondary).await,
     )
     .await;
-    let compact: CompactStatus = reeld.get_json("/api/v1/compact").await.unwrap();
-    assert!(
-        compact.recombined > 0,
-        "no recording was recombined: {compact:?}"
+    assert!(on_primary > 0, "no recording was recombined");
+    assert_eq!(
+        on_secondary, on_primary,
+        "mirror mode writes each combined object to both stores"
     );
 
     // The primary dies: what was stored before reads from the secondary,
@@ -257,13 +277,14 @@ async fn mirrored_recordings_read_from_either_store_and_a_store_that_was_down_is
 
     let all: Vec<(usize, String, u64)> = before.iter().chain(&during).cloned().collect();
     let ids: Vec<String> = all.iter().map(|r| r.1.clone()).collect();
-    on_both_stores(
+    let combined = on_both_stores(
         &reeld,
         &ids,
         &listing(&primary).await,
         &listing(&secondary).await,
     )
     .await;
+    assert_eq!(combined.0, combined.1);
     exports_intact(&reeld, &all).await;
     let out = reeld.reel(&["verify", "--json", "--content"]);
     let report: VerifyReport = serde_json::from_slice(&out.stdout)
@@ -275,6 +296,31 @@ async fn mirrored_recordings_read_from_either_store_and_a_store_that_was_down_is
         metrics.contains("reel_mirror_backlog_segments{store=\"primary\"} 0"),
         "{metrics}"
     );
+
+    // The catalog is lost and rebuilt from the two buckets: both combined
+    // objects are adopted as the two copies, nothing is copied again.
+    crate::lose_and_rebuild_catalog(&mut reeld, &cfg);
+    tokio::task::block_in_place(|| reeld.restart()).unwrap();
+    wait_for(
+        "settled after the rebuild",
+        Duration::from_secs(60),
+        async || settled(&reeld).await,
+    )
+    .await;
+    let again = on_both_stores(
+        &reeld,
+        &ids,
+        &listing(&primary).await,
+        &listing(&secondary).await,
+    )
+    .await;
+    assert_eq!(again, combined);
+    let metrics = reeld.get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        !metrics.contains("reel_uploaded_segments_total{"),
+        "the rebuilt catalog lost track of copies, they were copied again: {metrics}"
+    );
+    exports_intact(&reeld, &all).await;
 }
 
 /// A local directory store's objects, as keys relative to it.

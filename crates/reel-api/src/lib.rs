@@ -97,6 +97,9 @@ pub struct CombinedObject {
     pub key: String,
     pub size: u64,
     pub sha256: String,
+    /// The stores that hold it: `primary`, and in mirror mode `secondary`.
+    #[serde(default)]
+    pub stores: Vec<String>,
 }
 
 /// One recording the compactor has to do (`GET /api/v1/compact`).

@@ -90,7 +90,12 @@ pub(crate) fn detail(d: &RecordingDetail) -> String {
         (Some(o), _) => {
             let _ = writeln!(
                 out,
-                "object     1 object on primary: {} ({}, SHA-256 {})",
+                "object     1 object on {}: {} ({}, SHA-256 {})",
+                if o.stores.is_empty() {
+                    "primary".to_string()
+                } else {
+                    o.stores.join(" and ")
+                },
                 o.key,
                 bytes(o.size),
                 &o.sha256[..16.min(o.sha256.len())]

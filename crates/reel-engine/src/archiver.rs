@@ -187,6 +187,7 @@ impl Import {
                         seg.locations = vec![Location::Local as i32];
                         seg.uncertain.clear();
                         seg.combined_offset = None;
+                        seg.secondary_combined = false;
                         seg.uploaded_at_us = 0;
                         batch.put_segment(id, &seg).enqueue_upload(id, seg.sequence);
                     }

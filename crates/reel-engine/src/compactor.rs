@@ -20,9 +20,10 @@
 //!    the persistent deletion queue.
 //! 5. The deleter (see `deleter`) deletes the old copies.
 //!
-//! In mirror mode the secondary keeps its segment objects (its copy of the
-//! recording, for when the primary is down), and a recording waits until
-//! every segment is on both stores.
+//! In mirror mode the combined object is written to both stores (the same
+//! bytes under the same key; the catalog marks the secondary's copy
+//! `secondary_combined`), and a recording waits until every segment is on
+//! both stores and both are usable.
 //!
 //! A crash before 4 leaves the mark, so the work is redone (the combined
 //! key is overwritten; nothing points at it yet). A crash after 4 leaves
@@ -36,7 +37,7 @@ use std::time::Duration;
 use reel_catalog::{Batch, RecordingId};
 use reel_log::combined::CombinedBuilder;
 use reel_proto::v1::{IndexEntry, Location, RecordingRow, RecordingState, SegmentRow};
-use reel_storage::{PART_BYTES, Role, StorageError, keys};
+use reel_storage::{ObjectWriter, PART_BYTES, Role, StorageError, keys};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -158,6 +159,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 pub(crate) async fn plan(inner: &Arc<Inner>, only: Option<RecordingId>) -> Result<Vec<PlanItem>> {
     let primary_usable = inner.router.primary.state().is_usable();
     let mirror = inner.mirrored();
+    let secondary_usable = inner.router.secondary.state().is_usable();
     let items = inner
         .catalog(move |c| {
             let queue = c.recombine_queue()?;
@@ -182,7 +184,11 @@ pub(crate) async fn plan(inner: &Arc<Inner>, only: Option<RecordingId>) -> Resul
             segments: segments.len() as u64,
             bytes: segments.iter().map(|s| s.size).sum(),
             waiting: not_ready(&row, &segments, mirror)
-                .or_else(|| (!primary_usable).then(|| "the primary is not available".to_string())),
+                .or_else(|| (!primary_usable).then(|| "the primary is not available".to_string()))
+                .or_else(|| {
+                    (mirror && !secondary_usable)
+                        .then(|| "the secondary is not available (mirror mode)".to_string())
+                }),
         })
         .collect())
 }
@@ -282,11 +288,19 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
             segments.first().map_or(0, |s| s.size)
         });
     }
-    let primary = inner.store(Role::Primary);
-    if !primary.health().state().is_usable() {
-        return Err(EngineError::FailedPrecondition(
-            "the primary is not available".into(),
-        ));
+    // Mirror mode writes the combined object to both stores (the same
+    // bytes under the same key), so that either serves it alone.
+    let targets: Vec<Role> = if mirror {
+        vec![Role::Primary, Role::Secondary]
+    } else {
+        vec![Role::Primary]
+    };
+    for &role in &targets {
+        if !inner.store(role).health().state().is_usable() {
+            return Err(EngineError::FailedPrecondition(format!(
+                "the {role} is not available"
+            )));
+        }
     }
     let started = tokio::time::Instant::now();
     let total: u64 = segments.iter().map(|s| s.size).sum();
@@ -295,44 +309,49 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
         .update(|s| s.current = Some((id.to_string(), 0, total)));
     info!(recording = %id, segments = segments.len(), bytes = total, "recombining");
 
-    // A segment stored on the primary went there after the key object.
-    if !segments
-        .iter()
-        .any(|s| s.locations.contains(&(Location::Primary as i32)))
-    {
-        crate::key_objects::ensure(inner, id, Role::Primary).await?;
+    // A store that holds a segment got the key object before it.
+    for &role in &targets {
+        if !segments
+            .iter()
+            .any(|s| s.locations.contains(&(location_of(role) as i32)))
+        {
+            crate::key_objects::ensure(inner, id, role).await?;
+        }
     }
     let key = keys::recording_object(id);
     let mut builder = CombinedBuilder::new(id.to_bytes().to_vec());
     let mut whole = Sha256::new();
-    // Small recordings go in one put; large ones stream as a multipart upload.
-    let mut writer = if total > PART_BYTES as u64 {
-        Some(primary.writer(&key).await?)
-    } else {
-        None
-    };
+    // Small recordings go in one put; large ones stream as a multipart
+    // upload to each store.
+    let mut writers = Vec::new();
+    if total > PART_BYTES as u64 {
+        for &role in &targets {
+            match inner.store(role).writer(&key).await {
+                Ok(w) => writers.push(w),
+                Err(e) => {
+                    abort_all(writers).await;
+                    return Err(e.into());
+                }
+            }
+        }
+    }
     let mut small = Vec::new();
     let mut copied = 0u64;
     for seg in &segments {
         let bytes = match read_good_copy(inner, id, seg).await {
             Ok(b) => b,
             Err(e) => {
-                if let Some(w) = writer {
-                    w.abort().await;
-                }
+                abort_all(writers).await;
                 return Err(e);
             }
         };
         builder.add_segment(index_entry(seg), &bytes);
         whole.update(&bytes);
-        match writer.as_mut() {
-            Some(w) => {
-                if let Err(e) = w.write(&bytes).await {
-                    writer.take().expect("writer").abort().await;
-                    return Err(e.into());
-                }
-            }
-            None => small.extend_from_slice(&bytes),
+        if writers.is_empty() {
+            small.extend_from_slice(&bytes);
+        } else if let Err(e) = write_all(&mut writers, &bytes).await {
+            abort_all(writers).await;
+            return Err(e);
         }
         copied += bytes.len() as u64;
         inner
@@ -344,20 +363,33 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
     let (tail, index) = builder.finish(inner.keys.as_ref());
     whole.update(&tail);
     let size = content_len + tail.len() as u64;
-    match writer {
-        Some(mut w) => {
-            if let Err(e) = w.write(&tail).await {
-                w.abort().await;
-                return Err(e.into());
-            }
+    if writers.is_empty() {
+        small.extend_from_slice(&tail);
+        let small = bytes::Bytes::from(small);
+        for &role in &targets {
+            inner.store(role).put(&key, small.clone()).await?;
+        }
+    } else {
+        if let Err(e) = write_all(&mut writers, &tail).await {
+            abort_all(writers).await;
+            return Err(e);
+        }
+        for w in writers {
             w.finish().await?;
         }
-        None => {
-            small.extend_from_slice(&tail);
-            primary.put(&key, small.into()).await?;
-        }
     }
-    verify(inner, id, size, &tail, &index.content_sha256, content_len).await?;
+    for &role in &targets {
+        verify(
+            inner,
+            role,
+            id,
+            size,
+            &tail,
+            &index.content_sha256,
+            content_len,
+        )
+        .await?;
+    }
 
     let digest: [u8; 32] = whole.finalize().into();
     let mut new_row = row.clone();
@@ -365,11 +397,7 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
     new_row.combined_sha256 = digest.to_vec();
     let mut batch = Batch::new();
     for (seg, entry) in segments.iter().zip(&index.segments) {
-        let keep_secondary = mirror && seg.locations.contains(&(Location::Secondary as i32));
         for store in [Location::Primary, Location::Secondary] {
-            if store == Location::Secondary && keep_secondary {
-                continue;
-            }
             if seg.locations.contains(&(store as i32)) || seg.uncertain.contains(&(store as i32)) {
                 batch.enqueue_deletion(
                     store,
@@ -379,10 +407,8 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
             }
         }
         let mut moved = seg.clone();
-        moved.locations = vec![Location::Primary as i32];
-        if keep_secondary {
-            moved.locations.push(Location::Secondary as i32);
-        }
+        moved.locations = targets.iter().map(|&r| location_of(r) as i32).collect();
+        moved.secondary_combined = mirror;
         moved.uncertain.clear();
         moved.combined_offset = Some(entry.offset);
         batch.put_segment(id, &moved);
@@ -393,6 +419,7 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
         "compactor-commit",
         |_| Err(EngineError::Internal("failpoint compactor-commit".into()))
     );
+    let stored_on = targets.clone();
     let purged = inner
         .catalog(move |c| {
             c.commit_checked(|c| {
@@ -400,11 +427,13 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
                 // the recording's row gone): the new object goes too.
                 if c.purge_mark(id)?.is_some() || c.recording(id)?.is_none() {
                     let mut gone = Batch::new();
-                    gone.enqueue_deletion(
-                        Location::Primary,
-                        keys::recording_object(id).as_ref(),
-                        "purged",
-                    );
+                    for &role in &stored_on {
+                        gone.enqueue_deletion(
+                            location_of(role),
+                            keys::recording_object(id).as_ref(),
+                            "purged",
+                        );
+                    }
                     return Ok((true, gone));
                 }
                 Ok((false, batch))
@@ -422,7 +451,8 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
         bytes = size,
         segments = segments.len(),
         seconds = started.elapsed().as_secs_f64(),
-        "recording recombined into one object on the primary"
+        stores = targets.len(),
+        "recording recombined into one object (on the primary, and in mirror mode on the secondary)"
     );
     Ok(size)
 }
@@ -539,17 +569,18 @@ async fn read_good_copy(
 /// default pays for.
 async fn verify(
     inner: &Arc<Inner>,
+    role: Role,
     id: RecordingId,
     size: u64,
     tail: &[u8],
     content_sha256: &[u8],
     content_len: u64,
 ) -> Result<()> {
-    let primary = inner.store(Role::Primary);
+    let primary = inner.store(role);
     let key = keys::recording_object(id);
     let bad = |what: String| {
         EngineError::Storage(StorageError::Backend {
-            role: Role::Primary,
+            role,
             op: "verify",
             key: key.to_string(),
             source: object_store::Error::Generic {
@@ -580,6 +611,21 @@ async fn verify(
         }
     }
     Ok(())
+}
+
+/// Writes `bytes` to each of the combined object's writers.
+async fn write_all(writers: &mut [ObjectWriter<'_>], bytes: &[u8]) -> Result<()> {
+    for w in writers.iter_mut() {
+        w.write(bytes).await?;
+    }
+    Ok(())
+}
+
+/// Abandons the combined object's multipart uploads.
+async fn abort_all(writers: Vec<ObjectWriter<'_>>) {
+    for w in writers {
+        w.abort().await;
+    }
 }
 
 /// Sleeps as long as the configured pace asks.

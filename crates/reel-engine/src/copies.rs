@@ -85,21 +85,32 @@ pub(crate) fn end_of(id: RecordingId, seg: &SegmentRow, offset: u64) -> Result<u
 }
 
 /// Where `location`'s copy of `seg` is, if a store holds it: the primary's
-/// copy of a recombined segment is its range of the combined object.
+/// copy of a recombined segment is its range of the combined object, and
+/// so is the secondary's when mirror mode recombined it there too
+/// (`secondary_combined`).
 pub(crate) fn stored_copy(id: RecordingId, seg: &SegmentRow, location: i32) -> Option<StoredCopy> {
     let role = role_of(location)?;
-    Some(match (role, seg.combined_offset) {
-        (Role::Primary, Some(offset)) => StoredCopy {
+    let combined = match role {
+        Role::Primary => seg.combined_offset,
+        Role::Secondary => seg.combined_offset.filter(|_| seg.secondary_combined),
+    };
+    Some(match combined {
+        Some(offset) => StoredCopy {
             role,
             key: keys::recording_object(id),
             combined_offset: Some(offset),
         },
-        _ => StoredCopy {
+        None => StoredCopy {
             role,
             key: keys::segment(id, seg.sequence),
             combined_offset: None,
         },
     })
+}
+
+/// Whether `location`'s copy of `seg` is a range of a combined object.
+pub(crate) fn in_combined(id: RecordingId, seg: &SegmentRow, location: i32) -> bool {
+    stored_copy(id, seg, location).is_some_and(|c| c.combined_offset.is_some())
 }
 
 /// `locations` best first, the one order every reader of copies uses: the

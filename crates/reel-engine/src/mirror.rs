@@ -51,6 +51,18 @@ pub struct MirrorBacklog {
     pub secondary_segments: u64,
 }
 
+/// The stores mirror mode still has to put `seg` on. Not the primary when
+/// the segment was recombined: its primary copy can only be the combined
+/// object, and one that was lost is `reel verify`'s to report, not a
+/// segment object's to replace.
+fn lacking(seg: &SegmentRow) -> Vec<Role> {
+    ROLES
+        .into_iter()
+        .filter(|&r| !seg.locations.contains(&(location_of(r) as i32)))
+        .filter(|&r| !(r == Role::Primary && seg.combined_offset.is_some()))
+        .collect()
+}
+
 /// What one round of a segment's mirroring left to do.
 enum Round {
     /// Both stores hold it (or it is gone): its queue entry is done.
@@ -136,10 +148,7 @@ async fn round(
         dequeue(inner, id, seq).await?;
         return Ok(Round::Done);
     };
-    let missing: Vec<Role> = ROLES
-        .into_iter()
-        .filter(|&r| !row.locations.contains(&(location_of(r) as i32)))
-        .collect();
+    let missing = lacking(&row);
     if missing.is_empty() {
         commit_copies(inner, id, seq, Vec::new(), release_after).await?;
         return Ok(Round::Done);
@@ -309,11 +318,11 @@ async fn commit_copies(
                     .iter()
                     .filter(|&&l| role_of(l).is_some())
                     .count();
-                if on_stores == ROLES.len() {
+                let complete = lacking(&row).is_empty();
+                if complete {
                     batch.dequeue_upload(id, seq);
                 }
-                let release = on_stores == ROLES.len()
-                    || (on_stores > 0 && release_after == ReleaseAfter::One);
+                let release = complete || (on_stores > 0 && release_after == ReleaseAfter::One);
                 let local = Location::Local as i32;
                 let drop_spool = release && row.locations.contains(&local);
                 if release {
@@ -324,7 +333,7 @@ async fn commit_copies(
                 }
                 let settled = Settled {
                     kept: true,
-                    done: on_stores == ROLES.len(),
+                    done: complete,
                 };
                 Ok(((settled, drop_spool), batch))
             })
@@ -426,10 +435,7 @@ async fn queue_missing_copies(inner: &Arc<Inner>) -> Result<u64> {
                         continue;
                     }
                     for seg in c.segments(id)? {
-                        let lacks = ROLES
-                            .iter()
-                            .any(|&r| !seg.locations.contains(&(location_of(r) as i32)));
-                        if lacks && !c.upload_queued(id, seg.sequence)? {
+                        if !lacking(&seg).is_empty() && !c.upload_queued(id, seg.sequence)? {
                             batch.enqueue_upload(id, seg.sequence);
                             items.push((id, seg.sequence));
                         }
@@ -455,9 +461,9 @@ pub(crate) fn backlog(inner: &Inner) -> Result<MirrorBacklog> {
         let Some(seg) = inner.catalog.segment(id, seq)? else {
             continue;
         };
-        let lacks = |l: Location| !seg.locations.contains(&(l as i32));
-        out.primary_segments += u64::from(lacks(Location::Primary));
-        out.secondary_segments += u64::from(lacks(Location::Secondary));
+        let lacks = lacking(&seg);
+        out.primary_segments += u64::from(lacks.contains(&Role::Primary));
+        out.secondary_segments += u64::from(lacks.contains(&Role::Secondary));
     }
     Ok(out)
 }

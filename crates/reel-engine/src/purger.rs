@@ -31,6 +31,7 @@ use reel_storage::keys;
 use tracing::{info, warn};
 
 use crate::Inner;
+use crate::copies::in_combined;
 use crate::error::{EngineError, Result};
 
 /// What a purge did with each recording it was given.
@@ -170,6 +171,7 @@ async fn stop_open(inner: &Arc<Inner>, id: RecordingId) {
 /// Step 2: every object of the recording into the deletion queue, its
 /// segment rows, keyframes and queued uploads out, then its spool files.
 async fn queue_objects(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
+    let mirrored = inner.mirrored();
     let sequences = inner
         .catalog(move |c| {
             c.commit_checked(|c| {
@@ -177,17 +179,26 @@ async fn queue_objects(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
                 let segments = c.segments(id)?;
                 let row = c.recording(id)?;
                 let mut combined = row.as_ref().is_some_and(|r| r.combined_size > 0);
+                let mut secondary_combined = false;
                 for seg in &segments {
                     let key = keys::segment(id, seg.sequence);
                     for store in [Location::Primary, Location::Secondary] {
-                        let here = seg.locations.contains(&(store as i32))
-                            || seg.uncertain.contains(&(store as i32));
-                        if here && !(store == Location::Primary && seg.combined_offset.is_some()) {
+                        let named = seg.locations.contains(&(store as i32));
+                        let here = named || seg.uncertain.contains(&(store as i32));
+                        // A named copy inside a combined object goes with it.
+                        if here && !(named && in_combined(id, seg, store as i32)) {
                             batch.enqueue_deletion(store, key.as_ref(), "purged");
                         }
                     }
                     combined |= seg.combined_offset.is_some();
+                    secondary_combined |= seg.secondary_combined;
                     batch.delete_segment(id, seg.sequence);
+                }
+                // Mirror mode recombines onto the secondary too (and may
+                // have been cut there before its commit, as below).
+                if secondary_combined || (mirrored && !segments.is_empty()) {
+                    let key = keys::recording_object(id);
+                    batch.enqueue_deletion(Location::Secondary, key.as_ref(), "purged");
                 }
                 // The combined object goes too, also when the row does not
                 // name it: a recombination cut by a crash after its put and

@@ -122,7 +122,8 @@ pub(crate) async fn rebuild(
             Ok((id, sha, segs)) => {
                 combined.insert(id, (*size, sha));
                 for (bytes, mut row) in segs {
-                    row.locations = vec![Location::Primary as i32];
+                    row.locations = vec![location_of(*role) as i32];
+                    row.secondary_combined = *role == Role::Secondary;
                     add(&mut found, id, row, &bytes, mirror, &mut report);
                 }
             }
@@ -234,8 +235,12 @@ pub(crate) async fn rebuild(
                     (Role::Primary, Location::Primary),
                     (Role::Secondary, Location::Secondary),
                 ] {
-                    // Mirror mode's secondary copy is named, not stray.
-                    if loc == Location::Secondary && f.row.locations.contains(&(loc as i32)) {
+                    // Mirror mode's secondary copy, when it is a segment
+                    // object, is named, not stray.
+                    if loc == Location::Secondary
+                        && f.row.locations.contains(&(loc as i32))
+                        && !f.row.secondary_combined
+                    {
                         continue;
                     }
                     let key = keys::segment(id, f.row.sequence).to_string();
@@ -342,6 +347,7 @@ fn segment_row(
         r#final: h.r#final,
         uncertain: Vec::new(),
         combined_offset: None,
+        secondary_combined: false,
         content_offset,
         blocks: h.blocks,
     };
@@ -378,23 +384,44 @@ fn add(
             row.sequence
         )),
         Some(have) => {
-            // In mirror mode the secondary's segment object is its copy of
-            // a recombined segment; otherwise it is a stray (see below).
+            // Combined objects are read first. A segment object beside one
+            // is a stray (see below), except in mirror mode the
+            // secondary's, when the secondary has no combined object of its
+            // own: that is its copy.
             let secondary = Location::Secondary as i32;
-            let kept_secondary = mirror
-                && (have.row.locations.contains(&secondary) || row.locations.contains(&secondary));
-            if row.combined_offset.is_some() {
-                have.row.combined_offset = row.combined_offset;
-                have.row.locations = row.locations;
-            } else if have.row.combined_offset.is_none() {
-                for l in row.locations {
-                    if !have.row.locations.contains(&l) {
-                        have.row.locations.push(l);
+            let union = |have: &mut Vec<i32>, more: &[i32]| {
+                for l in more {
+                    if !have.contains(l) {
+                        have.push(*l);
                     }
                 }
-            }
-            if kept_secondary && !have.row.locations.contains(&secondary) {
-                have.row.locations.push(secondary);
+            };
+            match (
+                have.row.combined_offset.is_some(),
+                row.combined_offset.is_some(),
+            ) {
+                (true, true) => {
+                    union(&mut have.row.locations, &row.locations);
+                    have.row.secondary_combined |= row.secondary_combined;
+                }
+                (false, true) => {
+                    let kept_secondary = mirror
+                        && have.row.locations.contains(&secondary)
+                        && !row.secondary_combined;
+                    have.row.combined_offset = row.combined_offset;
+                    have.row.secondary_combined = row.secondary_combined;
+                    have.row.locations = row.locations;
+                    if kept_secondary {
+                        have.row.locations.push(secondary);
+                    }
+                }
+                (true, false) => {
+                    if mirror && row.locations.contains(&secondary) && !have.row.secondary_combined
+                    {
+                        union(&mut have.row.locations, &[secondary]);
+                    }
+                }
+                (false, false) => union(&mut have.row.locations, &row.locations),
             }
             have.row.locations.sort_unstable();
         }

@@ -225,6 +225,7 @@ async fn seal_one(
             r#final: header.r#final,
             uncertain: Vec::new(),
             combined_offset: None,
+            secondary_combined: false,
             content_offset: encoded.content_offset,
             blocks: header.blocks.clone(),
         };

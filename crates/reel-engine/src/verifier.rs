@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::Inner;
 use crate::copies::{
-    location_name, location_of, read_combined_index, read_copy, role_of, stored_copy,
+    in_combined, location_name, location_of, read_combined_index, read_copy, role_of, stored_copy,
 };
 use crate::error::{EngineError, Result};
 
@@ -227,7 +227,7 @@ pub(crate) async fn verify(
                     }
                     continue;
                 }
-                let whole = seg.combined_offset.is_some() && e.location == Location::Primary;
+                let whole = in_combined(*id, seg, e.location as i32);
                 let named = (!whole).then_some(seg);
                 match listed.get(&lkey) {
                     None if again => {}
@@ -351,7 +351,10 @@ async fn check_index(
     report: &mut VerifyReport,
 ) -> Option<Problem> {
     let corrupt = |detail: String| Some(problem(ProblemKind::Corrupt, e, None, detail));
-    let index = match read_combined_index(inner, Role::Primary, &e.key, e.size).await {
+    let Some(role) = role_of(e.location as i32) else {
+        return corrupt("not a store".into());
+    };
+    let index = match read_combined_index(inner, role, &e.key, e.size).await {
         Ok((index, tail)) => {
             report.bytes_read += tail.len() as u64;
             index
@@ -467,22 +470,30 @@ async fn repair(
             continue;
         };
         let Some(seq) = p.sequence else {
-            // The combined object itself is missing or cut: every segment
-            // in it is lost (its old copies were deleted when it was made).
-            let inside: Vec<u64> = rows
+            // The combined object itself is missing or cut: this store's
+            // copy of every segment in it is lost (the segment objects
+            // were deleted when it was made). In mirror mode the other
+            // store's combined object may still hold them.
+            let inside: Vec<&SegmentRow> = rows
                 .iter()
                 .filter(|(rid, _, _)| *rid == id)
                 .flat_map(|(_, _, segs)| segs.iter())
-                .filter(|s| s.combined_offset.is_some())
-                .map(|s| s.sequence)
+                .filter(|s| in_combined(id, s, location as i32))
                 .collect();
-            for seq in inside {
-                forget_copy(inner, id, seq, Location::Primary, &p.detail).await?;
+            let elsewhere = inside.iter().all(|s| {
+                s.locations
+                    .iter()
+                    .any(|&l| l != location as i32 && role_of(l).is_some())
+            });
+            for seg in &inside {
+                forget_copy(inner, id, seg.sequence, location, &p.detail).await?;
             }
-            damaged.insert(id);
-            p.repair = Some(
-                "no good copy: the catalog no longer names it; recording marked damaged".into(),
-            );
+            p.repair = Some(if elsewhere {
+                "the catalog no longer names it; the other store's copy remains".into()
+            } else {
+                damaged.insert(id);
+                "no good copy: the catalog no longer names it; recording marked damaged".into()
+            });
             continue;
         };
         let Some(seg) = segments.get(&(id, seq)) else {
@@ -491,7 +502,7 @@ async fn repair(
         // A good copy elsewhere: the spool, or the same key on the other store.
         let mut restored = None;
         if let Some(role) = role_of(location as i32)
-            && seg.combined_offset.is_none()
+            && !in_combined(id, seg, location as i32)
         {
             for source in [Location::Local, Location::Primary, Location::Secondary] {
                 if source == location {
@@ -565,7 +576,12 @@ async fn forget_copy(
                 }
                 if let Some(mut seg) = c.segment(id, seq)? {
                     seg.locations.retain(|&l| l != location as i32);
-                    if location == Location::Primary {
+                    if location == Location::Secondary {
+                        seg.secondary_combined = false;
+                    }
+                    // The offset stays while the secondary's combined
+                    // object still holds the segment.
+                    if location == Location::Primary && !seg.secondary_combined {
                         seg.combined_offset = None;
                     }
                     batch.put_segment(id, &seg);

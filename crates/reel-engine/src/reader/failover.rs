@@ -297,7 +297,7 @@ impl Reader<'_> {
         // A stream that failed is dropped; after a corrupt block it is still
         // in step and serves the next segments.
         let in_step = !matches!(outcome, Err(Failure::Missing(_) | Failure::Unavailable(_)));
-        if row.combined_offset.is_some() && location == Location::Primary as i32 && in_step {
+        if copies::in_combined(self.id, row, location) && in_step {
             self.combined = Some(reader);
         }
         outcome

@@ -7,7 +7,7 @@ use reel_storage::{Role, StorageError, keys};
 
 use super::{Window, clock};
 use crate::Inner;
-use crate::copies::role_of;
+use crate::copies::{location_of, role_of};
 use crate::error::{EngineError, Result};
 
 /// Fails when some segment of the window has copies only on a store that
@@ -37,8 +37,8 @@ pub(super) async fn check_reachable(
             [Some(role)] if !inner.store(*role).health().state().is_usable() => *role,
             _ => continue,
         };
-        let key = match seg.combined_offset {
-            Some(_) => keys::recording_object(id),
+        let key = match crate::copies::stored_copy(id, seg, location_of(only_down) as i32) {
+            Some(copy) => copy.key,
             None => keys::segment(id, seg.sequence),
         };
         lost.push((
