@@ -31,6 +31,11 @@ use crate::grpc::Ingest;
 /// `max_batch_bytes`).
 const BATCH_EVENTS: usize = 512;
 const BATCH_BYTES: usize = 1 << 20;
+/// Events captured within this long of the last message sent wait for the
+/// next one: a busy session costs a message every few milliseconds rather
+/// than one per read of the terminal (and as many wake-ups of this process
+/// and of reeld), while a lone keystroke's echo still leaves at once.
+const COALESCE: Duration = Duration::from_millis(5);
 /// The pause between attempts to reach reeld grows to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -276,7 +281,11 @@ impl Uplink {
             backlog.first().max(durable)
         };
         let mut close_sent = false;
+        let mut last_sent: Option<Instant> = None;
         loop {
+            if let Some(wait) = last_sent.and_then(|at| COALESCE.checked_sub(at.elapsed())) {
+                tokio::time::sleep(wait).await;
+            }
             loop {
                 let batch = self
                     .shared
@@ -295,7 +304,10 @@ impl Uplink {
                 // Bounded: a slow server holds the sending here, and the
                 // session's events wait in the backlog.
                 tokio::select! {
-                    sent = tx.send(message) => sent.map_err(|_| Broken::Retry("stream closed".into()))?,
+                    sent = tx.send(message) => {
+                        sent.map_err(|_| Broken::Retry("stream closed".into()))?;
+                        last_sent = Some(Instant::now());
+                    }
                     m = responses.message() => {
                         if let Some(closed) = self.answer(m?)? {
                             return Ok(closed);
