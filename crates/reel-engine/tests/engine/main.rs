@@ -13,6 +13,7 @@ mod cache;
 mod compaction;
 mod hostile_input;
 mod lifecycle;
+mod mirror;
 mod purge;
 mod reading;
 mod routing;
