@@ -16,6 +16,7 @@ mod browser;
 mod evidence;
 mod failover;
 mod keys;
+mod load;
 mod mirror;
 mod purge;
 mod reading;

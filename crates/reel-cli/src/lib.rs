@@ -8,6 +8,7 @@ mod format;
 mod grpc;
 mod ingest;
 mod keys;
+pub mod load;
 mod play;
 mod purge;
 mod record;
@@ -62,6 +63,10 @@ pub struct Cli {
 enum Command {
     /// Stream an asciicast file (v2 or v3) to the server as a new recording; prints its id.
     Ingest(ingest::IngestArgs),
+    /// Load a server as a fleet of recorders would: N recordings streaming
+    /// terminal-like events at a rate (or closed loop); prints the events
+    /// acknowledged a second and the acknowledgement latency.
+    Load(load::LoadArgs),
     /// Run a command (default: your shell) in a new terminal and record it
     /// live; exits with the command's status. A bastion runs it for every
     /// SSH session (README, "Recording a bastion").
@@ -443,6 +448,7 @@ async fn run_command(
 ) -> anyhow::Result<()> {
     match command {
         Command::Ingest(args) => ingest::run(client, grpc, server, args).await,
+        Command::Load(args) => load::run(client, grpc, server, args).await,
         Command::Record(_) => unreachable!("handled by run"),
         Command::Ls(args) => ls(client, args).await,
         Command::Show { id, json } => {

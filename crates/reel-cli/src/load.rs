@@ -1,0 +1,436 @@
+//! `reel load`: a load generator for sizing a server, and the project's own
+//! benchmark of the whole ingest path. It opens N recordings as gRPC
+//! streams over C connections and sends terminal-like events, open loop
+//! (each event is due at its own time, whatever the acknowledgements do,
+//! and its latency counts from when it was due, so a server that falls
+//! behind shows it) in bursts as a terminal's output comes; or closed loop
+//! (one event a message, the next once the last is acknowledged) for the
+//! most a server takes. Then it closes them and reports events sent and
+//! acknowledged, the acknowledgement latency's percentiles and the errors.
+//!
+//! The events are a function of the seed, the recording's number and the
+//! event's index ([`event_data`]); each recording is labelled
+//! `load=<seed>` and targets `load-<number>`, so that what was stored can
+//! be checked against what was sent.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::Context;
+use reel_proto::v1::record_request::Request as Req;
+use reel_proto::v1::record_response::Response as Resp;
+use reel_proto::v1::{
+    CloseRecording, Event, EventBatch, EventKind, RecordRequest, RecordingMetadata, StartRecording,
+};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::grpc::{self, Ingest};
+use crate::{Client, UsageError};
+
+/// The smallest event: room for the recording's number and the index.
+const MIN_EVENT_BYTES: usize = 32;
+/// A burst holds at most this many events.
+const MAX_BURST: u64 = 16;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoadArgs {
+    /// Recordings open at once, each its own gRPC stream.
+    #[arg(long, default_value_t = 100)]
+    recordings: usize,
+    /// Events a second each recording sends (open loop).
+    #[arg(long, default_value_t = 10.0)]
+    events_per_second: f64,
+    /// Bytes of each event's data (at least 32).
+    #[arg(long, default_value_t = 128)]
+    event_bytes: usize,
+    /// How long to send (`30s`, `2m`).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// gRPC connections the streams are spread over.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// One event a message, the next when the last is acknowledged: the
+    /// most the server takes, rather than a given rate.
+    #[arg(long)]
+    closed_loop: bool,
+    /// The events are a function of this (the same seed, the same bytes).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `reel load --json` prints.
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    pub recordings: usize,
+    pub connections: usize,
+    pub closed_loop: bool,
+    pub seconds: f64,
+    pub events_sent: u64,
+    pub events_acknowledged: u64,
+    /// Acknowledged events a second.
+    pub events_per_second: f64,
+    pub ack_p50_ms: f64,
+    pub ack_p99_ms: f64,
+    pub ack_p999_ms: f64,
+    pub ack_max_ms: f64,
+    /// Recordings whose stream failed, or that closed with other than what
+    /// was acknowledged.
+    pub errors: u64,
+    /// The first few errors, as the server said them.
+    pub error_samples: Vec<String>,
+    pub seed: u64,
+}
+
+/// The data of event `index` of recording `number` under `seed`: a
+/// coloured stamp, then printable characters from a generator seeded by
+/// all three, then CR LF; `bytes` long (at least [`MIN_EVENT_BYTES`]).
+pub fn event_data(seed: u64, number: usize, index: u64, bytes: usize) -> Vec<u8> {
+    let mut out = format!("\x1b[32m{number:05} {index:08}\x1b[0m ").into_bytes();
+    let mut x = (seed ^ ((number as u64) << 40) ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+    while out.len() < bytes.saturating_sub(2) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.push(b' ' + (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 58) as u8 % 95);
+    }
+    out.truncate(bytes.saturating_sub(2));
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A small generator for the timing of bursts (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+pub(crate) async fn run(
+    client: &Client,
+    grpc: Option<&str>,
+    server: &str,
+    args: LoadArgs,
+) -> anyhow::Result<()> {
+    if args.recordings == 0 || args.connections == 0 {
+        return Err(UsageError("--recordings and --connections must be at least 1".into()).into());
+    }
+    if args.event_bytes < MIN_EVENT_BYTES {
+        return Err(UsageError(format!("--event-bytes must be at least {MIN_EVENT_BYTES}")).into());
+    }
+    let rate_ok = args.events_per_second.is_finite() && args.events_per_second > 0.0;
+    if !args.closed_loop && !rate_ok {
+        return Err(UsageError("--events-per-second must be above 0".into()).into());
+    }
+    let endpoint = grpc::endpoint(client, grpc, server).await?;
+    let mut channels = Vec::new();
+    for _ in 0..args.connections {
+        let channel = endpoint.connect().await.with_context(|| {
+            format!("cannot connect to the ingest service at {}", endpoint.uri())
+        })?;
+        channels.push(grpc::ingest(channel, client)?);
+    }
+    let plan = Plan {
+        seed: args.seed,
+        rate: args.events_per_second,
+        bytes: args.event_bytes,
+        closed_loop: args.closed_loop,
+        until: Instant::now() + args.duration,
+    };
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for number in 0..args.recordings {
+        let ingest = channels[number % channels.len()].clone();
+        let plan = plan.clone();
+        tasks.spawn(async move { one_recording(ingest, number, plan).await });
+    }
+    let (mut sent, mut acked, mut errors) = (0u64, 0u64, 0u64);
+    let mut samples = Vec::new();
+    let mut latencies: Vec<u32> = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.context("a load task failed")?;
+        sent += outcome.sent;
+        acked += outcome.acked;
+        latencies.extend(outcome.latencies_us);
+        if let Some(e) = outcome.error {
+            errors += 1;
+            if samples.len() < 5 {
+                samples.push(e);
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() - 1) as f64 * p).round() as usize;
+        latencies[i] as f64 / 1000.0
+    };
+    let report = LoadReport {
+        recordings: args.recordings,
+        connections: args.connections,
+        closed_loop: args.closed_loop,
+        seconds,
+        events_sent: sent,
+        events_acknowledged: acked,
+        events_per_second: acked as f64 / args.duration.as_secs_f64().max(1e-9),
+        ack_p50_ms: pct(0.5),
+        ack_p99_ms: pct(0.99),
+        ack_p999_ms: pct(0.999),
+        ack_max_ms: pct(1.0),
+        errors,
+        error_samples: samples,
+        seed: args.seed,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "reel load: {} recordings over {} connection(s), {}, {}-byte events, {:.1} s",
+            report.recordings,
+            report.connections,
+            if args.closed_loop {
+                "closed loop".to_string()
+            } else {
+                format!("{} events/s each", args.events_per_second)
+            },
+            args.event_bytes,
+            seconds
+        );
+        println!(
+            "sent {} events, acknowledged {} ({:.0} events/s), errors {}",
+            report.events_sent, report.events_acknowledged, report.events_per_second, report.errors
+        );
+        println!(
+            "acknowledgement latency: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+            report.ack_p50_ms, report.ack_p99_ms, report.ack_p999_ms, report.ack_max_ms
+        );
+        for e in &report.error_samples {
+            println!("error: {e}");
+        }
+    }
+    if report.errors > 0 {
+        anyhow::bail!(
+            "{} of {} recordings failed",
+            report.errors,
+            report.recordings
+        );
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Plan {
+    seed: u64,
+    rate: f64,
+    bytes: usize,
+    closed_loop: bool,
+    until: Instant,
+}
+
+#[derive(Default)]
+struct Outcome {
+    sent: u64,
+    acked: u64,
+    latencies_us: Vec<u32>,
+    error: Option<String>,
+}
+
+async fn one_recording(mut ingest: Ingest, number: usize, plan: Plan) -> Outcome {
+    let mut out = Outcome::default();
+    if let Err(e) = drive(&mut ingest, number, &plan, &mut out).await {
+        out.error = Some(format!("recording {number}: {e:#}"));
+    }
+    out
+}
+
+/// One recording's stream: start, events until the plan's end, close.
+async fn drive(
+    ingest: &mut Ingest,
+    number: usize,
+    plan: &Plan,
+    out: &mut Outcome,
+) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel(64);
+    let metadata = RecordingMetadata {
+        user: "load".into(),
+        target: format!("load-{number:05}"),
+        protocol: "load".into(),
+        labels: [("load".to_string(), plan.seed.to_string())].into(),
+        ..Default::default()
+    };
+    tx.send(RecordRequest {
+        request: Some(Req::Start(StartRecording {
+            metadata: Some(metadata),
+        })),
+    })
+    .await?;
+    let mut responses = ingest
+        .record(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| anyhow::anyhow!("start refused: {}", s.message()))?
+        .into_inner();
+    match responses.message().await?.and_then(|m| m.response) {
+        Some(Resp::Started(_)) => {}
+        other => anyhow::bail!("expected Started, got {other:?}"),
+    }
+    let mut rng = Rng((plan.seed ^ ((number as u64 + 1) << 20)) | 1);
+    let begun = Instant::now();
+    // Events sent and not yet acknowledged: (the index after the batch, when
+    // it was due).
+    let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut next = 0u64;
+    let mut durable = 0u64;
+    // Recordings start spread over the first second (or one burst gap).
+    let mut due = begun
+        + if plan.closed_loop {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(rng.unit() * (1.0f64).min(4.0 / plan.rate))
+        };
+    loop {
+        let now = Instant::now();
+        let may_send = !plan.closed_loop || pending.is_empty();
+        if now >= plan.until && (plan.closed_loop || due >= plan.until) {
+            break;
+        }
+        if may_send && now >= due && due < plan.until {
+            let burst = if plan.closed_loop {
+                1
+            } else {
+                // Geometric sizes, mean about 3: a terminal's output comes
+                // in runs of reads.
+                let mut k = 1;
+                while k < MAX_BURST && rng.unit() < 2.0 / 3.0 {
+                    k += 1;
+                }
+                k
+            };
+            let events: Vec<Event> = (next..next + burst)
+                .map(|i| Event {
+                    time_us: begun.elapsed().as_micros() as u64,
+                    kind: EventKind::Output as i32,
+                    data: event_data(plan.seed, number, i, plan.bytes),
+                })
+                .collect();
+            let message = RecordRequest {
+                request: Some(Req::Events(EventBatch {
+                    first_index: Some(next),
+                    events,
+                })),
+            };
+            tx.send(message)
+                .await
+                .map_err(|_| anyhow::anyhow!("the stream closed"))?;
+            next += burst;
+            out.sent += burst;
+            pending.push_back((next, due));
+            due = if plan.closed_loop {
+                Instant::now()
+            } else {
+                // Exponential gaps whose mean keeps the rate: the burst's
+                // events over the rate.
+                let mean = burst as f64 / plan.rate;
+                due + Duration::from_secs_f64(-mean * (1.0 - rng.unit()).ln())
+            };
+            continue;
+        }
+        let wake = if may_send {
+            due.min(plan.until)
+        } else {
+            plan.until
+        };
+        tokio::select! {
+            m = responses.message() => {
+                let m = m.map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?;
+                match m.and_then(|m| m.response) {
+                    Some(Resp::Ack(a)) => {
+                        durable = durable.max(a.durable_events);
+                        settle(&mut pending, durable, out);
+                    }
+                    Some(other) => anyhow::bail!("unexpected answer {other:?}"),
+                    None => anyhow::bail!("the server ended the stream"),
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    tx.send(RecordRequest {
+        request: Some(Req::Close(CloseRecording { duration_us: 0 })),
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the stream closed"))?;
+    loop {
+        let m = responses
+            .message()
+            .await
+            .map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?;
+        match m.and_then(|m| m.response) {
+            Some(Resp::Ack(a)) => {
+                durable = durable.max(a.durable_events);
+                settle(&mut pending, durable, out);
+            }
+            Some(Resp::Closed(c)) => {
+                out.acked = durable.max(c.event_count);
+                settle(&mut pending, out.acked, out);
+                if c.event_count != next {
+                    anyhow::bail!("closed with {} events, {next} sent", c.event_count);
+                }
+                return Ok(());
+            }
+            other => anyhow::bail!("expected Closed, got {other:?}"),
+        }
+    }
+}
+
+/// Counts the latency of every batch `durable` covers.
+fn settle(pending: &mut VecDeque<(u64, Instant)>, durable: u64, out: &mut Outcome) {
+    let now = Instant::now();
+    while let Some(&(end, due)) = pending.front() {
+        if end > durable {
+            break;
+        }
+        pending.pop_front();
+        let us = now.saturating_duration_since(due).as_micros();
+        out.latencies_us.push(us.min(u32::MAX as u128) as u32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_a_function_of_seed_number_and_index() {
+        let a = event_data(7, 3, 42, 128);
+        assert_eq!(a.len(), 128);
+        assert_eq!(a, event_data(7, 3, 42, 128));
+        assert_ne!(a, event_data(8, 3, 42, 128));
+        assert_ne!(a, event_data(7, 4, 42, 128));
+        assert_ne!(a, event_data(7, 3, 43, 128));
+        assert!(a.ends_with(b"\r\n"));
+        assert!(
+            a[..a.len() - 2]
+                .iter()
+                .all(|&b| b == 0x1b || (b' '..=b'~').contains(&b))
+        );
+        assert_eq!(event_data(1, 0, 0, MIN_EVENT_BYTES).len(), MIN_EVENT_BYTES);
+    }
+}
