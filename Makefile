@@ -27,6 +27,7 @@ test: garage asciinema
 
 bench: setup garage
 	$(CARGO) bench --bench ingest --bench failover --bench recombine --bench read --bench verify --bench access --bench record --bench player --bench mirror --locked
+	scripts/bench-load
 
 lint: setup
 	$(CARGO) fmt --all -- --check
