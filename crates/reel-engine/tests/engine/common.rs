@@ -288,3 +288,14 @@ pub async fn compact_until_done(engine: &Engine, id: RecordingId) {
         engine.compactor_status()
     );
 }
+
+/// `engine.verify` with `options`, which must not fail.
+pub async fn verify(
+    engine: &Engine,
+    options: reel_engine::VerifyOptions,
+) -> reel_engine::VerifyReport {
+    engine
+        .verify(options, &reel_engine::VerifyProgress::default())
+        .await
+        .unwrap()
+}

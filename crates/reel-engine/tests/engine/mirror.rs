@@ -8,22 +8,15 @@
 use std::time::Duration;
 
 use object_store::ObjectStoreExt;
-use reel_engine::{Engine, ReleaseAfter, UploadMode, VerifyOptions, VerifyProgress, VerifyReport};
+use reel_engine::{Engine, ReleaseAfter, UploadMode, VerifyOptions};
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, Location};
 use reel_storage::faults::{Fault, Ops};
 use reel_storage::keys;
 
 use crate::common::{
-    closed_recording, compact_until_done, event, read_all, restart, rig, wait_for,
+    closed_recording, compact_until_done, event, read_all, restart, rig, verify, wait_for,
 };
-
-async fn verify(engine: &Engine, options: VerifyOptions) -> VerifyReport {
-    engine
-        .verify(options, &VerifyProgress::default())
-        .await
-        .unwrap()
-}
 
 /// Every segment is named on both stores.
 async fn on_both(engine: &Engine, id: RecordingId) -> bool {

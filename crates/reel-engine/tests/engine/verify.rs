@@ -8,18 +8,11 @@ use std::time::Duration;
 
 use crate::common::*;
 use object_store::ObjectStoreExt;
-use reel_engine::{Engine, VerifyOptions, VerifyProgress, VerifyReport};
+use reel_engine::{VerifyOptions, VerifyProgress, VerifyReport};
 use reel_proto::RecordingId;
 use reel_proto::v1::RecordingMetadata;
 use reel_storage::faults::{Fault, Ops};
 use reel_storage::keys;
-
-async fn verify(engine: &Engine, options: VerifyOptions) -> VerifyReport {
-    engine
-        .verify(options, &VerifyProgress::default())
-        .await
-        .unwrap()
-}
 
 async fn get(
     store: &reel_storage::DurableLocalStore,
