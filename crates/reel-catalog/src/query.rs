@@ -394,6 +394,17 @@ pub fn glob_match(pattern: &str, value: &str) -> bool {
 }
 
 impl Catalog {
+    /// Every recording `filter` matches, in creation order: one scan (a
+    /// page-by-page loop over [`Catalog::find`] would scan once a page).
+    pub fn find_all(&self, filter: &Filter) -> Result<Vec<RecordingRow>> {
+        let query = Query {
+            filter: filter.clone(),
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        Ok(self.find(&query)?.rows)
+    }
+
     /// One page of the recordings matching `query`, in its order.
     pub fn find(&self, query: &Query) -> Result<Page> {
         let key = query.sort.key;

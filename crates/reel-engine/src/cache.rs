@@ -189,25 +189,33 @@ impl ReadCache {
 
     /// Drops every cached segment of `id` (a purge).
     pub(crate) fn remove_recording(&self, id: RecordingId) -> Result<()> {
-        let seqs: Vec<u64> = {
-            let index = self.index.lock().expect("cache index");
-            index
-                .entries
-                .keys()
-                .filter(|(r, _)| *r == id)
-                .map(|&(_, s)| s)
-                .collect()
+        self.remove_where(|&(r, _)| r == id)
+    }
+
+    /// Drops the cached segments `drop` picks: out of the index, then their
+    /// files, all of them; fails with the first file that could not be
+    /// deleted.
+    fn remove_where(&self, drop: impl Fn(&(RecordingId, u64)) -> bool) -> Result<()> {
+        let keys: Vec<(RecordingId, u64)> = {
+            let mut index = self.index.lock().expect("cache index");
+            let keys: Vec<_> = index.entries.keys().copied().filter(&drop).collect();
+            for &key in &keys {
+                index.remove(key);
+            }
+            keys
         };
-        for seq in seqs {
-            self.index.lock().expect("cache index").remove((id, seq));
+        let mut first_error = None;
+        for (id, seq) in keys {
             let path = self.path(id, seq);
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(EngineError::io(&path, e)),
+                Err(e) => {
+                    first_error.get_or_insert(EngineError::io(&path, e));
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Evicts, oldest first, what is older than `max_age` or beyond
@@ -231,18 +239,11 @@ impl ReadCache {
         }
     }
 
-    /// Drops everything (the disk runs low: the cache is only copies).
+    /// Drops everything (the disk runs low: the cache is only copies). A
+    /// file that cannot be deleted is logged; the rest still go.
     pub(crate) fn clear(&self) {
-        let keys: Vec<(RecordingId, u64)> = self
-            .index
-            .lock()
-            .expect("cache index")
-            .entries
-            .keys()
-            .copied()
-            .collect();
-        for (id, seq) in keys {
-            self.remove(id, seq);
+        if let Err(e) = self.remove_where(|_| true) {
+            warn!(error = %e, "clearing the read cache: a file could not be deleted");
         }
     }
 

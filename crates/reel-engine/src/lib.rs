@@ -218,23 +218,22 @@ impl Inner {
         {
             return Ok(0);
         }
-        let mut query = Query {
-            filter: Filter {
-                readable: Some(false),
-                reachable: self.reachable(),
-                ..Default::default()
-            },
-            limit: 1000,
+        let unreadable = Filter {
+            readable: Some(false),
+            reachable: self.reachable(),
             ..Default::default()
         };
-        let mut count = 0;
-        loop {
-            let page = self.catalog.find(&query)?;
-            count += page.rows.len() as u64;
-            match page.next {
-                Some(next) => query.after = Some(next),
-                None => return Ok(count),
-            }
+        Ok(self.catalog.find_all(&unreadable)?.len() as u64)
+    }
+
+    /// A segment's spool file once its upload is committed: into the read
+    /// cache when the segment is kept (a store holds it), deleted when it
+    /// was purged meanwhile.
+    pub(crate) fn let_go_of_spooled(&self, id: RecordingId, seq: u64, kept: bool) -> Result<()> {
+        if kept {
+            self.spool.release(id, seq, &self.cache, self.now_us())
+        } else {
+            self.spool.remove(id, seq)
         }
     }
 
@@ -337,6 +336,21 @@ pub struct Readability {
 impl RecordingInfo {
     pub fn state(&self) -> RecordingState {
         RecordingState::try_from(self.row.state).unwrap_or(RecordingState::Unspecified)
+    }
+
+    /// The stores whose copy of the recording is its combined object
+    /// (`primary`; in mirror mode `secondary` too), by the rule every
+    /// reader of copies follows (`copies::stored_copy`).
+    pub fn combined_stores(&self) -> Vec<&'static str> {
+        [Location::Primary, Location::Secondary]
+            .into_iter()
+            .filter(|&l| {
+                self.segments.iter().any(|s| {
+                    s.locations.contains(&(l as i32)) && copies::in_combined(self.id, s, l as i32)
+                })
+            })
+            .map(|l| copies::location_name(l as i32))
+            .collect()
     }
 
     /// Where the recording's bytes are.
@@ -712,24 +726,10 @@ impl Engine {
         filter.reachable = self.inner.reachable();
         self.inner
             .catalog(move |c| {
-                let mut ids = Vec::new();
-                let mut query = Query {
-                    filter,
-                    limit: 1000,
-                    ..Default::default()
-                };
-                loop {
-                    let page = c.find(&query)?;
-                    ids.extend(
-                        page.rows
-                            .iter()
-                            .filter_map(|r| RecordingId::from_slice(&r.id).ok()),
-                    );
-                    match page.next {
-                        Some(next) => query.after = Some(next),
-                        None => return Ok(ids),
-                    }
-                }
+                Ok(c.find_all(&filter)?
+                    .iter()
+                    .filter_map(|r| RecordingId::from_slice(&r.id).ok())
+                    .collect())
             })
             .await
     }

@@ -339,10 +339,8 @@ async fn commit_copies(
             })
         })
         .await?;
-    if drop_spool && settled.kept {
-        inner.spool.release(id, seq, &inner.cache, inner.now_us())?;
-    } else if drop_spool {
-        inner.spool.remove(id, seq)?;
+    if drop_spool {
+        inner.let_go_of_spooled(id, seq, settled.kept)?;
     }
     if !settled.kept {
         inner.deleter_wake.notify_one();

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reel_catalog::{Filter, Query, RecordingId, StateFilter, glob_match, received_at_us};
+use reel_catalog::{Filter, RecordingId, StateFilter, glob_match, received_at_us};
 use reel_proto::v1::RecordingRow;
 use tracing::{debug, info, warn};
 
@@ -106,32 +106,21 @@ pub(crate) async fn apply(inner: &Arc<Inner>, dry_run: bool) -> Result<Vec<Recor
     let expired = inner
         .catalog(move |c| {
             let mut expired: Vec<(RecordingId, Duration)> = Vec::new();
-            let mut query = Query {
-                filter: Filter {
-                    state: Some(StateFilter::Closed),
-                    ..Default::default()
-                },
-                limit: 1000,
+            let closed = Filter {
+                state: Some(StateFilter::Closed),
                 ..Default::default()
             };
-            loop {
-                let page = c.find(&query)?;
-                for row in &page.rows {
-                    let Ok(id) = RecordingId::from_slice(&row.id) else {
-                        continue;
-                    };
-                    let received = received_at_us(row);
-                    let age = Duration::from_micros(now.saturating_sub(received).max(0) as u64);
-                    if let Some(keep) = config.keep_for(row)
-                        && age >= keep
-                        && c.hold(id)?.is_none()
-                    {
-                        expired.push((id, keep));
-                    }
-                }
-                match page.next {
-                    Some(next) => query.after = Some(next),
-                    None => break,
+            for row in c.find_all(&closed)? {
+                let Ok(id) = RecordingId::from_slice(&row.id) else {
+                    continue;
+                };
+                let received = received_at_us(&row);
+                let age = Duration::from_micros(now.saturating_sub(received).max(0) as u64);
+                if let Some(keep) = config.keep_for(&row)
+                    && age >= keep
+                    && c.hold(id)?.is_none()
+                {
+                    expired.push((id, keep));
                 }
             }
             Ok(expired)

@@ -189,11 +189,7 @@ async fn upload(
         })
         .await?;
     crashpoint!(inner, "upload-after-commit");
-    if kept {
-        inner.spool.release(id, seq, &inner.cache, inner.now_us())?;
-    } else {
-        inner.spool.remove(id, seq)?;
-    }
+    inner.let_go_of_spooled(id, seq, kept)?;
     if !kept {
         inner.deleter_wake.notify_one();
         return Ok(());

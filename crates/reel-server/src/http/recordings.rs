@@ -115,20 +115,11 @@ pub(crate) fn detail(info: &RecordingInfo) -> RecordingDetail {
             key: reel_storage::keys::recording_object(info.id).to_string(),
             size: info.row.combined_size,
             sha256: hex::encode(&info.row.combined_sha256),
-            stores: [
-                (reel_proto::v1::Location::Primary, false),
-                (reel_proto::v1::Location::Secondary, true),
-            ]
-            .into_iter()
-            .filter(|&(l, secondary)| {
-                info.segments.iter().any(|s| {
-                    s.combined_offset.is_some()
-                        && s.locations.contains(&(l as i32))
-                        && (!secondary || s.secondary_combined)
-                })
-            })
-            .map(|(l, _)| reel_engine::location_name(l as i32).to_string())
-            .collect(),
+            stores: info
+                .combined_stores()
+                .into_iter()
+                .map(String::from)
+                .collect(),
         }),
         legal_hold: info.hold.as_ref().map(|h| reel_api::HoldInfo {
             at_us: h.at_us,
