@@ -69,7 +69,9 @@ async fn cached_segments_read_with_both_stores_down_and_eviction_spares_what_no_
 
     // Recorded while no store takes anything: its segments wait in the
     // spool, the cache takes none of them and evicts nothing.
-    let b = closed_recording(engine, 200).await;
+    // Far more than the cache holds (about 27 KB against 12 KiB), however
+    // the sealer happens to cut it: a's segments must make room.
+    let b = closed_recording(engine, 600).await;
     wait_for("sealed", Duration::from_secs(10), || async {
         engine.recording(b).await.unwrap().unsealed_events == 0
     })
@@ -82,7 +84,7 @@ async fn cached_segments_read_with_both_stores_down_and_eviction_spares_what_no_
     );
     assert!(cached(&data, b).is_empty());
     assert_eq!(cached(&data, a).len(), a_segments.len());
-    let b_events: Vec<Event> = (0..200).map(event).collect();
+    let b_events: Vec<Event> = (0..600).map(event).collect();
     assert_eq!(read_all(engine, b).await, b_events);
 
     // The stores return: b's segments are stored and cached, the cache
