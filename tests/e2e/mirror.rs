@@ -149,6 +149,29 @@ async fn on_both_stores(
     combined_on
 }
 
+/// `reel verify --content`: it exits 0 and finds nothing; its report.
+fn verify_clean(reeld: &Reeld) -> VerifyReport {
+    let out = reeld.reel(&["verify", "--json", "--content"]);
+    let report: VerifyReport = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(out.status.code(), Some(0));
+    report
+}
+
+/// The catalog lost and rebuilt from the stores, reeld started again on
+/// it, and waited for until [`settled`].
+async fn rebuild_and_settle(reeld: &mut Reeld, cfg: &Path) {
+    crate::lose_and_rebuild_catalog(reeld, cfg);
+    tokio::task::block_in_place(|| reeld.restart()).unwrap();
+    wait_for(
+        "settled after the rebuild",
+        Duration::from_secs(60),
+        async || settled(reeld).await,
+    )
+    .await;
+}
+
 async fn listing(garage: &Garage) -> Listing {
     garage.list().await.unwrap().into_iter().collect()
 }
@@ -286,11 +309,7 @@ async fn mirrored_recordings_read_from_either_store_and_a_store_that_was_down_is
     .await;
     assert_eq!(combined.0, combined.1);
     exports_intact(&reeld, &all).await;
-    let out = reeld.reel(&["verify", "--json", "--content"]);
-    let report: VerifyReport = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(out.status.code(), Some(0));
+    verify_clean(&reeld);
     let metrics = reeld.get("/metrics").await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains("reel_mirror_backlog_segments{store=\"primary\"} 0"),
@@ -299,14 +318,7 @@ async fn mirrored_recordings_read_from_either_store_and_a_store_that_was_down_is
 
     // The catalog is lost and rebuilt from the two buckets: both combined
     // objects are adopted as the two copies, nothing is copied again.
-    crate::lose_and_rebuild_catalog(&mut reeld, &cfg);
-    tokio::task::block_in_place(|| reeld.restart()).unwrap();
-    wait_for(
-        "settled after the rebuild",
-        Duration::from_secs(60),
-        async || settled(&reeld).await,
-    )
-    .await;
+    rebuild_and_settle(&mut reeld, &cfg).await;
     let again = on_both_stores(
         &reeld,
         &ids,
@@ -413,10 +425,7 @@ async fn turning_mirror_mode_on_copies_the_recordings_already_stored() {
         &local_listing(&secondary),
     )
     .await;
-    let out = reeld.reel(&["verify", "--json", "--content"]);
-    let report: VerifyReport = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let report = verify_clean(&reeld);
     // The content check read both copies of every segment: the primary's
     // (segment objects and combined ranges) and the secondary's.
     let on_secondary: u64 = local_listing(&secondary)
@@ -434,14 +443,7 @@ async fn turning_mirror_mode_on_copies_the_recordings_already_stored() {
     // The catalog is lost and rebuilt from the stores: the secondary's
     // segment objects beside the primary's combined objects are adopted as
     // its copies, so nothing needs copying again.
-    crate::lose_and_rebuild_catalog(&mut reeld, &cfg);
-    tokio::task::block_in_place(|| reeld.restart()).unwrap();
-    wait_for(
-        "settled after the rebuild",
-        Duration::from_secs(60),
-        async || settled(&reeld).await,
-    )
-    .await;
+    rebuild_and_settle(&mut reeld, &cfg).await;
     on_both_stores(
         &reeld,
         &ids,
