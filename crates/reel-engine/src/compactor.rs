@@ -639,3 +639,61 @@ async fn pace(inner: &Arc<Inner>, copied: u64, started: tokio::time::Instant) {
         tokio::time::sleep(wait).await;
     }
 }
+
+/// Copies recording `row`'s combined object from the `from` store to the
+/// `to` store, byte for byte: mirror mode's repair of one store's copy that
+/// was lost or damaged, from the other's. The bytes are hashed as they
+/// stream and must match the recording's `combined_sha256` before the
+/// object is completed; on a mismatch (the source is damaged too) or any
+/// failure the upload is abandoned, so whatever was under the key on `to`
+/// stays as it was. The catalog is not touched: it already names the copy.
+pub(crate) async fn copy_combined(
+    inner: &Arc<Inner>,
+    row: &RecordingRow,
+    from: Role,
+    to: Role,
+) -> Result<()> {
+    let id = RecordingId::from_slice(&row.id)?;
+    let key = keys::recording_object(id);
+    let size = row.combined_size;
+    let mismatch = || {
+        EngineError::FailedPrecondition(format!(
+            "recording {id}: the {from}'s combined object does not match its SHA-256"
+        ))
+    };
+    crate::key_objects::ensure(inner, id, to).await?;
+    let source = inner.store(from);
+    let target = inner.store(to);
+    if size <= PART_BYTES as u64 {
+        let bytes = source.get(&key, Some(size)).await?;
+        if Sha256::digest(&bytes)[..] != row.combined_sha256[..] {
+            return Err(mismatch());
+        }
+        target.put(&key, bytes).await?;
+        return Ok(());
+    }
+    let started = tokio::time::Instant::now();
+    let mut body = source.get_range_stream(&key, 0..size).await?;
+    let mut writer = target.writer(&key).await?;
+    let mut whole = Sha256::new();
+    let outcome = async {
+        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+            let chunk = chunk?;
+            whole.update(&chunk);
+            writer.write(&chunk).await?;
+            pace(inner, writer.written(), started).await;
+        }
+        if writer.written() != size || whole.finalize()[..] != row.combined_sha256[..] {
+            return Err(mismatch());
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => Ok(writer.finish().await?),
+        Err(e) => {
+            writer.abort().await;
+            Err(e)
+        }
+    }
+}

@@ -53,8 +53,9 @@ pub struct MirrorBacklog {
 
 /// The stores mirror mode still has to put `seg` on. Not the primary when
 /// the segment was recombined: its primary copy can only be the combined
-/// object, and one that was lost is `reel verify`'s to report, not a
-/// segment object's to replace.
+/// object, and one that was lost is copied back whole from the
+/// secondary's (by `reel verify --repair`, or else by [`catch_up`]), not
+/// replaced by segment objects.
 fn lacking(seg: &SegmentRow) -> Vec<Role> {
     ROLES
         .into_iter()
@@ -368,14 +369,20 @@ async fn keep_key_if_local(inner: &Arc<Inner>, id: RecordingId, seq: u64) {
 /// becomes usable, and every [`CATCH_UP_EVERY`] in any case. Resumable: the
 /// queue is in the catalog, and the scan is repeated at each start.
 pub(crate) async fn catch_up(inner: Arc<Inner>) {
-    match queue_missing_copies(&inner).await {
-        Ok(0) => {}
-        Ok(n) => info!(
+    let result = queue_missing_copies(&inner).await;
+    match &result {
+        Ok((0, _)) => {}
+        Ok((n, _)) => info!(
             segments = n,
             "mirror mode: segments that one store lacks are queued to be copied"
         ),
         Err(e) => {
             warn!(error = %e, "mirror mode: the scan for missing copies failed; it runs again at the next start")
+        }
+    }
+    if let Ok((_, lost)) = &result {
+        for &id in lost {
+            restore_primary_combined(&inner, id).await;
         }
     }
     let usable = |inner: &Inner| ROLES.map(|r| inner.store(r).health().state().is_usable());
@@ -408,31 +415,40 @@ pub(crate) async fn catch_up(inner: Arc<Inner>) {
     }
 }
 
-/// Queues (durably) every segment one store lacks; returns how many.
-async fn queue_missing_copies(inner: &Arc<Inner>) -> Result<u64> {
+/// Queues (durably) every segment one store lacks; returns how many, and
+/// the recordings held whole only by the secondary's combined object (the
+/// primary's was lost): those are copied back whole, not segment by
+/// segment.
+async fn queue_missing_copies(inner: &Arc<Inner>) -> Result<(u64, Vec<RecordingId>)> {
     let mut after = None;
     let mut queued = 0;
+    let mut lost_combined = Vec::new();
     loop {
         let page = inner
             .catalog(move |c| c.recordings(after, SCAN_PAGE))
             .await?;
         let Some(last) = page.last() else {
-            return Ok(queued);
+            return Ok((queued, lost_combined));
         };
         after = Some(RecordingId::from_slice(&last.id)?);
         let ids = page
             .iter()
             .map(|r| RecordingId::from_slice(&r.id))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let items = inner
+        let (items, lost) = inner
             .catalog(move |c| {
                 let mut batch = Batch::new();
                 let mut items = Vec::new();
+                let mut lost = Vec::new();
                 for id in ids {
                     if c.purge_mark(id)?.is_some() {
                         continue;
                     }
-                    for seg in c.segments(id)? {
+                    let segments = c.segments(id)?;
+                    if !segments.is_empty() && segments.iter().all(primary_combined_lost) {
+                        lost.push(id);
+                    }
+                    for seg in segments {
                         if !lacking(&seg).is_empty() && !c.upload_queued(id, seg.sequence)? {
                             batch.enqueue_upload(id, seg.sequence);
                             items.push((id, seg.sequence));
@@ -442,12 +458,72 @@ async fn queue_missing_copies(inner: &Arc<Inner>) -> Result<u64> {
                 if !batch.is_empty() {
                     c.commit(batch)?;
                 }
-                Ok(items)
+                Ok((items, lost))
             })
             .await?;
+        lost_combined.extend(lost);
         queued += items.len() as u64;
         for item in items {
             let _ = inner.upload_tx.send(item);
+        }
+    }
+}
+
+/// The segment is in the secondary's combined object and the primary no
+/// longer holds it (`reel verify --repair` stopped naming a lost primary
+/// combined object it could not copy back).
+fn primary_combined_lost(seg: &SegmentRow) -> bool {
+    seg.secondary_combined
+        && seg.combined_offset.is_some()
+        && !seg.locations.contains(&(Location::Primary as i32))
+}
+
+/// Copies recording `id`'s combined object back onto the primary from the
+/// secondary's (checked against the recording's SHA-256 as it streams),
+/// then names the primary's copy again. A failure is logged and left for
+/// the next start.
+async fn restore_primary_combined(inner: &Arc<Inner>, id: RecordingId) {
+    if !ROLES
+        .iter()
+        .all(|&r| inner.store(r).health().state().is_usable())
+    {
+        return;
+    }
+    let copied = async {
+        let row = inner
+            .catalog(move |c| c.recording(id))
+            .await?
+            .ok_or(EngineError::NotFound(id))?;
+        crate::compactor::copy_combined(inner, &row, Role::Secondary, Role::Primary).await?;
+        inner
+            .catalog(move |c| {
+                c.commit_checked(|c| {
+                    let mut batch = Batch::new();
+                    if c.purge_mark(id)?.is_some() || c.recording(id)?.is_none() {
+                        let key = keys::recording_object(id);
+                        batch.enqueue_deletion(Location::Primary, key.as_ref(), "purged");
+                        return Ok(((), batch));
+                    }
+                    for mut seg in c.segments(id)? {
+                        if primary_combined_lost(&seg) {
+                            seg.locations.push(Location::Primary as i32);
+                            seg.locations.sort_unstable();
+                            batch.put_segment(id, &seg);
+                        }
+                    }
+                    Ok(((), batch))
+                })
+            })
+            .await
+    }
+    .await;
+    match copied {
+        Ok(()) => {
+            inner.deleter_wake.notify_one();
+            info!(recording = %id, "mirror mode: the primary's lost combined object was copied back from the secondary's");
+        }
+        Err(e) => {
+            warn!(recording = %id, error = %e, "mirror mode: copying the combined object back to the primary failed; tried again at the next start")
         }
     }
 }

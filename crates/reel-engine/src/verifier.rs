@@ -10,7 +10,8 @@
 //!
 //! Repair never deletes data it cannot account for. A missing or corrupt
 //! copy is put back from a good copy elsewhere (the spool, or the same key
-//! on the other store, checked against the catalog's SHA-256); when no
+//! on the other store, checked against the catalog's SHA-256; in mirror
+//! mode a combined object from the other store's combined object); when no
 //! good copy exists the catalog stops naming it and the recording is marked
 //! damaged (reads show a gap there). An orphan that is a valid copy of a
 //! known segment is adopted (the catalog names it); other orphans are
@@ -455,6 +456,7 @@ async fn repair(
         .flat_map(|(id, _, segs)| segs.iter().map(move |s| ((*id, s.sequence), s)))
         .collect();
     let mut damaged: HashSet<RecordingId> = HashSet::new();
+    let mut restored_combined = HashMap::new();
     for p in &mut report.problems {
         progress.advance();
         let location = p.store;
@@ -469,6 +471,18 @@ async fn repair(
         else {
             continue;
         };
+        let combined_here = p.sequence.is_none_or(|seq| {
+            segments
+                .get(&(id, seq))
+                .is_some_and(|s| in_combined(id, s, location as i32))
+        });
+        if combined_here
+            && let Some(how) =
+                restore_combined(inner, rows, id, location, &mut restored_combined).await
+        {
+            p.repair = Some(how);
+            continue;
+        }
         let Some(seq) = p.sequence else {
             // The combined object itself is missing or cut: this store's
             // copy of every segment in it is lost (the segment objects
@@ -552,6 +566,44 @@ async fn repair(
     report.damaged = damaged.iter().map(|id| id.to_string()).collect();
     report.damaged.sort();
     Ok(())
+}
+
+/// Mirror mode: one store's combined object is lost or damaged and the
+/// other store holds the recording as a combined object too: that object
+/// is copied back, byte for byte, checked against the recording's SHA-256
+/// (see `compactor::copy_combined`), and the catalog, which names both
+/// copies, stays as it is. Tried once per object and run (`tried`); `None`
+/// when it cannot be done, and the caller goes on as without mirror mode.
+async fn restore_combined(
+    inner: &Arc<Inner>,
+    rows: &[(RecordingId, RecordingRow, Vec<SegmentRow>)],
+    id: RecordingId,
+    location: Location,
+    tried: &mut HashMap<(RecordingId, Location), Option<String>>,
+) -> Option<String> {
+    if let Some(outcome) = tried.get(&(id, location)) {
+        return outcome.clone();
+    }
+    let to = role_of(location as i32)?;
+    let from = match to {
+        Role::Primary => Role::Secondary,
+        Role::Secondary => Role::Primary,
+    };
+    let (_, row, segs) = rows.iter().find(|(r, _, _)| *r == id)?;
+    let whole_there = |s: &SegmentRow| in_combined(id, s, location_of(from) as i32);
+    let outcome = if !segs.is_empty() && segs.iter().all(whole_there) {
+        match crate::compactor::copy_combined(inner, row, from, to).await {
+            Ok(()) => Some(format!("restored from the {from}'s combined object")),
+            Err(e) => {
+                warn!(recording = %id, store = %to, error = %e, "repair: copying the combined object from the other store failed");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    tried.insert((id, location), outcome.clone());
+    outcome
 }
 
 /// The catalog stops naming a lost copy, and the recording records why.
