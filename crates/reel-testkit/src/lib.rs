@@ -970,6 +970,26 @@ impl Garage {
         }
     }
 
+    /// Sets the CPU priority (`nice`, -20..19) of every thread of the
+    /// running server, so that a benchmark can let Reel's threads go first,
+    /// as if the store ran on another host. A restart resets it.
+    pub fn renice(&self, nice: i32) -> anyhow::Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("garage is not running"))?
+            .id();
+        // Linux keeps a priority per thread: each one is set.
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let tid: libc::id_t = task?.file_name().to_string_lossy().parse()?;
+            // SAFETY: setpriority reads its integer arguments only.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
+                anyhow::bail!("setpriority: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
     /// SIGSTOP: the server hangs, connections open and never answer.
     pub fn freeze(&self) {
         self.signal(libc::SIGSTOP);
