@@ -1,8 +1,10 @@
 //! The gRPC ingest service: one bidirectional stream per recording.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::Stream;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use reel_engine::{AckFuture, Engine, RecordingWriter};
@@ -11,8 +13,7 @@ use reel_proto::v1::ingest_server::Ingest;
 use reel_proto::v1::record_request::Request as Req;
 use reel_proto::v1::record_response::Response as Resp;
 use reel_proto::v1::{Ack, Closed, RecordRequest, RecordResponse, Started};
-use tokio::sync::{Semaphore, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -83,11 +84,11 @@ impl IngestService {
     }
 }
 
-type Out = mpsc::Sender<Result<RecordResponse, Status>>;
+type Item = Result<RecordResponse, Status>;
 
 #[tonic::async_trait]
 impl Ingest for IngestService {
-    type RecordStream = ReceiverStream<Result<RecordResponse, Status>>;
+    type RecordStream = Pin<Box<dyn Stream<Item = Item> + Send>>;
 
     async fn record(
         &self,
@@ -105,33 +106,226 @@ impl Ingest for IngestService {
             .get::<Identity>()
             .cloned()
             .ok_or_else(|| Status::unauthenticated("no identity"))?;
-        let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(64);
-        let engine = self.engine.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(status) = drive(engine, identity, inbound, &tx).await {
-                debug!(code = ?status.code(), message = status.message(), "ingest stream ended with an error");
-                let _ = tx.send(Err(status)).await;
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let session = Session {
+            engine: self.engine.clone(),
+            who: identity,
+            inbound: request.into_inner(),
+            stage: Stage::Opening,
+            pending: FuturesOrdered::new(),
+            _permit: permit,
+        };
+        // The response stream drives the session itself: each answer is
+        // made when the transport asks for the next one, with no task or
+        // channel between the journal's acknowledgement and the socket.
+        Ok(Response::new(Box::pin(futures::stream::unfold(
+            session,
+            |mut session| async move {
+                let item = session.next().await?;
+                if let Err(status) = &item {
+                    debug!(code = ?status.code(), message = status.message(), "ingest stream ended with an error");
+                    session.stage = Stage::Done;
+                }
+                Some((item, session))
+            },
+        ))))
     }
 }
 
-async fn send(out: &Out, response: Resp) -> Result<(), Status> {
-    out.send(Ok(RecordResponse {
-        response: Some(response),
-    }))
-    .await
-    .map_err(|_| Status::cancelled("recorder went away"))
+/// Where a stream is in its life.
+enum Stage {
+    /// Waiting for its first message, a start or a resume.
+    Opening,
+    /// Taking batches and acknowledging them.
+    Streaming(RecordingWriter),
+    /// The recorder ended its stream without closing: what is in flight is
+    /// acknowledged, then the recording is left open (detached).
+    Detaching,
+    /// A close came: what is in flight is acknowledged, then the recording
+    /// is closed with this duration.
+    Closing(RecordingWriter, u64),
+    /// Closed: anything more is refused for a while.
+    AfterClose(RecordingId),
+    Done,
 }
 
-fn ack(durable: u64) -> Resp {
-    Resp::Ack(Ack {
+/// One ingest stream: its recorder's identity, its messages, and the
+/// batches accepted and not yet acknowledged.
+struct Session {
+    engine: Engine,
+    who: Identity,
+    inbound: Streaming<RecordRequest>,
+    stage: Stage,
+    pending: FuturesOrdered<AckFuture>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Session {
+    /// The next answer to the recorder, or `None` when the stream ends.
+    async fn next(&mut self) -> Option<Item> {
+        loop {
+            match std::mem::replace(&mut self.stage, Stage::Done) {
+                Stage::Opening => {
+                    let first = match self.inbound.message().await {
+                        Ok(Some(first)) => first,
+                        Ok(None) => return None,
+                        Err(status) => return Some(Err(status)),
+                    };
+                    let writer = match self.open(first).await {
+                        Ok(writer) => writer,
+                        Err(status) => return Some(Err(status)),
+                    };
+                    let started = Resp::Started(Started {
+                        recording_id: writer.id().to_string(),
+                        durable_events: writer.durable(),
+                        last_time_us: writer.last_time_us(),
+                    });
+                    self.stage = Stage::Streaming(writer);
+                    return Some(Ok(answer(started)));
+                }
+                Stage::Streaming(writer) => {
+                    let span = info_span!("ingest", recording = %writer.id());
+                    match self.stream_events(writer).instrument(span).await {
+                        Step::Answer(item) => return item,
+                        Step::Moved => continue,
+                    }
+                }
+                Stage::Detaching => {
+                    let acked = self.pending.next().await?;
+                    self.stage = Stage::Detaching;
+                    return Some(acked.map(ack).map_err(to_status));
+                }
+                Stage::Closing(writer, duration_us) => {
+                    if let Some(acked) = self.pending.next().await {
+                        self.stage = Stage::Closing(writer, duration_us);
+                        return Some(acked.map(ack).map_err(to_status));
+                    }
+                    let closed = match writer.close(duration_us).await {
+                        Ok(closed) => closed,
+                        Err(e) => return Some(Err(to_status(e))),
+                    };
+                    self.stage = Stage::AfterClose(closed.id);
+                    return Some(Ok(answer(Resp::Closed(Closed {
+                        recording_id: closed.id.to_string(),
+                        event_count: closed.event_count,
+                        duration_us: closed.duration_us,
+                    }))));
+                }
+                Stage::AfterClose(id) => {
+                    return after_close(id, &mut self.inbound).await.err().map(Err);
+                }
+                Stage::Done => return None,
+            }
+        }
+    }
+
+    /// The first message: starts or resumes a recording, if `who` may.
+    async fn open(&mut self, first: RecordRequest) -> Result<RecordingWriter, Status> {
+        let (engine, who) = (&self.engine, &self.who);
+        match first.request {
+            Some(Req::Start(start)) => {
+                let metadata = start.metadata.unwrap_or_default();
+                if !who.scopes.admits(&metadata) {
+                    let message = format!(
+                        "{} may not record user {:?} on target {:?} ({}): outside its scopes",
+                        who.name, metadata.user, metadata.target, metadata.protocol
+                    );
+                    return Err(refuse(engine, who, "gRPC start", message).await);
+                }
+                engine.start_owned(metadata, &who.name).await
+            }
+            Some(Req::Resume(resume)) => match resume.recording_id.parse::<RecordingId>() {
+                Ok(id) => {
+                    // Only the identity that started a recording may add to it.
+                    let info = engine.recording(id).await.map_err(to_status)?;
+                    if info.row.owner != who.name && !info.row.owner.is_empty() {
+                        let message = format!(
+                            "recording {id} was started by another identity; {} may not resume it",
+                            who.name
+                        );
+                        let asked = format!("gRPC resume {id}");
+                        return Err(refuse(engine, who, &asked, message).await);
+                    }
+                    engine.resume(id).await
+                }
+                Err(e) => Err(e.into()),
+            },
+            Some(Req::Events(_) | Req::Close(_)) => {
+                return Err(Status::failed_precondition(
+                    "events before a start: the first message of a stream must be start or resume",
+                ));
+            }
+            None => return Err(Status::invalid_argument("empty request message")),
+        }
+        .map_err(to_status)
+    }
+
+    /// Takes batches until one is acknowledged (its answer is returned) or
+    /// the stream moves on to another stage (detached, closing) or fails.
+    async fn stream_events(&mut self, mut writer: RecordingWriter) -> Step {
+        let id = writer.id();
+        loop {
+            tokio::select! {
+                biased;
+                Some(acked) = self.pending.next(), if !self.pending.is_empty() => {
+                    self.stage = Stage::Streaming(writer);
+                    return Step::Answer(Some(acked.map(ack).map_err(to_status)));
+                }
+                message = self.inbound.message(), if self.pending.len() < MAX_IN_FLIGHT => {
+                    let message = match message {
+                        Ok(Some(message)) => message,
+                        Ok(None) => {
+                            // The recorder ended its stream without closing.
+                            self.stage = Stage::Detaching;
+                            return Step::Moved;
+                        }
+                        Err(status) => return Step::Answer(Some(Err(status))),
+                    };
+                    match message.request {
+                        Some(Req::Events(batch)) => {
+                            match writer.append(batch.first_index, batch.events) {
+                                Ok(acked) => self.pending.push_back(acked),
+                                Err(e) => return Step::Answer(Some(Err(to_status(e)))),
+                            }
+                        }
+                        Some(Req::Close(close)) => {
+                            self.stage = Stage::Closing(writer, close.duration_us);
+                            return Step::Moved;
+                        }
+                        Some(Req::Start(_) | Req::Resume(_)) => {
+                            return Step::Answer(Some(Err(Status::failed_precondition(format!(
+                                "this stream already carries recording {id}; open a new stream for another recording"
+                            )))));
+                        }
+                        None => {
+                            let status = Status::invalid_argument("empty request message");
+                            return Step::Answer(Some(Err(status)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What [`Session::stream_events`] came to.
+enum Step {
+    /// This answer goes to the recorder (`None`: the stream ends).
+    Answer(Option<Item>),
+    /// The stage changed; the next answer is the new stage's.
+    Moved,
+}
+
+fn answer(response: Resp) -> RecordResponse {
+    RecordResponse {
+        response: Some(response),
+    }
+}
+
+fn ack(durable: u64) -> RecordResponse {
+    answer(Resp::Ack(Ack {
         durable_events: durable,
         last_event_index: durable.checked_sub(1),
-    })
+    }))
 }
 
 /// Refuses, audited, what `who` may not do to a recording.
@@ -139,118 +333,6 @@ async fn refuse(engine: &Engine, who: &Identity, asked: &str, message: String) -
     let denied = crate::access::Denied::Forbidden(message);
     audit_refusal(engine, Some(who), &who.client, asked, &denied).await;
     denied.to_status()
-}
-
-async fn drive(
-    engine: Engine,
-    who: Identity,
-    mut inbound: Streaming<RecordRequest>,
-    out: &Out,
-) -> Result<(), Status> {
-    let Some(first) = inbound.message().await? else {
-        return Ok(());
-    };
-    let writer = match first.request {
-        Some(Req::Start(start)) => {
-            let metadata = start.metadata.unwrap_or_default();
-            if !who.scopes.admits(&metadata) {
-                let message = format!(
-                    "{} may not record user {:?} on target {:?} ({}): outside its scopes",
-                    who.name, metadata.user, metadata.target, metadata.protocol
-                );
-                return Err(refuse(&engine, &who, "gRPC start", message).await);
-            }
-            engine.start_owned(metadata, &who.name).await
-        }
-        Some(Req::Resume(resume)) => match resume.recording_id.parse::<RecordingId>() {
-            Ok(id) => {
-                // Only the identity that started a recording may add to it.
-                let info = engine.recording(id).await.map_err(to_status)?;
-                if info.row.owner != who.name && !info.row.owner.is_empty() {
-                    let message = format!(
-                        "recording {id} was started by another identity; {} may not resume it",
-                        who.name
-                    );
-                    return Err(refuse(&engine, &who, &format!("gRPC resume {id}"), message).await);
-                }
-                engine.resume(id).await
-            }
-            Err(e) => Err(e.into()),
-        },
-        Some(Req::Events(_) | Req::Close(_)) => {
-            return Err(Status::failed_precondition(
-                "events before a start: the first message of a stream must be start or resume",
-            ));
-        }
-        None => return Err(Status::invalid_argument("empty request message")),
-    }
-    .map_err(to_status)?;
-    let id = writer.id();
-    send(
-        out,
-        Resp::Started(Started {
-            recording_id: id.to_string(),
-            durable_events: writer.durable(),
-            last_time_us: writer.last_time_us(),
-        }),
-    )
-    .await?;
-    stream_events(writer, &mut inbound, out)
-        .instrument(info_span!("ingest", recording = %id))
-        .await
-}
-
-async fn stream_events(
-    mut writer: RecordingWriter,
-    inbound: &mut Streaming<RecordRequest>,
-    out: &Out,
-) -> Result<(), Status> {
-    let id = writer.id();
-    let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
-    loop {
-        tokio::select! {
-            biased;
-            Some(acked) = pending.next(), if !pending.is_empty() => {
-                send(out, ack(acked.map_err(to_status)?)).await?;
-            }
-            message = inbound.message(), if pending.len() < MAX_IN_FLIGHT => {
-                let Some(message) = message? else {
-                    // The recorder ended its stream without closing: acknowledge
-                    // what is in flight, then detach (the recording stays open).
-                    drain(&mut pending, out).await?;
-                    return Ok(());
-                };
-                match message.request {
-                    Some(Req::Events(batch)) => {
-                        pending.push_back(writer.append(batch.first_index, batch.events).map_err(to_status)?);
-                    }
-                    Some(Req::Close(close)) => {
-                        drain(&mut pending, out).await?;
-                        let closed = writer.close(close.duration_us).await.map_err(to_status)?;
-                        send(out, Resp::Closed(Closed {
-                            recording_id: closed.id.to_string(),
-                            event_count: closed.event_count,
-                            duration_us: closed.duration_us,
-                        })).await?;
-                        return after_close(id, inbound).await;
-                    }
-                    Some(Req::Start(_) | Req::Resume(_)) => {
-                        return Err(Status::failed_precondition(format!(
-                            "this stream already carries recording {id}; open a new stream for another recording"
-                        )));
-                    }
-                    None => return Err(Status::invalid_argument("empty request message")),
-                }
-            }
-        }
-    }
-}
-
-async fn drain(pending: &mut FuturesOrdered<AckFuture>, out: &Out) -> Result<(), Status> {
-    while let Some(acked) = pending.next().await {
-        send(out, ack(acked.map_err(to_status)?)).await?;
-    }
-    Ok(())
 }
 
 /// Anything sent after a close is refused with a clear status.
