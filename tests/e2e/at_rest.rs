@@ -231,7 +231,10 @@ async fn objects_put_back_after_a_purge_cannot_be_read_or_rebuilt() {
     }
     // One segment or more: whether the sealer cuts one before the close
     // comes is a matter of timing.
-    assert!(!aside.is_empty(), "nothing of recording {gone} on the primary");
+    assert!(
+        !aside.is_empty(),
+        "nothing of recording {gone} on the primary"
+    );
 
     // Its wrapped data key, as its key object holds it.
     let wrapped = store

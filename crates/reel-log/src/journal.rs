@@ -10,6 +10,14 @@
 //! bytes, named `<id as 16 hex digits>.wal`. A file is deleted only when its
 //! owner says that nothing in it is needed any more
 //! ([`Journal::release_before`]).
+//!
+//! Files after the first are written with zeros to their full size before
+//! they take records (by a helper thread, while the file before them is
+//! half full; as `<id>.prep` until the writer renames it): an `fdatasync`
+//! that only overwrites allocated blocks has no file size or extent to make
+//! durable, and takes about half the time of one that grows the file (on
+//! this project's machine, 105 against 225 µs). Replay reads a zero tail as
+//! the end of a file's records.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -27,6 +35,8 @@ use crate::record::{self, FrameError, HEADER_LEN};
 
 const FILE_MAGIC: &[u8; 8] = b"REELWAL\x01";
 const FILE_HEADER_LEN: u64 = 16;
+/// The size of the zero writes that prepare a file.
+const ZERO_CHUNK: usize = 1 << 20;
 
 /// How the journal is laid out and bounded.
 #[derive(Debug, Clone)]
@@ -146,6 +156,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// Records that file `id` went from `was` to `now` bytes on disk.
+    fn resize(&self, id: u64, was: u64, now: u64) {
+        self.files.lock().expect("files lock").insert(id, now);
+        if now >= was {
+            self.disk_bytes.fetch_add(now - was, Ordering::Relaxed);
+        } else {
+            self.disk_bytes.fetch_sub(was - now, Ordering::Relaxed);
+        }
+    }
+
     fn path(&self, file: u64) -> PathBuf {
         file_path(&self.dir, file)
     }
@@ -196,6 +216,7 @@ impl Journal {
         prepare_dir(&dir)?;
         let mut report = RecoveryReport::default();
         let mut files = BTreeMap::new();
+        remove_unadopted(&dir)?;
         let ids = list_files(&dir)?;
         for (i, &id) in ids.iter().enumerate() {
             let last = i + 1 == ids.len();
@@ -231,6 +252,7 @@ impl Journal {
             file: Some(active),
             next_id: next + 1,
             buf: Vec::new(),
+            next: None,
         };
         let handle = std::thread::Builder::new()
             .name("reel-journal".into())
@@ -381,36 +403,77 @@ impl Drop for Journal {
 struct ActiveFile {
     id: u64,
     file: File,
+    /// Where the next record goes.
     len: u64,
+    /// The file's size on disk: `len`, or more when it was prepared.
+    allocated: u64,
 }
 
 impl ActiveFile {
     /// Creates a new journal file and makes its existence durable.
     fn create(dir: &Path, id: u64) -> Result<ActiveFile, JournalError> {
         let path = file_path(dir, id);
-        let io = |e| JournalError::io(&path, e);
+        Self::write_new(&path, id, FILE_HEADER_LEN)
+            .and_then(|file| {
+                sync_dir(dir)?;
+                Ok(file)
+            })
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&path);
+                JournalError::io(&path, e)
+            })
+    }
+
+    /// Writes file `id` at `path`: its header, then zeros up to `size`,
+    /// all of it synced (not its directory entry).
+    fn write_new(path: &Path, id: u64, size: u64) -> std::io::Result<ActiveFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&path)
-            .map_err(io)?;
+            .open(path)?;
         let mut header = [0u8; FILE_HEADER_LEN as usize];
         header[..8].copy_from_slice(FILE_MAGIC);
         header[8..].copy_from_slice(&id.to_le_bytes());
-        let written = file
-            .write_all_at(&header, 0)
-            .and_then(|_| file.sync_all())
-            .and_then(|_| sync_dir(dir));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&path);
-            return Err(io(e));
+        file.write_all_at(&header, 0)?;
+        let zeros = vec![0u8; ZERO_CHUNK];
+        let mut at = FILE_HEADER_LEN;
+        while at < size {
+            let n = (size - at).min(ZERO_CHUNK as u64) as usize;
+            file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
         }
+        file.sync_all()?;
         Ok(ActiveFile {
             id,
             file,
             len: FILE_HEADER_LEN,
+            allocated: size.max(FILE_HEADER_LEN),
         })
+    }
+
+    /// Prepares file `id` on a helper thread: written with zeros to `size`
+    /// as `<id>.prep`, which [`Self::adopt`] renames.
+    fn prepare(dir: &Path, id: u64, size: u64) -> Option<JoinHandle<std::io::Result<ActiveFile>>> {
+        let path = prep_path(dir, id);
+        std::thread::Builder::new()
+            .name("reel-journal-prep".into())
+            .spawn(move || {
+                Self::write_new(&path, id, size).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&path);
+                })
+            })
+            .ok()
+    }
+
+    /// Makes a prepared file the journal file it was prepared as, durably.
+    fn adopt(self, dir: &Path) -> std::io::Result<ActiveFile> {
+        let from = prep_path(dir, self.id);
+        let renamed = std::fs::rename(&from, file_path(dir, self.id)).and_then(|_| sync_dir(dir));
+        if renamed.is_err() {
+            let _ = std::fs::remove_file(&from);
+        }
+        renamed.map(|_| self)
     }
 }
 
@@ -421,6 +484,8 @@ struct Writer {
     /// Ids only grow, so a file left behind by a failed write is never reused.
     next_id: u64,
     buf: Vec<u8>,
+    /// File `next_id`, being prepared.
+    next: Option<JoinHandle<std::io::Result<ActiveFile>>>,
 }
 
 impl Writer {
@@ -453,6 +518,10 @@ impl Writer {
                     r.done.complete(Err(e.clone()));
                 }
             }
+        }
+        // Closed: a file being prepared will not be used.
+        if let Some(Ok(Ok(f))) = self.next.take().map(|h| h.join()) {
+            let _ = std::fs::remove_file(prep_path(&self.shared.dir, f.id));
         }
     }
 
@@ -488,20 +557,23 @@ impl Writer {
             // lands after records nobody was told about; then start a new
             // file, since after a failed fsync the kernel's view of this one
             // can no longer be trusted.
-            let _ = active.file.set_len(active.len);
+            if active.file.set_len(active.len).is_ok() {
+                let (id, was, len) = (active.id, active.allocated, active.len);
+                self.shared.resize(id, was, len);
+            }
             let err = JournalError::io(self.shared.path(active.id), e);
             self.file = None;
             return Err(err);
         }
         active.len += self.buf.len() as u64;
-        self.shared
-            .files
-            .lock()
-            .expect("files lock")
-            .insert(active.id, active.len);
-        self.shared
-            .disk_bytes
-            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        let allocated = active.allocated.max(active.len);
+        let (id, was) = (active.id, active.allocated);
+        active.allocated = allocated;
+        if active.len > self.options.file_size / 2 && self.next.is_none() {
+            let size = self.options.file_size.max(FILE_HEADER_LEN);
+            self.next = ActiveFile::prepare(&self.shared.dir, self.next_id, size);
+        }
+        self.shared.resize(id, was, allocated);
         let stats = &self.shared.stats;
         stats
             .records
@@ -518,16 +590,24 @@ impl Writer {
 
     fn rotate(&mut self) -> Result<(), JournalError> {
         let id = self.next_id;
-        let active = ActiveFile::create(&self.shared.dir, id)?;
+        // The prepared file when it is ready (waiting for it is shorter than
+        // growing a file record by record); else a file made now.
+        let prepared = self
+            .next
+            .take()
+            .and_then(|h| h.join().ok())
+            .and_then(|r| {
+                r.inspect_err(|e| tracing::warn!(file = id, error = %e, "preparing a journal file failed; one is made as it goes"))
+                    .ok()
+            })
+            .filter(|f| f.id == id)
+            .and_then(|f| f.adopt(&self.shared.dir).ok());
+        let active = match prepared {
+            Some(f) => f,
+            None => ActiveFile::create(&self.shared.dir, id)?,
+        };
         self.next_id += 1;
-        self.shared
-            .files
-            .lock()
-            .expect("files lock")
-            .insert(id, FILE_HEADER_LEN);
-        self.shared
-            .disk_bytes
-            .fetch_add(FILE_HEADER_LEN, Ordering::Relaxed);
+        self.shared.resize(id, 0, active.allocated);
         self.shared.current.store(id, Ordering::Release);
         self.file = Some(active);
         Ok(())
@@ -536,6 +616,10 @@ impl Writer {
 
 fn file_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016x}.wal"))
+}
+
+fn prep_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:016x}.prep"))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -554,6 +638,18 @@ fn prepare_dir(dir: &Path) -> Result<(), JournalError> {
     std::fs::write(&probe, b"probe")
         .and_then(|_| std::fs::remove_file(&probe))
         .map_err(|e| bad(format!("cannot write in it: {e}")))?;
+    Ok(())
+}
+
+/// Deletes files prepared and never adopted (the process stopped first):
+/// they hold no record.
+fn remove_unadopted(dir: &Path) -> Result<(), JournalError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, e))? {
+        let path = entry.map_err(|e| JournalError::io(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "prep") {
+            std::fs::remove_file(&path).map_err(|e| JournalError::io(&path, e))?;
+        }
+    }
     Ok(())
 }
 

@@ -229,3 +229,60 @@ fn unwritable_directory_is_a_clear_error() {
         .expect("must fail");
     assert!(err.to_string().contains("not usable"), "{err}");
 }
+
+/// Files after the first are written with zeros to their full size before
+/// they take records; their zero tails are the end of their records, not
+/// damage, and the byte count is what the files take on disk.
+#[tokio::test]
+async fn files_after_the_first_are_prepared_at_full_size_and_replay_past_their_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay(dir.path());
+    let mut positions = Vec::new();
+    for i in 0..200 {
+        positions.push(j.append_durable(payload(i).repeat(4)).await.unwrap());
+    }
+    let first = positions[0].file;
+    assert!(positions.last().unwrap().file >= first + 5, "{positions:?}");
+    let size = options(dir.path()).file_size;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(hex) = name.strip_suffix(".wal") else {
+            continue;
+        };
+        let id = u64::from_str_radix(hex, 16).unwrap();
+        let len = entry.metadata().unwrap().len();
+        if id == first {
+            assert!(len < size, "the first file is made as it goes: {len}");
+        } else {
+            assert_eq!(len, size, "file {id} was not prepared");
+        }
+    }
+    assert_eq!((j.disk_bytes(), j.file_count()), on_disk(dir.path()));
+    drop(j);
+
+    // As a crash in the middle of preparing a file leaves it.
+    let stray = dir.path().join(format!("{:016x}.prep", first + 1000));
+    std::fs::write(&stray, [0u8; 100]).unwrap();
+    let (j, report, seen) = replay(dir.path());
+    assert!(!stray.exists());
+    assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
+    assert!(report.torn_tail.is_none(), "{:?}", report.torn_tail);
+    let replayed: Vec<Position> = seen.iter().map(|(p, _)| *p).collect();
+    assert_eq!(replayed, positions);
+    for (i, (_, bytes)) in seen.iter().enumerate() {
+        assert_eq!(&bytes[..], &payload(i).repeat(4)[..]);
+    }
+    assert_eq!((j.disk_bytes(), j.file_count()), on_disk(dir.path()));
+    // A closed journal leaves no prepared file behind (one a crash left is
+    // deleted at the next start).
+    drop(j);
+    let prepared = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(".prep")
+        })
+        .count();
+    assert_eq!(prepared, 0);
+}
