@@ -6,7 +6,10 @@
 //!
 //! - (a) raw: one thread appending the same batches (one event per
 //!   recording, framed) to a file and calling `fdatasync` after each: the
-//!   most any group-committed log can get from this disk.
+//!   most any group-committed log can get from this disk. (a'') the same
+//!   into a file written with zeros beforehand and then written over: no
+//!   fdatasync has a file size to make durable, as in Reel's prepared
+//!   journal files.
 //! - (b) RocksDB with synced writes, used as the log (one put per event).
 //! - (c) Reel: the engine's durable ingest (journal, group commit, sealing
 //!   and uploads running as they would).
@@ -21,6 +24,7 @@
 //! Reel's ratios to (a) and (b).
 //!
 //! Run: `cargo bench --bench ingest` (`-- --seconds 5` to run longer,
+//! `-- --baselines 10,100` for the JSON lines `scripts/bench-load` uses,
 //! `-- --quick` for 1 s per case; `-- --encryption` for the (c0)/(c)
 //! comparison alone). The data goes to `REEL_BENCH_DIR` or a
 //! temporary directory under `target/`.
@@ -77,7 +81,22 @@ fn event(i: u64) -> Event {
 }
 
 /// (a) One writer, batches of `batch` framed events, fdatasync after each.
-fn raw_append(dir: &Path, batch: usize, run: Duration) -> Outcome {
+/// How (a) lays out its file.
+#[derive(Clone, Copy, PartialEq)]
+enum RawFile {
+    /// Appended to, growing (every fdatasync also makes the new size
+    /// durable).
+    Growing,
+    /// Written with zeros first ([`ZEROED_BYTES`], not timed), then written
+    /// over from the start, again and again: fdatasyncs with no size or
+    /// extent to make durable, as Reel's prepared journal files have.
+    Zeroed,
+}
+
+/// The pre-zeroed region of [`RawFile::Zeroed`].
+const ZEROED_BYTES: u64 = 256 << 20;
+
+fn raw_append(dir: &Path, batch: usize, run: Duration, layout: RawFile) -> Outcome {
     use prost::Message;
     let path = dir.join("raw.log");
     let file = OpenOptions::new()
@@ -87,6 +106,13 @@ fn raw_append(dir: &Path, batch: usize, run: Duration) -> Outcome {
         .write(true)
         .open(&path)
         .unwrap();
+    if layout == RawFile::Zeroed {
+        let zeros = vec![0u8; 1 << 20];
+        for i in 0..ZEROED_BYTES >> 20 {
+            file.write_all_at(&zeros, i << 20).unwrap();
+        }
+        file.sync_all().unwrap();
+    }
     // The same record a recording's single event makes in Reel's journal.
     let payload = reel_proto::v1::JournalEntry {
         recording_id: vec![7; 16],
@@ -107,6 +133,9 @@ fn raw_append(dir: &Path, batch: usize, run: Duration) -> Outcome {
     let start = Instant::now();
     while start.elapsed() < run {
         let t = Instant::now();
+        if layout == RawFile::Zeroed && offset + buf.len() as u64 > ZEROED_BYTES {
+            offset = 0;
+        }
         file.write_all_at(&buf, offset).unwrap();
         file.sync_data().unwrap();
         offset += buf.len() as u64;
@@ -306,6 +335,32 @@ fn main() {
     let run = Duration::from_secs_f64(seconds);
     let guard = reel_testkit::bench_dir();
     let dir = guard.path().to_path_buf();
+    // `--baselines N,N,...`: for `scripts/bench-load`, one JSON line per N
+    // with raw append (growing and pre-zeroed file) and the engine in
+    // process, closed loop at N recordings, beside which it puts reeld's.
+    if let Some(ns) = args
+        .iter()
+        .position(|a| a == "--baselines")
+        .and_then(|i| args.get(i + 1))
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for n in ns.split(',').filter_map(|s| s.parse::<usize>().ok()) {
+            let raw = raw_append(&dir, n, run, RawFile::Growing);
+            let zeroed = raw_append(&dir, n, run, RawFile::Zeroed);
+            let (engine, _) = runtime.block_on(reel_engine(&dir, n, run, true));
+            println!(
+                "{{\"recordings\": {n}, \"raw_mb_per_s\": {:.2}, \"raw_zeroed_mb_per_s\": {:.2}, \"engine_events_per_s\": {:.0}, \"engine_mb_per_s\": {:.2}}}",
+                raw.mb_per_s(),
+                zeroed.mb_per_s(),
+                engine.events_per_s(),
+                engine.mb_per_s()
+            );
+        }
+        return;
+    }
     // `--profile N`: only Reel's engine at N recordings, for a profiler.
     if let Some(n) = args
         .iter()
@@ -349,10 +404,11 @@ fn main() {
     for &n in &CONCURRENCY {
         let (mut clear, mut reel) = encryption_pair(&runtime, &dir, n, run);
         let mean_batch = reel_batch_of(&runtime, &dir, n);
-        let mut raw = raw_append(&dir, n, run);
+        let mut raw = raw_append(&dir, n, run, RawFile::Growing);
+        let mut raw_zeroed = raw_append(&dir, n, run, RawFile::Zeroed);
         // The literal reading of "the same batch sizes": Reel's own.
         let reel_batch = (mean_batch.round() as usize).max(1);
-        let mut raw_same = raw_append(&dir, reel_batch, run);
+        let mut raw_same = raw_append(&dir, reel_batch, run, RawFile::Growing);
         let mut rocks = rocksdb_log(&dir, n, run);
         let mut grpc = runtime.block_on(reel_grpc(&dir, n, run));
         println!(
@@ -364,6 +420,13 @@ fn main() {
         println!(
             "{}",
             row(&format!("(a) raw append + fdatasync, batch {n}"), &mut raw)
+        );
+        println!(
+            "{}",
+            row(
+                &format!("(a'') raw overwrite of a pre-zeroed file + fdatasync, batch {n}"),
+                &mut raw_zeroed
+            )
         );
         println!(
             "{}",
@@ -389,9 +452,10 @@ fn main() {
         let vs_raw_same = reel.mb_per_s() / raw_same.mb_per_s();
         let vs_rocks = reel.events_per_s() / rocks.events_per_s();
         println!(
-            "\nReel / raw = {:.2} (/ raw at Reel's batch = {:.2}), Reel / RocksDB = {:.2}, gRPC / raw = {:.2}, Reel p99 = {:.2} ms\n",
+            "\nReel / raw = {:.2} (/ raw at Reel's batch = {:.2}, / raw pre-zeroed = {:.2}), Reel / RocksDB = {:.2}, gRPC / raw = {:.2}, Reel p99 = {:.2} ms\n",
             vs_raw,
             vs_raw_same,
+            reel.mb_per_s() / raw_zeroed.mb_per_s(),
             vs_rocks,
             grpc.mb_per_s() / raw.mb_per_s(),
             reel.percentile(0.99)

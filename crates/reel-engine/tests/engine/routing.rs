@@ -256,6 +256,14 @@ async fn both_stores_down_fill_the_local_log_then_drain() {
     };
     assert!(matches!(err, EngineError::ResourceExhausted(_)), "{err}");
     assert!(err.to_string().contains("local log full"), "{err}");
+    // The router hears of the second store's failure from the uploader:
+    // the log may fill a moment before the route says so.
+    wait_for(
+        "the route to say both are down",
+        Duration::from_secs(10),
+        || async { engine.storage_status().writing_to.is_none() },
+    )
+    .await;
     let status = engine.storage_status();
     assert_eq!(status.writing_to, None);
     assert!(status.backlog_segments > 0);
