@@ -16,6 +16,7 @@ use anyhow::Context;
 use clap::Parser;
 use reel_engine::Engine;
 use reel_proto::v1::ingest_server::IngestServer;
+use tokio_stream::StreamExt as _;
 use tracing::info;
 
 pub use reel_config::{Args, ServerConfig};
@@ -111,10 +112,18 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // per listener, installed when each was first polled, let a signal
     // between the two stop one and leave the other serving for good).
     let stop = shutdown_signal()?;
-    let grpc = builder.add_service(ingest).serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-        stopped(stop.clone()),
-    );
+    // No Nagle delay on acknowledgements: each is a small write that would
+    // otherwise wait for the recorder's (delayed, up to 40 ms) TCP ACK of
+    // the one before. The builder's own `tcp_nodelay` applies only to
+    // listeners it binds itself.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener).map(|tcp| {
+        tcp.inspect(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        })
+    });
+    let grpc = builder
+        .add_service(ingest)
+        .serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
     let state = http::AppState::new(engine.clone(), grpc_addr, access, tls.is_some());
     web::keyframes::spawn(state.clone(), stop.clone());
     let app = http::router(state);
