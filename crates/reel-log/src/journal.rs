@@ -450,6 +450,9 @@ impl ActiveFile {
         while at < size {
             let n = (size - at).min(ZERO_CHUNK as u64) as usize;
             file.write_all_at(&zeros[..n], at)?;
+            // Synced chunk by chunk: one large writeback at the end would
+            // sit in the disk's queue ahead of the group commits' fsyncs.
+            file.sync_data()?;
             at += n as u64;
         }
         file.sync_all()?;
