@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use reel_proto::v1::Event;
 use reel_testkit::{
     Garage, Recorder, Reeld, Rng, garage_config_file, metadata, terminal_event, wait_for,
@@ -223,8 +224,17 @@ async fn check_all(
         .iter()
         .flat_map(|t| t.iter())
         .filter(|t| primary_up && !t.id.is_empty() && !purges.done.contains(&t.id));
-    for t in live {
-        match reeld.export_events(&t.id).await {
+    // Several exports at once: each is a few dozen reads of stored objects,
+    // and every restart of a long run checks some 60 recordings (one at a
+    // time, the checks took most of a round).
+    let server: &Reeld = reeld;
+    let exports: Vec<_> = futures::stream::iter(live)
+        .map(|t| async move { (t, server.export_events(&t.id).await) })
+        .buffered(8)
+        .collect()
+        .await;
+    for (t, export) in exports {
+        match export {
             Ok(events) => check(t, &events),
             Err(e) if died(reeld).await => return Err(e.to_string()),
             Err(e) if purges.asked.contains(&t.id) && e.to_string().contains("404") => {}
