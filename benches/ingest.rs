@@ -17,8 +17,9 @@
 //! - (c0) Reel's engine with encryption at rest off (`[keys] encrypt =
 //!   false`), beside (c) in the same run: the cost of sealing every journal
 //!   record and segment block (issue 13's goal: >= 0.90 x the events/s,
-//!   p99 within 1 ms). Each is run twice, alternately, and the better run
-//!   kept, so that a stray pause of the machine does not decide the ratio.
+//!   p99 within 1 ms). Each is run twice (`--rounds K`: K times),
+//!   alternately, and the better run kept, so that a stray pause of the
+//!   machine does not decide the ratio.
 //!
 //! Prints throughput (events/s, MB/s), p50/p99 acknowledgement latency and
 //! Reel's ratios to (a) and (b).
@@ -333,6 +334,13 @@ fn main() {
             3.0
         });
     let run = Duration::from_secs_f64(seconds);
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2)
+        .max(1);
     let guard = reel_testkit::bench_dir();
     let dir = guard.path().to_path_buf();
     // `--baselines N,N,...`: for `scripts/bench-load`, one JSON line per N
@@ -399,7 +407,7 @@ fn main() {
         );
         println!("|---:|---:|---:|---:|---:|---:|---:|");
         for &n in &CONCURRENCY {
-            let (mut clear, mut sealed) = encryption_pair(&runtime, &dir, n, run);
+            let (mut clear, mut sealed) = encryption_pair(&runtime, &dir, n, run, rounds);
             encryption_row(n, &mut clear, &mut sealed);
         }
         return;
@@ -407,7 +415,7 @@ fn main() {
     let mut summary = Vec::new();
     let mut encryption = Vec::new();
     for &n in &CONCURRENCY {
-        let (mut clear, mut reel) = encryption_pair(&runtime, &dir, n, run);
+        let (mut clear, mut reel) = encryption_pair(&runtime, &dir, n, run, rounds);
         let mean_batch = reel_batch_of(&runtime, &dir, n);
         let mut raw = raw_append(&dir, n, run, RawFile::Growing);
         let mut raw_zeroed = raw_append(&dir, n, run, RawFile::Zeroed);
@@ -486,18 +494,21 @@ fn main() {
     }
 }
 
-/// (c0) and (c) at `n` recordings, each run twice alternately; the better
-/// run of each (by events/s).
+/// (c0) and (c) at `n` recordings, each run `rounds` times alternately;
+/// the better run of each (by events/s). Each round's pair goes to stderr.
 fn encryption_pair(
     runtime: &tokio::runtime::Runtime,
     dir: &Path,
     n: usize,
     run: Duration,
+    rounds: usize,
 ) -> (Outcome, Outcome) {
     let mut best: [Option<Outcome>; 2] = [None, None];
-    for _ in 0..2 {
+    for round in 0..rounds {
+        let mut rates = [0.0; 2];
         for (slot, encrypt) in [(0, false), (1, true)] {
             let (o, _) = runtime.block_on(reel_engine(dir, n, run, encrypt));
+            rates[slot] = o.events_per_s();
             if best[slot]
                 .as_ref()
                 .is_none_or(|b| o.events_per_s() > b.events_per_s())
@@ -505,6 +516,12 @@ fn encryption_pair(
                 best[slot] = Some(o);
             }
         }
+        eprintln!(
+            "{n} recordings, round {round}: clear {:.0}, sealed {:.0} events/s ({:.2})",
+            rates[0],
+            rates[1],
+            rates[1] / rates[0]
+        );
     }
     let [clear, sealed] = best;
     (clear.unwrap(), sealed.unwrap())

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use prost::Message;
 use reel_catalog::RecordingId;
 use reel_keys::DataKey;
 use reel_log::{JournalError, RecordingKey};
@@ -318,8 +317,7 @@ impl RecordingWriter {
         // Sealed here, on the caller's task: the journal's thread stays free
         // of crypto, its group commit unchanged.
         let payload =
-            reel_log::validate::seal_entry(id.to_bytes(), self.rec.key.as_ref(), first, events)?
-                .encode_to_vec();
+            reel_log::validate::seal_entry(id.to_bytes(), self.rec.key.as_ref(), first, events)?;
 
         let (tx, rx) = oneshot::channel();
         let rec = self.rec.clone();

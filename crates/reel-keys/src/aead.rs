@@ -21,18 +21,25 @@ pub const NONCE_LEN: usize = 24;
 /// What a box adds to its plaintext beyond the nonce (the Poly1305 tag).
 pub const TAG_LEN: usize = 16;
 
-/// The ChaCha20-Poly1305 key and nonce that XChaCha20-Poly1305 with `key`
-/// and `nonce` comes down to.
-fn subkey(key: &[u8; 32], nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
-    let prefix: [u8; 16] = nonce[..16].try_into().expect("16 of 24 bytes");
+/// The ChaCha20-Poly1305 key that XChaCha20-Poly1305 with `key` comes down
+/// to for nonces starting with `prefix` (their first 16 bytes): HChaCha20's
+/// subkey. Sealing under one process's nonces (one prefix) can make it once
+/// per data key and keep it ([`crate::DataKey`] does).
+pub(crate) fn subkey(key: &[u8; 32], prefix: &[u8; 16]) -> LessSafeKey {
     let sub = Zeroizing::new(<[u8; 32]>::from(chacha20::hchacha::<chacha20::R20>(
         &(*key).into(),
-        &prefix.into(),
+        &(*prefix).into(),
     )));
+    let key = UnboundKey::new(&CHACHA20_POLY1305, sub.as_ref()).expect("a 32-byte key");
+    LessSafeKey::new(key)
+}
+
+/// The ChaCha20-Poly1305 nonce of an XChaCha20-Poly1305 nonce: its last 8
+/// bytes behind 4 zero bytes.
+fn short_nonce(nonce: &[u8; NONCE_LEN]) -> Nonce {
     let mut short = [0u8; 12];
     short[4..].copy_from_slice(&nonce[16..]);
-    let key = UnboundKey::new(&CHACHA20_POLY1305, sub.as_ref()).expect("a 32-byte key");
-    (LessSafeKey::new(key), Nonce::assume_unique_for_key(short))
+    Nonce::assume_unique_for_key(short)
 }
 
 /// `nonce || ciphertext || tag` of `plaintext` under `key` and `nonce`,
@@ -44,15 +51,50 @@ pub(crate) fn seal(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, KeyError> {
-    let (key, short) = subkey(key, nonce);
-    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+    let prefix: [u8; 16] = nonce[..16].try_into().expect("16 of 24 bytes");
+    let mut out = Vec::new();
+    seal_appending(
+        &subkey(key, &prefix),
+        nonce,
+        aad,
+        &mut out,
+        plaintext.len(),
+        |out| out.extend_from_slice(plaintext),
+    )?;
+    Ok(out)
+}
+
+/// Appends to `out` the box `nonce || ciphertext || tag` of the
+/// `plaintext_len` bytes `write` appends, sealed under `subkey` (the subkey
+/// of `nonce`'s first 16 bytes) and binding `aad`. The plaintext is
+/// encrypted where `write` put it: `out` is grown first to hold the whole
+/// box, so no copy of the plaintext is left behind in a buffer given up by
+/// a reallocation.
+///
+/// # Panics
+/// If `write` appends other than `plaintext_len` bytes.
+pub(crate) fn seal_appending(
+    subkey: &LessSafeKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    out: &mut Vec<u8>,
+    plaintext_len: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), KeyError> {
+    out.reserve(NONCE_LEN + plaintext_len + TAG_LEN);
     out.extend_from_slice(nonce);
-    out.extend_from_slice(plaintext);
-    let tag = key
-        .seal_in_place_separate_tag(short, Aad::from(aad), &mut out[NONCE_LEN..])
+    let start = out.len();
+    write(out);
+    assert_eq!(
+        out.len() - start,
+        plaintext_len,
+        "the plaintext written is the length announced"
+    );
+    let tag = subkey
+        .seal_in_place_separate_tag(short_nonce(nonce), Aad::from(aad), &mut out[start..])
         .map_err(|_| KeyError::TooLong)?;
     out.extend_from_slice(tag.as_ref());
-    Ok(out)
+    Ok(())
 }
 
 /// The plaintext of a box [`seal`] made with `key` and `aad`; fails if a
@@ -62,10 +104,21 @@ pub(crate) fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>,
         return Err(KeyError::Inauthentic);
     }
     let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("nonce bytes");
-    let (key, short) = subkey(key, &nonce);
-    let mut buf = sealed[NONCE_LEN..].to_vec();
-    let len = key
-        .open_in_place(short, Aad::from(aad), &mut buf)
+    let prefix: [u8; 16] = nonce[..16].try_into().expect("16 of 24 bytes");
+    open_with(&subkey(key, &prefix), &nonce, aad, &sealed[NONCE_LEN..])
+}
+
+/// Opens the `ciphertext || tag` of a box whose nonce is `nonce`, with
+/// `subkey` the subkey of its first 16 bytes.
+pub(crate) fn open_with(
+    subkey: &LessSafeKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    ciphertext_and_tag: &[u8],
+) -> Result<Vec<u8>, KeyError> {
+    let mut buf = ciphertext_and_tag.to_vec();
+    let len = subkey
+        .open_in_place(short_nonce(nonce), Aad::from(aad), &mut buf)
         .map_err(|_| KeyError::Inauthentic)?
         .len();
     buf.truncate(len);

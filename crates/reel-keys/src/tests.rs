@@ -237,3 +237,40 @@ fn master_keys_from_the_environment_rotate_by_listing_the_new_one_first() {
         assert!(!text.contains(&old_hex) && !text.contains(&new_hex));
     }
 }
+
+/// Boxes of this process open with the subkey it keeps; boxes of another
+/// process (another nonce prefix: a journal record written before a crash)
+/// open by deriving theirs; either fails once a byte is flipped, and a
+/// box appended to a buffer leaves what was there before it alone.
+#[test]
+fn boxes_of_this_process_and_of_another_open_and_only_unaltered() {
+    let key = DataKey::generate().unwrap();
+    let ours = seal(&key, b"aad", b"typed: hunter2").unwrap();
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..16].copy_from_slice(&[0xA5; 16]);
+    assert_ne!(&nonce[..16], &ours[..16], "another process's prefix");
+    let theirs = aead::seal(&key.bytes, &nonce, b"aad", b"typed: hunter2").unwrap();
+    for sealed in [&ours, &theirs] {
+        assert_eq!(open(&key, b"aad", sealed).unwrap(), b"typed: hunter2");
+        assert_eq!(
+            open(&DataKey::from_bytes(key.bytes.clone()), b"aad", sealed).unwrap(),
+            b"typed: hunter2",
+            "a copy of the key made before any box"
+        );
+        for i in 0..sealed.len() {
+            let mut flipped = sealed.clone();
+            flipped[i] ^= 0x80;
+            assert!(open(&key, b"aad", &flipped).is_err(), "byte {i} flipped");
+        }
+        assert!(open(&key, b"aae", sealed).is_err());
+    }
+    let mut out = b"header".to_vec();
+    seal_appending(&key, b"aad", &mut out, 6, |out| {
+        out.extend_from_slice(b"secret")
+    })
+    .unwrap();
+    assert_eq!(&out[..6], b"header");
+    assert_eq!(out.len(), 6 + SEAL_OVERHEAD + 6);
+    assert!(!out.windows(6).any(|w| w == b"secret"));
+    assert_eq!(open(&key, b"aad", &out[6..]).unwrap(), b"secret");
+}

@@ -85,15 +85,19 @@ impl RecordingKey {
         self.open(&aad, sealed)
     }
 
-    /// Seals the events of a journal record (their `EventList` bytes).
-    pub fn seal_record(
+    /// Appends to `out` the box of a journal record's events (their
+    /// `EventList` bytes, the `plaintext_len` bytes `write` appends, sealed
+    /// where they were written: see [`reel_keys::seal_appending`]).
+    pub fn seal_record_appending(
         &self,
         first_index: u64,
         event_count: u32,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, reel_keys::KeyError> {
+        out: &mut Vec<u8>,
+        plaintext_len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), reel_keys::KeyError> {
         let aad = self.aad(Kind::Record, first_index, event_count.into());
-        self.seal(&aad, plaintext)
+        reel_keys::seal_appending(&self.key, &aad, out, plaintext_len, write)
     }
 
     /// Seals a keyframe: what the recording looked like at `time_us`.
@@ -112,7 +116,7 @@ impl RecordingKey {
         self.open(&aad, sealed)
     }
 
-    /// Opens what [`RecordingKey::seal_record`] sealed.
+    /// Opens what [`RecordingKey::seal_record_appending`] sealed.
     pub fn open_record(
         &self,
         first_index: u64,

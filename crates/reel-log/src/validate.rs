@@ -377,36 +377,52 @@ pub fn entry_summary(entry: &JournalEntry) -> EntrySummary {
     }
 }
 
-/// The journal record of `events` (indices from `first_index`) of the
-/// recording `key` opens: sealed under it, with the summary in the clear;
-/// in the clear without a key.
+/// The bytes of the journal record (an encoded [`JournalEntry`]) of
+/// `events` (indices from `first_index`) of the recording `key` opens:
+/// sealed under it, with the summary in the clear; in the clear without a
+/// key.
 pub fn seal_entry(
     recording_id: [u8; 16],
     key: Option<&RecordingKey>,
     first_index: u64,
     events: Vec<Event>,
-) -> Result<JournalEntry, reel_keys::KeyError> {
+) -> Result<Vec<u8>, reel_keys::KeyError> {
     let Some(key) = key else {
         return Ok(JournalEntry {
             recording_id: recording_id.to_vec(),
             first_index,
             events,
             ..Default::default()
-        });
+        }
+        .encode_to_vec());
     };
     let count = events.len() as u32;
-    let data_bytes = events.iter().map(|e| e.data.len() as u64).sum();
-    let last_time_us = events.last().map_or(0, |e| e.time_us);
-    let plain = zeroize::Zeroizing::new(EventList { events }.encode_to_vec());
-    Ok(JournalEntry {
+    let summary = JournalEntry {
         recording_id: recording_id.to_vec(),
         first_index,
         events: Vec::new(),
         event_count: count,
-        data_bytes,
-        last_time_us,
-        sealed_events: key.seal_record(first_index, count, &plain)?,
-    })
+        data_bytes: events.iter().map(|e| e.data.len() as u64).sum(),
+        last_time_us: events.last().map_or(0, |e| e.time_us),
+        sealed_events: Vec::new(),
+    };
+    // The record is written as prost would encode the whole entry (its
+    // last field, `sealed_events`, after the others), but the events are
+    // encoded straight into the box's place and sealed there: one buffer
+    // per event, as in the clear, instead of three.
+    let plain = EventList { events };
+    let plain_len = plain.encoded_len();
+    let box_len = plain_len + crate::sealed::SEAL_OVERHEAD;
+    let mut out = Vec::with_capacity(
+        summary.encoded_len() + 1 + prost::encoding::encoded_len_varint(box_len as u64) + box_len,
+    );
+    summary.encode(&mut out).expect("a Vec grows");
+    prost::encoding::encode_key(7, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(box_len as u64, &mut out);
+    key.seal_record_appending(first_index, count, &mut out, plain_len, |out| {
+        plain.encode(out).expect("a Vec grows")
+    })?;
+    Ok(out)
 }
 
 /// The events of a record [`decode_journal_entry`] accepted: opened with
@@ -645,13 +661,17 @@ pub(crate) mod tests {
         let k = key(id);
         let mut evs = events(4, 3);
         evs[2].data = b"hunter2-secret".to_vec();
-        let entry = seal_entry(id, Some(&k), 10, evs.clone()).unwrap();
-        let bytes = entry.encode_to_vec();
+        let bytes = seal_entry(id, Some(&k), 10, evs.clone()).unwrap();
         assert!(
             !bytes.windows(14).any(|w| w == b"hunter2-secret"),
             "the record's bytes hold the plaintext"
         );
         let decoded = decode_journal_entry(&bytes).unwrap();
+        assert_eq!(
+            decoded.encode_to_vec(),
+            bytes,
+            "written as prost encodes the entry"
+        );
         assert_eq!(
             entry_summary(&decoded),
             EntrySummary {
@@ -679,7 +699,7 @@ pub(crate) mod tests {
         flipped.sealed_events[30] ^= 1;
         assert!(open_entry(flipped, Some(&k)).is_err());
         // Without a key, the entry is written in the clear as before.
-        let plain = seal_entry(id, None, 10, evs.clone()).unwrap();
+        let plain = decode_journal_entry(&seal_entry(id, None, 10, evs.clone()).unwrap()).unwrap();
         assert_eq!(plain.events, evs);
         assert!(plain.sealed_events.is_empty());
     }
@@ -688,7 +708,8 @@ pub(crate) mod tests {
     fn sealed_entries_that_contradict_themselves_are_refused() {
         let id = [7u8; 16];
         let k = key(id);
-        let entry = seal_entry(id, Some(&k), 0, events(2, 1)).unwrap();
+        let entry =
+            decode_journal_entry(&seal_entry(id, Some(&k), 0, events(2, 1)).unwrap()).unwrap();
         let mut both = entry.clone();
         both.events = events(1, 1);
         assert!(decode_journal_entry(&both.encode_to_vec()).is_err());
