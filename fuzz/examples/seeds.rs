@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use prost::Message;
+use reel_keys::FileKeys;
 use reel_log::archive::ArchiveWriter;
 use reel_log::combined::CombinedBuilder;
 use reel_log::{EncodedSegment, SegmentSpec, encode_segment, record};
@@ -80,7 +81,7 @@ fn row_of(s: &EncodedSegment) -> SegmentRow {
         event_count: h.event_count,
         start_time_us: h.start_time_us,
         end_time_us: h.end_time_us,
-        data_bytes: reel_log::decode_segment(&s.bytes)
+        data_bytes: reel_log::decode_segment(&s.bytes, None)
             .unwrap()
             .events
             .iter()
@@ -150,9 +151,57 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     }
 }
 
+/// The targets whose seeds this writes; the others' (`alis`, `keyframe`)
+/// were written by hand and are kept.
+const MADE_HERE: [&str; 12] = [
+    "api_time",
+    "archive",
+    "archive_recording",
+    "archive_verify",
+    "asciicast",
+    "audit_copy",
+    "combined",
+    "journal_entry",
+    "journal_record",
+    "sealed_entry",
+    "segment",
+    "segment_header",
+];
+
+/// An Ed25519 signing key from a fixed seed (PKCS#8, as `FileKeys` keeps
+/// it): Ed25519 signatures are deterministic, so the signed seeds are the
+/// same on every run.
+const SIGNING_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIAcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
+-----END PRIVATE KEY-----
+";
+
+/// Keys for the signed formats (combined indexes, archives), the same on
+/// every run: the signing key above and a fixed master key.
+fn keys() -> FileKeys {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = std::env::temp_dir().join(format!("reel-fuzz-seeds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join("signing.pem"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, SIGNING_PEM.as_bytes()))
+        .unwrap();
+    let keys = FileKeys::open(&dir, Some(&"07".repeat(32))).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    keys
+}
+
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
-    let _ = std::fs::remove_dir_all(&dir);
+    for target in MADE_HERE {
+        let _ = std::fs::remove_dir_all(dir.join(target));
+    }
+    let keys = keys();
     let segs = segments(3);
 
     // Journal records and entries.
@@ -232,7 +281,7 @@ fn main() {
         );
         object.extend_from_slice(&s.bytes);
     }
-    let (tail, index) = builder.finish();
+    let (tail, index) = builder.finish(&keys);
     object.extend_from_slice(&tail);
     write(&dir, "combined", "tail", &with_mode(0, &tail));
     write(
@@ -264,7 +313,7 @@ fn main() {
     for s in &segs {
         file.extend(w.segment(&s.bytes));
     }
-    file.extend(w.end());
+    file.extend(w.end(&keys));
     write(
         &dir,
         "archive",
