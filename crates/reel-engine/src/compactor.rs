@@ -27,7 +27,11 @@
 //!
 //! A crash before 4 leaves the mark, so the work is redone (the combined
 //! key is overwritten; nothing points at it yet). A crash after 4 leaves
-//! the deletions queued. The catalog never points at bytes that are not
+//! the deletions queued. The mark is the recombination's intent: a purge
+//! leaves it, so that an object put by a recombination the purge raced
+//! and a crash then cut before its commit is still known of; the next pass
+//! finds the mark of a recording purged or gone and deletes the combined
+//! key from both stores ([`forget_purged`]). The catalog never points at bytes that are not
 //! there: old copies go only after the catalog points at the new object.
 
 use std::collections::VecDeque;
@@ -165,7 +169,7 @@ pub(crate) async fn plan(inner: &Arc<Inner>, only: Option<RecordingId>) -> Resul
             let queue = c.recombine_queue()?;
             let mut items = Vec::new();
             for (id, reason) in queue {
-                if only.is_some_and(|o| o != id) {
+                if only.is_some_and(|o| o != id) || c.purge_mark(id)?.is_some() {
                     continue;
                 }
                 let (Some(row), segments) = (c.recording(id)?, c.segments(id)?) else {
@@ -223,6 +227,7 @@ fn not_ready(row: &RecordingRow, segments: &[SegmentRow], mirror: bool) -> Optio
 /// for its own reasons is reported and skipped.
 pub(crate) async fn compact_pending(inner: &Arc<Inner>, only: Option<RecordingId>) -> Result<u64> {
     let _one_at_a_time = inner.compactor.running.lock().await;
+    forget_purged(inner).await?;
     let plan = plan(inner, only).await?;
     inner.compactor.update(|s| {
         s.pending = plan.len() as u64;
@@ -262,10 +267,53 @@ pub(crate) async fn compact_pending(inner: &Arc<Inner>, only: Option<RecordingId
     Ok(done)
 }
 
+/// The marks of recordings purged or gone: a recombination of one of them
+/// may have put its object and been cut before its commit (a crash), so
+/// the combined key is queued for deletion on both stores (deleting a
+/// missing object is a no-op) and the mark goes, in one commit. Run with
+/// the compactor's lock held, so that no recombination of this engine is
+/// in flight.
+async fn forget_purged(inner: &Arc<Inner>) -> Result<()> {
+    let forgotten = inner
+        .catalog(|c| {
+            c.commit_checked(|c| {
+                let mut batch = Batch::new();
+                let mut n = 0;
+                for (id, _) in c.recombine_queue()? {
+                    if c.purge_mark(id)?.is_none() && c.recording(id)?.is_some() {
+                        continue;
+                    }
+                    let key = keys::recording_object(id);
+                    for store in [Location::Primary, Location::Secondary] {
+                        batch.enqueue_deletion(store, key.as_ref(), "purged");
+                    }
+                    batch.unmark_recombine(id);
+                    n += 1;
+                }
+                Ok((n, batch))
+            })
+        })
+        .await?;
+    if forgotten > 0 {
+        info!(
+            recordings = forgotten,
+            "recombination marks of purged recordings forgotten; their combined keys queued for deletion"
+        );
+        inner.deleter_wake.notify_one();
+    }
+    Ok(())
+}
+
 /// Recombines one recording; returns the size of its new object.
 async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
     let (row, segments) = inner
-        .catalog(move |c| Ok((c.recording(id)?, c.segments(id)?)))
+        .catalog(move |c| {
+            let row = match c.purge_mark(id)? {
+                Some(_) => None,
+                None => c.recording(id)?,
+            };
+            Ok((row, c.segments(id)?))
+        })
         .await?;
     let row = row.ok_or(EngineError::NotFound(id))?;
     let mirror = inner.mirrored();
@@ -434,6 +482,7 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
                             "purged",
                         );
                     }
+                    gone.unmark_recombine(id);
                     return Ok((true, gone));
                 }
                 Ok((false, batch))

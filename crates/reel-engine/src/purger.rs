@@ -223,7 +223,10 @@ async fn queue_objects(inner: &Arc<Inner>, id: RecordingId) -> Result<()> {
                 for time_us in c.keyframe_times(id)? {
                     batch.delete_keyframe(id, time_us);
                 }
-                batch.unmark_recombine(id);
+                // The recombination mark stays: a recombination in flight
+                // may still put its object, and a crash may cut it before
+                // its commit; the compactor deletes that key when it meets
+                // the mark of a purged recording.
                 let sequences: Vec<u64> = segments.iter().map(|s| s.sequence).collect();
                 Ok((sequences, batch))
             })

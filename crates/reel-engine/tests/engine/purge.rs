@@ -340,6 +340,54 @@ async fn a_recombination_that_lands_after_its_recording_was_purged_leaves_nothin
     engine.shutdown().await;
 }
 
+/// The same, but the recombination never commits (its process died
+/// between its put and its commit, as the 1,000-kill torture run found):
+/// after the restart, the compactor's next pass meets the mark of a
+/// recording that is no more and deletes the object nobody knew of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recombination_cut_after_its_put_when_its_recording_was_purged_leaves_nothing() {
+    let failpoints = std::sync::Arc::new(fail_parallel::FailPointRegistry::new());
+    let rig = rig(|c| {
+        c.health.op_timeout = Duration::from_secs(10);
+        c.failpoints = failpoints.clone();
+    })
+    .await;
+    let (id, _) = split_recording(&rig, 120).await;
+    rig.primary.fail_always(
+        Ops::PUT.union(Ops::PART),
+        Fault::Delay(Duration::from_secs(3)),
+    );
+    // Every commit of a recombination fails: as if the process died there.
+    fail_parallel::cfg(failpoints.clone(), "compactor-commit", "return").unwrap();
+    let engine = rig.engine.clone();
+    let compaction = tokio::spawn(async move { engine.compact(Some(id)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    purge_to_the_end(&rig, id).await;
+    rig.primary.clear();
+    let _ = compaction.await.unwrap();
+    let landed = objects(&rig.primary_store).await;
+    assert!(
+        landed.contains(&format!("recordings/{id}/recording.reel")),
+        "the recombination's object landed after the purge: {landed:?}"
+    );
+    fail_parallel::cfg(failpoints, "compactor-commit", "off").unwrap();
+    let rig = restart(rig).await;
+    let engine = &rig.engine;
+    engine.compact(None).await.unwrap();
+    wait_for(
+        "the object nobody knew of is deleted",
+        Duration::from_secs(15),
+        || async {
+            engine.drain_deletions().await.unwrap();
+            objects_of(&rig, id).await.is_empty() && engine.pending_deletions().await.unwrap() == 0
+        },
+    )
+    .await;
+    let state = engine.compaction_state(None).await.unwrap();
+    assert!(state.plan.is_empty(), "{:?}", state.plan);
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_counts_age_from_receipt_and_survives_any_name() {
     let rig = rig(|c| {
