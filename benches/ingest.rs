@@ -19,7 +19,8 @@
 //!   record and segment block (issue 13's goal: >= 0.90 x the events/s,
 //!   p99 within 1 ms). Each is run twice (`--rounds K`: K times),
 //!   alternately, and the better run kept, so that a stray pause of the
-//!   machine does not decide the ratio.
+//!   machine does not decide the ratio; each round's rates and CPU per
+//!   event go to stderr.
 //!
 //! Prints throughput (events/s, MB/s), p50/p99 acknowledgement latency and
 //! Reel's ratios to (a) and (b).
@@ -506,8 +507,14 @@ fn encryption_pair(
     let mut best: [Option<Outcome>; 2] = [None, None];
     for round in 0..rounds {
         let mut rates = [0.0; 2];
+        let mut cpu_us = [0.0; 2];
         for (slot, encrypt) in [(0, false), (1, true)] {
+            let c0 = reel_testkit::process_cpu_seconds();
             let (o, _) = runtime.block_on(reel_engine(dir, n, run, encrypt));
+            // The whole run's CPU (recorders, engine, opening and closing)
+            // per event: what sealing costs, whatever the disk's mood.
+            cpu_us[slot] =
+                (reel_testkit::process_cpu_seconds() - c0) * 1e6 / o.events.max(1) as f64;
             rates[slot] = o.events_per_s();
             if best[slot]
                 .as_ref()
@@ -517,10 +524,13 @@ fn encryption_pair(
             }
         }
         eprintln!(
-            "{n} recordings, round {round}: clear {:.0}, sealed {:.0} events/s ({:.2})",
+            "{n} recordings, round {round}: clear {:.0}, sealed {:.0} events/s ({:.2}); CPU per event clear {:.2}, sealed {:.2} µs ({:.2})",
             rates[0],
             rates[1],
-            rates[1] / rates[0]
+            rates[1] / rates[0],
+            cpu_us[0],
+            cpu_us[1],
+            cpu_us[1] / cpu_us[0]
         );
     }
     let [clear, sealed] = best;

@@ -33,6 +33,7 @@ use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
 use reel_storage::{HealthConfig, Role, Router, Store, StoreConfig, keys};
 use reel_testkit::Garage;
+use reel_testkit::process_cpu_seconds as cpu;
 
 const EVENT_BYTES: usize = 64 << 10;
 const STEP_US: u64 = 100_000;
@@ -384,14 +385,4 @@ async fn measure(
 
 fn main() {
     reel_testkit::bench_main(main_async);
-}
-
-/// CPU seconds (user and system) this process has used.
-fn cpu() -> f64 {
-    // SAFETY: getrusage fills the struct it is given; all-zero is a valid
-    // rusage.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
 }

@@ -55,6 +55,18 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// CPU seconds (user and system) this process has used: what a bench
+/// reports beside a rate, since the rate of an fsync-bound path moves with
+/// the disk and the CPU it costs does not.
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given; all-zero is a valid
+    // rusage.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
 /// Where a bench keeps its data: a temporary directory (removed when
 /// dropped) in `REEL_BENCH_DIR` if set, else in the build's `target/`, so
 /// that it is on the disk being measured and not in a RAM-backed `/tmp`.
