@@ -374,15 +374,8 @@ async fn a_recombination_cut_after_its_put_when_its_recording_was_purged_leaves_
     let rig = restart(rig).await;
     let engine = &rig.engine;
     engine.compact(None).await.unwrap();
-    wait_for(
-        "the object nobody knew of is deleted",
-        Duration::from_secs(15),
-        || async {
-            engine.drain_deletions().await.unwrap();
-            objects_of(&rig, id).await.is_empty() && engine.pending_deletions().await.unwrap() == 0
-        },
-    )
-    .await;
+    // The object nobody knew of is deleted.
+    finish_purges(&rig, &[id]).await;
     let state = engine.compaction_state(None).await.unwrap();
     assert!(state.plan.is_empty(), "{:?}", state.plan);
     engine.shutdown().await;
