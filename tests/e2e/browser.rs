@@ -1,6 +1,11 @@
 //! A headless Chromium driven over WebDriver (Debian's `chromium` and
 //! `chromium-driver`), for the web UI's tests and its benchmark
 //! (`benches/player.rs` includes this file).
+//!
+//! `REEL_CHROMIUM_EXTRA` adds arguments to Chromium's, e.g. to trace what
+//! the page does: `--trace-startup=devtools.timeline,v8.execute,loading
+//! --trace-startup-file=/tmp/trace.json --trace-startup-format=json
+//! --trace-startup-duration=0` (written when the browser quits).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -35,18 +40,28 @@ impl Browser {
             .spawn()
             .expect("chromedriver");
         let profile = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--disable-dev-shm-usage".into(),
+            "--window-size=1280,1000".into(),
+            "--enable-precise-memory-info".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if let Ok(extra) = std::env::var("REEL_CHROMIUM_EXTRA") {
+            args.extend(extra.split_whitespace().map(String::from));
+        }
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
             json!({
                 "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                    "--window-size=1280,1000", "--enable-precise-memory-info",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
+                "args": args,
             }),
         );
         let url = format!("http://127.0.0.1:{port}");

@@ -899,6 +899,22 @@ impl Engine {
         reader::read(&self.inner, id, window).await
     }
 
+    /// [`Engine::read`] of a recording the caller has just looked up with
+    /// [`Engine::recording`]: the read starts from `info`'s rows instead of
+    /// reading them from the catalog again (a long recording has many).
+    /// Rows that changed since are met as in any read whose plan goes stale
+    /// while it streams.
+    pub async fn read_info(&self, info: &RecordingInfo, window: Window) -> Result<EventStream> {
+        reader::read_planned(
+            &self.inner,
+            info.id,
+            info.row.clone(),
+            info.segments.clone(),
+            window,
+        )
+        .await
+    }
+
     /// How much is held locally and waiting; fails when the catalog cannot
     /// be read (rather than answer 0 for what it could not count).
     pub fn local_status(&self) -> Result<LocalStatus> {

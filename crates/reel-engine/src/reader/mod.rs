@@ -33,7 +33,7 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use reel_catalog::RecordingId;
-use reel_proto::v1::{Event, RecordingRow};
+use reel_proto::v1::{Event, RecordingRow, SegmentRow};
 use tokio::sync::mpsc;
 
 use crate::Inner;
@@ -182,6 +182,19 @@ pub(crate) async fn read(
     let Some(row) = row else {
         return Err(EngineError::NotFound(id));
     };
+    read_planned(inner, id, row, segments, window).await
+}
+
+/// [`read`] from rows the caller has just read from the catalog. Rows that
+/// change meanwhile (a recombination, an upload, a seal) are met as in any
+/// read whose plan goes stale while it streams.
+pub(crate) async fn read_planned(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    row: RecordingRow,
+    segments: Vec<SegmentRow>,
+    window: Window,
+) -> Result<EventStream> {
     let end = recording_end(inner, id, &row);
     if window.from_us > end {
         return Err(EngineError::OutOfRange(format!(

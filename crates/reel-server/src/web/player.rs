@@ -3,8 +3,9 @@
 //! comes before it.
 //!
 //! - `GET /recordings/{id}/player.json`: the index. The recording cut into
-//!   pieces of about [`PIECE_BYTES`] of stored data, planned from the
-//!   catalog alone (each segment row lists its blocks with their first
+//!   pieces of about [`PIECE_BYTES`] of stored data (longer in a recording
+//!   of more than [`MAX_PIECES`] such pieces), planned from the catalog
+//!   alone (each segment row lists its blocks with their first
 //!   time), so the index reads no store. Gaps the catalog knows of (events
 //!   with no copy left) are markers on the timeline.
 //! - `GET /recordings/{id}/player/piece?from=US&to=US` (or `&end=US` for
@@ -43,8 +44,15 @@ use tracing::debug;
 use crate::access::Identity;
 use crate::http::{AppState, HttpError, audited, invalid, parse_id, within_scope};
 
-/// About this many bytes of stored events make a piece.
+/// About this many bytes of stored events make a piece...
 pub const PIECE_BYTES: u64 = 256 << 10;
+/// ... in an index of at most this many pieces. When it opens a recording
+/// the player resolves the URL of every piece its index lists, which costs
+/// Chromium tens of microseconds a piece: a 1 GiB recording in 4,096
+/// pieces spent more time there than on the piece it showed. A longer
+/// recording has longer pieces instead, 2, 4, 8... times [`PIECE_BYTES`],
+/// so that an open recording's pieces change only when its size doubles.
+pub const MAX_PIECES: usize = 1024;
 /// The screens kept in memory, in all.
 pub const SCREEN_CACHE_BYTES: usize = 64 << 20;
 
@@ -78,6 +86,13 @@ fn seconds(us: u64) -> f64 {
 
 /// The start of each piece (the first is 0), from the catalog's blocks.
 pub fn plan(info: &RecordingInfo) -> Vec<u64> {
+    let fine = plan_pieces_of_piece_bytes(info);
+    let step = fine.len().div_ceil(MAX_PIECES).next_power_of_two();
+    fine.into_iter().step_by(step).collect()
+}
+
+/// Pieces of about [`PIECE_BYTES`], however many.
+fn plan_pieces_of_piece_bytes(info: &RecordingInfo) -> Vec<u64> {
     let end = info.durable_time_us;
     let mut starts = vec![0u64];
     let mut bytes = 0u64;
@@ -234,9 +249,10 @@ pub(super) async fn piece(
     audited(&app, who.audit("play", vec![id.to_string()], detail)).await?;
     let meta = info.row.metadata.clone().unwrap_or_default();
     let blank = Snapshot::blank(meta.terminal.as_ref());
-    let start = app.screens.at(&app, id, &blank, q.from).await?;
-    let mut screen = Screen::restore(&start);
+    let start = app.screens.at(&app, &info, &blank, q.from).await?;
     let mut events: Vec<Value> = Vec::new();
+    // What the screen at the piece's end is computed from, once answered.
+    let mut played: Vec<Event> = Vec::new();
     let push = |events: &mut Vec<Value>, time_us: u64, code: &str, data: String| {
         events.push(json!([seconds(time_us), code, data]));
     };
@@ -244,7 +260,7 @@ pub(super) async fn piece(
     let mut first = true;
     let mut reading = app
         .engine
-        .read(id, Window::new(q.from, Some(stop))?)
+        .read_info(&info, Window::new(q.from, Some(stop))?)
         .await?;
     while let Some(item) = reading.next().await {
         match item? {
@@ -255,13 +271,13 @@ pub(super) async fn piece(
                         push(&mut events, q.from, "o", String::new());
                     }
                     first = false;
-                    screen.apply(&e);
                     push(
                         &mut events,
                         e.time_us,
                         code,
                         String::from_utf8_lossy(&e.data).into_owned(),
                     );
+                    played.push(e);
                 }
             }
             ReadItem::Gap(gap) => {
@@ -271,7 +287,11 @@ pub(super) async fn piece(
                 }
                 first = false;
                 let text = notice(&gap.to_string());
-                screen.write(&text);
+                played.push(Event {
+                    time_us: at,
+                    kind: EventKind::Output as i32,
+                    data: text.clone().into_bytes().into(),
+                });
                 push(&mut events, at, "o", text);
             }
         }
@@ -289,14 +309,22 @@ pub(super) async fn piece(
         if !ends_there {
             push(&mut events, end, "o", String::new());
         }
-    } else {
-        app.screens.keep(&app, id, stop, screen.snapshot());
     }
     let body = json!({
-        "snapshot": { "cols": start.cols, "rows": start.rows, "init": start.init },
+        "snapshot": { "cols": start.cols, "rows": start.rows, "init": &start.init },
         "events": events,
     });
-    Ok(json_response(serde_json::to_vec(&body).map_err(internal)?))
+    let body = serde_json::to_vec(&body).map_err(internal)?;
+    if !last {
+        // The screen at the piece's end, for the next piece, computed beside
+        // the answer rather than before it: the player needs this one first.
+        tokio::task::spawn_blocking(move || {
+            let mut screen = Screen::restore(&start);
+            played.iter().for_each(|e| screen.apply(e));
+            app.screens.keep(&app, id, stop, screen.snapshot());
+        });
+    }
+    Ok(json_response(body))
 }
 
 /// The asciicast code the player shows an event as; `None` for what it
@@ -353,10 +381,11 @@ impl Screens {
     pub async fn at(
         &self,
         app: &AppState,
-        id: RecordingId,
+        info: &RecordingInfo,
         blank: &Snapshot,
         time_us: u64,
     ) -> Result<Snapshot, HttpError> {
+        let id = info.id;
         let (from, base) = self
             .nearest_kept(app, id, time_us)
             .await?
@@ -367,7 +396,7 @@ impl Screens {
         let mut screen = Screen::restore(&base);
         let mut reading = app
             .engine
-            .read(id, Window::new(from, Some(time_us))?)
+            .read_info(info, Window::new(from, Some(time_us))?)
             .await?;
         while let Some(item) = reading.next().await {
             match item? {
@@ -495,6 +524,29 @@ mod tests {
         assert_eq!(starts.len(), 25, "{starts:?}");
         assert!(starts.windows(2).all(|w| w[0] < w[1]));
         assert!(starts.iter().all(|&s| s < 100_000_000));
+    }
+
+    #[test]
+    fn a_long_recording_has_longer_pieces_not_more_and_they_move_only_when_it_doubles() {
+        let blocks =
+            |n: u64| -> Vec<(u64, u64)> { (0..n).map(|i| (i * 10, PIECE_BYTES)).collect() };
+        let fine = plan_pieces_of_piece_bytes(&info(&blocks(5000), 50_000));
+        assert_eq!(fine.len(), 5000);
+        let starts = plan(&info(&blocks(5000), 50_000));
+        assert!(starts.len() <= MAX_PIECES, "{} pieces", starts.len());
+        assert_eq!(starts.len(), 625, "every 8th start of the fine plan");
+        assert_eq!(starts[0], 0);
+        assert!(starts.iter().all(|s| fine.binary_search(s).is_ok()));
+        assert!(
+            starts.windows(2).all(|w| w[1] - w[0] == 80),
+            "pieces of 8 blocks"
+        );
+        // A recording that grows keeps its pieces until its size doubles...
+        let grown = plan(&info(&blocks(6000), 60_000));
+        assert_eq!(&grown[..starts.len()], &starts[..]);
+        // ... and up to MAX_PIECES pieces of PIECE_BYTES, nothing changes.
+        let small = info(&blocks(MAX_PIECES as u64), 100_000);
+        assert_eq!(plan(&small), plan_pieces_of_piece_bytes(&small));
     }
 
     #[test]
