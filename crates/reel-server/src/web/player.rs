@@ -530,11 +530,13 @@ mod tests {
     fn a_long_recording_has_longer_pieces_not_more_and_they_move_only_when_it_doubles() {
         let blocks =
             |n: u64| -> Vec<(u64, u64)> { (0..n).map(|i| (i * 10, PIECE_BYTES)).collect() };
-        let fine = plan_pieces_of_piece_bytes(&info(&blocks(5000), 50_000));
-        assert_eq!(fine.len(), 5000);
-        let starts = plan(&info(&blocks(5000), 50_000));
+        // Between 4 and 8 times MAX_PIECES pieces of PIECE_BYTES: pieces of 8.
+        let n = 4 * MAX_PIECES as u64 + 100;
+        let fine = plan_pieces_of_piece_bytes(&info(&blocks(n), n * 10));
+        assert_eq!(fine.len() as u64, n);
+        let starts = plan(&info(&blocks(n), n * 10));
         assert!(starts.len() <= MAX_PIECES, "{} pieces", starts.len());
-        assert_eq!(starts.len(), 625, "every 8th start of the fine plan");
+        assert_eq!(starts.len(), fine.len().div_ceil(8), "every 8th start");
         assert_eq!(starts[0], 0);
         assert!(starts.iter().all(|s| fine.binary_search(s).is_ok()));
         assert!(
@@ -542,7 +544,7 @@ mod tests {
             "pieces of 8 blocks"
         );
         // A recording that grows keeps its pieces until its size doubles...
-        let grown = plan(&info(&blocks(6000), 60_000));
+        let grown = plan(&info(&blocks(n + 1000), (n + 1000) * 10));
         assert_eq!(&grown[..starts.len()], &starts[..]);
         // ... and up to MAX_PIECES pieces of PIECE_BYTES, nothing changes.
         let small = info(&blocks(MAX_PIECES as u64), 100_000);
