@@ -290,7 +290,7 @@ pub(super) async fn piece(
                 played.push(Event {
                     time_us: at,
                     kind: EventKind::Output as i32,
-                    data: text.clone().into_bytes().into(),
+                    data: text.clone().into_bytes(),
                 });
                 push(&mut events, at, "o", text);
             }
