@@ -31,8 +31,9 @@
 //! leaves it, so that an object put by a recombination the purge raced
 //! and a crash then cut before its commit is still known of; the next pass
 //! finds the mark of a recording purged or gone and deletes the combined
-//! key from both stores ([`forget_purged`]). The catalog never points at bytes that are not
-//! there: old copies go only after the catalog points at the new object.
+//! key from both stores ([`forget_purged`]). The catalog never points at
+//! bytes that are not there: old copies go only after the catalog points
+//! at the new object.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

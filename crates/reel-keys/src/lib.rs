@@ -167,10 +167,13 @@ impl DataKey {
         }
     }
 
-    /// The subkey of boxes whose nonces begin with this process's prefix.
-    fn sealing_subkey(&self, prefix: &[u8; 16]) -> &LessSafeKey {
-        self.sealing
-            .get_or_init(|| aead::subkey(&self.bytes, prefix))
+    /// The subkey of boxes whose nonces begin with this process's prefix
+    /// ([`process_nonce_prefix`]), made on first use.
+    fn sealing_subkey(&self) -> Result<&LessSafeKey, KeyError> {
+        let prefix = process_nonce_prefix()?;
+        Ok(self
+            .sealing
+            .get_or_init(|| aead::subkey(&self.bytes, prefix)))
     }
 }
 
@@ -364,11 +367,9 @@ pub fn seal_appending(
     plaintext_len: usize,
     write: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), KeyError> {
-    let nonce = fresh_nonce()?;
-    let prefix = process_nonce_prefix()?;
     aead::seal_appending(
-        key.sealing_subkey(prefix),
-        &nonce,
+        key.sealing_subkey()?,
+        &fresh_nonce()?,
         aad,
         out,
         plaintext_len,
@@ -384,9 +385,9 @@ pub fn open(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, KeyErro
     }
     let nonce: &[u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("nonce bytes");
     match process_nonce_prefix() {
-        // Sealed by this process: its subkey is already made.
+        // Sealed by this process: the key keeps its subkey.
         Ok(prefix) if nonce[..16] == prefix[..] => {
-            aead::open_with(key.sealing_subkey(prefix), nonce, aad, &sealed[NONCE_LEN..])
+            aead::open_with(key.sealing_subkey()?, nonce, aad, &sealed[NONCE_LEN..])
         }
         _ => aead::open(&key.bytes, aad, sealed),
     }
