@@ -215,9 +215,11 @@ impl Reeld {
             .to_string())
     }
 
-    /// A request to the HTTP API with the admin token.
+    /// A request to the HTTP API with the admin token. It fails after five
+    /// minutes without an answer: a hung server fails its test instead of
+    /// stalling the suite.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut client = reqwest::Client::builder();
+        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(300));
         if let Some(ca) = self.ca_file.as_ref().and_then(|f| std::fs::read(f).ok()) {
             client = client.add_root_certificate(
                 reqwest::Certificate::from_pem(&ca).expect("a PEM certificate"),
