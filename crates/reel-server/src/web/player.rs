@@ -38,7 +38,6 @@ use reel_engine::{ReadItem, RecordingInfo, Window, clock};
 use reel_proto::RecordingId;
 use reel_proto::v1::{Event, EventKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tracing::debug;
 
 use crate::access::Identity;
@@ -208,6 +207,23 @@ pub(super) async fn index(
     Ok(json_response(serde_json::to_vec(&body).map_err(internal)?))
 }
 
+/// A piece as the player reads it: the screen at its start, then its
+/// events as asciicast v2 event lines, `[seconds, code, data]`.
+#[derive(Serialize)]
+struct Piece<'a> {
+    snapshot: PieceSnapshot<'a>,
+    events: Vec<PieceEvent>,
+}
+
+#[derive(Serialize)]
+struct PieceSnapshot<'a> {
+    cols: u16,
+    rows: u16,
+    init: &'a str,
+}
+
+type PieceEvent = (f64, &'static str, String);
+
 #[derive(Deserialize)]
 pub(super) struct PieceQuery {
     from: u64,
@@ -250,11 +266,18 @@ pub(super) async fn piece(
     let meta = info.row.metadata.clone().unwrap_or_default();
     let blank = Snapshot::blank(meta.terminal.as_ref());
     let start = app.screens.at(&app, &info, &blank, q.from).await?;
-    let mut events: Vec<Value> = Vec::new();
-    // What the screen at the piece's end is computed from, once answered.
-    let mut played: Vec<Event> = Vec::new();
-    let push = |events: &mut Vec<Value>, time_us: u64, code: &str, data: String| {
-        events.push(json!([seconds(time_us), code, data]));
+    let mut events: Vec<PieceEvent> = Vec::new();
+    // The events the screen at the piece's end (the next piece's start) is
+    // replayed from, once answered; none when a screen is kept there
+    // already, as the keyframes of a closed recording usually are: the
+    // replay costs the CPU the browser needs to show this piece.
+    let mut played: Option<Vec<Event>> = if last || app.screens.kept_at(&app, id, stop).await? {
+        None
+    } else {
+        Some(Vec::new())
+    };
+    let push = |events: &mut Vec<PieceEvent>, time_us: u64, code: &'static str, data: String| {
+        events.push((seconds(time_us), code, data));
     };
     // The player wants every piece but the first to begin at its start.
     let mut first = true;
@@ -271,13 +294,17 @@ pub(super) async fn piece(
                         push(&mut events, q.from, "o", String::new());
                     }
                     first = false;
-                    push(
-                        &mut events,
-                        e.time_us,
-                        code,
-                        String::from_utf8_lossy(&e.data).into_owned(),
-                    );
-                    played.push(e);
+                    let time_us = e.time_us;
+                    let data = match played.as_mut() {
+                        Some(played) => {
+                            let data = String::from_utf8_lossy(&e.data).into_owned();
+                            played.push(e);
+                            data
+                        }
+                        None => String::from_utf8(e.data)
+                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                    };
+                    push(&mut events, time_us, code, data);
                 }
             }
             ReadItem::Gap(gap) => {
@@ -287,11 +314,13 @@ pub(super) async fn piece(
                 }
                 first = false;
                 let text = notice(&gap.to_string());
-                played.push(Event {
-                    time_us: at,
-                    kind: EventKind::Output as i32,
-                    data: text.clone().into_bytes(),
-                });
+                if let Some(played) = played.as_mut() {
+                    played.push(Event {
+                        time_us: at,
+                        kind: EventKind::Output as i32,
+                        data: text.clone().into_bytes(),
+                    });
+                }
                 push(&mut events, at, "o", text);
             }
         }
@@ -302,20 +331,21 @@ pub(super) async fn piece(
     if last {
         // ... and the last to end at the recording's end.
         let end = stop - 1;
-        let ends_there = events
-            .last()
-            .and_then(|e| e[0].as_f64())
-            .is_some_and(|t| t == seconds(end));
+        let ends_there = events.last().is_some_and(|e| e.0 == seconds(end));
         if !ends_there {
             push(&mut events, end, "o", String::new());
         }
     }
-    let body = json!({
-        "snapshot": { "cols": start.cols, "rows": start.rows, "init": &start.init },
-        "events": events,
-    });
+    let body = Piece {
+        snapshot: PieceSnapshot {
+            cols: start.cols,
+            rows: start.rows,
+            init: &start.init,
+        },
+        events,
+    };
     let body = serde_json::to_vec(&body).map_err(internal)?;
-    if !last {
+    if let Some(played) = played {
         // The screen at the piece's end, for the next piece, computed beside
         // the answer rather than before it: the player needs this one first.
         tokio::task::spawn_blocking(move || {
@@ -407,6 +437,20 @@ impl Screens {
         let snapshot = screen.snapshot();
         self.keep(app, id, time_us, snapshot.clone());
         Ok(snapshot)
+    }
+
+    /// Whether a screen of recording `id` at exactly `time_us` is kept, in
+    /// memory or as a keyframe.
+    pub async fn kept_at(
+        &self,
+        app: &AppState,
+        id: RecordingId,
+        time_us: u64,
+    ) -> Result<bool, HttpError> {
+        Ok(self
+            .nearest_kept(app, id, time_us)
+            .await?
+            .is_some_and(|(at, _)| at == time_us))
     }
 
     /// The latest screen at or before `time_us` in memory or among the
