@@ -253,6 +253,9 @@ pub enum Playback {
     Live,
 }
 
+/// Tables of a recording's page longer than this are closed until opened.
+const OPEN_ROWS: usize = 8;
+
 /// One recording: its metadata, where its bytes are, its gaps, the player,
 /// and for those who may read the audit log, who viewed it.
 pub fn recording(
@@ -341,6 +344,10 @@ pub fn recording(
             }
             section.segments {
                 h2 { "Segments" }
+                // A long recording's list is closed until asked for: laid
+                // out, its rows would hold up the player on a deep link.
+                details open[d.segments.len() <= OPEN_ROWS] {
+                summary { (d.segments.len()) " sealed" @if d.unsealed_events > 0 { ", and events not sealed yet" } }
                 table {
                     thead { tr { th { "#" } th { "Events" } th { "Time" } th { "Size" } th { "Copies" } } }
                     tbody {
@@ -358,6 +365,7 @@ pub fn recording(
                         }
                     }
                 }
+                }
             }
             @if let Some(viewers) = viewers {
                 section.viewers {
@@ -365,6 +373,8 @@ pub fn recording(
                     @if viewers.is_empty() {
                         p { "No one yet." }
                     } @else {
+                        details open[viewers.len() <= OPEN_ROWS] {
+                        summary { (viewers.len()) " views, the latest first" }
                         table {
                             thead { tr { th { "When" } th { "Who" } th { "What" } th { "From" } } }
                             tbody {
@@ -372,6 +382,7 @@ pub fn recording(
                                     tr { td { (time(v.at_us)) } td { (v.by) } td { (v.action) " " (v.detail) } td { (v.client) } }
                                 }
                             }
+                        }
                         }
                     }
                 }
