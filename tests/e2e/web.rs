@@ -241,6 +241,44 @@ async fn sign_in_filter_play_and_open_a_moment_of_a_long_recording() {
             "no {action} in the audit log"
         );
     }
+    // The entries about that one recording, by its index: the same ones.
+    let about: Vec<AuditRecord> = reeld
+        .get_json(&format!("/api/v1/audit?recording={long}&limit=10000"))
+        .await
+        .unwrap();
+    let expected: Vec<&AuditRecord> = audit
+        .iter()
+        .filter(|e| e.recordings.contains(&long))
+        .collect();
+    assert_eq!(about.iter().collect::<Vec<_>>(), expected);
+    assert!(
+        about
+            .iter()
+            .any(|e| e.action == "show" && e.by == "auditor-ann")
+    );
+    // ... and the page lists them as its viewers, the latest first.
+    let page = reeld
+        .get(&format!("/recordings/{long}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let last_play = about.iter().rev().find(|e| e.action == "play").unwrap();
+    assert!(page.contains(&last_play.detail), "{page}");
+    let out = reeld.reel(&["audit", "--recording", &long, "--limit", "10000", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Vec<AuditRecord> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        cli[..about.len()],
+        about[..],
+        "and `reel audit --recording`"
+    );
+    assert!(cli.iter().all(|e| e.recordings.contains(&long)));
     let _ = browser.client.clone().close().await;
 }
 

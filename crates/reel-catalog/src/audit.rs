@@ -8,6 +8,12 @@
 //! then seq, orders the log the same way as the chain. Changing or removing
 //! an entry breaks the chain after it or disagrees with the head;
 //! [`Catalog::check_audit`] finds both.
+//!
+//! Family `audit_by_recording` indexes the entries by the recordings they
+//! name (written in the same atomic write as the entry), so that who acted
+//! on one recording is found without reading the whole log: a recording's
+//! page lists its viewers however long the log has grown since. It is
+//! derived from the log alone; a catalog opened without it builds it.
 
 use prost::Message;
 use reel_proto::v1::{AuditEntry, AuditHead};
@@ -16,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use reel_log::limits::{MAX_AUDIT_ID_BYTES, MAX_AUDIT_RECORDINGS, MAX_AUDIT_TEXT_BYTES};
 
-use crate::{Batch, CF_AUDIT, Catalog, Result, cf_handle, decode};
+use crate::{Batch, CF_AUDIT, CF_AUDIT_BY_RECORDING, Catalog, Result, cf_handle, decode};
 
 /// Cuts `text` to at most `max` bytes, on a character boundary, saying so.
 fn clip(text: &mut String, max: usize) {
@@ -46,6 +52,31 @@ fn entry_key(at_us: i64, seq: u64) -> Vec<u8> {
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
+
+/// The index's key prefix of a recording (as entries name it: a string of
+/// at most `MAX_AUDIT_ID_BYTES`, so its length fits the byte before it).
+fn by_recording_prefix(recording: &str) -> Vec<u8> {
+    let id = &recording.as_bytes()[..recording.len().min(u8::MAX as usize)];
+    let mut key = Vec::with_capacity(1 + id.len() + 16);
+    key.push(id.len() as u8);
+    key.extend_from_slice(id);
+    key
+}
+
+/// The index keys of an entry stored under `key`: one per recording named.
+fn by_recording_keys<'a>(
+    entry: &'a AuditEntry,
+    key: &'a [u8],
+) -> impl Iterator<Item = Vec<u8>> + 'a {
+    entry.recordings.iter().map(move |r| {
+        let mut k = by_recording_prefix(r);
+        k.extend_from_slice(key);
+        k
+    })
+}
+
+/// Key of the index's mark: written once the index covers the whole log.
+const INDEX_BUILT: &[u8] = &[0xff];
 
 /// Hash of an entry as stored.
 pub fn entry_hash(encoded: &[u8]) -> Vec<u8> {
@@ -98,7 +129,11 @@ impl Batch {
     pub fn restore_audit(&mut self, encoded: &[Vec<u8>], head: &AuditHead) -> Result<&mut Self> {
         for bytes in encoded {
             let entry: AuditEntry = decode(b"restored", bytes)?;
-            self.put(CF_AUDIT, entry_key(entry.at_us, entry.seq), bytes.clone());
+            let key = entry_key(entry.at_us, entry.seq);
+            for index in by_recording_keys(&entry, &key) {
+                self.put(CF_AUDIT_BY_RECORDING, index, Vec::new());
+            }
+            self.put(CF_AUDIT, key, bytes.clone());
         }
         Ok(self.put(CF_AUDIT, HEAD_KEY.to_vec(), head.encode_to_vec()))
     }
@@ -126,7 +161,11 @@ pub(crate) fn chain(db: &DB, wb: &mut WriteBatch, entries: Vec<AuditEntry>) -> R
         entry.prev_sha256 = head.sha256.clone();
         entry.at_us = entry.at_us.max(head.at_us);
         let encoded = entry.encode_to_vec();
-        wb.put_cf(cf, entry_key(entry.at_us, entry.seq), &encoded);
+        let key = entry_key(entry.at_us, entry.seq);
+        for index in by_recording_keys(&entry, &key) {
+            wb.put_cf(cf_handle(db, CF_AUDIT_BY_RECORDING), index, []);
+        }
+        wb.put_cf(cf, key, &encoded);
         head = AuditHead {
             seq: entry.seq,
             sha256: entry_hash(&encoded),
@@ -165,6 +204,68 @@ impl Catalog {
                 out.push(decode(&k, &v)?);
             }
             Ok(out)
+        })
+    }
+
+    /// The latest `limit` entries that name `recording`, newest first.
+    pub fn audit_of(&self, recording: &str, limit: usize) -> Result<Vec<AuditEntry>> {
+        let prefix = by_recording_prefix(recording);
+        let mut end = prefix.clone();
+        end.push(0xff);
+        self.with_db(|db| {
+            let mut keys = Vec::new();
+            let mode = IteratorMode::From(&end, Direction::Reverse);
+            for item in db.iterator_cf(cf_handle(db, CF_AUDIT_BY_RECORDING), mode) {
+                let (k, _) = item?;
+                if keys.len() >= limit || !k.starts_with(&prefix) {
+                    break;
+                }
+                keys.push(k[prefix.len()..].to_vec());
+            }
+            let cf = cf_handle(db, CF_AUDIT);
+            let mut out = Vec::with_capacity(keys.len());
+            for (key, value) in keys
+                .iter()
+                .zip(db.multi_get_cf(keys.iter().map(|k| (cf, k))))
+            {
+                // An index key whose entry is gone (a damaged log) is skipped;
+                // `check_audit` is what reports a damaged log.
+                if let Some(v) = value? {
+                    out.push(decode(key, &v)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Builds the by-recording index from the log if it does not cover it
+    /// yet (a catalog written before the index existed); idempotent, so a
+    /// build cut short is simply done again at the next open.
+    pub(crate) fn build_audit_index(&self) -> Result<()> {
+        self.with_db(|db| {
+            let index = cf_handle(db, CF_AUDIT_BY_RECORDING);
+            if db.get_pinned_cf(index, INDEX_BUILT)?.is_some() {
+                return Ok(());
+            }
+            let mut wb = WriteBatch::default();
+            for item in db.iterator_cf(cf_handle(db, CF_AUDIT), IteratorMode::Start) {
+                let (k, v) = item?;
+                if !is_entry(&k) {
+                    break;
+                }
+                // An entry that does not decode indexes nothing (the check
+                // of the log names it).
+                if let Ok(entry) = AuditEntry::decode(&v[..]) {
+                    for key in by_recording_keys(&entry, &k) {
+                        wb.put_cf(index, key, []);
+                    }
+                }
+                if wb.len() >= 10_000 {
+                    db.write(std::mem::take(&mut wb))?;
+                }
+            }
+            wb.put_cf(index, INDEX_BUILT, []);
+            Ok(db.write(wb)?)
         })
     }
 
@@ -360,6 +461,65 @@ mod tests {
         assert_eq!(first.len(), 1);
         let (all, _) = catalog.audit_to_copy(0, 100, u64::MAX).unwrap();
         assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn a_recordings_entries_are_found_newest_first_however_long_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let named = |i: usize, action: &str, recordings: Vec<String>| AuditEntry {
+            at_us: 1_000 + i as i64,
+            by: format!("user{i}"),
+            action: action.into(),
+            recordings,
+            ..Default::default()
+        };
+        // 30,000 entries about other recordings, and four about "rx": the
+        // first just after it was made, the last after everything else.
+        let mut batch = Batch::new();
+        batch.append_audit(&named(0, "show", vec!["rx".into()]));
+        batch.append_audit(&named(1, "purge", vec!["ra".into(), "rx".into()]));
+        for i in 2..30_002 {
+            batch.append_audit(&named(i, "play", vec![format!("r{}", i % 7)]));
+        }
+        batch.append_audit(&named(30_002, "export", vec!["rx".into()]));
+        batch.append_audit(&named(30_003, "play", vec!["rx".into(), "r1".into()]));
+        catalog.commit(batch).unwrap();
+
+        let of = |id: &str, limit| -> Vec<String> {
+            let entries = catalog.audit_of(id, limit).unwrap();
+            assert!(entries.iter().all(|e| e.recordings.iter().any(|r| r == id)));
+            entries.iter().map(|e| e.by.clone()).collect()
+        };
+        assert_eq!(of("rx", 100), ["user30003", "user30002", "user1", "user0"]);
+        assert_eq!(of("rx", 2), ["user30003", "user30002"], "the latest");
+        assert!(of("r", 10).is_empty(), "a prefix of an id is not the id");
+        assert!(of("nobody", 10).is_empty());
+        assert_eq!(of("r1", 1_000_000).len(), 30_000 / 7 + 1);
+
+        // A catalog from before the index (the family empty) builds it when
+        // opened, from the log alone.
+        catalog
+            .with_db(|db| {
+                Ok(db.delete_range_cf(
+                    cf_handle(db, CF_AUDIT_BY_RECORDING),
+                    [0u8].as_slice(),
+                    [0xffu8, 0xff].as_slice(),
+                )?)
+            })
+            .unwrap();
+        assert!(catalog.audit_of("rx", 10).unwrap().is_empty());
+        catalog.close();
+        drop(catalog);
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let rx: Vec<String> = catalog
+            .audit_of("rx", 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.by)
+            .collect();
+        assert_eq!(rx, ["user30003", "user30002", "user1", "user0"]);
+        assert!(catalog.check_audit().unwrap().problems.is_empty());
     }
 
     #[test]

@@ -64,7 +64,8 @@ const CF_HOLDS: &str = "holds";
 const CF_AUDIT: &str = "audit";
 const CF_TOKENS: &str = "tokens";
 const CF_KEYFRAMES: &str = "keyframes";
-const FAMILIES: [&str; 10] = [
+const CF_AUDIT_BY_RECORDING: &str = "audit_by_recording";
+const FAMILIES: [&str; 11] = [
     CF_RECORDINGS,
     CF_SEGMENTS,
     CF_UPLOAD_QUEUE,
@@ -75,6 +76,7 @@ const FAMILIES: [&str; 10] = [
     CF_AUDIT,
     CF_TOKENS,
     CF_KEYFRAMES,
+    CF_AUDIT_BY_RECORDING,
 ];
 
 #[derive(Debug, Error)]
@@ -278,11 +280,13 @@ impl Catalog {
         })?;
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        Ok(Catalog {
+        let catalog = Catalog {
             db: RwLock::new(Some(db)),
             writes: std::sync::Mutex::new(()),
             sync,
-        })
+        };
+        catalog.build_audit_index()?;
+        Ok(catalog)
     }
 
     /// Runs `f` on the open database; [`CatalogError::Closed`] after close.

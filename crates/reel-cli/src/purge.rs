@@ -107,6 +107,10 @@ pub(crate) struct AuditArgs {
     since: Option<String>,
     #[arg(long, default_value_t = 1000)]
     limit: usize,
+    /// Only the entries that name this recording (the latest `--limit`):
+    /// who viewed, exported, held or purged it.
+    #[arg(long, value_name = "ID")]
+    recording: Option<String>,
     /// Check the log's hash chain instead: exit 1 if an entry was changed
     /// or removed.
     #[arg(long)]
@@ -141,6 +145,9 @@ pub(crate) async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()
     let mut pairs = vec![("limit", args.limit.to_string())];
     if let Some(s) = args.since {
         pairs.push(("since", s));
+    }
+    if let Some(id) = args.recording {
+        pairs.push(("recording", id));
     }
     let path = format!("/api/v1/audit?{}", serde_urlencoded::to_string(pairs)?);
     let entries: Vec<AuditRecord> = client.get_json(&path).await?;

@@ -822,6 +822,14 @@ impl Engine {
         self.inner.catalog(move |c| c.audit(since_us, limit)).await
     }
 
+    /// The latest `limit` audit entries that name recording `id`, newest
+    /// first (read through the log's index by recording: the cost does not
+    /// grow with the log).
+    pub async fn audit_of(&self, id: RecordingId, limit: usize) -> Result<Vec<AuditEntry>> {
+        let id = id.to_string();
+        self.inner.catalog(move |c| c.audit_of(&id, limit)).await
+    }
+
     /// Checks the audit log's hash chain from its first entry to its head,
     /// and compares it with the copies in each reachable store.
     pub async fn check_audit(&self) -> Result<reel_catalog::AuditCheck> {

@@ -21,9 +21,12 @@ pub(super) fn routes() -> Router<AppState> {
 struct AuditQuery {
     since: Option<String>,
     limit: Option<usize>,
+    recording: Option<String>,
 }
 
-/// `GET /api/v1/audit?since=&limit=`: oldest first.
+/// `GET /api/v1/audit?since=&limit=`: oldest first. With `recording=ID`,
+/// the latest `limit` entries that name that recording (oldest first, and
+/// from `since` on if given).
 async fn audit(
     State(app): State<AppState>,
     Query(q): Query<AuditQuery>,
@@ -33,7 +36,16 @@ async fn audit(
         None => 0,
     };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let entries = app.engine.audit(since, limit).await?;
+    let entries = match &q.recording {
+        Some(id) => {
+            let id = super::parse_id(id)?;
+            let mut entries = app.engine.audit_of(id, limit).await?;
+            entries.retain(|e| e.at_us >= since);
+            entries.reverse();
+            entries
+        }
+        None => app.engine.audit(since, limit).await?,
+    };
     Ok(axum::Json(
         entries
             .into_iter()

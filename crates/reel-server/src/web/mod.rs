@@ -48,8 +48,9 @@ pub const PAGES: [&str; 3] = ["/", "/recordings", "/recordings/{id}"];
 
 /// How long the sign-in form may be left open.
 const SIGNIN_FORM_LIFE: Duration = Duration::from_secs(3600);
-/// Who viewed a recording: at most this many audit entries are looked at.
-const VIEWERS_SCAN: usize = 50_000;
+/// Who viewed a recording: at most this many of the audit entries naming
+/// it, the latest, are looked at.
+const VIEWERS_SCAN: usize = 5_000;
 const VIEWERS_SHOWN: usize = 200;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -344,17 +345,11 @@ async fn show(
         let info = within_scope(&app, &who, id, "show").await?;
         audited(&app, who.audit("show", vec![id.to_string()], String::new())).await?;
         let viewers = if who.may(Action::Audit) {
-            let since = info.row.created_at_us;
-            let entries = app.engine.audit(since, VIEWERS_SCAN).await?;
-            let name = id.to_string();
+            let entries = app.engine.audit_of(id, VIEWERS_SCAN).await?;
             let mut seen: Vec<_> = entries
                 .into_iter()
-                .filter(|e| {
-                    matches!(e.action.as_str(), "show" | "play" | "follow" | "export")
-                        && e.recordings.contains(&name)
-                })
+                .filter(|e| matches!(e.action.as_str(), "show" | "play" | "follow" | "export"))
                 .collect();
-            seen.reverse();
             seen.truncate(VIEWERS_SHOWN);
             Some(seen)
         } else {
