@@ -241,6 +241,9 @@ async fn sign_in_filter_play_and_open_a_moment_of_a_long_recording() {
             "no {action} in the audit log"
         );
     }
+    // Without `since`, the latest entries.
+    let latest: Vec<AuditRecord> = reeld.get_json("/api/v1/audit?limit=3").await.unwrap();
+    assert_eq!(latest[..], audit[audit.len() - 3..]);
     // The entries about that one recording, by its index: the same ones.
     let about: Vec<AuditRecord> = reeld
         .get_json(&format!("/api/v1/audit?recording={long}&limit=10000"))

@@ -207,6 +207,23 @@ impl Catalog {
         })
     }
 
+    /// The latest `limit` entries of the log, newest first.
+    pub fn audit_latest(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            // Entries' keys sort before every mark's (0xf0 and up).
+            let mode = IteratorMode::From(&[0xf0], Direction::Reverse);
+            for item in db.iterator_cf(cf_handle(db, CF_AUDIT), mode) {
+                let (k, v) = item?;
+                if out.len() >= limit || !is_entry(&k) {
+                    break;
+                }
+                out.push(decode(&k, &v)?);
+            }
+            Ok(out)
+        })
+    }
+
     /// The latest `limit` entries that name `recording`, newest first.
     pub fn audit_of(&self, recording: &str, limit: usize) -> Result<Vec<AuditEntry>> {
         let prefix = by_recording_prefix(recording);
@@ -492,6 +509,13 @@ mod tests {
             entries.iter().map(|e| e.by.clone()).collect()
         };
         assert_eq!(of("rx", 100), ["user30003", "user30002", "user1", "user0"]);
+        let latest: Vec<String> = catalog
+            .audit_latest(3)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.by)
+            .collect();
+        assert_eq!(latest, ["user30003", "user30002", "user30001"]);
         assert_eq!(of("rx", 2), ["user30003", "user30002"], "the latest");
         assert!(of("r", 10).is_empty(), "a prefix of an id is not the id");
         assert!(of("nobody", 10).is_empty());

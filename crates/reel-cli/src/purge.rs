@@ -102,7 +102,8 @@ pub(crate) async fn hold(client: &Client, args: HoldArgs, put: bool) -> anyhow::
 
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
-    /// Entries from this time on (a date, an RFC 3339 time, or an age: 7d).
+    /// The first `--limit` entries from this time on (a date, an RFC 3339
+    /// time, or an age: 7d); without it, the latest `--limit`.
     #[arg(long)]
     since: Option<String>,
     #[arg(long, default_value_t = 1000)]

@@ -822,6 +822,11 @@ impl Engine {
         self.inner.catalog(move |c| c.audit(since_us, limit)).await
     }
 
+    /// The latest `limit` audit entries, newest first.
+    pub async fn audit_latest(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.inner.catalog(move |c| c.audit_latest(limit)).await
+    }
+
     /// The latest `limit` audit entries that name recording `id`, newest
     /// first (read through the log's index by recording: the cost does not
     /// grow with the log).

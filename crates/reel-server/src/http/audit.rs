@@ -24,27 +24,34 @@ struct AuditQuery {
     recording: Option<String>,
 }
 
-/// `GET /api/v1/audit?since=&limit=`: oldest first. With `recording=ID`,
-/// the latest `limit` entries that name that recording (oldest first, and
-/// from `since` on if given).
+/// `GET /api/v1/audit?since=&limit=`: the first `limit` entries from
+/// `since` on, or without `since` the latest `limit` (a log grows for
+/// years: what was done lately is what is asked for), oldest first. With
+/// `recording=ID`, the latest `limit` entries that name that recording
+/// (from `since` on if given).
 async fn audit(
     State(app): State<AppState>,
     Query(q): Query<AuditQuery>,
 ) -> Result<axum::Json<Vec<AuditRecord>>, HttpError> {
     let since = match &q.since {
-        Some(s) => reel_api::parse_instant(s, SystemTime::now()).map_err(invalid)?,
-        None => 0,
+        Some(s) => Some(reel_api::parse_instant(s, SystemTime::now()).map_err(invalid)?),
+        None => None,
     };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let entries = match &q.recording {
-        Some(id) => {
+    let entries = match (&q.recording, since) {
+        (Some(id), since) => {
             let id = super::parse_id(id)?;
             let mut entries = app.engine.audit_of(id, limit).await?;
-            entries.retain(|e| e.at_us >= since);
+            entries.retain(|e| e.at_us >= since.unwrap_or(0));
             entries.reverse();
             entries
         }
-        None => app.engine.audit(since, limit).await?,
+        (None, Some(since)) => app.engine.audit(since, limit).await?,
+        (None, None) => {
+            let mut entries = app.engine.audit_latest(limit).await?;
+            entries.reverse();
+            entries
+        }
     };
     Ok(axum::Json(
         entries
