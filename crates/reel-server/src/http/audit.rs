@@ -31,6 +31,7 @@ struct AuditQuery {
 /// (from `since` on if given).
 async fn audit(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Identity>,
     Query(q): Query<AuditQuery>,
 ) -> Result<axum::Json<Vec<AuditRecord>>, HttpError> {
     let since = match &q.since {
@@ -38,6 +39,12 @@ async fn audit(
         None => None,
     };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    // Who read whose trail is itself on record (its own entry is the last
+    // one a read of the latest entries returns).
+    let mut asked = vec![format!("limit={limit}")];
+    asked.extend(q.since.as_ref().map(|s| format!("since={s}")));
+    asked.extend(q.recording.as_ref().map(|r| format!("recording={r}")));
+    audited(&app, who.audit("audit-read", Vec::new(), asked.join(" "))).await?;
     let entries = match (&q.recording, since) {
         (Some(id), since) => {
             let id = super::parse_id(id)?;
