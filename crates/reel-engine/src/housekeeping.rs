@@ -3,12 +3,11 @@
 //! releasing journal files nothing needs any more, and the read cache's
 //! eviction by age.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use reel_log::disk::free_bytes;
 use tracing::{error, info, warn};
 
 use crate::{Inner, sealer};
@@ -50,15 +49,6 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
     }
     closes.shutdown().await;
-}
-
-/// Free bytes for unprivileged writers on the filesystem holding `path`.
-pub(crate) fn free_bytes(path: &std::path::Path) -> Option<u64> {
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out pointer.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 pub(crate) fn check_disk(inner: &Inner) {

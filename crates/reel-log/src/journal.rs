@@ -591,8 +591,11 @@ impl Writer {
         } else {
             active.len > (self.options.file_size / 2).min(PREPARE_AFTER)
         };
-        if due && self.next.is_none() {
-            let size = self.options.file_size.max(FILE_HEADER_LEN);
+        let size = self.options.file_size.max(FILE_HEADER_LEN);
+        if due
+            && self.next.is_none()
+            && room_to_prepare(crate::disk::free_bytes(&self.shared.dir), size)
+        {
             self.next = ActiveFile::prepare(&self.shared.dir, self.next_id, size);
         }
         self.shared.resize(id, was, allocated);
@@ -634,6 +637,15 @@ impl Writer {
         self.file = Some(active);
         Ok(())
     }
+}
+
+/// Whether a file of `size` may be prepared with `free` bytes left on the
+/// disk: only with room for it twice. Its zeros take the space at once, so
+/// on a nearly full disk a preparation would take the last of it from the
+/// spool and the catalog (and then give it back on failing); there the
+/// next file grows as it is written instead.
+fn room_to_prepare(free: Option<u64>, size: u64) -> bool {
+    free.is_some_and(|free| free / 2 >= size)
 }
 
 fn file_path(dir: &Path, id: u64) -> PathBuf {
@@ -783,4 +795,25 @@ fn replay_file(
         }
     }
     Ok(Some(data.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_prepared_only_where_it_fits_twice() {
+        let mib = 1u64 << 20;
+        assert!(room_to_prepare(Some(128 * mib), 64 * mib));
+        // The full-disk test's 48 MiB disk, 64 MiB files: never prepared.
+        assert!(!room_to_prepare(Some(48 * mib), 64 * mib));
+        assert!(!room_to_prepare(Some(127 * mib), 64 * mib));
+        assert!(!room_to_prepare(None, 64 * mib), "free space unknown");
+        // And on this machine's temporary directory, as the journal asks.
+        let dir = tempfile::tempdir().unwrap();
+        let free = crate::disk::free_bytes(dir.path()).unwrap();
+        assert!(free > 0);
+        assert!(room_to_prepare(Some(free), free / 2));
+        assert!(!room_to_prepare(Some(free), free / 2 + 1));
+    }
 }

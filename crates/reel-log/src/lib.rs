@@ -12,10 +12,12 @@
 //! - [`limits`]: the bounds of what Reel writes, which every decoder checks.
 //! - [`sealed`]: encryption at rest of a recording's blocks and records.
 //! - [`validate`]: checks of decoded catalog rows and journal entries.
+//! - [`disk`]: the local disk's free space.
 
 pub mod archive;
 pub mod audit;
 pub mod combined;
+pub mod disk;
 pub mod error;
 pub mod journal;
 pub mod limits;
