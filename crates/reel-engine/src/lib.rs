@@ -133,10 +133,21 @@ pub struct Engine {
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
+/// Catalog calls that run at once (each on a blocking thread), and as
+/// many seals.
+const CATALOG_CALLS: usize = 16;
+
 pub(crate) struct Inner {
     pub config: EngineConfig,
     pub journal: Journal,
     pub catalog: Arc<Catalog>,
+    /// Bounds the catalog calls running at once (see [`Inner::catalog`]).
+    pub catalog_calls: tokio::sync::Semaphore,
+    /// Bounds the seals encoding and spooling at once, on blocking threads:
+    /// the sealer's own seals and those of recordings closing, which do not
+    /// go through the sealer (a thousand closing together took a thread
+    /// each).
+    pub seal_threads: tokio::sync::Semaphore,
     pub spool: Spool,
     /// Stored segments kept locally for reads (`[cache]`).
     pub cache: cache::ReadCache,
@@ -281,11 +292,21 @@ impl Inner {
         }
     }
 
-    /// Runs a blocking catalog call off the async threads.
+    /// Runs a blocking catalog call off the async threads, at most
+    /// [`CATALOG_CALLS`] at once: the others wait here, not on a thread of
+    /// their own. Commits take the catalog's write lock one at a time, so a
+    /// burst (a thousand recordings closed together) otherwise grew the
+    /// blocking pool to its 512 threads, each waiting on that lock.
     pub(crate) async fn catalog<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Catalog) -> reel_catalog::Result<T> + Send + 'static,
     ) -> Result<T> {
+        // Never closed; `f` cannot ask for another permit (it is not async).
+        let _permit = self
+            .catalog_calls
+            .acquire()
+            .await
+            .map_err(|e| EngineError::Internal(format!("catalog calls: {e}")))?;
         let catalog = self.catalog.clone();
         tokio::task::spawn_blocking(move || f(&catalog))
             .await
@@ -546,6 +567,8 @@ impl Engine {
             config,
             journal: recovered.journal,
             catalog: Arc::new(recovered.catalog),
+            catalog_calls: tokio::sync::Semaphore::new(CATALOG_CALLS),
+            seal_threads: tokio::sync::Semaphore::new(CATALOG_CALLS),
             spool: recovered.spool,
             cache,
             catch_up_pace: Mutex::new(None),

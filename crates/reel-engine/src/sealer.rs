@@ -186,6 +186,13 @@ async fn seal_one(
     let task_inner = inner.clone();
     let task_picked = picked.clone();
     let task_key = rec.key.clone();
+    // Taken after the recording's seal lock, like every holder's, and held
+    // by no one who waits for a seal lock: no cycle.
+    let thread = inner
+        .seal_threads
+        .acquire()
+        .await
+        .map_err(|e| EngineError::Internal(format!("seal threads: {e}")))?;
     let (encoded, row) = tokio::task::spawn_blocking(move || -> Result<_> {
         let inner = task_inner;
         let events = read_chunks(&inner.journal, id, task_key.as_ref(), &task_picked)?;
@@ -276,6 +283,7 @@ async fn seal_one(
     })
     .await
     .map_err(|e| EngineError::Internal(format!("seal task failed: {e}")))??;
+    drop(thread);
 
     {
         let mut live = rec.live();

@@ -355,3 +355,69 @@ async fn ages_and_time_outs_follow_the_engines_clock() {
     assert_eq!(read_all(&engine, id).await, all);
     engine.shutdown().await;
 }
+
+/// Threads of this process named `name` (as the kernel shows it).
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .count()
+}
+
+/// A thousand recordings closed at once (recorders that all end together,
+/// a bastion restarting) must not grow the process by a thread each: the
+/// catalog calls they make wait for a turn, not on a blocking thread apiece.
+#[test]
+fn a_thousand_recordings_closed_at_once_do_not_take_a_thread_each() {
+    const NAME: &str = "close-burst";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(NAME)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(small_segments_aged(dir.path(), Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        let mut writers = Vec::new();
+        for i in 0..1000 {
+            let mut w = engine.start(meta()).await.unwrap();
+            w.append(None, vec![event(i)]).unwrap().await.unwrap();
+            writers.push(w);
+        }
+        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let watching = {
+            let most = most.clone();
+            tokio::spawn(async move {
+                loop {
+                    most.fetch_max(threads_named(NAME), std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        };
+        let closes = writers.into_iter().map(|w| async move { w.close(0).await });
+        for closed in futures::future::join_all(closes).await {
+            closed.unwrap();
+        }
+        watching.abort();
+        let most = most.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!("{most} threads at most while 1,000 recordings closed");
+        // Two workers, the catalog's turns, the sealer's and the journal's
+        // helpers; 512 (tokio's limit) when every close had its own.
+        assert!(most <= 64, "{most} threads while 1,000 recordings closed");
+        let closed = engine
+            .find_ids(reel_engine::Filter {
+                state: Some(reel_engine::StateFilter::Closed),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(closed.len(), 1000, "every recording closed");
+        engine.shutdown().await;
+    });
+}
