@@ -133,9 +133,10 @@ pub struct Engine {
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
-/// Catalog calls that run at once (each on a blocking thread), and as
-/// many seals.
+/// Catalog calls that run at once (each on a blocking thread).
 const CATALOG_CALLS: usize = 16;
+/// Seals that encode and spool at once (each on a blocking thread).
+const SEAL_THREADS: usize = 16;
 
 pub(crate) struct Inner {
     pub config: EngineConfig,
@@ -568,7 +569,7 @@ impl Engine {
             journal: recovered.journal,
             catalog: Arc::new(recovered.catalog),
             catalog_calls: tokio::sync::Semaphore::new(CATALOG_CALLS),
-            seal_threads: tokio::sync::Semaphore::new(CATALOG_CALLS),
+            seal_threads: tokio::sync::Semaphore::new(SEAL_THREADS),
             spool: recovered.spool,
             cache,
             catch_up_pace: Mutex::new(None),
