@@ -19,6 +19,9 @@ use serde_json::json;
 /// screenshots.
 pub struct Browser {
     driver: Child,
+    /// chromedriver's address, for what WebDriver has no command for.
+    #[allow(dead_code)] // by benches/player.rs
+    driver_url: String,
     pub client: Client,
     shots: PathBuf,
     _profile: tempfile::TempDir,
@@ -86,10 +89,52 @@ impl Browser {
         std::fs::create_dir_all(&shots).unwrap();
         Browser {
             driver,
+            driver_url: url,
             client,
             shots,
             _profile: profile,
         }
+    }
+
+    /// Runs `script` in every page from now on, before the page's own
+    /// scripts (Chrome DevTools' `Page.addScriptToEvaluateOnNewDocument`,
+    /// through chromedriver): what a test must see from a page's first
+    /// moment. Returns the script's identifier for [`Browser::forget`].
+    #[allow(dead_code)] // by benches/player.rs
+    pub async fn on_new_pages(&self, script: &str) -> String {
+        let answer = self
+            .cdp(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({ "source": script }),
+            )
+            .await;
+        answer["identifier"].as_str().unwrap().to_string()
+    }
+
+    /// Stops running a script given to [`Browser::on_new_pages`].
+    #[allow(dead_code)] // by benches/player.rs
+    pub async fn forget(&self, identifier: &str) {
+        self.cdp(
+            "Page.removeScriptToEvaluateOnNewDocument",
+            json!({ "identifier": identifier }),
+        )
+        .await;
+    }
+
+    #[allow(dead_code)] // by benches/player.rs
+    async fn cdp(&self, cmd: &str, params: serde_json::Value) -> serde_json::Value {
+        let session = self.client.session_id().await.unwrap().unwrap();
+        let url = format!("{}/session/{session}/goog/cdp/execute", self.driver_url);
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(&url)
+            .json(&json!({ "cmd": cmd, "params": params }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"].clone()
     }
 
     pub async fn shot(&self, name: &str) {
@@ -181,8 +226,25 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Killing chromedriver leaves its Chromium running (a test that
+    /// panicked never closed its session): the browser's processes are
+    /// found by their profile directory, which is this test's alone.
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let mark = format!("--user-data-dir={}", self._profile.path().display());
+        let pids: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|p| {
+                std::fs::read(p.path().join("cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == mark.as_bytes()))
+            })
+            .map(|p| p.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !pids.is_empty() {
+            let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+        }
     }
 }

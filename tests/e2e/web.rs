@@ -149,11 +149,40 @@ async fn sign_in_filter_play_and_open_a_moment_of_a_long_recording() {
 
     // A deep link into the middle of the long one: the screen as it was at
     // 01:00:00.5 (every line up to 03600 printed, none after), paused,
-    // fetched without the rest of the recording.
+    // fetched without the rest of the recording. The page itself holds
+    // the screen, drawn by reeld, until the player has drawn it.
+    let page = reeld
+        .get(&format!("/recordings/{long}?t=3600.5"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let drawn = page
+        .split_once("<pre class=\"reel-screen")
+        .and_then(|(_, rest)| rest.split_once("</pre>"))
+        .map(|(pre, _)| pre)
+        .unwrap_or_else(|| panic!("no screen drawn in the page:\n{page}"));
+    assert!(
+        drawn.contains("line 03600") && drawn.contains("line 03599"),
+        "{drawn}"
+    );
+    assert!(!drawn.contains("line 03601"), "past the moment:\n{drawn}");
     b.goto(&format!("{base}/recordings/{long}?t=3600.5"))
         .await
         .unwrap();
     let text = browser.wait_terminal("the deep link", "line 03600").await;
+    let drawn_left = b
+        .execute(
+            "return document.querySelector('.reel-screen') !== null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        drawn_left, false,
+        "reeld's screen gives way to the player's"
+    );
     assert!(!text.contains("line 03601"), "past the moment:\n{text}");
     assert!(text.contains("line 03599"), "{text}");
     let at = b

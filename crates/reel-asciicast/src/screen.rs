@@ -129,6 +129,91 @@ impl Screen {
     pub fn text(&self) -> Vec<String> {
         self.vt.view().map(|line| line.text()).collect()
     }
+
+    /// The lines on the screen now, each as runs of text in one style, for
+    /// drawing the screen elsewhere (a page's HTML).
+    pub fn styled(&self) -> Vec<Vec<Run>> {
+        self.vt
+            .view()
+            .map(|line| {
+                line.chunks(|a, b| a.pen() != b.pen())
+                    .map(|cells| Run {
+                        text: cells.iter().map(|c| c.char()).collect(),
+                        style: Style::of(cells[0].pen()),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Text in one style on a line of the screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub text: String,
+    pub style: Style,
+}
+
+/// How a run of text is drawn; `None` colours are the terminal's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Style {
+    pub foreground: Option<Colour>,
+    pub background: Option<Colour>,
+    pub bold: bool,
+    pub faint: bool,
+    pub italic: bool,
+    pub underline: bool,
+    pub strikethrough: bool,
+    pub inverse: bool,
+}
+
+/// A colour as a terminal names it: one of its 256 (the first 16 are the
+/// theme's), or red, green and blue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colour {
+    Indexed(u8),
+    Rgb(u8, u8, u8),
+}
+
+impl Style {
+    fn of(pen: &avt::Pen) -> Style {
+        let colour = |c: Option<avt::Color>| {
+            c.map(|c| match c {
+                avt::Color::Indexed(i) => Colour::Indexed(i),
+                avt::Color::RGB(c) => Colour::Rgb(c.r, c.g, c.b),
+            })
+        };
+        Style {
+            foreground: colour(pen.foreground()),
+            background: colour(pen.background()),
+            bold: pen.is_bold(),
+            faint: pen.is_faint(),
+            italic: pen.is_italic(),
+            underline: pen.is_underline(),
+            strikethrough: pen.is_strikethrough(),
+            inverse: pen.is_inverse(),
+        }
+    }
+}
+
+impl Colour {
+    /// Red, green and blue of colours 16 to 255 (xterm's cube and greys);
+    /// `None` for the first 16, which a theme chooses.
+    pub fn rgb(self) -> Option<(u8, u8, u8)> {
+        match self {
+            Colour::Rgb(r, g, b) => Some((r, g, b)),
+            Colour::Indexed(i) if i < 16 => None,
+            Colour::Indexed(i) if i < 232 => {
+                let level = |v: u8| if v == 0 { 0 } else { 55 + 40 * v };
+                let i = i - 16;
+                Some((level(i / 36), level(i / 6 % 6), level(i % 6)))
+            }
+            Colour::Indexed(i) => {
+                let grey = 8 + 10 * (i - 232);
+                Some((grey, grey, grey))
+            }
+        }
+    }
 }
 
 /// `COLSxROWS`, the data of a resize event.
@@ -161,6 +246,46 @@ mod tests {
             kind: EventKind::Resize as i32,
             data: text.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn a_screen_is_drawn_as_runs_of_one_style_each() {
+        let mut screen = Screen::restore(&Snapshot::blank(None));
+        screen.apply(&output(
+            "\x1b[1;31mred\x1b[0m plain \x1b[38;5;196mx\x1b[48;2;1;2;3my\x1b[0m",
+        ));
+        let line = &screen.styled()[0];
+        let red = Style {
+            foreground: Some(Colour::Indexed(1)),
+            bold: true,
+            ..Style::default()
+        };
+        assert_eq!(
+            line[0],
+            Run {
+                text: "red".into(),
+                style: red
+            }
+        );
+        assert_eq!(line[1].text, " plain ");
+        assert_eq!(line[1].style, Style::default());
+        assert_eq!(line[2].text, "x");
+        assert_eq!(line[2].style.foreground, Some(Colour::Indexed(196)));
+        assert_eq!(line[3].text, "y");
+        assert_eq!(line[3].style.background, Some(Colour::Rgb(1, 2, 3)));
+        let text: String = line.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(text.trim_end(), screen.text()[0].trim_end());
+        assert_eq!(screen.styled().len(), 24, "every row");
+    }
+
+    #[test]
+    fn the_256_colours_are_xterms() {
+        assert_eq!(Colour::Indexed(15).rgb(), None, "the theme's");
+        assert_eq!(Colour::Indexed(16).rgb(), Some((0, 0, 0)));
+        assert_eq!(Colour::Indexed(196).rgb(), Some((255, 0, 0)));
+        assert_eq!(Colour::Indexed(231).rgb(), Some((255, 255, 255)));
+        assert_eq!(Colour::Indexed(232).rgb(), Some((8, 8, 8)));
+        assert_eq!(Colour::Indexed(255).rgb(), Some((238, 238, 238)));
     }
 
     #[test]

@@ -30,6 +30,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::Markup;
+use reel_asciicast::screen::Snapshot;
 use reel_engine::EngineError;
 use serde::Deserialize;
 
@@ -343,27 +344,52 @@ async fn show(
                 .transpose()
                 .map_err(|e| HttpError::from(EngineError::InvalidArgument(e)))?;
         let info = within_scope(&app, &who, id, "show").await?;
-        audited(&app, who.audit("show", vec![id.to_string()], String::new())).await?;
-        let viewers = if who.may(Action::Audit) {
+        // A deep link's page shows the screen at its moment: what was seen.
+        let detail = at.map(|us| format!("screen at {}", reel_engine::clock(us)));
+        let audit = audited(
+            &app,
+            who.audit("show", vec![id.to_string()], detail.unwrap_or_default()),
+        );
+        let viewers = async {
+            if !who.may(Action::Audit) {
+                return Ok(None);
+            }
             let entries = app.engine.audit_of(id, VIEWERS_SCAN).await?;
             let mut seen: Vec<_> = entries
                 .into_iter()
                 .filter(|e| matches!(e.action.as_str(), "show" | "play" | "follow" | "export"))
                 .collect();
             seen.truncate(VIEWERS_SHOWN);
-            Some(seen)
-        } else {
-            None
+            Ok::<_, HttpError>(Some(seen))
         };
+        // The screen after every event at or before the moment, as the
+        // player shows a moment.
+        let screen = async {
+            let Some(us) = at else { return Ok(None) };
+            let blank =
+                Snapshot::blank(info.row.metadata.as_ref().and_then(|m| m.terminal.as_ref()));
+            let starts = player::plan(&info);
+            let piece_start = starts[player::piece_of(&starts, us)];
+            let screen = app
+                .screens
+                .passing(&app, &info, &blank, piece_start, us.saturating_add(1))
+                .await?;
+            Ok::<_, HttpError>(Some(screen))
+        };
+        // Read together; nothing is answered before the audit entry is
+        // written (or if it cannot be).
+        let ((), viewers, screen) = tokio::try_join!(audit, viewers, screen)?;
         let playback = match at {
             Some(us) => Playback::Recording {
                 at: Some(us as f64 / 1e6),
                 preload: player::first_fetches(&info, us).to_vec(),
+                screen,
             },
             None if info.state() == reel_proto::v1::RecordingState::Open => Playback::Live,
             None => Playback::Recording {
                 at: None,
                 preload: player::first_fetches(&info, 0).to_vec(),
+                screen: None,
             },
         };
         let detail = crate::http::detail(&info);

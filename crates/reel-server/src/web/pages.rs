@@ -6,6 +6,7 @@
 use maud::{DOCTYPE, Markup, html};
 use reel_api::display::{bytes, duration, time};
 use reel_api::{RecordingDetail, RecordingSummary};
+use reel_asciicast::screen::{Colour, Screen, Snapshot, Style};
 use reel_proto::v1::AuditEntry;
 
 /// What every page but sign-in shows at the top: who is signed in, and
@@ -226,6 +227,79 @@ pub fn list(
     )
 }
 
+/// A screen drawn in the page itself, shown from the page's first paint
+/// until the player, once it has loaded and drawn the same moment, takes
+/// its place (`reel.js`): a deep link shows its moment without waiting for
+/// the player's script. Its colours are the player's theme's.
+fn screen(snapshot: &Snapshot) -> Markup {
+    let lines = Screen::restore(snapshot).styled();
+    html! {
+        pre.reel-screen.asciinema-player-theme-asciinema
+            elementtiming="reel-screen"
+            style=(format!("--cols: {}", snapshot.cols))
+        {
+            @for line in &lines {
+                @let last = line.len().saturating_sub(1);
+                @for (i, run) in line.iter().enumerate() {
+                    @if run.style == Style::default() {
+                        // Blank to the line's end adds nothing to a <pre>.
+                        (if i == last { run.text.trim_end() } else { &run.text })
+                    } @else {
+                        span style=(css(&run.style)) { (run.text) }
+                    }
+                }
+                "\n"
+            }
+        }
+    }
+}
+
+/// A run's style as CSS (numbers and the theme's variables only).
+fn css(style: &Style) -> String {
+    let colour = |c: Option<Colour>, default: &str| match (c, c.and_then(Colour::rgb)) {
+        (_, Some((r, g, b))) => format!("rgb({r},{g},{b})"),
+        (Some(Colour::Indexed(i)), None) => format!("var(--term-color-{i})"),
+        _ => format!("var(--term-color-{default})"),
+    };
+    let (mut fg, mut bg) = (style.foreground, style.background);
+    if style.inverse {
+        std::mem::swap(&mut fg, &mut bg);
+    }
+    let mut css = String::new();
+    if fg.is_some() || style.inverse {
+        let default = if style.inverse {
+            "background"
+        } else {
+            "foreground"
+        };
+        css += &format!("color:{};", colour(fg, default));
+    }
+    if bg.is_some() || style.inverse {
+        let default = if style.inverse {
+            "foreground"
+        } else {
+            "background"
+        };
+        css += &format!("background-color:{};", colour(bg, default));
+    }
+    if style.bold {
+        css += "font-weight:bold;";
+    }
+    if style.faint {
+        css += "opacity:.5;";
+    }
+    if style.italic {
+        css += "font-style:italic;";
+    }
+    match (style.underline, style.strikethrough) {
+        (true, true) => css += "text-decoration:underline line-through;",
+        (true, false) => css += "text-decoration:underline;",
+        (false, true) => css += "text-decoration:line-through;",
+        (false, false) => {}
+    }
+    css
+}
+
 fn state(r: &RecordingSummary) -> String {
     let mut s = if r.state == "closed" && r.close_reason == "interrupted" {
         "interrupted".to_string()
@@ -244,10 +318,13 @@ fn state(r: &RecordingSummary) -> String {
 /// What the player on a recording's page plays.
 pub enum Playback {
     /// The recording from its index, paused at `at` seconds if given, with
-    /// what the player will fetch first (preloaded).
+    /// what the player will fetch first (preloaded) and the screen at `at`,
+    /// which the player shows (as its poster) before it has fetched
+    /// anything.
     Recording {
         at: Option<f64>,
         preload: Vec<String>,
+        screen: Option<Snapshot>,
     },
     /// An open recording as it happens.
     Live,
@@ -266,15 +343,28 @@ pub fn recording(
 ) -> Markup {
     let s = &d.summary;
     let id = &s.id;
+    let poster = match playback {
+        Playback::Recording { screen, .. } => screen.as_ref(),
+        Playback::Live => None,
+    };
     // What the player fetches first is on its way while its script loads.
+    // With the moment drawn in the page, the player's script and what it
+    // fetches wait until that has been painted (reel.js loads them): on a
+    // busy machine they took the cores the first paint needed.
+    let player_later = poster.is_some();
+    let player_script = format!("{}/asciinema-player.min.js", super::ASSETS);
     let head = html! {
         @if let Playback::Recording { preload, .. } = playback {
-            @for url in preload {
-                link rel="preload" as="fetch" crossorigin href=(url);
+            @if !player_later {
+                @for url in preload {
+                    link rel="preload" as="fetch" crossorigin href=(url);
+                }
             }
         }
         link rel="stylesheet" href=(format!("{}/asciinema-player.css", super::ASSETS));
-        script defer src=(format!("{}/asciinema-player.min.js", super::ASSETS)) {}
+        @if !player_later {
+            script defer src=(player_script) {}
+        }
         script defer src=(format!("{}/reel.js", super::ASSETS)) {}
     };
     page_with_head(
@@ -290,7 +380,15 @@ pub fn recording(
                 data-index=(format!("/recordings/{id}/player.json"))
                 data-live=[matches!(playback, Playback::Live).then(|| format!("/recordings/{id}/live"))]
                 data-at=[match playback { Playback::Recording { at, .. } => at.map(|t| t.to_string()), _ => None }]
-                {}
+                data-screen=[poster.map(|s| serde_json::to_string(&s.init).unwrap_or_default())]
+                data-cols=[poster.map(|s| s.cols)]
+                data-rows=[poster.map(|s| s.rows)]
+                data-player=[player_later.then_some(&player_script)]
+                {
+                    @if let Some(s) = poster {
+                        (screen(s))
+                    }
+                }
             p.playback {
                 @match playback {
                     Playback::Live => {
@@ -389,4 +487,36 @@ pub fn recording(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reel_proto::v1::{Event, EventKind};
+
+    #[test]
+    fn a_screen_in_the_page_is_its_text_escaped_in_its_colours() {
+        let mut screen = Screen::restore(&Snapshot::blank(None));
+        screen.apply(&Event {
+            time_us: 0,
+            kind: EventKind::Output as i32,
+            data: b"$ echo '<script>x</script>' \x1b[31;1mred\x1b[0m \x1b[7minv\x1b[0m\r\nnext"
+                .to_vec(),
+        });
+        let html = super::screen(&screen.snapshot()).into_string();
+        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"), "{html}");
+        assert!(!html.contains("<script"), "{html}");
+        assert!(
+            html.contains(
+                r#"<span style="color:var(--term-color-1);font-weight:bold;">red</span>"#
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("color:var(--term-color-background);background-color:var(--term-color-foreground);\">inv<"),
+            "{html}"
+        );
+        assert!(html.contains("\nnext\n"), "{html}");
+        assert_eq!(html.matches('\n').count(), 24, "a line a row: {html}");
+    }
 }

@@ -146,12 +146,17 @@ fn piece_url(starts: &[u64], i: usize, end: u64) -> String {
 /// loads.
 pub fn first_fetches(info: &RecordingInfo, at_us: u64) -> [String; 2] {
     let starts = plan(info);
-    let i = starts.partition_point(|&s| s <= at_us).saturating_sub(1);
+    let i = piece_of(&starts, at_us);
     let base = format!("/recordings/{}", info.id);
     [
         format!("{base}/player.json"),
         format!("{base}/{}", piece_url(&starts, i, info.durable_time_us)),
     ]
+}
+
+/// The piece of a plan that holds `at_us`.
+pub fn piece_of(starts: &[u64], at_us: u64) -> usize {
+    starts.partition_point(|&s| s <= at_us).saturating_sub(1)
 }
 
 /// Where the catalog says events are lost, as timeline markers.
@@ -389,6 +394,29 @@ fn json_response(body: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// The screen at `to` of a recording whose screen at `from` is `base`: the
+/// events between replayed, a gap written as its notice.
+async fn replay(
+    app: &AppState,
+    info: &RecordingInfo,
+    from: u64,
+    base: &Snapshot,
+    to: u64,
+) -> Result<Snapshot, HttpError> {
+    let mut screen = Screen::restore(base);
+    let mut reading = app
+        .engine
+        .read_info(info, Window::new(from, Some(to))?)
+        .await?;
+    while let Some(item) = reading.next().await {
+        match item? {
+            ReadItem::Events(batch) => batch.iter().for_each(|e| screen.apply(e)),
+            ReadItem::Gap(gap) => screen.write(&notice(&gap.to_string())),
+        }
+    }
+    Ok(screen.snapshot())
+}
+
 /// Screens of recordings at moments already computed, bounded by
 /// [`SCREEN_CACHE_BYTES`], the least recently used going first.
 #[derive(Default)]
@@ -407,7 +435,7 @@ impl Screens {
     /// The screen of recording `id` after every event before `time_us`:
     /// from the nearest screen in memory or kept as the recording's
     /// keyframe, replaying only the events between. A screen computed here
-    /// is kept ([`Screens::keep`]).
+    /// is kept ([`Screens::keep`]): `time_us` is a piece's start.
     pub async fn at(
         &self,
         app: &AppState,
@@ -415,28 +443,40 @@ impl Screens {
         blank: &Snapshot,
         time_us: u64,
     ) -> Result<Snapshot, HttpError> {
-        let id = info.id;
         let (from, base) = self
-            .nearest_kept(app, id, time_us)
+            .nearest_kept(app, info.id, time_us)
             .await?
             .unwrap_or((0, blank.clone()));
         if from == time_us {
             return Ok(base);
         }
-        let mut screen = Screen::restore(&base);
-        let mut reading = app
-            .engine
-            .read_info(info, Window::new(from, Some(time_us))?)
-            .await?;
-        while let Some(item) = reading.next().await {
-            match item? {
-                ReadItem::Events(batch) => batch.iter().for_each(|e| screen.apply(e)),
-                ReadItem::Gap(gap) => screen.write(&notice(&gap.to_string())),
-            }
-        }
-        let snapshot = screen.snapshot();
-        self.keep(app, id, time_us, snapshot.clone());
+        let snapshot = replay(app, info, from, &base, time_us).await?;
+        self.keep(app, info.id, time_us, snapshot.clone());
         Ok(snapshot)
+    }
+
+    /// The screen at any moment (a deep link's), in piece `piece_start`:
+    /// from the nearest screen kept in the piece, or else the piece's start
+    /// (computed and kept by [`Screens::at`], as the player will ask for
+    /// it), so that it never costs more than reading one piece. The screen
+    /// at the moment itself is not kept: links to made-up moments add no
+    /// keyframes.
+    pub async fn passing(
+        &self,
+        app: &AppState,
+        info: &RecordingInfo,
+        blank: &Snapshot,
+        piece_start: u64,
+        time_us: u64,
+    ) -> Result<Snapshot, HttpError> {
+        let (from, base) = match self.nearest_kept(app, info.id, time_us).await? {
+            Some((at, kept)) if at >= piece_start => (at, kept),
+            _ => (piece_start, self.at(app, info, blank, piece_start).await?),
+        };
+        if from == time_us {
+            return Ok(base);
+        }
+        replay(app, info, from, &base, time_us).await
     }
 
     /// Whether a screen of recording `id` at exactly `time_us` is kept, in
