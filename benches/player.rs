@@ -408,7 +408,7 @@ async fn main_async(quick: bool) {
     browser.shot("deep-link").await;
     // The server's share: pieces fetched alone, by a plain client.
     let client = reqwest::Client::new();
-    let (mut index_ms, mut piece_ms) = (Vec::new(), Vec::new());
+    let (mut index_ms, mut piece_ms, mut page_ms) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..9 {
         let i = pick(0, n - 1);
         let (from, to) = piece_of(i * STEP_US);
@@ -418,6 +418,10 @@ async fn main_async(quick: bool) {
             format!("from={from}&to={to}")
         };
         for (url, into) in [
+            (
+                format!("{base}/recordings/{id}?t={}", seconds(i)),
+                &mut page_ms,
+            ),
             (format!("{base}/recordings/{id}/player.json"), &mut index_ms),
             (
                 format!("{base}/recordings/{id}/player/piece?{piece}"),
@@ -437,7 +441,8 @@ async fn main_async(quick: bool) {
         }
     }
     eprintln!(
-        "alone: index {:.1} ms, a piece {:.1} ms (medians of 9)",
+        "alone: a deep link's page {:.1} ms, the index {:.1} ms, a piece {:.1} ms (medians of 9)",
+        median(page_ms),
         median(index_ms),
         median(piece_ms)
     );
