@@ -370,11 +370,20 @@ async fn show(
                 Snapshot::blank(info.row.metadata.as_ref().and_then(|m| m.terminal.as_ref()));
             let starts = player::plan(&info);
             let piece_start = starts[player::piece_of(&starts, us)];
-            let screen = app
+            // A screen that cannot be computed leaves the page without
+            // it: the player then shows what it finds.
+            match app
                 .screens
                 .passing(&app, &info, &blank, piece_start, us.saturating_add(1))
-                .await?;
-            Ok::<_, HttpError>(Some(screen))
+                .await
+            {
+                Ok(screen) => Ok::<_, HttpError>(Some(screen)),
+                Err(e) => {
+                    let (_, error) = e.status_and_message();
+                    tracing::warn!(recording = %id, %error, "no screen drawn for a deep link");
+                    Ok(None)
+                }
+            }
         };
         // Read together; nothing is answered before the audit entry is
         // written (or if it cannot be).
