@@ -261,26 +261,20 @@ fn css(style: &Style) -> String {
         (Some(Colour::Indexed(i)), None) => format!("var(--term-color-{i})"),
         _ => format!("var(--term-color-{default})"),
     };
-    let (mut fg, mut bg) = (style.foreground, style.background);
+    // Inverse swaps the colours, the terminal's own ones included.
+    let (mut fg, mut bg) = (
+        (style.foreground, "foreground"),
+        (style.background, "background"),
+    );
     if style.inverse {
         std::mem::swap(&mut fg, &mut bg);
     }
     let mut css = String::new();
-    if fg.is_some() || style.inverse {
-        let default = if style.inverse {
-            "background"
-        } else {
-            "foreground"
-        };
-        css += &format!("color:{};", colour(fg, default));
+    if fg.0.is_some() || style.inverse {
+        css += &format!("color:{};", colour(fg.0, fg.1));
     }
-    if bg.is_some() || style.inverse {
-        let default = if style.inverse {
-            "foreground"
-        } else {
-            "background"
-        };
-        css += &format!("background-color:{};", colour(bg, default));
+    if bg.0.is_some() || style.inverse {
+        css += &format!("background-color:{};", colour(bg.0, bg.1));
     }
     if style.bold {
         css += "font-weight:bold;";
