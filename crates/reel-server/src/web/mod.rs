@@ -362,13 +362,14 @@ async fn show(
             seen.truncate(VIEWERS_SHOWN);
             Ok::<_, HttpError>(Some(seen))
         };
+        // The index's pieces, planned once for the screen and the preloads.
+        let starts = player::plan(&info);
         // The screen after every event at or before the moment, as the
         // player shows a moment.
         let screen = async {
             let Some(us) = at else { return Ok(None) };
             let blank =
                 Snapshot::blank(info.row.metadata.as_ref().and_then(|m| m.terminal.as_ref()));
-            let starts = player::plan(&info);
             let piece_start = starts[player::piece_of(&starts, us)];
             // A screen that cannot be computed leaves the page without
             // it: the player then shows what it finds.
@@ -391,13 +392,13 @@ async fn show(
         let playback = match at {
             Some(us) => Playback::Recording {
                 at: Some(us as f64 / 1e6),
-                preload: player::first_fetches(&info, us).to_vec(),
+                preload: player::first_fetches(&info, &starts, us).to_vec(),
                 screen,
             },
             None if info.state() == reel_proto::v1::RecordingState::Open => Playback::Live,
             None => Playback::Recording {
                 at: None,
-                preload: player::first_fetches(&info, 0).to_vec(),
+                preload: player::first_fetches(&info, &starts, 0).to_vec(),
                 screen: None,
             },
         };

@@ -140,17 +140,17 @@ fn piece_url(starts: &[u64], i: usize, end: u64) -> String {
     }
 }
 
-/// What the player will fetch first to open recording `id` at `at_us`:
+/// What the player will fetch first to open recording `id` at `at_us`,
+/// given its plan (`starts`, from [`plan`]):
 /// its index and the piece that holds the moment, for the page to name
 /// as preloads, so that both are on their way while the player's script
 /// loads.
-pub fn first_fetches(info: &RecordingInfo, at_us: u64) -> [String; 2] {
-    let starts = plan(info);
-    let i = piece_of(&starts, at_us);
+pub fn first_fetches(info: &RecordingInfo, starts: &[u64], at_us: u64) -> [String; 2] {
+    let i = piece_of(starts, at_us);
     let base = format!("/recordings/{}", info.id);
     [
         format!("{base}/player.json"),
-        format!("{base}/{}", piece_url(&starts, i, info.durable_time_us)),
+        format!("{base}/{}", piece_url(starts, i, info.durable_time_us)),
     ]
 }
 
