@@ -228,7 +228,8 @@ const TIME_SCREEN: &str = "(() => {
 })();";
 
 /// Waits until [`TIME_SCREEN`] has timed the player's screen, returns
-/// `[shown, player]`.
+/// `[shown, player, element, stages]`: the last, where the page's time
+/// went (navigation timing and the stylesheets', ms).
 const TIMED_SCREEN: &str = "
     const done = arguments[0];
     const waited = performance.now();
@@ -238,7 +239,15 @@ const TIMED_SCREEN: &str = "
         // reeld's screen's paint is reported a little after it happens.
         const reported = t.element !== undefined || performance.now() > waited + 2000;
         if (painted(t.shown) && painted(t.player) && reported) {
-            done([t.shown.painted, t.player.painted, t.element === undefined ? null : t.element]);
+            const nav = performance.getEntriesByType('navigation')[0];
+            const css = performance.getEntriesByType('resource')
+                .filter(e => e.name.endsWith('.css')).map(e => Math.round(e.responseEnd));
+            const stages = {
+                request: Math.round(nav.requestStart), response: Math.round(nav.responseStart),
+                received: Math.round(nav.responseEnd), css, interactive: Math.round(nav.domInteractive),
+                frame: Math.round(t.shown.painted), element: t.element,
+            };
+            done([t.shown.painted, t.player.painted, t.element === undefined ? null : t.element, stages]);
         }
         else setTimeout(poll, 10);
     };
@@ -387,6 +396,7 @@ async fn main_async(quick: bool) {
             .unwrap();
         let at = b.execute_async(TIMED_SCREEN, vec![]).await.unwrap();
         browser.forget(&timer).await;
+        eprintln!("deep link stages (ms): {}", at[3]);
         shown_ms.push(at[0].as_f64().unwrap());
         element_ms.extend(at[2].as_f64());
         reel_ms.push(at[1].as_f64().unwrap());
