@@ -1,8 +1,9 @@
 //! The keyframe builder: computes, ahead of any view, the screen at the
-//! start of each piece of a closed recording ([`super::player::plan`]) and
-//! keeps each as the recording's keyframe, so that a deep link into a
-//! recording nobody has opened yet replays one piece, not everything
-//! before it.
+//! start of each piece of a closed recording, and at every
+//! [`PIECE_BYTES`](super::player::PIECE_BYTES) within the longer pieces
+//! of a long one ([`super::player::fine_plan`]), and keeps each as the
+//! recording's keyframe, so that a deep link into a recording nobody has
+//! opened yet replays at most that much, not everything before it.
 //!
 //! Every [`PASS_EVERY`] it looks at the [`RECENT`] most recently created
 //! recordings; a closed one with a piece start after its latest keyframe
@@ -19,7 +20,7 @@ use reel_engine::{Filter, Query, ReadItem, Sort, SortKey, StateFilter, Window};
 use reel_proto::RecordingId;
 use tracing::{debug, info, warn};
 
-use super::player::{notice, plan};
+use super::player::{fine_plan, notice};
 use crate::http::AppState;
 
 /// How often the builder looks for recordings to build.
@@ -78,7 +79,7 @@ async fn pass(app: &AppState) {
 /// how many it kept.
 pub async fn build(app: &AppState, id: RecordingId) -> reel_engine::Result<usize> {
     let info = app.engine.recording(id).await?;
-    let starts = plan(&info);
+    let starts = fine_plan(&info);
     let Some(&last) = starts.last() else {
         return Ok(0);
     };

@@ -83,15 +83,19 @@ fn seconds(us: u64) -> f64 {
     us as f64 / 1e6
 }
 
-/// The start of each piece (the first is 0), from the catalog's blocks.
+/// The start of each piece (the first is 0), from the catalog's blocks:
+/// every 1st, 2nd, 4th... of the [`fine_plan`]'s.
 pub fn plan(info: &RecordingInfo) -> Vec<u64> {
-    let fine = plan_pieces_of_piece_bytes(info);
+    let fine = fine_plan(info);
     let step = fine.len().div_ceil(MAX_PIECES).next_power_of_two();
     fine.into_iter().step_by(step).collect()
 }
 
-/// Pieces of about [`PIECE_BYTES`], however many.
-fn plan_pieces_of_piece_bytes(info: &RecordingInfo) -> Vec<u64> {
+/// The starts of pieces of about [`PIECE_BYTES`], however many: those of
+/// [`plan`] and, in a long recording, those between. A closed recording's
+/// keyframes are kept at each, so that a deep link into a long piece
+/// replays at most [`PIECE_BYTES`] of events for its screen.
+pub fn fine_plan(info: &RecordingInfo) -> Vec<u64> {
     let end = info.durable_time_us;
     let mut starts = vec![0u64];
     let mut bytes = 0u64;
@@ -616,7 +620,7 @@ mod tests {
             |n: u64| -> Vec<(u64, u64)> { (0..n).map(|i| (i * 10, PIECE_BYTES)).collect() };
         // Between 4 and 8 times MAX_PIECES pieces of PIECE_BYTES: pieces of 8.
         let n = 4 * MAX_PIECES as u64 + 100;
-        let fine = plan_pieces_of_piece_bytes(&info(&blocks(n), n * 10));
+        let fine = fine_plan(&info(&blocks(n), n * 10));
         assert_eq!(fine.len() as u64, n);
         let starts = plan(&info(&blocks(n), n * 10));
         assert!(starts.len() <= MAX_PIECES, "{} pieces", starts.len());
@@ -632,7 +636,7 @@ mod tests {
         assert_eq!(&grown[..starts.len()], &starts[..]);
         // ... and up to MAX_PIECES pieces of PIECE_BYTES, nothing changes.
         let small = info(&blocks(MAX_PIECES as u64), 100_000);
-        assert_eq!(plan(&small), plan_pieces_of_piece_bytes(&small));
+        assert_eq!(plan(&small), fine_plan(&small));
     }
 
     #[test]
