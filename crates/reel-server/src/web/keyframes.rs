@@ -6,7 +6,7 @@
 //! opened yet replays at most that much, not everything before it.
 //!
 //! Every [`PASS_EVERY`] it looks at the [`RECENT`] most recently created
-//! recordings; a closed one with a piece start after its latest keyframe
+//! recordings; a closed one with such a start after its latest keyframe
 //! is built from that keyframe on, in one read of the recording, one
 //! recording at a time. What it kept is in the catalog, so a restart
 //! continues where it stopped. Older recordings get their keyframes as
