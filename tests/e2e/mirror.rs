@@ -72,8 +72,10 @@ async fn exports_intact(reeld: &Reeld, recorded: &[(usize, String, u64)]) {
     }
 }
 
-/// Mirrored, settled: nothing queued, nothing lacking, no spool file, and
-/// nothing left for the compactor.
+/// Mirrored, settled: the scan for missing copies done, nothing queued,
+/// nothing lacking, no spool file, and nothing left for the compactor.
+/// (Without the scan, a restart into mirror mode looked settled before
+/// the scan had queued what the secondary lacked.)
 async fn settled(reeld: &Reeld) -> bool {
     let s = status(reeld).await;
     let compact: CompactStatus = reeld.get_json("/api/v1/compact").await.unwrap();
@@ -81,7 +83,7 @@ async fn settled(reeld: &Reeld) -> bool {
         && s.spool_segments == 0
         && s.mirror_backlog
             .as_ref()
-            .is_some_and(|m| m.primary_segments == 0 && m.secondary_segments == 0)
+            .is_some_and(|m| m.scanned && m.primary_segments == 0 && m.secondary_segments == 0)
         && compact.plan.is_empty()
         && compact.pending_deletions == 0
 }

@@ -251,6 +251,10 @@ pub struct ServerStatus {
 pub struct MirrorBacklog {
     pub primary_segments: u64,
     pub secondary_segments: u64,
+    /// Whether this start's scan for the copies a store lacks has
+    /// finished: until it has, zero segments does not mean mirrored.
+    #[serde(default)]
+    pub scanned: bool,
 }
 
 /// The body of every error response.

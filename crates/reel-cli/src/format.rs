@@ -197,8 +197,15 @@ pub(crate) fn status(s: &ServerStatus, storage: &StorageStatus) -> String {
         Some(m) => {
             let _ = writeln!(
                 out,
-                "uploads    {} queued; mirror mode: the primary lacks {} segments, the secondary {}",
-                s.upload_queue, m.primary_segments, m.secondary_segments
+                "uploads    {} queued; mirror mode: the primary lacks {} segments, the secondary {}{}",
+                s.upload_queue,
+                m.primary_segments,
+                m.secondary_segments,
+                if m.scanned {
+                    ""
+                } else {
+                    " (so far: still scanning for copies a store lacks)"
+                }
             );
         }
         None => {

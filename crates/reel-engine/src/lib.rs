@@ -154,6 +154,9 @@ pub(crate) struct Inner {
     pub cache: cache::ReadCache,
     /// When the next mirror catch-up copy may start (`mirror::pace`).
     pub catch_up_pace: Mutex<Option<tokio::time::Instant>>,
+    /// Mirror mode: this start's scan for copies a store lacks has queued
+    /// them all (`mirror::catch_up`); until then the backlog is partial.
+    pub mirror_scanned: AtomicBool,
     pub primary: Store,
     pub secondary: Store,
     /// Health of the stores and the choice of where uploads go.
@@ -573,6 +576,7 @@ impl Engine {
             spool: recovered.spool,
             cache,
             catch_up_pace: Mutex::new(None),
+            mirror_scanned: AtomicBool::new(false),
             primary,
             secondary,
             router,

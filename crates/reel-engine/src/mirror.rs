@@ -49,6 +49,11 @@ pub struct MirrorBacklog {
     pub primary_segments: u64,
     /// Segments the secondary does not hold yet.
     pub secondary_segments: u64,
+    /// Whether this start's scan for the copies a store lacks (what
+    /// failover mode or an outage before the restart left on one store)
+    /// has finished. Until it has, the counts are of what was queued
+    /// before it, and zero does not mean mirrored.
+    pub scanned: bool,
 }
 
 /// The stores mirror mode still has to put `seg` on. Not the primary when
@@ -370,6 +375,11 @@ async fn keep_key_if_local(inner: &Arc<Inner>, id: RecordingId, seq: u64) {
 /// queue is in the catalog, and the scan is repeated at each start.
 pub(crate) async fn catch_up(inner: Arc<Inner>) {
     let result = queue_missing_copies(&inner).await;
+    if result.is_ok() {
+        inner
+            .mirror_scanned
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
     match &result {
         Ok((0, _)) => {}
         Ok((n, _)) => info!(
@@ -530,7 +540,12 @@ async fn restore_primary_combined(inner: &Arc<Inner>, id: RecordingId) {
 
 /// How many queued segments each store still lacks.
 pub(crate) fn backlog(inner: &Inner) -> Result<MirrorBacklog> {
-    let mut out = MirrorBacklog::default();
+    let mut out = MirrorBacklog {
+        scanned: inner
+            .mirror_scanned
+            .load(std::sync::atomic::Ordering::Acquire),
+        ..Default::default()
+    };
     for (id, seq) in inner.catalog.upload_queue()? {
         let Some(seg) = inner.catalog.segment(id, seq)? else {
             continue;

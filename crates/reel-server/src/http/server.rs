@@ -135,6 +135,7 @@ async fn status(State(app): State<AppState>) -> Result<axum::Json<ServerStatus>,
         mirror_backlog: local.mirror_backlog.map(|m| reel_api::MirrorBacklog {
             primary_segments: m.primary_segments,
             secondary_segments: m.secondary_segments,
+            scanned: m.scanned,
         }),
     }))
 }
