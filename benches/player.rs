@@ -29,6 +29,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use futures::StreamExt;
 use object_store::{GetOptions, GetRange, ObjectStore};
 use reel_engine::{Engine, EngineConfig};
@@ -336,6 +337,10 @@ async fn main_async(quick: bool) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = reel_server::http::router(state);
+    // As reeld serves: no Nagle delay on a response's later writes.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move {
         axum::serve(
             listener,
