@@ -8,12 +8,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use reel_keys::DataKey;
+use reel_keys::{Cipher, DataKey};
 use reel_log::RecordingKey;
 use reel_log::validate::{decode_journal_entry, open_entry, seal_entry};
 
 fn key(recording: [u8; 16]) -> RecordingKey {
-    RecordingKey::new(recording, DataKey::from_bytes([7u8; 32].into()))
+    RecordingKey::new(
+        recording,
+        DataKey::from_bytes(Cipher::Xaes256Gcm, [7u8; 32].into()),
+    )
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -190,6 +190,9 @@ pub struct KeysSection {
     /// Encrypt recordings started from now on (default true); `false` only
     /// to measure what encryption costs.
     pub encrypt: Option<bool>,
+    /// The AEAD of new recordings' data keys: `xaes-256-gcm` (default) or
+    /// `xchacha20-poly1305` (faster only on a CPU without AES instructions).
+    pub cipher: Option<String>,
 }
 
 /// The read cache; see `reel_engine::CacheConfig`.
@@ -487,6 +490,12 @@ impl ServerConfig {
         if let Some(v) = file.keys.encrypt {
             engine.encrypt = v;
         }
+        if let Some(name) = &file.keys.cipher {
+            engine.cipher = reel_engine::Cipher::from_name(name).ok_or_else(|| {
+                let names: Vec<_> = reel_engine::Cipher::ALL.iter().map(|c| c.name()).collect();
+                anyhow::anyhow!("keys.cipher must be one of {names:?}, not {name:?}")
+            })?;
+        }
         file.retention.apply(&mut engine.retention);
         if args.no_compactor {
             engine.compactor.enabled = false;
@@ -665,6 +674,28 @@ allow_http = true
             let err = format!("{:#}", load(text).unwrap_err());
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_cipher_of_new_recordings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reel.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let args = Args::parse_from(["reeld", "--config", path.to_str().unwrap()]);
+            ServerConfig::load(&args).map(|c| c.engine.cipher)
+        };
+        assert_eq!(load("").unwrap(), reel_engine::Cipher::Xaes256Gcm);
+        assert_eq!(
+            load("[keys]\ncipher = \"xchacha20-poly1305\"\n").unwrap(),
+            reel_engine::Cipher::XChaCha20Poly1305
+        );
+        let err = load("[keys]\ncipher = \"aes-128-cbc\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("keys.cipher")
+                && err.to_string().contains("xaes-256-gcm"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -82,6 +82,11 @@ pub struct EngineConfig {
     /// encryption costs (`[keys] encrypt = false`); recordings already
     /// stored keep the form they were written in.
     pub encrypt: bool,
+    /// The AEAD of the data keys of recordings started from now on
+    /// (`[keys] cipher`): XAES-256-GCM, or XChaCha20-Poly1305 for a CPU
+    /// without AES instructions. Recordings keep the one they were started
+    /// with.
+    pub cipher: reel_keys::Cipher,
 }
 
 impl EngineConfig {
@@ -118,6 +123,7 @@ impl EngineConfig {
             failpoints: Default::default(),
             master_key: None,
             encrypt: true,
+            cipher: reel_keys::Cipher::Xaes256Gcm,
         }
     }
 

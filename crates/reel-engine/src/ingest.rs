@@ -75,7 +75,7 @@ pub(crate) async fn start(
     // The data key is drawn and wrapped now, and its wrapped form committed
     // with the row, before any event is accepted (RFC 0001).
     let (key, wrapped_key) = if inner.config.encrypt {
-        let key = DataKey::generate()?;
+        let key = DataKey::generate_for(inner.config.cipher)?;
         let wrapped = inner.keys.wrap(&id.to_bytes(), &key)?.to_bytes();
         (Some(RecordingKey::new(id.to_bytes(), key)), wrapped)
     } else {

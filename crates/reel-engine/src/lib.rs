@@ -76,6 +76,7 @@ pub use copies::location_name;
 pub use error::{EngineError, ErrorKind, Result};
 pub use ingest::{AckFuture, RecordingWriter};
 pub use key_rotation::RotationStatus;
+pub use reel_keys::Cipher;
 pub use keyframes::MAX_KEYFRAME_BYTES;
 pub use mirror::MirrorBacklog;
 pub use purger::{Actor, PurgeOutcome};

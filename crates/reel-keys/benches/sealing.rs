@@ -2,10 +2,12 @@
 //! journal record of one small terminal event (the ingest path, one box per
 //! event) and a 64 KiB segment block (the read path, one box per block).
 //!
-//! - `seal`, `open`: Reel's boxes (XChaCha20-Poly1305 as HChaCha20 and
-//!   AWS-LC's ChaCha20-Poly1305).
-//! - `rustcrypto seal`, `rustcrypto open`: the same boxes by RustCrypto's
-//!   `XChaCha20Poly1305`, which Reel used before.
+//! - `seal`, `open`: Reel's boxes of a data key made now (XAES-256-GCM:
+//!   AWS-LC's AES-256-GCM under a derived subkey).
+//! - `xchacha seal`, `xchacha open`: the boxes of data keys made before
+//!   (XChaCha20-Poly1305 as HChaCha20 and AWS-LC's ChaCha20-Poly1305).
+//! - `rustcrypto seal`, `rustcrypto open`: XChaCha20-Poly1305 boxes by
+//!   RustCrypto's `XChaCha20Poly1305`, which Reel used before AWS-LC.
 //! - `sha256`, `crc32c`: the checks every read makes of a block stored in
 //!   the clear.
 //!
@@ -14,7 +16,7 @@
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use reel_keys::{DataKey, NONCE_LEN, open, seal};
+use reel_keys::{Cipher, DataKey, NONCE_LEN, open, seal};
 use sha2::{Digest, Sha256};
 
 /// A journal record of one 128-byte event, and a 64 KiB block.
@@ -26,6 +28,7 @@ fn payload<'a>(msg: &'a [u8], aad: &'a [u8]) -> Payload<'a, 'a> {
 
 fn sealing(c: &mut Criterion) {
     let key = DataKey::generate().unwrap();
+    let xchacha = DataKey::from_bytes(Cipher::XChaCha20Poly1305, [9u8; 32].into());
     let reference = XChaCha20Poly1305::new(&[9u8; 32].into());
     let nonce = XNonce::from([3u8; NONCE_LEN]);
     let aad = [7u8; 33];
@@ -39,6 +42,13 @@ fn sealing(c: &mut Criterion) {
         let sealed = seal(&key, &aad, &plain).unwrap();
         group.bench_with_input(BenchmarkId::new("open", size), &sealed, |b, s| {
             b.iter(|| open(&key, &aad, s).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("xchacha seal", size), &plain, |b, p| {
+            b.iter(|| seal(&xchacha, &aad, p).unwrap())
+        });
+        let sealed = seal(&xchacha, &aad, &plain).unwrap();
+        group.bench_with_input(BenchmarkId::new("xchacha open", size), &sealed, |b, s| {
+            b.iter(|| open(&xchacha, &aad, s).unwrap())
         });
         group.bench_with_input(BenchmarkId::new("rustcrypto seal", size), &plain, |b, p| {
             b.iter(|| reference.encrypt(&nonce, payload(p, &aad)).unwrap())

@@ -8,8 +8,9 @@
 //! - **Master keys** wrap each recording's **data key** (XChaCha20-Poly1305,
 //!   the recording id as associated data, so a wrapped key moved to another
 //!   recording does not open). A recording's blocks are sealed with its data
-//!   key ([`seal`], [`open`]); destroying the wrapped key makes every copy of
-//!   the recording unreadable.
+//!   key ([`seal`], [`open`]; XAES-256-GCM, or XChaCha20-Poly1305 for keys
+//!   made before: see [`Cipher`]); destroying the wrapped key makes every
+//!   copy of the recording unreadable.
 //! - A [`KeyProvider`] holds them: [`FileKeys`] keeps them in files (the
 //!   default), and a KMS or HSM provider can implement the same trait.
 //!
@@ -23,8 +24,6 @@ mod file;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use aws_lc_rs::aead::LessSafeKey;
-
 use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -33,7 +32,7 @@ use zeroize::Zeroizing;
 pub use error::KeyError;
 pub use file::FileKeys;
 
-pub use aead::{NONCE_LEN, TAG_LEN};
+pub use aead::{Cipher, NONCE_LEN, TAG_LEN};
 
 /// What a box of [`seal`] adds to its plaintext: the nonce in front, the
 /// tag behind.
@@ -139,41 +138,54 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// A recording's data key: 32 random bytes, wiped when dropped.
+/// A recording's data key: 32 random bytes and the AEAD they are for,
+/// wiped when dropped.
 #[derive(Clone)]
 pub struct DataKey {
     bytes: Zeroizing<[u8; 32]>,
-    /// The ChaCha20-Poly1305 subkey for this process's nonces, made at the
-    /// first box and shared by clones: with one event per message every
-    /// event is a box, and deriving it each time (HChaCha20, then AWS-LC's
-    /// key set-up) cost more than sealing a small record. AWS-LC wipes it
-    /// when it is freed.
-    sealing: Arc<OnceLock<LessSafeKey>>,
+    cipher: Cipher,
+    /// The subkey for this process's nonces, made at the first box and
+    /// shared by clones: with one event per message every event is a box,
+    /// and deriving it each time cost more than sealing a small record.
+    /// AWS-LC wipes it when it is freed.
+    sealing: Arc<OnceLock<aead::Subkey>>,
 }
 
 impl DataKey {
-    /// A new random key.
+    /// A new random key, for XAES-256-GCM.
     pub fn generate() -> Result<DataKey, KeyError> {
-        Ok(DataKey::from_bytes(random_key()?))
+        DataKey::generate_for(Cipher::Xaes256Gcm)
+    }
+
+    /// A new random key for `cipher`.
+    pub fn generate_for(cipher: Cipher) -> Result<DataKey, KeyError> {
+        Ok(DataKey::from_bytes(cipher, random_key()?))
     }
 
     /// A key from its bytes: for a provider that keeps keys elsewhere (a
     /// KMS hands back the unwrapped bytes), and for fuzzing with a fixed
     /// key. The bytes are wiped with the key.
-    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> DataKey {
+    pub fn from_bytes(cipher: Cipher, bytes: Zeroizing<[u8; 32]>) -> DataKey {
         DataKey {
             bytes,
+            cipher,
             sealing: Arc::default(),
         }
     }
 
+    /// The AEAD of this key's boxes.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+
     /// The subkey of boxes whose nonces begin with this process's prefix
     /// ([`process_nonce_prefix`]), made on first use.
-    fn sealing_subkey(&self) -> Result<&LessSafeKey, KeyError> {
-        let prefix = process_nonce_prefix()?;
+    fn sealing_subkey(&self) -> Result<&aead::Subkey, KeyError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..16].copy_from_slice(process_nonce_prefix()?);
         Ok(self
             .sealing
-            .get_or_init(|| aead::subkey(&self.bytes, prefix)))
+            .get_or_init(|| self.cipher.subkey(&self.bytes, &nonce)))
     }
 }
 
@@ -193,6 +205,9 @@ fn random_key() -> Result<Zeroizing<[u8; 32]>, KeyError> {
 /// A data key sealed by a master key, for one recording.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WrappedKey {
+    /// The AEAD the data key is for (its bytes' version), bound into the
+    /// wrapping: a wrapped key whose version was changed does not open.
+    pub cipher: Cipher,
     /// The master key that opens it.
     pub master_key_id: KeyId,
     pub nonce: [u8; NONCE_LEN],
@@ -200,7 +215,24 @@ pub struct WrappedKey {
     pub ciphertext: Vec<u8>,
 }
 
-const WRAPPED_VERSION: u8 = 1;
+/// The version byte of a wrapped key: which AEAD the data key is for.
+fn wrapped_version(cipher: Cipher) -> u8 {
+    match cipher {
+        Cipher::XChaCha20Poly1305 => 1,
+        Cipher::Xaes256Gcm => 2,
+    }
+}
+
+/// What a wrapped data key is bound to: its recording and, for keys made
+/// after XChaCha20-Poly1305 (whose wrapping bound the recording alone),
+/// its AEAD.
+fn wrapping_aad(recording: &[u8], cipher: Cipher) -> Vec<u8> {
+    match cipher {
+        Cipher::XChaCha20Poly1305 => recording.to_vec(),
+        Cipher::Xaes256Gcm => [recording, b"\0reel/data-key/xaes-256-gcm"].concat(),
+    }
+}
+
 /// The length of a [`WrappedKey`]'s bytes.
 pub const WRAPPED_KEY_LEN: usize = 1 + 8 + NONCE_LEN + 32 + TAG_LEN;
 const WRAPPED_LEN: usize = WRAPPED_KEY_LEN;
@@ -210,7 +242,7 @@ impl WrappedKey {
     /// master key's id, the nonce, the sealed key.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(WRAPPED_LEN);
-        out.push(WRAPPED_VERSION);
+        out.push(wrapped_version(self.cipher));
         out.extend_from_slice(&self.master_key_id.0);
         out.extend_from_slice(&self.nonce);
         out.extend_from_slice(&self.ciphertext);
@@ -229,10 +261,13 @@ impl WrappedKey {
                 bytes.len()
             )));
         }
-        if bytes[0] != WRAPPED_VERSION {
-            return Err(malformed(&format!("unknown version {}", bytes[0])));
-        }
+        let cipher = match bytes[0] {
+            1 => Cipher::XChaCha20Poly1305,
+            2 => Cipher::Xaes256Gcm,
+            v => return Err(malformed(&format!("unknown version {v}"))),
+        };
         Ok(WrappedKey {
+            cipher,
             master_key_id: KeyId(bytes[1..9].try_into().expect("8 bytes")),
             nonce: bytes[9..9 + NONCE_LEN].try_into().expect("nonce bytes"),
             ciphertext: bytes[9 + NONCE_LEN..].to_vec(),
@@ -266,8 +301,15 @@ impl MasterKey {
     }
 
     pub(crate) fn wrap(&self, recording: &[u8], key: &DataKey) -> Result<WrappedKey, KeyError> {
-        let sealed = aead::seal(&self.key, &fresh_nonce()?, recording, key.bytes.as_ref())?;
+        let sealed = aead::seal(
+            Cipher::XChaCha20Poly1305,
+            &self.key,
+            &fresh_nonce()?,
+            &wrapping_aad(recording, key.cipher),
+            key.bytes.as_ref(),
+        )?;
         Ok(WrappedKey {
+            cipher: key.cipher,
             master_key_id: self.id,
             nonce: sealed[..NONCE_LEN].try_into().expect("nonce bytes"),
             ciphertext: sealed[NONCE_LEN..].to_vec(),
@@ -283,13 +325,19 @@ impl MasterKey {
         sealed.extend_from_slice(&wrapped.nonce);
         sealed.extend_from_slice(&wrapped.ciphertext);
         let plain = Zeroizing::new(
-            aead::open(&self.key, recording, &sealed).map_err(|_| KeyError::WrongKey)?,
+            aead::open(
+                Cipher::XChaCha20Poly1305,
+                &self.key,
+                &wrapping_aad(recording, wrapped.cipher),
+                &sealed,
+            )
+            .map_err(|_| KeyError::WrongKey)?,
         );
         let key: [u8; 32] = plain
             .as_slice()
             .try_into()
             .map_err(|_| KeyError::WrongKey)?;
-        Ok(DataKey::from_bytes(Zeroizing::new(key)))
+        Ok(DataKey::from_bytes(wrapped.cipher, Zeroizing::new(key)))
     }
 }
 
@@ -389,7 +437,7 @@ pub fn open(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, KeyErro
         Ok(prefix) if nonce[..16] == prefix[..] => {
             aead::open_with(key.sealing_subkey()?, nonce, aad, &sealed[NONCE_LEN..])
         }
-        _ => aead::open(&key.bytes, aad, sealed),
+        _ => aead::open(key.cipher, &key.bytes, aad, sealed),
     }
 }
 

@@ -97,9 +97,43 @@ fn a_data_key_opens_only_for_its_recording_and_with_its_master_key() {
     ));
     // Wrong lengths and versions are refused, never read past.
     assert!(WrappedKey::from_bytes(&wrapped.to_bytes()[1..]).is_err());
-    let mut v2 = wrapped.to_bytes();
-    v2[0] = 2;
-    assert!(WrappedKey::from_bytes(&v2).is_err());
+    let mut v3 = wrapped.to_bytes();
+    v3[0] = 3;
+    assert!(WrappedKey::from_bytes(&v3).is_err());
+}
+
+/// Data keys made before XAES-256-GCM (XChaCha20-Poly1305, wrapped as
+/// version 1) still open and seal as they did; a wrapped key whose version
+/// byte was changed to name the other AEAD does not open at all.
+#[test]
+fn data_keys_of_either_cipher_wrap_and_open_and_their_version_is_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let new = DataKey::generate().unwrap();
+    assert_eq!(new.cipher(), Cipher::Xaes256Gcm);
+    let old = DataKey::from_bytes(Cipher::XChaCha20Poly1305, Zeroizing::new([7u8; 32]));
+    for (data, version) in [(&new, 2u8), (&old, 1u8)] {
+        let wrapped = k.wrap(b"recording-a", data).unwrap();
+        let bytes = wrapped.to_bytes();
+        assert_eq!(bytes[0], version);
+        let opened = k
+            .unwrap(b"recording-a", &WrappedKey::from_bytes(&bytes).unwrap())
+            .unwrap();
+        assert_eq!(opened.cipher(), data.cipher());
+        let boxed = seal(data, b"aad", b"typed: hunter2").unwrap();
+        assert_eq!(open(&opened, b"aad", &boxed).unwrap(), b"typed: hunter2");
+        let mut flipped = bytes.clone();
+        flipped[0] = 3 - version;
+        let flipped = WrappedKey::from_bytes(&flipped).unwrap();
+        assert!(matches!(
+            k.unwrap(b"recording-a", &flipped),
+            Err(KeyError::WrongKey)
+        ));
+    }
+    // The same 32 bytes under the other AEAD open nothing.
+    let boxed = seal(&old, b"aad", b"typed").unwrap();
+    let as_xaes = DataKey::from_bytes(Cipher::Xaes256Gcm, Zeroizing::new([7u8; 32]));
+    assert!(open(&as_xaes, b"aad", &boxed).is_err());
 }
 
 #[test]
@@ -249,11 +283,16 @@ fn boxes_of_this_process_and_of_another_open_and_only_unaltered() {
     let mut nonce = [0u8; NONCE_LEN];
     nonce[..16].copy_from_slice(&[0xA5; 16]);
     assert_ne!(&nonce[..16], &ours[..16], "another process's prefix");
-    let theirs = aead::seal(&key.bytes, &nonce, b"aad", b"typed: hunter2").unwrap();
+    let theirs = aead::seal(key.cipher, &key.bytes, &nonce, b"aad", b"typed: hunter2").unwrap();
     for sealed in [&ours, &theirs] {
         assert_eq!(open(&key, b"aad", sealed).unwrap(), b"typed: hunter2");
         assert_eq!(
-            open(&DataKey::from_bytes(key.bytes.clone()), b"aad", sealed).unwrap(),
+            open(
+                &DataKey::from_bytes(key.cipher, key.bytes.clone()),
+                b"aad",
+                sealed
+            )
+            .unwrap(),
             b"typed: hunter2",
             "a copy of the key made before any box"
         );

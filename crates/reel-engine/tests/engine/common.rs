@@ -61,7 +61,13 @@ pub async fn rig(tune: impl FnOnce(&mut EngineConfig)) -> Rig {
 /// of the process) and opened again on the same directory and stores, with
 /// new fault handles that inject nothing.
 pub async fn restart(rig: Rig) -> Rig {
-    let config = rig.engine.config().clone();
+    restart_with(rig, |_| {}).await
+}
+
+/// [`restart`], with the configuration changed by `tune`.
+pub async fn restart_with(rig: Rig, tune: impl FnOnce(&mut EngineConfig)) -> Rig {
+    let mut config = rig.engine.config().clone();
+    tune(&mut config);
     rig.engine.shutdown().await;
     rig.primary.release();
     rig.secondary.release();

@@ -449,3 +449,37 @@ async fn closed_and_uploaded(
     .await;
     engine.recording(id).await.unwrap()
 }
+
+/// Recordings whose data keys are for XChaCha20-Poly1305 (every recording
+/// written before XAES-256-GCM, or with `[keys] cipher` set to it) read as
+/// before once the engine makes XAES-256-GCM keys: one closed and uploaded,
+/// one whose events were still in the journal at the restart (recovery
+/// opens their records and seals them with the old key). Each wrapped key's
+/// version names its cipher, and recordings of both read byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_of_either_cipher_read_alike_after_the_cipher_changes() {
+    use reel_engine::Cipher;
+    let rig = rig(|c| c.cipher = Cipher::XChaCha20Poly1305).await;
+    let closed = closed_recording(&rig.engine, 300).await;
+    let mut w = rig
+        .engine
+        .start(RecordingMetadata::default())
+        .await
+        .unwrap();
+    let unsealed = w.id();
+    write(&mut w, 0..40).await;
+    drop(w);
+    let rig = restart_with(rig, |c| c.cipher = Cipher::Xaes256Gcm).await;
+    let new = closed_recording(&rig.engine, 300).await;
+    let expected: Vec<Event> = (0..300).map(event).collect();
+    for (id, version, events) in [
+        (closed, 1u8, &expected[..]),
+        (unsealed, 1u8, &expected[..40]),
+        (new, 2u8, &expected[..]),
+    ] {
+        let info = rig.engine.recording(id).await.unwrap();
+        assert_eq!(info.row.wrapped_key.first(), Some(&version), "{id}");
+        assert_eq!(read_all(&rig.engine, id).await, events, "{id}");
+    }
+    rig.engine.shutdown().await;
+}
