@@ -895,7 +895,10 @@ impl Garage {
         runtime.block_on(async {
             let key = object_store::path::Path::from("_ready");
             let mut last = None;
-            for _ in 0..100 {
+            // Up to 30 s: a Garage restarted while the suite loads both
+            // cores once took more than 10 s to know its bucket again
+            // ("Unknown API endpoint" until then).
+            for _ in 0..300 {
                 match object_store::ObjectStoreExt::put(&store, &key, "ok".into()).await {
                     Ok(_) => {
                         let _ = object_store::ObjectStoreExt::delete(&store, &key).await;
