@@ -508,7 +508,14 @@ fn encryption_pair(
     for round in 0..rounds {
         let mut rates = [0.0; 2];
         let mut cpu_us = [0.0; 2];
-        for (slot, encrypt) in [(0, false), (1, true)] {
+        // Each goes first in every other round: a run can find the disk
+        // still writing back what the one before it wrote.
+        let order = if round % 2 == 0 {
+            [(0, false), (1, true)]
+        } else {
+            [(1, true), (0, false)]
+        };
+        for (slot, encrypt) in order {
             let c0 = reel_testkit::process_cpu_seconds();
             let (o, _) = runtime.block_on(reel_engine(dir, n, run, encrypt));
             // The whole run's CPU (recorders, engine, opening and closing)

@@ -12,10 +12,13 @@
 //!   against its SHA-256, the same multipart write with the index, the
 //!   verification (size and index read back) and the catalog commit.
 //!
-//! Each size is recombined twice, by an engine storing recordings in the
-//! clear (`[keys] encrypt = false`) and by one sealing them (the default),
-//! each beside its own raw copy: recombination copies sealed blocks as
-//! bytes, so encryption should cost it nothing but the checks.
+//! Each size is recombined by an engine storing recordings in the clear
+//! (`[keys] encrypt = false`) and by one sealing them (the default), each
+//! beside its own raw copy: recombination copies sealed blocks as bytes,
+//! so encryption should cost it nothing but the checks. Sizes up to 64 MiB
+//! are run in 3 rounds (a new split recording each, raw copy then Reel)
+//! and the medians compared: one Garage multipart copy of 64 MiB varies by
+//! more than half from one run to the next.
 //!
 //! Prints MB/s of both and their ratio, and the peak resident memory of the
 //! whole bench process during Reel's recombination (Linux `VmHWM`, reset
@@ -239,6 +242,11 @@ async fn recorders_during(
     (all, took)
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn mb_per_s(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / took.as_secs_f64() / 1e6
 }
@@ -270,25 +278,41 @@ async fn main_async(quick: bool) {
         }
         let this = engine_rig(dir.path(), &primary, &secondary, 0, encrypt).await;
         for (n, &size) in sizes.iter().enumerate() {
-            let id = split_recording(&this, size, (n as u64) << 40).await;
-            settle().await;
-            let (raw, raw_bytes) = raw_copy(&this.engine, id, &raw_primary, &raw_secondary).await;
-            // The raw copy's writes reach the disk before Reel's run starts,
-            // so that neither pays for the other's writeback.
-            settle().await;
-            reset_peak_rss();
-            let start = Instant::now();
-            assert_eq!(
-                this.engine.compact(Some(id)).await.unwrap(),
-                1,
-                "{:?}",
-                this.engine.compactor_status()
-            );
-            let took = start.elapsed();
-            let peak = peak_rss_kib();
-            let info = this.engine.recording(id).await.unwrap();
-            let reel_bytes: u64 = info.segments.iter().map(|s| s.size).sum();
-            let (raw_mb, reel_mb) = (mb_per_s(raw_bytes, raw), mb_per_s(reel_bytes, took));
+            let rounds = if size <= 64 << 20 { 3 } else { 1 };
+            let (mut raw_rates, mut reel_rates, mut peak) = (Vec::new(), Vec::new(), 0);
+            for round in 0..rounds {
+                let seed = ((n as u64) << 40) | (round as u64) << 32;
+                let id = split_recording(&this, size, seed).await;
+                settle().await;
+                let (raw, raw_bytes) =
+                    raw_copy(&this.engine, id, &raw_primary, &raw_secondary).await;
+                // The raw copy's writes reach the disk before Reel's run
+                // starts, so that neither pays for the other's writeback.
+                settle().await;
+                reset_peak_rss();
+                let start = Instant::now();
+                assert_eq!(
+                    this.engine.compact(Some(id)).await.unwrap(),
+                    1,
+                    "{:?}",
+                    this.engine.compactor_status()
+                );
+                let took = start.elapsed();
+                peak = peak.max(peak_rss_kib());
+                let info = this.engine.recording(id).await.unwrap();
+                let reel_bytes: u64 = info.segments.iter().map(|s| s.size).sum();
+                raw_rates.push(mb_per_s(raw_bytes, raw));
+                reel_rates.push(mb_per_s(reel_bytes, took));
+                while this.engine.drain_deletions().await.unwrap() > 0 {}
+            }
+            if rounds > 1 {
+                eprintln!(
+                    "{} MiB {}: raw {raw_rates:.0?} MB/s, Reel {reel_rates:.0?} MB/s",
+                    size >> 20,
+                    if encrypt { "sealed" } else { "clear" }
+                );
+            }
+            let (raw_mb, reel_mb) = (median(raw_rates), median(reel_rates));
             ratios.push((size, encrypt, reel_mb / raw_mb));
             let label = if size >= 1 << 30 {
                 format!("{} GiB", size >> 30)
@@ -301,7 +325,6 @@ async fn main_async(quick: bool) {
                 reel_mb / raw_mb,
                 peak as f64 / 1024.0,
             );
-            while this.engine.drain_deletions().await.unwrap() > 0 {}
         }
         rig = Some(this);
     }

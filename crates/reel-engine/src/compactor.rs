@@ -386,8 +386,14 @@ async fn compact_one(inner: &Arc<Inner>, id: RecordingId) -> Result<u64> {
     }
     let mut small = Vec::new();
     let mut copied = 0u64;
-    for seg in &segments {
-        let bytes = match read_good_copy(inner, id, seg).await {
+    // One segment is read (and its SHA-256 checked) ahead, on a task of its
+    // own, while this one is hashed into the whole and written: done in
+    // turn, the copy waited for each GET and each GET for the hashing.
+    let mut ahead = segments.first().map(|seg| read_ahead(inner, id, seg));
+    for (i, seg) in segments.iter().enumerate() {
+        let reading = ahead.take().expect("each segment is read ahead");
+        ahead = segments.get(i + 1).map(|next| read_ahead(inner, id, next));
+        let bytes = match reading.await {
             Ok(b) => b,
             Err(e) => {
                 abort_all(writers).await;
@@ -537,6 +543,40 @@ fn index_entry(seg: &SegmentRow) -> IndexEntry {
         end_time_us: seg.end_time_us,
         ..Default::default()
     }
+}
+
+/// A segment being read by [`read_good_copy`] on a task of its own; aborted
+/// when dropped, so a recombination given up leaves no read behind.
+struct ReadAhead(tokio::task::JoinHandle<Result<bytes::Bytes>>);
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::future::Future for ReadAhead {
+    type Output = Result<bytes::Bytes>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| {
+                Err(EngineError::Internal(format!(
+                    "reading a segment failed: {e}"
+                )))
+            })
+        })
+    }
+}
+
+fn read_ahead(inner: &Arc<Inner>, id: RecordingId, seg: &SegmentRow) -> ReadAhead {
+    let (inner, seg) = (inner.clone(), seg.clone());
+    ReadAhead(tokio::spawn(async move {
+        read_good_copy(&inner, id, &seg).await
+    }))
 }
 
 /// A copy of `seg` whose SHA-256 is the catalog's: from the stores the
