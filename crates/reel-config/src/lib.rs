@@ -692,8 +692,7 @@ allow_http = true
         );
         let err = load("[keys]\ncipher = \"aes-128-cbc\"\n").unwrap_err();
         assert!(
-            err.to_string().contains("keys.cipher")
-                && err.to_string().contains("xaes-256-gcm"),
+            err.to_string().contains("keys.cipher") && err.to_string().contains("xaes-256-gcm"),
             "{err}"
         );
     }

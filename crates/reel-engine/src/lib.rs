@@ -76,7 +76,6 @@ pub use copies::location_name;
 pub use error::{EngineError, ErrorKind, Result};
 pub use ingest::{AckFuture, RecordingWriter};
 pub use key_rotation::RotationStatus;
-pub use reel_keys::Cipher;
 pub use keyframes::MAX_KEYFRAME_BYTES;
 pub use mirror::MirrorBacklog;
 pub use purger::{Actor, PurgeOutcome};
@@ -86,6 +85,7 @@ pub use recording::Closed;
 pub use reel_catalog::{
     AuditCheck, Cursor, Filter, InvalidId, Query, Scope, Sort, SortKey, StateFilter,
 };
+pub use reel_keys::Cipher;
 pub use retention::{RetentionConfig, RetentionRule};
 pub use verifier::{Problem, ProblemKind, VerifyOptions, VerifyProgress, VerifyReport};
 
