@@ -45,6 +45,7 @@ use reel_proto::v1::{IndexEntry, Location, RecordingRow, RecordingState, Segment
 use reel_storage::{ObjectWriter, PART_BYTES, Role, StorageError, keys};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 use crate::Inner;
@@ -545,38 +546,24 @@ fn index_entry(seg: &SegmentRow) -> IndexEntry {
     }
 }
 
-/// A segment being read by [`read_good_copy`] on a task of its own; aborted
-/// when dropped, so a recombination given up leaves no read behind.
-struct ReadAhead(tokio::task::JoinHandle<Result<bytes::Bytes>>);
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl std::future::Future for ReadAhead {
-    type Output = Result<bytes::Bytes>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
-            joined.unwrap_or_else(|e| {
-                Err(EngineError::Internal(format!(
-                    "reading a segment failed: {e}"
-                )))
-            })
+/// [`read_good_copy`] on a task of its own, aborted if the recombination
+/// is given up before it is awaited.
+fn read_ahead(
+    inner: &Arc<Inner>,
+    id: RecordingId,
+    seg: &SegmentRow,
+) -> impl std::future::Future<Output = Result<bytes::Bytes>> + use<> {
+    let (inner, seg) = (inner.clone(), seg.clone());
+    let task = AbortOnDropHandle::new(tokio::spawn(async move {
+        read_good_copy(&inner, id, &seg).await
+    }));
+    async move {
+        task.await.unwrap_or_else(|e| {
+            Err(EngineError::Internal(format!(
+                "reading a segment failed: {e}"
+            )))
         })
     }
-}
-
-fn read_ahead(inner: &Arc<Inner>, id: RecordingId, seg: &SegmentRow) -> ReadAhead {
-    let (inner, seg) = (inner.clone(), seg.clone());
-    ReadAhead(tokio::spawn(async move {
-        read_good_copy(&inner, id, &seg).await
-    }))
 }
 
 /// A copy of `seg` whose SHA-256 is the catalog's: from the stores the
