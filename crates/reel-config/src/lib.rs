@@ -617,10 +617,20 @@ allow_http = true
         );
     }
 
-    #[test]
-    fn sizes_beyond_what_readers_accept_are_refused() {
+    /// Loads `text` as reeld's configuration file.
+    fn load_text(text: &str) -> anyhow::Result<ServerConfig> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reel.toml");
+        std::fs::write(&path, text).unwrap();
+        ServerConfig::load(&Args::parse_from([
+            "reeld",
+            "--config",
+            path.to_str().unwrap(),
+        ]))
+    }
+
+    #[test]
+    fn sizes_beyond_what_readers_accept_are_refused() {
         for (text, want) in [
             (
                 "[segments]\ntarget_bytes = 1073741824\n",
@@ -631,22 +641,14 @@ allow_http = true
                 "ingest.max_batch_bytes",
             ),
         ] {
-            std::fs::write(&path, text).unwrap();
-            let args = Args::parse_from(["reeld", "--config", path.to_str().unwrap()]);
-            let err = ServerConfig::load(&args).unwrap_err().to_string();
+            let err = load_text(text).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
         }
     }
 
     #[test]
     fn upload_modes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reel.toml");
-        let load = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            let args = Args::parse_from(["reeld", "--config", path.to_str().unwrap()]);
-            ServerConfig::load(&args).map(|c| c.engine.upload_mode)
-        };
+        let load = |text: &str| load_text(text).map(|c| c.engine.upload_mode);
         assert_eq!(load("").unwrap(), UploadMode::Failover);
         assert_eq!(
             load("[upload]\nmode = \"mirror\"\n").unwrap(),
@@ -678,13 +680,7 @@ allow_http = true
 
     #[test]
     fn the_cipher_of_new_recordings() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reel.toml");
-        let load = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            let args = Args::parse_from(["reeld", "--config", path.to_str().unwrap()]);
-            ServerConfig::load(&args).map(|c| c.engine.cipher)
-        };
+        let load = |text: &str| load_text(text).map(|c| c.engine.cipher);
         assert_eq!(load("").unwrap(), reel_engine::Cipher::Xaes256Gcm);
         assert_eq!(
             load("[keys]\ncipher = \"xchacha20-poly1305\"\n").unwrap(),
@@ -731,11 +727,7 @@ allow_http = true
 
     #[test]
     fn unknown_keys_are_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reel.toml");
-        std::fs::write(&path, "data_dri = \"x\"\n").unwrap();
-        let args = Args::parse_from(["reeld", "--config", path.to_str().unwrap()]);
-        let err = ServerConfig::load(&args).unwrap_err().to_string();
+        let err = load_text("data_dri = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("data_dri"), "{err}");
     }
 }
