@@ -30,6 +30,13 @@ pub const NONCE_LEN: usize = 24;
 /// What a box adds to its plaintext beyond the nonce (the tag).
 pub const TAG_LEN: usize = 16;
 
+/// The RFC AEAD key that a box's key and nonce prefix come down to, and
+/// which of the two it is (for the short nonce).
+pub(crate) struct Subkey {
+    key: LessSafeKey,
+    cipher: Cipher,
+}
+
 /// The AEAD of a data key's boxes. It travels with the key: a wrapped key
 /// says which (see [`crate::WrappedKey`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,31 +63,21 @@ impl Cipher {
     pub fn from_name(name: &str) -> Option<Cipher> {
         Cipher::ALL.into_iter().find(|c| c.name() == name)
     }
-}
 
-/// The RFC AEAD key that a box's key and nonce prefix come down to, and
-/// which of the two it is (for the short nonce).
-pub(crate) struct Subkey {
-    key: LessSafeKey,
-    cipher: Cipher,
-}
-
-impl Cipher {
-    /// The subkey of boxes under `key` whose nonces begin as `nonce` does
-    /// (its first 16 bytes, of which XAES-256-GCM uses 12).
-    pub(crate) fn subkey(self, key: &[u8; 32], nonce: &[u8; NONCE_LEN]) -> Subkey {
+    /// The subkey of boxes under `key` whose nonces begin with `prefix`
+    /// (a nonce's first 16 bytes, of which XAES-256-GCM uses 12).
+    pub(crate) fn subkey(self, key: &[u8; 32], prefix: &[u8; 16]) -> Subkey {
         let (algorithm, sub) = match self {
             Cipher::XChaCha20Poly1305 => {
-                let prefix: [u8; 16] = nonce[..16].try_into().expect("16 of 24 bytes");
                 let sub = Zeroizing::new(<[u8; 32]>::from(chacha20::hchacha::<chacha20::R20>(
                     &(*key).into(),
-                    &prefix.into(),
+                    &(*prefix).into(),
                 )));
                 (&CHACHA20_POLY1305, sub)
             }
             Cipher::Xaes256Gcm => (
                 &AES_256_GCM,
-                xaes_subkey(key, nonce[..12].try_into().expect("12 of 24 bytes")),
+                xaes_subkey(key, prefix[..12].try_into().expect("12 of 16 bytes")),
             ),
         };
         let key = UnboundKey::new(algorithm, sub.as_ref()).expect("a 32-byte key");
@@ -135,7 +132,7 @@ pub(crate) fn seal(
 ) -> Result<Vec<u8>, KeyError> {
     let mut out = Vec::new();
     seal_appending(
-        &cipher.subkey(key, nonce),
+        &cipher.subkey(key, nonce[..16].try_into().expect("16 of 24 bytes")),
         nonce,
         aad,
         &mut out,
@@ -196,7 +193,7 @@ pub(crate) fn open(
     }
     let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("nonce bytes");
     open_with(
-        &cipher.subkey(key, &nonce),
+        &cipher.subkey(key, nonce[..16].try_into().expect("16 of 24 bytes")),
         &nonce,
         aad,
         &sealed[NONCE_LEN..],

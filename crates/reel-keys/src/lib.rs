@@ -181,11 +181,10 @@ impl DataKey {
     /// The subkey of boxes whose nonces begin with this process's prefix
     /// ([`process_nonce_prefix`]), made on first use.
     fn sealing_subkey(&self) -> Result<&aead::Subkey, KeyError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[..16].copy_from_slice(process_nonce_prefix()?);
+        let prefix = process_nonce_prefix()?;
         Ok(self
             .sealing
-            .get_or_init(|| self.cipher.subkey(&self.bytes, &nonce)))
+            .get_or_init(|| self.cipher.subkey(&self.bytes, prefix)))
     }
 }
 
@@ -215,7 +214,8 @@ pub struct WrappedKey {
     pub ciphertext: Vec<u8>,
 }
 
-/// The version byte of a wrapped key: which AEAD the data key is for.
+/// The version byte of a wrapped key: which AEAD the data key is for
+/// (read back by [`WrappedKey::from_bytes`] through the same table).
 fn wrapped_version(cipher: Cipher) -> u8 {
     match cipher {
         Cipher::XChaCha20Poly1305 => 1,
@@ -261,11 +261,10 @@ impl WrappedKey {
                 bytes.len()
             )));
         }
-        let cipher = match bytes[0] {
-            1 => Cipher::XChaCha20Poly1305,
-            2 => Cipher::Xaes256Gcm,
-            v => return Err(malformed(&format!("unknown version {v}"))),
-        };
+        let cipher = Cipher::ALL
+            .into_iter()
+            .find(|&c| wrapped_version(c) == bytes[0])
+            .ok_or_else(|| malformed(&format!("unknown version {}", bytes[0])))?;
         Ok(WrappedKey {
             cipher,
             master_key_id: KeyId(bytes[1..9].try_into().expect("8 bytes")),
