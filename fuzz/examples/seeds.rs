@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use prost::Message;
-use reel_keys::FileKeys;
+use reel_keys::{Cipher, FileKeys, KeyId, WrappedKey};
 use reel_log::archive::ArchiveWriter;
 use reel_log::combined::CombinedBuilder;
 use reel_log::{EncodedSegment, SegmentSpec, encode_segment, record};
@@ -153,7 +153,7 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
 
 /// The targets whose seeds this writes; the others' (`alis`, `keyframe`)
 /// were written by hand and are kept.
-const MADE_HERE: [&str; 12] = [
+const MADE_HERE: [&str; 13] = [
     "api_time",
     "archive",
     "archive_recording",
@@ -166,6 +166,7 @@ const MADE_HERE: [&str; 12] = [
     "sealed_entry",
     "segment",
     "segment_header",
+    "wrapped_key",
 ];
 
 /// An Ed25519 signing key from a fixed seed (PKCS#8, as `FileKeys` keeps
@@ -398,6 +399,17 @@ fn main() {
     .enumerate()
     {
         write(&dir, "api_time", &format!("t{i}"), t.as_bytes());
+    }
+    // Wrapped data keys, one of each version: their fields fixed (a real
+    // wrapping draws its nonce), as the target only reads the layout.
+    for cipher in Cipher::ALL {
+        let wrapped = WrappedKey {
+            cipher,
+            master_key_id: KeyId([7; 8]),
+            nonce: [9; reel_keys::NONCE_LEN],
+            ciphertext: vec![5; 32 + reel_keys::TAG_LEN],
+        };
+        write(&dir, "wrapped_key", cipher.name(), &wrapped.to_bytes());
     }
     println!("seeds written to {}", dir.display());
 }
