@@ -322,6 +322,11 @@ fn row(name: &str, o: &mut Outcome) -> String {
     )
 }
 
+/// The allocator `reeld` ships with, so that the engine in process and
+/// reeld are compared on equal terms.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds: f64 = args
