@@ -10,7 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["."])?;
+    // Streams start with small buffers (src/codec.rs): an ingest stream is
+    // long-lived and carries small messages.
     tonic_prost_build::configure()
+        .codec_path("crate::codec::LeanCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

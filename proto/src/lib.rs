@@ -7,6 +7,7 @@
 //!   [`v1::SegmentRow`]: what Reel writes to its journal, its stores and its
 //!   catalog. Field numbers are part of the on-disk format.
 
+pub mod codec;
 mod id;
 
 pub use id::{InvalidId, RecordingId};
