@@ -15,7 +15,7 @@ use reel_proto::v1::record_response::Response as Resp;
 use reel_proto::v1::{Ack, Closed, RecordRequest, RecordResponse, Started};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, Span, debug, info_span, warn};
 
 use crate::access::{Action, Identity, Tokens, audit_refusal, bearer};
 use crate::status::to_status;
@@ -112,6 +112,7 @@ impl Ingest for IngestService {
             inbound: request.into_inner(),
             stage: Stage::Opening,
             pending: FuturesOrdered::new(),
+            span: Span::none(),
             _permit: permit,
         };
         // The response stream drives the session itself: each answer is
@@ -156,6 +157,9 @@ struct Session {
     inbound: Streaming<RecordRequest>,
     stage: Stage,
     pending: FuturesOrdered<AckFuture>,
+    /// The recording's span, made once it is known: made per answer, it
+    /// cost a formatted id and an allocation for every acknowledgement.
+    span: Span,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -179,11 +183,12 @@ impl Session {
                         durable_events: writer.durable(),
                         last_time_us: writer.last_time_us(),
                     });
+                    self.span = info_span!("ingest", recording = %writer.id());
                     self.stage = Stage::Streaming(writer);
                     return Some(Ok(answer(started)));
                 }
                 Stage::Streaming(writer) => {
-                    let span = info_span!("ingest", recording = %writer.id());
+                    let span = self.span.clone();
                     match self.stream_events(writer).instrument(span).await {
                         Step::Answer(item) => return item,
                         Step::Moved => continue,
