@@ -68,6 +68,14 @@ async fn what_reel_load_sends_and_is_acknowledged_is_stored_exactly() {
         assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
     }
     assert!(report["ack_p50_ms"].as_f64() <= report["ack_p99_ms"].as_f64());
+    // Opening and closing are timed apart from the 3 s of sending.
+    let seconds = report["seconds"].as_f64().unwrap();
+    let (open, close) = (
+        report["open_seconds"].as_f64().unwrap(),
+        report["close_seconds"].as_f64().unwrap(),
+    );
+    assert!(open > 0.0 && close > 0.0, "{report}");
+    assert!(open + 3.0 + close <= seconds + 0.01, "{report}");
 
     let list = recordings_of_seed(&reeld, 7).await;
     assert_eq!(list.recordings.len(), 20);

@@ -1,12 +1,15 @@
 //! `reel load`: a load generator for sizing a server, and the project's own
 //! benchmark of the whole ingest path. It opens N recordings as gRPC
-//! streams over C connections and sends terminal-like events, open loop
+//! streams over C connections (all of them, before any sends) and then
+//! sends terminal-like events, open loop
 //! (each event is due at its own time, whatever the acknowledgements do,
 //! and its latency counts from when it was due, so a server that falls
 //! behind shows it) in bursts as a terminal's output comes; or closed loop
 //! (one event a message, the next once the last is acknowledged) for the
-//! most a server takes. Then it closes them and reports events sent and
-//! acknowledged, the acknowledgement latency's percentiles and the errors.
+//! most a server takes. Once every recording has stopped and has its
+//! acknowledgements, it closes them all, and reports events sent and
+//! acknowledged, the acknowledgement latency's percentiles, how long
+//! opening and closing took, and the errors.
 //!
 //! The events are a function of the seed, the recording's number and the
 //! event's index ([`event_data`]); each recording is labelled
@@ -20,7 +23,8 @@ use anyhow::Context;
 use reel_proto::v1::record_request::Request as Req;
 use reel_proto::v1::record_response::Response as Resp;
 use reel_proto::v1::{
-    CloseRecording, Event, EventBatch, EventKind, RecordRequest, RecordingMetadata, StartRecording,
+    CloseRecording, Event, EventBatch, EventKind, RecordRequest, RecordResponse, RecordingMetadata,
+    StartRecording,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -70,7 +74,12 @@ pub struct LoadReport {
     pub recordings: usize,
     pub connections: usize,
     pub closed_loop: bool,
+    /// The whole run: opening, sending for `--duration`, closing.
     pub seconds: f64,
+    /// Opening every recording, before any event is sent.
+    pub open_seconds: f64,
+    /// Closing every recording, once all have stopped sending.
+    pub close_seconds: f64,
     pub events_sent: u64,
     pub events_acknowledged: u64,
     /// Acknowledged events a second.
@@ -145,35 +154,82 @@ pub(crate) async fn run(
         })?;
         channels.push(grpc::ingest(channel, client)?);
     }
+    let seed = args.seed;
+    let started = Instant::now();
+    let mut failures: Vec<String> = Vec::new();
+    // Every recording is open before any sends: the latencies are those of
+    // recordings held open, not of a server busy opening others (how long
+    // opening took is said apart).
+    let mut opening = tokio::task::JoinSet::new();
+    for number in 0..args.recordings {
+        let ingest = channels[number % channels.len()].clone();
+        opening.spawn(async move {
+            open(ingest, number, seed)
+                .await
+                .map_err(|e| format!("recording {number}: {e:#}"))
+        });
+    }
+    let mut streams = Vec::with_capacity(args.recordings);
+    while let Some(done) = opening.join_next().await {
+        match done.context("a load task failed")? {
+            Ok(stream) => streams.push(stream),
+            Err(e) => failures.push(e),
+        }
+    }
+    let open_seconds = started.elapsed().as_secs_f64();
+    let begin = Instant::now();
     let plan = Plan {
-        seed: args.seed,
+        seed,
         rate: args.events_per_second,
         bytes: args.event_bytes,
         closed_loop: args.closed_loop,
-        until: Instant::now() + args.duration,
+        begin,
+        until: begin + args.duration,
     };
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for number in 0..args.recordings {
-        let ingest = channels[number % channels.len()].clone();
+    let mut sending = tokio::task::JoinSet::new();
+    for mut stream in streams {
         let plan = plan.clone();
-        tasks.spawn(async move { one_recording(ingest, number, plan).await });
+        sending.spawn(async move {
+            let mut out = Outcome::default();
+            let result = send(&mut stream, &plan, &mut out).await;
+            (stream, out, result)
+        });
     }
-    let (mut sent, mut acked, mut errors) = (0u64, 0u64, 0u64);
-    let mut samples = Vec::new();
+    let (mut sent, mut acked) = (0u64, 0u64);
     let mut latencies: Vec<u32> = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        let outcome = done.context("a load task failed")?;
+    let mut streams = Vec::new();
+    while let Some(done) = sending.join_next().await {
+        let (stream, outcome, result) = done.context("a load task failed")?;
         sent += outcome.sent;
-        acked += outcome.acked;
+        acked += stream.durable;
         latencies.extend(outcome.latencies_us);
-        if let Some(e) = outcome.error {
-            errors += 1;
-            if samples.len() < 5 {
-                samples.push(e);
-            }
+        match result {
+            Ok(()) => streams.push(stream),
+            Err(e) => failures.push(format!("recording {}: {e:#}", stream.number)),
         }
     }
+    // Closed once every recording has stopped: a close seals the
+    // recording's last segment, work that would otherwise land on the
+    // acknowledgements of recordings still sending.
+    let closing_from = Instant::now();
+    let mut closing = tokio::task::JoinSet::new();
+    for stream in streams {
+        let number = stream.number;
+        closing.spawn(async move {
+            close(stream)
+                .await
+                .map_err(|e| format!("recording {number}: {e:#}"))
+        });
+    }
+    while let Some(done) = closing.join_next().await {
+        if let Err(e) = done.context("a load task failed")? {
+            failures.push(e);
+        }
+    }
+    let close_seconds = closing_from.elapsed().as_secs_f64();
+    let errors = failures.len() as u64;
+    failures.sort();
+    let samples: Vec<String> = failures.into_iter().take(5).collect();
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -188,6 +244,8 @@ pub(crate) async fn run(
         connections: args.connections,
         closed_loop: args.closed_loop,
         seconds,
+        open_seconds,
+        close_seconds,
         events_sent: sent,
         events_acknowledged: acked,
         events_per_second: acked as f64 / args.duration.as_secs_f64().max(1e-9),
@@ -213,6 +271,10 @@ pub(crate) async fn run(
             },
             args.event_bytes,
             seconds
+        );
+        println!(
+            "opened the recordings in {:.1} s, closed them in {:.1} s",
+            report.open_seconds, report.close_seconds
         );
         println!(
             "sent {} events, acknowledged {} ({:.0} events/s), errors {}",
@@ -242,38 +304,36 @@ struct Plan {
     rate: f64,
     bytes: usize,
     closed_loop: bool,
+    begin: Instant,
     until: Instant,
 }
 
+/// What one recording's sending came to.
 #[derive(Default)]
 struct Outcome {
     sent: u64,
-    acked: u64,
     latencies_us: Vec<u32>,
-    error: Option<String>,
 }
 
-async fn one_recording(mut ingest: Ingest, number: usize, plan: Plan) -> Outcome {
-    let mut out = Outcome::default();
-    if let Err(e) = drive(&mut ingest, number, &plan, &mut out).await {
-        out.error = Some(format!("recording {number}: {e:#}"));
-    }
-    out
-}
-
-/// One recording's stream: start, events until the plan's end, close.
-async fn drive(
-    ingest: &mut Ingest,
+/// A recording's open stream, between the phases of a run.
+struct Stream {
     number: usize,
-    plan: &Plan,
-    out: &mut Outcome,
-) -> anyhow::Result<()> {
+    tx: mpsc::Sender<RecordRequest>,
+    responses: tonic::Streaming<RecordResponse>,
+    /// Events sent.
+    next: u64,
+    /// Events acknowledged.
+    durable: u64,
+}
+
+/// Opens recording `number`'s stream and starts it.
+async fn open(mut ingest: Ingest, number: usize, seed: u64) -> anyhow::Result<Stream> {
     let (tx, rx) = mpsc::channel(64);
     let metadata = RecordingMetadata {
         user: "load".into(),
         target: format!("load-{number:05}"),
         protocol: "load".into(),
-        labels: [("load".to_string(), plan.seed.to_string())].into(),
+        labels: [("load".to_string(), seed.to_string())].into(),
         ..Default::default()
     };
     tx.send(RecordRequest {
@@ -291,15 +351,25 @@ async fn drive(
         Some(Resp::Started(_)) => {}
         other => anyhow::bail!("expected Started, got {other:?}"),
     }
+    Ok(Stream {
+        number,
+        tx,
+        responses,
+        next: 0,
+        durable: 0,
+    })
+}
+
+/// One recording's events from the plan's beginning to its end, then its
+/// acknowledgements until every event sent is acknowledged.
+async fn send(stream: &mut Stream, plan: &Plan, out: &mut Outcome) -> anyhow::Result<()> {
+    let number = stream.number;
     let mut rng = Rng((plan.seed ^ ((number as u64 + 1) << 20)) | 1);
-    let begun = Instant::now();
     // Events sent and not yet acknowledged: (the index after the batch, when
     // it was due).
     let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
-    let mut next = 0u64;
-    let mut durable = 0u64;
-    // Recordings start spread over the first second (or one burst gap).
-    let mut due = begun
+    // Recordings begin spread over the first second (or one burst gap).
+    let mut due = plan.begin
         + if plan.closed_loop {
             Duration::ZERO
         } else {
@@ -308,10 +378,11 @@ async fn drive(
     loop {
         let now = Instant::now();
         let may_send = !plan.closed_loop || pending.is_empty();
-        if now >= plan.until && (plan.closed_loop || due >= plan.until) {
-            break;
+        let sending = now < plan.until && (plan.closed_loop || due < plan.until);
+        if !sending && pending.is_empty() {
+            return Ok(());
         }
-        if may_send && now >= due && due < plan.until {
+        if sending && may_send && now >= due {
             let burst = if plan.closed_loop {
                 1
             } else {
@@ -323,25 +394,28 @@ async fn drive(
                 }
                 k
             };
-            let events: Vec<Event> = (next..next + burst)
+            let first = stream.next;
+            let events: Vec<Event> = (first..first + burst)
                 .map(|i| Event {
-                    time_us: begun.elapsed().as_micros() as u64,
+                    time_us: plan.begin.elapsed().as_micros() as u64,
                     kind: EventKind::Output as i32,
                     data: event_data(plan.seed, number, i, plan.bytes),
                 })
                 .collect();
             let message = RecordRequest {
                 request: Some(Req::Events(EventBatch {
-                    first_index: Some(next),
+                    first_index: Some(first),
                     events,
                 })),
             };
-            tx.send(message)
+            stream
+                .tx
+                .send(message)
                 .await
                 .map_err(|_| anyhow::anyhow!("the stream closed"))?;
-            next += burst;
+            stream.next += burst;
             out.sent += burst;
-            pending.push_back((next, due));
+            pending.push_back((stream.next, due));
             due = if plan.closed_loop {
                 Instant::now()
             } else {
@@ -352,46 +426,47 @@ async fn drive(
             };
             continue;
         }
-        let wake = if may_send {
-            due.min(plan.until)
-        } else {
-            plan.until
-        };
-        tokio::select! {
-            m = responses.message() => {
-                let m = m.map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?;
-                match m.and_then(|m| m.response) {
-                    Some(Resp::Ack(a)) => {
-                        durable = durable.max(a.durable_events);
-                        settle(&mut pending, durable, out);
-                    }
-                    Some(other) => anyhow::bail!("unexpected answer {other:?}"),
-                    None => anyhow::bail!("the server ended the stream"),
-                }
+        let m = if sending {
+            let wake = if may_send { due } else { plan.until };
+            tokio::select! {
+                m = stream.responses.message() => m,
+                _ = tokio::time::sleep_until(wake) => continue,
             }
-            _ = tokio::time::sleep_until(wake) => {}
+        } else {
+            stream.responses.message().await
+        };
+        let m = m.map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?;
+        match m.and_then(|m| m.response) {
+            Some(Resp::Ack(a)) => {
+                stream.durable = stream.durable.max(a.durable_events);
+                settle(&mut pending, stream.durable, out);
+            }
+            Some(other) => anyhow::bail!("unexpected answer {other:?}"),
+            None => anyhow::bail!("the server ended the stream"),
         }
     }
-    tx.send(RecordRequest {
-        request: Some(Req::Close(CloseRecording { duration_us: 0 })),
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("the stream closed"))?;
+}
+
+/// Closes the recording; it must say it holds every event sent.
+async fn close(mut stream: Stream) -> anyhow::Result<()> {
+    stream
+        .tx
+        .send(RecordRequest {
+            request: Some(Req::Close(CloseRecording { duration_us: 0 })),
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the stream closed"))?;
     loop {
-        let m = responses
+        let m = stream
+            .responses
             .message()
             .await
             .map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?;
         match m.and_then(|m| m.response) {
-            Some(Resp::Ack(a)) => {
-                durable = durable.max(a.durable_events);
-                settle(&mut pending, durable, out);
-            }
+            Some(Resp::Ack(_)) => {}
             Some(Resp::Closed(c)) => {
-                out.acked = durable.max(c.event_count);
-                settle(&mut pending, out.acked, out);
-                if c.event_count != next {
-                    anyhow::bail!("closed with {} events, {next} sent", c.event_count);
+                if c.event_count != stream.next {
+                    anyhow::bail!("closed with {} events, {} sent", c.event_count, stream.next);
                 }
                 return Ok(());
             }
