@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use futures::StreamExt;
-use futures::stream::FuturesOrdered;
 use reel_engine::{AckFuture, Engine, RecordingWriter};
 use reel_proto::RecordingId;
 use reel_proto::v1::ingest_server::Ingest;
@@ -111,7 +109,7 @@ impl Ingest for IngestService {
             who: identity,
             inbound: request.into_inner(),
             stage: Stage::Opening,
-            pending: FuturesOrdered::new(),
+            pending: InOrder::default(),
             span: Span::none(),
             _permit: permit,
         };
@@ -156,7 +154,7 @@ struct Session {
     who: Identity,
     inbound: Streaming<RecordRequest>,
     stage: Stage,
-    pending: FuturesOrdered<AckFuture>,
+    pending: InOrder,
     /// The recording's span, made once it is known: made per answer, it
     /// cost a formatted id and an allocation for every acknowledgement.
     span: Span,
@@ -309,6 +307,37 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// The acknowledgements of a stream's batches, in the order the batches
+/// were accepted. The journal completes appends in that order, so only
+/// the oldest is polled: each of the others is ready, or waits behind it.
+/// (A `FuturesOrdered` polls each future that wakes and keeps a task per
+/// future: work per acknowledgement that order makes needless.)
+#[derive(Default)]
+struct InOrder(std::collections::VecDeque<AckFuture>);
+
+impl InOrder {
+    fn push_back(&mut self, ack: AckFuture) {
+        self.0.push_back(ack);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The oldest acknowledgement, once it resolves; `None` if there is
+    /// none.
+    async fn next(&mut self) -> Option<reel_engine::Result<u64>> {
+        let oldest = self.0.front_mut()?;
+        let acked = oldest.await;
+        self.0.pop_front();
+        Some(acked)
     }
 }
 
