@@ -32,6 +32,7 @@ macro_rules! crashpoint {
 mod archiver;
 mod auditlog;
 mod cache;
+mod chunks;
 mod compactor;
 mod config;
 mod copies;

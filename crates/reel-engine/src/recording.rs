@@ -2,16 +2,15 @@
 //!
 //! An open recording holds no event bytes: only where its unsealed events
 //! sit in the journal (one small [`Chunk`] per journal record), so an idle
-//! recording costs a few hundred bytes and a busy one about a quarter of its
-//! unsealed data.
+//! recording costs a few hundred bytes and a busy one 20 bytes or so an
+//! unsealed journal record ([`Chunks`]).
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use reel_catalog::RecordingId;
 use reel_keys::{KeyProvider, WrappedKey};
-use reel_log::{Hash, Position, RecordingKey};
+use reel_log::{Hash, RecordingKey};
 use reel_proto::v1::RecordingRow;
 use tokio::sync::Notify;
 
@@ -23,41 +22,7 @@ pub struct Closed {
     pub duration_us: u64,
 }
 
-/// One durable journal record of a recording's events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Chunk {
-    pub file: u32,
-    pub offset: u32,
-    pub len: u32,
-    pub count: u32,
-    pub data_bytes: u32,
-    pub first_index: u64,
-}
-
-impl Chunk {
-    pub(crate) fn new(pos: Position, first_index: u64, count: u32, data_bytes: u32) -> Chunk {
-        Chunk {
-            file: u32::try_from(pos.file).expect("journal file ids fit in u32"),
-            offset: u32::try_from(pos.offset).expect("journal files stay under 4 GiB"),
-            len: pos.len,
-            count,
-            data_bytes,
-            first_index,
-        }
-    }
-
-    pub(crate) fn position(&self) -> Position {
-        Position {
-            file: self.file as u64,
-            offset: self.offset as u64,
-            len: self.len,
-        }
-    }
-
-    pub(crate) fn end(&self) -> u64 {
-        self.first_index + self.count as u64
-    }
-}
+pub(crate) use crate::chunks::{Chunk, Chunks};
 
 /// What the ingest path and the sealer share, behind a short-held mutex.
 #[derive(Debug)]
@@ -69,7 +34,7 @@ pub(crate) struct LiveState {
     /// Time of the last durable event.
     pub durable_time_us: u64,
     /// Durable journal records not yet sealed into segments, in order.
-    pub chunks: VecDeque<Chunk>,
+    pub chunks: Chunks,
     pub unsealed_bytes: u64,
     /// When the oldest unsealed chunk was appended (for sealing by age).
     pub unsealed_since: Option<Instant>,
@@ -123,7 +88,7 @@ impl OpenRecording {
                 accepted: durable,
                 durable,
                 durable_time_us: row.last_time_us,
-                chunks: VecDeque::new(),
+                chunks: Chunks::default(),
                 unsealed_bytes: 0,
                 unsealed_since: None,
                 attached,

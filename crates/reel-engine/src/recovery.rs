@@ -11,7 +11,7 @@
 //!    writing and committing a seal, or between an upload's commit and the
 //!    delete) are removed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::EngineConfig;
 use crate::error::{EngineError, Result};
-use crate::recording::{Chunk, OpenRecording, recording_key};
+use crate::recording::{Chunk, Chunks, OpenRecording, recording_key};
 use crate::spool::Spool;
 
 pub(crate) struct Recovered {
@@ -39,7 +39,7 @@ pub(crate) struct Recovered {
 /// What replay rebuilds for one open recording.
 struct Replay {
     row: RecordingRow,
-    chunks: VecDeque<Chunk>,
+    chunks: Chunks,
     last_time_us: u64,
     damage: Vec<String>,
 }
@@ -67,7 +67,7 @@ pub(crate) fn recover(
             Replay {
                 last_time_us: row.last_time_us,
                 row,
-                chunks: VecDeque::new(),
+                chunks: Chunks::default(),
                 damage: Vec::new(),
             },
         );

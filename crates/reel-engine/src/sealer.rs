@@ -144,7 +144,7 @@ fn pick(live: &LiveState, target: u64, after_cap: bool) -> (Vec<Chunk>, bool) {
     let cap = target.saturating_mul(SEGMENT_CUT_FACTOR);
     let mut picked: Vec<Chunk> = Vec::new();
     let (mut data, mut content) = (0u64, 0u64);
-    for c in &live.chunks {
+    for c in live.chunks.iter() {
         if let Some(last) = picked.last() {
             if content >= cap {
                 return (picked, true);
@@ -155,7 +155,7 @@ fn pick(live: &LiveState, target: u64, after_cap: bool) -> (Vec<Chunk>, bool) {
         }
         data += u64::from(c.data_bytes);
         content += u64::from(c.data_bytes) + u64::from(c.count) * EVENT_FRAMING_BYTES;
-        picked.push(*c);
+        picked.push(c);
     }
     (picked, false)
 }
@@ -296,6 +296,7 @@ async fn seal_one(
             );
             live.unsealed_bytes -= expected.data_bytes as u64;
         }
+        live.chunks.shrink();
         live.unsealed_since = (!live.chunks.is_empty()).then(|| inner.instant());
     }
     info!(

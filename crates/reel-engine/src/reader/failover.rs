@@ -66,7 +66,6 @@ impl Reader<'_> {
                 .chunks
                 .iter()
                 .filter(|c| c.first_index >= cursor)
-                .copied()
                 .collect();
             let sealed_meanwhile = tail.first().is_none_or(|c| c.first_index != cursor)
                 && !self.segments_from(next_seq).await?.is_empty();
