@@ -186,104 +186,100 @@ async fn seal_one(
     let task_inner = inner.clone();
     let task_picked = picked.clone();
     let task_key = rec.key.clone();
-    // Taken after the recording's seal lock, like every holder's, and held
-    // by no one who waits for a seal lock: no cycle.
-    let thread = inner
-        .seal_threads
-        .acquire()
-        .await
-        .map_err(|e| EngineError::Internal(format!("seal threads: {e}")))?;
-    let (encoded, row) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let inner = task_inner;
-        let events = read_chunks(&inner.journal, id, task_key.as_ref(), &task_picked)?;
-        let last_time = events
-            .last()
-            .map_or(row.last_time_us, |e| e.time_us.max(row.last_time_us));
-        let mut spec = spec;
-        if let Some(f) = &finish {
-            spec.duration_us = f.duration_us.max(last_time);
-        }
-        let encoded = match &task_key {
-            Some(key) => encode_sealed_segment(spec, &events, inner.keys.as_ref(), key)?,
-            None => encode_signed_segment(spec, &events, inner.keys.as_ref()),
-        };
-        // Beside the segment, its recording's wrapped key (unsynced: the
-        // segment's directory sync follows; the uploader syncs it if the
-        // segment cannot leave at once).
-        if task_key.is_some() {
-            inner.spool.write_key(id, &row.wrapped_key, false)?;
-        }
-        inner.spool.write(id, seq, &encoded.bytes)?;
-
-        let header = &encoded.header;
-        let data_bytes: u64 = events.iter().map(|e| e.data.len() as u64).sum();
-        let segment = SegmentRow {
-            sequence: seq,
-            first_event_index: header.first_event_index,
-            event_count: header.event_count,
-            start_time_us: header.start_time_us,
-            end_time_us: header.end_time_us,
-            data_bytes,
-            size: encoded.bytes.len() as u64,
-            sha256: encoded.sha256.to_vec(),
-            locations: vec![Location::Local as i32],
-            sealed_at_us: now,
-            uploaded_at_us: 0,
-            r#final: header.r#final,
-            uncertain: Vec::new(),
-            combined_offset: None,
-            secondary_combined: false,
-            content_offset: encoded.content_offset,
-            blocks: header.blocks.clone(),
-        };
-        row.event_count += header.event_count;
-        row.data_bytes += data_bytes;
-        row.segment_count += 1;
-        row.stored_bytes += segment.size;
-        row.last_segment_hash = encoded.sha256.to_vec();
-        row.last_time_us = last_time;
-        row.next_event_index = header.first_event_index + header.event_count;
-        if let Some(f) = &finish {
-            row.state = RecordingState::Closed as i32;
-            row.closed_at_us = now;
-            row.duration_us = header.duration_us;
-            row.close_reason = f.reason.to_string();
-        }
-        let mut batch = Batch::new();
-        batch
-            .put_segment(id, &segment)
-            .enqueue_upload(id, seq)
-            .put_recording(&row);
-        // A closed recording of several segments is the compactor's work,
-        // unless a failover already marked it (`split`, `secondary`).
-        if finish.is_some() && inner.catalog.recombine_reason(id)?.is_none() {
-            batch.mark_recombine(id, "segmented");
-        }
-        // The manifest, where a removed final segment cannot take it along.
-        if finish.is_some() {
-            batch.append_audit(
-                &crate::manifest::Manifest::of(&row, &encoded.sha256).audit_entry(id, now),
-            );
-        }
-        crashpoint!(inner, "seal-before-commit");
-        let purged = inner.catalog.commit_checked(|c| {
-            if c.purge_mark(id)?.is_some() {
-                return Ok((true, Batch::new()));
+    // On the seal threads (`seal_pool`), below the ingest path. A seal
+    // waiting there holds its recording's seal lock; no seal job waits for
+    // one: no cycle.
+    let (encoded, row) = inner
+        .seal_pool
+        .run(move || -> Result<_> {
+            let inner = task_inner;
+            let events = read_chunks(&inner.journal, id, task_key.as_ref(), &task_picked)?;
+            let last_time = events
+                .last()
+                .map_or(row.last_time_us, |e| e.time_us.max(row.last_time_us));
+            let mut spec = spec;
+            if let Some(f) = &finish {
+                spec.duration_us = f.duration_us.max(last_time);
             }
-            Ok((false, batch))
-        })?;
-        crashpoint!(inner, "seal-after-commit");
-        if purged {
-            inner.spool.remove(id, seq)?;
-            return Err(EngineError::FailedPrecondition(format!(
-                "recording {id} is being purged"
-            )));
-        }
-        Ok((encoded, row))
-    })
-    .await
-    .map_err(|e| EngineError::Internal(format!("seal task failed: {e}")))??;
-    drop(thread);
+            let encoded = match &task_key {
+                Some(key) => encode_sealed_segment(spec, &events, inner.keys.as_ref(), key)?,
+                None => encode_signed_segment(spec, &events, inner.keys.as_ref()),
+            };
+            // Beside the segment, its recording's wrapped key (unsynced: the
+            // segment's directory sync follows; the uploader syncs it if the
+            // segment cannot leave at once).
+            if task_key.is_some() {
+                inner.spool.write_key(id, &row.wrapped_key, false)?;
+            }
+            inner.spool.write(id, seq, &encoded.bytes)?;
+
+            let header = &encoded.header;
+            let data_bytes: u64 = events.iter().map(|e| e.data.len() as u64).sum();
+            let segment = SegmentRow {
+                sequence: seq,
+                first_event_index: header.first_event_index,
+                event_count: header.event_count,
+                start_time_us: header.start_time_us,
+                end_time_us: header.end_time_us,
+                data_bytes,
+                size: encoded.bytes.len() as u64,
+                sha256: encoded.sha256.to_vec(),
+                locations: vec![Location::Local as i32],
+                sealed_at_us: now,
+                uploaded_at_us: 0,
+                r#final: header.r#final,
+                uncertain: Vec::new(),
+                combined_offset: None,
+                secondary_combined: false,
+                content_offset: encoded.content_offset,
+                blocks: header.blocks.clone(),
+            };
+            row.event_count += header.event_count;
+            row.data_bytes += data_bytes;
+            row.segment_count += 1;
+            row.stored_bytes += segment.size;
+            row.last_segment_hash = encoded.sha256.to_vec();
+            row.last_time_us = last_time;
+            row.next_event_index = header.first_event_index + header.event_count;
+            if let Some(f) = &finish {
+                row.state = RecordingState::Closed as i32;
+                row.closed_at_us = now;
+                row.duration_us = header.duration_us;
+                row.close_reason = f.reason.to_string();
+            }
+            let mut batch = Batch::new();
+            batch
+                .put_segment(id, &segment)
+                .enqueue_upload(id, seq)
+                .put_recording(&row);
+            // A closed recording of several segments is the compactor's work,
+            // unless a failover already marked it (`split`, `secondary`).
+            if finish.is_some() && inner.catalog.recombine_reason(id)?.is_none() {
+                batch.mark_recombine(id, "segmented");
+            }
+            // The manifest, where a removed final segment cannot take it along.
+            if finish.is_some() {
+                batch.append_audit(
+                    &crate::manifest::Manifest::of(&row, &encoded.sha256).audit_entry(id, now),
+                );
+            }
+            crashpoint!(inner, "seal-before-commit");
+            let purged = inner.catalog.commit_checked(|c| {
+                if c.purge_mark(id)?.is_some() {
+                    return Ok((true, Batch::new()));
+                }
+                Ok((false, batch))
+            })?;
+            crashpoint!(inner, "seal-after-commit");
+            if purged {
+                inner.spool.remove(id, seq)?;
+                return Err(EngineError::FailedPrecondition(format!(
+                    "recording {id} is being purged"
+                )));
+            }
+            Ok((encoded, row))
+        })
+        .await??;
 
     {
         let mut live = rec.live();
