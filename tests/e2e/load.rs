@@ -51,6 +51,8 @@ async fn what_reel_load_sends_and_is_acknowledged_is_stored_exactly() {
             "3",
             "--seed",
             "7",
+            "--interval",
+            "1s",
         ],
     );
     let sent = report["events_sent"].as_u64().unwrap();
@@ -68,6 +70,24 @@ async fn what_reel_load_sends_and_is_acknowledged_is_stored_exactly() {
         assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
     }
     assert!(report["ack_p50_ms"].as_f64() <= report["ack_p99_ms"].as_f64());
+    // Each second of the 3 has its own latencies, and between them every
+    // acknowledgement of the run.
+    let intervals = report["intervals"].as_array().unwrap();
+    let from: Vec<f64> = intervals
+        .iter()
+        .map(|i| i["from_seconds"].as_f64().unwrap())
+        .collect();
+    assert_eq!(from, [0.0, 1.0, 2.0], "{report}");
+    let worst = intervals
+        .iter()
+        .map(|i| i["ack_max_ms"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(worst, report["ack_max_ms"].as_f64().unwrap(), "{report}");
+    assert!(
+        intervals
+            .iter()
+            .all(|i| i["acknowledgements"].as_u64() > Some(0))
+    );
     // Opening and closing are timed apart from the 3 s of sending.
     let seconds = report["seconds"].as_f64().unwrap();
     let (open, close) = (

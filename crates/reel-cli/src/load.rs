@@ -66,6 +66,10 @@ pub(crate) struct LoadArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// The latencies are also given for each interval this long (by when
+    /// the events were due), to tell a steady tail from a passing one.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    interval: Duration,
 }
 
 /// What `reel load --json` prints.
@@ -88,12 +92,32 @@ pub struct LoadReport {
     pub ack_p99_ms: f64,
     pub ack_p999_ms: f64,
     pub ack_max_ms: f64,
+    /// How late this tool handed batches to their streams, against when
+    /// they were due (open loop; 0 closed loop). A latency counts from when
+    /// its batch was due, so where this is near the acknowledgement
+    /// latencies, the load generator, not the server, is the bottleneck.
+    pub send_late_p99_ms: f64,
     /// Recordings whose stream failed, or that closed with other than what
     /// was acknowledged.
     pub errors: u64,
     /// The first few errors, as the server said them.
     pub error_samples: Vec<String>,
     pub seed: u64,
+    /// The acknowledgement latencies of each `--interval` of the run, by
+    /// when the events were due.
+    pub intervals: Vec<IntervalReport>,
+}
+
+/// The acknowledgement latencies of the batches due in one interval.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct IntervalReport {
+    /// Where the interval starts, seconds after the first event was due.
+    pub from_seconds: f64,
+    /// Acknowledged batches (messages) due in it.
+    pub acknowledgements: u64,
+    pub ack_p50_ms: f64,
+    pub ack_p99_ms: f64,
+    pub ack_max_ms: f64,
 }
 
 /// The data of event `index` of recording `number` under `seed`: a
@@ -136,6 +160,9 @@ pub(crate) async fn run(
     server: &str,
     args: LoadArgs,
 ) -> anyhow::Result<()> {
+    if args.interval.is_zero() {
+        return Err(UsageError("--interval must be above 0".into()).into());
+    }
     if args.recordings == 0 || args.connections == 0 {
         return Err(UsageError("--recordings and --connections must be at least 1".into()).into());
     }
@@ -177,7 +204,12 @@ pub(crate) async fn run(
         }
     }
     let open_seconds = started.elapsed().as_secs_f64();
-    let begin = Instant::now();
+    // The first events are due once every sending task has been spawned
+    // and polled (some microseconds a recording): this tool's own start is
+    // not the server's latency.
+    let begin = Instant::now()
+        + Duration::from_millis(20)
+        + Duration::from_micros(5) * args.recordings.min(1 << 20) as u32;
     let plan = Plan {
         seed,
         rate: args.events_per_second,
@@ -196,13 +228,15 @@ pub(crate) async fn run(
         });
     }
     let (mut sent, mut acked) = (0u64, 0u64);
-    let mut latencies: Vec<u32> = Vec::new();
+    let mut acks: Vec<Sample> = Vec::new();
+    let mut late_us: Vec<u32> = Vec::new();
     let mut streams = Vec::new();
     while let Some(done) = sending.join_next().await {
         let (stream, outcome, result) = done.context("a load task failed")?;
         sent += outcome.sent;
         acked += stream.durable;
-        latencies.extend(outcome.latencies_us);
+        acks.extend(outcome.samples);
+        late_us.extend(outcome.late_us);
         match result {
             Ok(()) => streams.push(stream),
             Err(e) => failures.push(format!("recording {}: {e:#}", stream.number)),
@@ -231,14 +265,12 @@ pub(crate) async fn run(
     failures.sort();
     let samples: Vec<String> = failures.into_iter().take(5).collect();
     let seconds = started.elapsed().as_secs_f64();
+    let intervals = by_interval(&mut acks, args.interval);
+    let mut latencies: Vec<u32> = acks.iter().map(|s| s.latency_us).collect();
+    drop(acks);
     latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((latencies.len() - 1) as f64 * p).round() as usize;
-        latencies[i] as f64 / 1000.0
-    };
+    let pct = |p: f64| percentile_ms(&latencies, p);
+    late_us.sort_unstable();
     let report = LoadReport {
         recordings: args.recordings,
         connections: args.connections,
@@ -253,9 +285,11 @@ pub(crate) async fn run(
         ack_p99_ms: pct(0.99),
         ack_p999_ms: pct(0.999),
         ack_max_ms: pct(1.0),
+        send_late_p99_ms: percentile_ms(&late_us, 0.99),
         errors,
         error_samples: samples,
         seed: args.seed,
+        intervals,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -284,6 +318,20 @@ pub(crate) async fn run(
             "acknowledgement latency: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
             report.ack_p50_ms, report.ack_p99_ms, report.ack_p999_ms, report.ack_max_ms
         );
+        if !args.closed_loop {
+            println!(
+                "sent late (this tool's own delay, counted in the latencies): p99 {:.2} ms",
+                report.send_late_p99_ms
+            );
+        }
+        if report.intervals.len() > 1 {
+            for i in &report.intervals {
+                println!(
+                    "  from {:>5.0} s: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} acknowledgements)",
+                    i.from_seconds, i.ack_p50_ms, i.ack_p99_ms, i.ack_max_ms, i.acknowledgements
+                );
+            }
+        }
         for e in &report.error_samples {
             println!("error: {e}");
         }
@@ -312,7 +360,47 @@ struct Plan {
 #[derive(Default)]
 struct Outcome {
     sent: u64,
-    latencies_us: Vec<u32>,
+    samples: Vec<Sample>,
+    /// How late each batch was handed to the stream (open loop).
+    late_us: Vec<u32>,
+}
+
+/// One acknowledged batch: when it was due (milliseconds after the run's
+/// begin) and how long after that its acknowledgement came.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    due_ms: u32,
+    latency_us: u32,
+}
+
+/// The `p` quantile of sorted latencies, in milliseconds (0 if none).
+fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted_us.len() - 1) as f64 * p).round() as usize;
+    sorted_us[i] as f64 / 1000.0
+}
+
+/// The latencies of each `interval` of due times, in order, the empty ones
+/// left out.
+fn by_interval(samples: &mut [Sample], interval: Duration) -> Vec<IntervalReport> {
+    let width = interval.as_millis().clamp(1, u32::MAX as u128) as u32;
+    samples.sort_unstable_by_key(|s| s.due_ms);
+    samples
+        .chunk_by(|a, b| a.due_ms / width == b.due_ms / width)
+        .map(|group| {
+            let mut us: Vec<u32> = group.iter().map(|s| s.latency_us).collect();
+            us.sort_unstable();
+            IntervalReport {
+                from_seconds: f64::from(group[0].due_ms / width) * f64::from(width) / 1000.0,
+                acknowledgements: us.len() as u64,
+                ack_p50_ms: percentile_ms(&us, 0.5),
+                ack_p99_ms: percentile_ms(&us, 0.99),
+                ack_max_ms: percentile_ms(&us, 1.0),
+            }
+        })
+        .collect()
 }
 
 /// A recording's open stream, between the phases of a run.
@@ -394,6 +482,10 @@ async fn send(stream: &mut Stream, plan: &Plan, out: &mut Outcome) -> anyhow::Re
                 }
                 k
             };
+            if !plan.closed_loop {
+                let late = now.saturating_duration_since(due).as_micros();
+                out.late_us.push(late.min(u32::MAX as u128) as u32);
+            }
             let first = stream.next;
             let events: Vec<Event> = (first..first + burst)
                 .map(|i| Event {
@@ -439,7 +531,7 @@ async fn send(stream: &mut Stream, plan: &Plan, out: &mut Outcome) -> anyhow::Re
         match m.and_then(|m| m.response) {
             Some(Resp::Ack(a)) => {
                 stream.durable = stream.durable.max(a.durable_events);
-                settle(&mut pending, stream.durable, out);
+                settle(&mut pending, stream.durable, plan.begin, out);
             }
             Some(other) => anyhow::bail!("unexpected answer {other:?}"),
             None => anyhow::bail!("the server ended the stream"),
@@ -476,7 +568,7 @@ async fn close(mut stream: Stream) -> anyhow::Result<()> {
 }
 
 /// Counts the latency of every batch `durable` covers.
-fn settle(pending: &mut VecDeque<(u64, Instant)>, durable: u64, out: &mut Outcome) {
+fn settle(pending: &mut VecDeque<(u64, Instant)>, durable: u64, begin: Instant, out: &mut Outcome) {
     let now = Instant::now();
     while let Some(&(end, due)) = pending.front() {
         if end > durable {
@@ -484,7 +576,11 @@ fn settle(pending: &mut VecDeque<(u64, Instant)>, durable: u64, out: &mut Outcom
         }
         pending.pop_front();
         let us = now.saturating_duration_since(due).as_micros();
-        out.latencies_us.push(us.min(u32::MAX as u128) as u32);
+        let due_ms = due.saturating_duration_since(begin).as_millis();
+        out.samples.push(Sample {
+            due_ms: due_ms.min(u32::MAX as u128) as u32,
+            latency_us: us.min(u32::MAX as u128) as u32,
+        });
     }
 }
 
@@ -507,5 +603,35 @@ mod tests {
                 .all(|&b| b == 0x1b || (b' '..=b'~').contains(&b))
         );
         assert_eq!(event_data(1, 0, 0, MIN_EVENT_BYTES).len(), MIN_EVENT_BYTES);
+    }
+
+    #[test]
+    fn each_interval_has_the_latencies_of_the_batches_due_in_it() {
+        let sample = |due_ms, latency_us| Sample { due_ms, latency_us };
+        // Out of order, as recordings finish; nothing due in 20-30 s.
+        let mut acks = vec![
+            sample(31_000, 9_000),
+            sample(100, 1_000),
+            sample(9_999, 3_000),
+            sample(10_000, 40_000),
+            sample(5_000, 2_000),
+        ];
+        let intervals = by_interval(&mut acks, Duration::from_secs(10));
+        let expect = |from_seconds, acknowledgements, p50, max| IntervalReport {
+            from_seconds,
+            acknowledgements,
+            ack_p50_ms: p50,
+            ack_p99_ms: max,
+            ack_max_ms: max,
+        };
+        assert_eq!(
+            intervals,
+            vec![
+                expect(0.0, 3, 2.0, 3.0),
+                expect(10.0, 1, 40.0, 40.0),
+                expect(30.0, 1, 9.0, 9.0),
+            ]
+        );
+        assert!(by_interval(&mut [], Duration::from_secs(1)).is_empty());
     }
 }
