@@ -3,13 +3,15 @@
 //! fsync; Reel deletes its local copy once a store says "stored", so the
 //! store must mean it.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -18,12 +20,22 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result, UploadPart,
 };
 
-/// [`LocalFileSystem`] plus `fsync` of each written file and its directory.
+/// [`LocalFileSystem`] plus `fsync` of each written file, its directory,
+/// and the parent of each directory not yet known to be durable.
 #[derive(Debug)]
 pub struct DurableLocalStore {
     inner: Arc<LocalFileSystem>,
     root: PathBuf,
+    synced: Synced,
 }
+
+/// Directories under the root whose own entry (in their parent) was synced
+/// since the store was opened and that no delete or rename has been given
+/// since (one may have removed them: empty directories are cleaned up).
+/// A segment's first upload into a recording's directory syncs the chain
+/// up to the root; the next ones sync only their file and its directory
+/// (two fsyncs an upload rather than four).
+type Synced = Arc<Mutex<HashSet<PathBuf>>>;
 
 impl DurableLocalStore {
     /// A store rooted at `root`, which is created if missing.
@@ -37,37 +49,78 @@ impl DurableLocalStore {
         Ok(DurableLocalStore {
             inner: Arc::new(inner),
             root,
+            synced: Synced::default(),
         })
     }
 
     async fn sync(&self, location: &Path) -> Result<()> {
-        sync_file_and_dirs(self.inner.path_to_filesystem(location)?, self.root.clone()).await
+        let path = self.inner.path_to_filesystem(location)?;
+        sync_file_and_dirs(path, self.root.clone(), self.synced.clone()).await
+    }
+
+    /// Before `location` is deleted or renamed away: its directories may go
+    /// with it.
+    fn forget_dirs_of(&self, location: &Path) {
+        if let Ok(path) = self.inner.path_to_filesystem(location) {
+            forget(
+                &path,
+                &self.root,
+                &mut self.synced.lock().expect("synced dirs"),
+            );
+        }
     }
 }
 
-/// Syncs the file, then every directory from its parent up to the store
-/// root: the rename that published the file lives in its directory, and a
-/// directory made for it lives in its own parent.
-async fn sync_file_and_dirs(path: PathBuf, root: PathBuf) -> Result<()> {
+/// Syncs the file, then its directory (the rename that published the file
+/// is there), then the parent of each directory not known to be durable
+/// (a directory made for the file lives in its own parent), up to the
+/// store root.
+async fn sync_file_and_dirs(path: PathBuf, root: PathBuf, synced: Synced) -> Result<()> {
     let generic = |e: Box<dyn std::error::Error + Send + Sync>| object_store::Error::Generic {
         store: "DurableLocalStore",
         source: e,
     };
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         std::fs::File::open(&path)?.sync_all()?;
-        let mut dir = path.parent();
-        while let Some(d) = dir {
+        let (dirs, now_durable) = dirs_to_sync(&path, &root, &synced.lock().expect("synced dirs"));
+        for d in &dirs {
             std::fs::File::open(d)?.sync_all()?;
-            if d == root {
-                break;
-            }
-            dir = d.parent();
         }
+        synced.lock().expect("synced dirs").extend(now_durable);
         Ok(())
     })
     .await
     .map_err(|e| generic(Box::new(e)))?
     .map_err(|e| generic(Box::new(e)))
+}
+
+/// For a file written at `file`: the directories to fsync, in order, and
+/// those whose entry that makes durable.
+fn dirs_to_sync(
+    file: &FsPath,
+    root: &FsPath,
+    synced: &HashSet<PathBuf>,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut sync, mut durable) = (Vec::new(), Vec::new());
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        sync.push(d.to_path_buf());
+        if d == root || !d.starts_with(root) || synced.contains(d) {
+            break;
+        }
+        durable.push(d.to_path_buf());
+        dir = d.parent();
+    }
+    (sync, durable)
+}
+
+/// Forgets every directory between `path` and the root.
+fn forget(path: &FsPath, root: &FsPath, synced: &mut HashSet<PathBuf>) {
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| *d != root && d.starts_with(root)) {
+        synced.remove(d);
+        dir = d.parent();
+    }
 }
 
 impl fmt::Display for DurableLocalStore {
@@ -99,6 +152,7 @@ impl ObjectStore for DurableLocalStore {
             inner,
             path: self.inner.path_to_filesystem(location)?,
             root: self.root.clone(),
+            synced: self.synced.clone(),
         }))
     }
 
@@ -114,6 +168,15 @@ impl ObjectStore for DurableLocalStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
+        let (inner, root, synced) = (self.inner.clone(), self.root.clone(), self.synced.clone());
+        // Each location is forgotten as the delete takes it, before it goes.
+        let locations = locations
+            .inspect(move |location| {
+                if let Ok(Ok(path)) = location.as_ref().map(|l| inner.path_to_filesystem(l)) {
+                    forget(&path, &root, &mut synced.lock().expect("synced dirs"));
+                }
+            })
+            .boxed();
         self.inner.delete_stream(locations)
     }
 
@@ -139,6 +202,7 @@ impl ObjectStore for DurableLocalStore {
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.forget_dirs_of(from);
         self.inner.rename_opts(from, to, options).await?;
         self.sync(to).await
     }
@@ -149,6 +213,7 @@ struct DurableUpload {
     inner: Box<dyn MultipartUpload>,
     path: PathBuf,
     root: PathBuf,
+    synced: Synced,
 }
 
 #[async_trait]
@@ -159,11 +224,84 @@ impl MultipartUpload for DurableUpload {
 
     async fn complete(&mut self) -> Result<PutResult> {
         let r = self.inner.complete().await?;
-        sync_file_and_dirs(self.path.clone(), self.root.clone()).await?;
+        sync_file_and_dirs(self.path.clone(), self.root.clone(), self.synced.clone()).await?;
         Ok(r)
     }
 
     async fn abort(&mut self) -> Result<()> {
         self.inner.abort().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_synced_in_its_parent_until_a_delete_may_have_removed_it() {
+        let root = FsPath::new("/store");
+        let seg = |id: &str, n: u32| root.join(format!("segments/{id}/{n}.seg"));
+        let dirs =
+            |paths: &[&str]| -> Vec<PathBuf> { paths.iter().map(|p| root.join(p)).collect() };
+        let mut synced = HashSet::new();
+        let write = |file: &FsPath, synced: &mut HashSet<PathBuf>| {
+            let (sync, durable) = dirs_to_sync(file, root, synced);
+            synced.extend(durable);
+            sync
+        };
+
+        // The first file of a recording: its directory, the new directory's
+        // parent, and the new `segments/` in the root.
+        assert_eq!(
+            write(&seg("A", 1), &mut synced),
+            dirs(&["segments/A", "segments", ""])
+        );
+        // The next ones: their directory alone.
+        assert_eq!(write(&seg("A", 2), &mut synced), dirs(&["segments/A"]));
+        // Another recording's first: its directory and `segments/`.
+        assert_eq!(
+            write(&seg("B", 1), &mut synced),
+            dirs(&["segments/B", "segments"])
+        );
+        // A file in the root: the root alone.
+        assert_eq!(write(&root.join("x"), &mut synced), dirs(&[""]));
+
+        // A delete in A may remove A and `segments/` (when left empty):
+        // the next file there syncs the chain again; B's stays known.
+        forget(&seg("A", 2), root, &mut synced);
+        assert_eq!(
+            write(&seg("A", 3), &mut synced),
+            dirs(&["segments/A", "segments", ""])
+        );
+        assert_eq!(write(&seg("B", 2), &mut synced), dirs(&["segments/B"]));
+    }
+
+    #[tokio::test]
+    async fn what_is_put_reads_back_after_deletes_remove_its_directories() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = DurableLocalStore::new(dir.path().join("store")).unwrap();
+        let key = Path::from("segments/A/1.seg");
+        store
+            .put(&key, Bytes::from_static(b"one").into())
+            .await
+            .unwrap();
+        assert!(
+            store
+                .synced
+                .lock()
+                .unwrap()
+                .contains(&store.root.join("segments/A"))
+        );
+        store.delete(&key).await.unwrap();
+        // Cleaned up with its directory, and forgotten.
+        assert!(!store.root.join("segments/A").exists());
+        assert!(store.synced.lock().unwrap().is_empty());
+        store
+            .put(&key, Bytes::from_static(b"two").into())
+            .await
+            .unwrap();
+        let got = store.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&got[..], b"two");
     }
 }
