@@ -12,7 +12,10 @@
 //! a screen of 65535 x 65535 cells), output that is not UTF-8 is replaced
 //! the way exports replace it, and no scrollback is kept.
 
+use std::borrow::Cow;
+
 use reel_proto::v1::{Event, EventKind, Terminal};
+use unicode_width::UnicodeWidthChar;
 
 /// The largest screen a recording may ask for.
 pub const MAX_COLS: u16 = 1000;
@@ -55,7 +58,9 @@ impl Snapshot {
 
     /// What [`Snapshot::to_bytes`] gave; `None` for anything else (another
     /// version, text that is not UTF-8). The size is clamped as a resize's
-    /// is.
+    /// is. Runs of a wide character that a keyframe taken before
+    /// [`expand_wide_repeats`] holds are written out, so that it shows
+    /// right wherever it is played.
     pub fn from_bytes(bytes: &[u8]) -> Option<Snapshot> {
         let (&version, rest) = bytes.split_first()?;
         if version != SNAPSHOT_VERSION || rest.len() < 4 {
@@ -64,7 +69,8 @@ impl Snapshot {
         let cols = u16::from_le_bytes([rest[0], rest[1]]);
         let rows = u16::from_le_bytes([rest[2], rest[3]]);
         let (cols, rows) = clamp(cols, rows);
-        let init = std::str::from_utf8(&rest[4..]).ok()?.to_owned();
+        let init = std::str::from_utf8(&rest[4..]).ok()?;
+        let init = expand_wide_repeats(init).into_owned();
         Some(Snapshot { cols, rows, init })
     }
 
@@ -120,7 +126,7 @@ impl Screen {
         Snapshot {
             cols: self.cols,
             rows: self.rows,
-            init: self.vt.dump(),
+            init: expand_wide_repeats(&self.vt.dump()).into_owned(),
         }
     }
 
@@ -223,6 +229,58 @@ pub fn parse_size(data: &[u8]) -> Option<(u16, u16)> {
     Some((cols.parse().ok()?, rows.parse().ok()?))
 }
 
+/// How long a snapshot's text may grow by [`expand_wide_repeats`] (a
+/// full screen of 4-byte characters); past it, repeats stay as they are.
+const MAX_EXPANDED_BYTES: usize = MAX_COLS as usize * MAX_ROWS as usize * 4;
+
+/// avt's dump writes a run of more than five of one character as the
+/// character and REP (`CSI n b`: repeat the last character n times), and
+/// avt plays REP by repeating the cell before the cursor. After a wide
+/// character that cell is the character's second half, so the run came
+/// back as one character and blanks, in the server's screens and in the
+/// web player alike (found by the `keyframe` fuzz target). Such runs are
+/// written out here, up to [`MAX_EXPANDED_BYTES`] (a snapshot's text comes
+/// from the catalog, which is bytes on disk); every other REP is left as
+/// it is.
+fn expand_wide_repeats(text: &str) -> Cow<'_, str> {
+    if !text.contains("\x1b[") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last: Option<char> = None;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\x1b' {
+            let wide = last.filter(|l| l.width() == Some(2));
+            if let (Some(wide), Some((n, len))) = (wide, repeat_count(&rest[1..]))
+                && out.len() + n * wide.len_utf8() <= MAX_EXPANDED_BYTES.max(text.len())
+            {
+                out.extend(std::iter::repeat_n(wide, n));
+                rest = &rest[1 + len..];
+                continue;
+            }
+        }
+        out.push(c);
+        last = Some(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Cow::Owned(out)
+}
+
+/// `[n b` (REP's parameters and final byte) at the start of `text`: `n`
+/// (at least 1, at most a line's cells) and the bytes it takes.
+fn repeat_count(text: &str) -> Option<(usize, usize)> {
+    let digits = text.strip_prefix('[')?;
+    let len = digits.bytes().take_while(u8::is_ascii_digit).count();
+    if len == 0 || len > 4 || digits.as_bytes().get(len) != Some(&b'b') {
+        return None;
+    }
+    let n: usize = digits[..len].parse().ok()?;
+    (1..=usize::from(MAX_COLS))
+        .contains(&n)
+        .then_some((n, 1 + len + 1))
+}
+
 fn clamp(cols: u16, rows: u16) -> (u16, u16) {
     let or = |v: u16, default: u16, max: u16| if v == 0 { default } else { v.min(max) };
     (or(cols, 80, MAX_COLS), or(rows, 24, MAX_ROWS))
@@ -231,6 +289,54 @@ fn clamp(cols: u16, rows: u16) -> (u16, u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_of_a_wide_character_survives_a_keyframe() {
+        for text in [
+            "昀昀昀昀昀昀",
+            "ab\x1b[31m昀昀昀昀昀昀昀昀\x1b[0m cd",
+            "────────── 昀昀昀昀昀昀",
+        ] {
+            let mut screen = Screen::restore(&Snapshot::blank(None));
+            screen.apply(&output(text));
+            let keyframe = Snapshot::from_bytes(&screen.snapshot().to_bytes()).unwrap();
+            assert_eq!(Screen::restore(&keyframe).text(), screen.text(), "{text:?}");
+        }
+        // A keyframe taken before, with REP after the wide character, reads
+        // back as the screen it was taken of.
+        let before = Snapshot {
+            cols: 80,
+            rows: 24,
+            init: "昀\x1b[5b \x1b[67b".into(),
+        };
+        let read = Snapshot::from_bytes(&before.to_bytes()).unwrap();
+        assert_eq!(read.init, "昀昀昀昀昀昀 \x1b[67b");
+        assert!(Screen::restore(&read).text()[0].starts_with("昀昀昀昀昀昀 "));
+    }
+
+    #[test]
+    fn wide_repeats_are_written_out_only_so_far() {
+        // Each 10 bytes would become 3,000: bounded, the rest left as REP.
+        let hostile = "昀\x1b[1000b".repeat(2_000);
+        let out = expand_wide_repeats(&hostile);
+        assert!(
+            out.len() <= MAX_EXPANDED_BYTES + hostile.len(),
+            "{}",
+            out.len()
+        );
+        assert!(out.len() > MAX_EXPANDED_BYTES - 3_000, "{}", out.len());
+        assert!(out.ends_with("\x1b[1000b"));
+        // Not a REP, or not after a wide character: as it was.
+        for text in [
+            "a\x1b[5b",
+            "昀\x1b[5m",
+            "昀\x1b[0b",
+            "昀\x1b[99999b",
+            "昀\x1b[",
+        ] {
+            assert_eq!(expand_wide_repeats(text), text);
+        }
+    }
 
     fn output(text: &str) -> Event {
         Event {
