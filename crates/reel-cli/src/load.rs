@@ -373,6 +373,12 @@ struct Sample {
     latency_us: u32,
 }
 
+/// Times are kept in u32 (of ms or µs: days, hours) to keep millions of
+/// samples small.
+fn saturating_u32(v: u128) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
 /// The `p` quantile of sorted latencies, in milliseconds (0 if none).
 fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     if sorted_us.is_empty() {
@@ -385,7 +391,7 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
 /// The latencies of each `interval` of due times, in order, the empty ones
 /// left out.
 fn by_interval(samples: &mut [Sample], interval: Duration) -> Vec<IntervalReport> {
-    let width = interval.as_millis().clamp(1, u32::MAX as u128) as u32;
+    let width = saturating_u32(interval.as_millis()).max(1);
     samples.sort_unstable_by_key(|s| s.due_ms);
     samples
         .chunk_by(|a, b| a.due_ms / width == b.due_ms / width)
@@ -484,7 +490,7 @@ async fn send(stream: &mut Stream, plan: &Plan, out: &mut Outcome) -> anyhow::Re
             };
             if !plan.closed_loop {
                 let late = now.saturating_duration_since(due).as_micros();
-                out.late_us.push(late.min(u32::MAX as u128) as u32);
+                out.late_us.push(saturating_u32(late));
             }
             let first = stream.next;
             let events: Vec<Event> = (first..first + burst)
@@ -578,8 +584,8 @@ fn settle(pending: &mut VecDeque<(u64, Instant)>, durable: u64, begin: Instant, 
         let us = now.saturating_duration_since(due).as_micros();
         let due_ms = due.saturating_duration_since(begin).as_millis();
         out.samples.push(Sample {
-            due_ms: due_ms.min(u32::MAX as u128) as u32,
-            latency_us: us.min(u32::MAX as u128) as u32,
+            due_ms: saturating_u32(due_ms),
+            latency_us: saturating_u32(us),
         });
     }
 }

@@ -30,7 +30,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// A fixed set of threads taking seal jobs in order. The threads end once
 /// the pool is dropped and the jobs queued before are done.
 pub(crate) struct SealPool {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl SealPool {
@@ -55,9 +55,7 @@ impl SealPool {
                 })
                 .map_err(|e| EngineError::Internal(format!("starting seal thread {i}: {e}")))?;
         }
-        Ok(SealPool {
-            jobs: Mutex::new(tx),
-        })
+        Ok(SealPool { jobs: tx })
     }
 
     /// Runs `f` on one of the pool's threads and waits for it. A panic in
@@ -73,8 +71,6 @@ impl SealPool {
             }
         });
         self.jobs
-            .lock()
-            .expect("seal queue lock")
             .send(job)
             .map_err(|_| EngineError::Internal("the seal threads are gone".into()))?;
         rx.await

@@ -25,17 +25,35 @@ use object_store::{
 #[derive(Debug)]
 pub struct DurableLocalStore {
     inner: Arc<LocalFileSystem>,
-    root: PathBuf,
-    synced: Synced,
+    dirs: Arc<Dirs>,
 }
 
-/// Directories under the root whose own entry (in their parent) was synced
-/// since the store was opened and that no delete or rename has been given
-/// since (one may have removed them: empty directories are cleaned up).
-/// A segment's first upload into a recording's directory syncs the chain
-/// up to the root; the next ones sync only their file and its directory
-/// (two fsyncs an upload rather than four).
-type Synced = Arc<Mutex<HashSet<PathBuf>>>;
+/// The store's root, and the directories under it whose own entry (in
+/// their parent) was synced since the store was opened and that no delete
+/// or rename has been given since (one may have removed them: empty
+/// directories are cleaned up). A segment's first upload into a
+/// recording's directories syncs the chain up to the root; the next ones
+/// sync only their file and its directory (two fsyncs an upload rather
+/// than one for every directory up to the root).
+#[derive(Debug)]
+struct Dirs {
+    root: PathBuf,
+    synced: Mutex<HashSet<PathBuf>>,
+}
+
+impl Dirs {
+    fn synced(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.synced.lock().expect("synced dirs")
+    }
+
+    /// Before `location` is deleted or renamed away: its directories may go
+    /// with it.
+    fn forget_dirs_of(&self, inner: &LocalFileSystem, location: &Path) {
+        if let Ok(path) = inner.path_to_filesystem(location) {
+            forget(&path, &self.root, &mut self.synced());
+        }
+    }
+}
 
 impl DurableLocalStore {
     /// A store rooted at `root`, which is created if missing.
@@ -48,26 +66,16 @@ impl DurableLocalStore {
             .with_automatic_cleanup(true);
         Ok(DurableLocalStore {
             inner: Arc::new(inner),
-            root,
-            synced: Synced::default(),
+            dirs: Arc::new(Dirs {
+                root,
+                synced: Mutex::default(),
+            }),
         })
     }
 
     async fn sync(&self, location: &Path) -> Result<()> {
         let path = self.inner.path_to_filesystem(location)?;
-        sync_file_and_dirs(path, self.root.clone(), self.synced.clone()).await
-    }
-
-    /// Before `location` is deleted or renamed away: its directories may go
-    /// with it.
-    fn forget_dirs_of(&self, location: &Path) {
-        if let Ok(path) = self.inner.path_to_filesystem(location) {
-            forget(
-                &path,
-                &self.root,
-                &mut self.synced.lock().expect("synced dirs"),
-            );
-        }
+        sync_file_and_dirs(path, self.dirs.clone()).await
     }
 }
 
@@ -75,18 +83,18 @@ impl DurableLocalStore {
 /// is there), then the parent of each directory not known to be durable
 /// (a directory made for the file lives in its own parent), up to the
 /// store root.
-async fn sync_file_and_dirs(path: PathBuf, root: PathBuf, synced: Synced) -> Result<()> {
+async fn sync_file_and_dirs(path: PathBuf, dirs: Arc<Dirs>) -> Result<()> {
     let generic = |e: Box<dyn std::error::Error + Send + Sync>| object_store::Error::Generic {
         store: "DurableLocalStore",
         source: e,
     };
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         std::fs::File::open(&path)?.sync_all()?;
-        let (dirs, now_durable) = dirs_to_sync(&path, &root, &synced.lock().expect("synced dirs"));
-        for d in &dirs {
+        let (to_sync, now_durable) = dirs_to_sync(&path, &dirs.root, &dirs.synced());
+        for d in &to_sync {
             std::fs::File::open(d)?.sync_all()?;
         }
-        synced.lock().expect("synced dirs").extend(now_durable);
+        dirs.synced().extend(now_durable);
         Ok(())
     })
     .await
@@ -151,8 +159,7 @@ impl ObjectStore for DurableLocalStore {
         Ok(Box::new(DurableUpload {
             inner,
             path: self.inner.path_to_filesystem(location)?,
-            root: self.root.clone(),
-            synced: self.synced.clone(),
+            dirs: self.dirs.clone(),
         }))
     }
 
@@ -168,12 +175,12 @@ impl ObjectStore for DurableLocalStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        let (inner, root, synced) = (self.inner.clone(), self.root.clone(), self.synced.clone());
+        let (inner, dirs) = (self.inner.clone(), self.dirs.clone());
         // Each location is forgotten as the delete takes it, before it goes.
         let locations = locations
             .inspect(move |location| {
-                if let Ok(Ok(path)) = location.as_ref().map(|l| inner.path_to_filesystem(l)) {
-                    forget(&path, &root, &mut synced.lock().expect("synced dirs"));
+                if let Ok(location) = location {
+                    dirs.forget_dirs_of(&inner, location);
                 }
             })
             .boxed();
@@ -202,7 +209,7 @@ impl ObjectStore for DurableLocalStore {
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        self.forget_dirs_of(from);
+        self.dirs.forget_dirs_of(&self.inner, from);
         self.inner.rename_opts(from, to, options).await?;
         self.sync(to).await
     }
@@ -212,8 +219,7 @@ impl ObjectStore for DurableLocalStore {
 struct DurableUpload {
     inner: Box<dyn MultipartUpload>,
     path: PathBuf,
-    root: PathBuf,
-    synced: Synced,
+    dirs: Arc<Dirs>,
 }
 
 #[async_trait]
@@ -224,7 +230,7 @@ impl MultipartUpload for DurableUpload {
 
     async fn complete(&mut self) -> Result<PutResult> {
         let r = self.inner.complete().await?;
-        sync_file_and_dirs(self.path.clone(), self.root.clone(), self.synced.clone()).await?;
+        sync_file_and_dirs(self.path.clone(), self.dirs.clone()).await?;
         Ok(r)
     }
 
@@ -286,17 +292,12 @@ mod tests {
             .put(&key, Bytes::from_static(b"one").into())
             .await
             .unwrap();
-        assert!(
-            store
-                .synced
-                .lock()
-                .unwrap()
-                .contains(&store.root.join("segments/A"))
-        );
+        let a = store.dirs.root.join("segments/A");
+        assert!(store.dirs.synced().contains(&a));
         store.delete(&key).await.unwrap();
         // Cleaned up with its directory, and forgotten.
-        assert!(!store.root.join("segments/A").exists());
-        assert!(store.synced.lock().unwrap().is_empty());
+        assert!(!a.exists());
+        assert!(store.dirs.synced().is_empty());
         store
             .put(&key, Bytes::from_static(b"two").into())
             .await
