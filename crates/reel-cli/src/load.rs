@@ -154,6 +154,65 @@ impl Rng {
     }
 }
 
+/// When one recording's bursts are due, open loop: bursts of geometric
+/// size (mean about 3: a terminal's output comes in runs of reads) at
+/// exponential gaps whose mean is the burst's events over the rate.
+///
+/// The first burst is due as if the recording had been sending for long
+/// already (the process's equilibrium): its gap is drawn for a burst size
+/// picked in proportion to its gap's mean, the way a random instant falls
+/// in a long gap more often than in a short one. A fleet of recordings so
+/// started sends at its rate from the first instant; starting each one
+/// uniformly over the first 0.4 s, as before, sent up to 1.9 times the
+/// rate in that time (every first burst on top of the second ones), and
+/// made the first second the worst of every run.
+struct Schedule {
+    rng: Rng,
+    rate: f64,
+    due: Instant,
+}
+
+impl Schedule {
+    fn new(rng: Rng, rate: f64, begin: Instant) -> Self {
+        let mut s = Schedule {
+            rng,
+            rate,
+            due: begin,
+        };
+        let biased = loop {
+            let k = s.burst_size();
+            if s.rng.unit() * (MAX_BURST as f64) < k as f64 {
+                break k;
+            }
+        };
+        let gap = s.gap(biased);
+        s.due += gap;
+        s
+    }
+
+    fn burst_size(&mut self) -> u64 {
+        let mut k = 1;
+        while k < MAX_BURST && self.rng.unit() < 2.0 / 3.0 {
+            k += 1;
+        }
+        k
+    }
+
+    fn gap(&mut self, burst: u64) -> Duration {
+        let mean = burst as f64 / self.rate;
+        Duration::from_secs_f64(-mean * (1.0 - self.rng.unit()).ln())
+    }
+
+    /// The next burst: when it is due, and how many events it holds.
+    fn next_burst(&mut self) -> (Instant, u64) {
+        let due = self.due;
+        let burst = self.burst_size();
+        let gap = self.gap(burst);
+        self.due += gap;
+        (due, burst)
+    }
+}
+
 pub(crate) async fn run(
     client: &Client,
     grpc: Option<&str>,
@@ -458,18 +517,18 @@ async fn open(mut ingest: Ingest, number: usize, seed: u64) -> anyhow::Result<St
 /// acknowledgements until every event sent is acknowledged.
 async fn send(stream: &mut Stream, plan: &Plan, out: &mut Outcome) -> anyhow::Result<()> {
     let number = stream.number;
-    let mut rng = Rng((plan.seed ^ ((number as u64 + 1) << 20)) | 1);
+    let rng = Rng((plan.seed ^ ((number as u64 + 1) << 20)) | 1);
     // Events sent and not yet acknowledged: (the index after the batch, when
     // it was due).
     let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
-    // Recordings begin spread over the first second (or one burst gap).
-    let mut due = plan.begin
-        + if plan.closed_loop {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(rng.unit() * (1.0f64).min(4.0 / plan.rate))
-        };
+    let mut schedule = (!plan.closed_loop).then(|| Schedule::new(rng, plan.rate, plan.begin));
+    // The next batch: when it is due, and its events.
+    let mut next = match &mut schedule {
+        Some(s) => s.next_burst(),
+        None => (plan.begin, 1),
+    };
     loop {
+        let (due, burst) = next;
         let now = Instant::now();
         let may_send = !plan.closed_loop || pending.is_empty();
         let sending = now < plan.until && (plan.closed_loop || due < plan.until);
@@ -477,17 +536,6 @@ async fn send(stream: &mut Stream, plan: &Plan, out: &mut Outcome) -> anyhow::Re
             return Ok(());
         }
         if sending && may_send && now >= due {
-            let burst = if plan.closed_loop {
-                1
-            } else {
-                // Geometric sizes, mean about 3: a terminal's output comes
-                // in runs of reads.
-                let mut k = 1;
-                while k < MAX_BURST && rng.unit() < 2.0 / 3.0 {
-                    k += 1;
-                }
-                k
-            };
             if !plan.closed_loop {
                 let late = now.saturating_duration_since(due).as_micros();
                 out.late_us.push(saturating_u32(late));
@@ -514,13 +562,9 @@ async fn send(stream: &mut Stream, plan: &Plan, out: &mut Outcome) -> anyhow::Re
             stream.next += burst;
             out.sent += burst;
             pending.push_back((stream.next, due));
-            due = if plan.closed_loop {
-                Instant::now()
-            } else {
-                // Exponential gaps whose mean keeps the rate: the burst's
-                // events over the rate.
-                let mean = burst as f64 / plan.rate;
-                due + Duration::from_secs_f64(-mean * (1.0 - rng.unit()).ln())
+            next = match &mut schedule {
+                Some(s) => s.next_burst(),
+                None => (Instant::now(), 1),
             };
             continue;
         }
@@ -609,6 +653,48 @@ mod tests {
                 .all(|&b| b == 0x1b || (b' '..=b'~').contains(&b))
         );
         assert_eq!(event_data(1, 0, 0, MIN_EVENT_BYTES).len(), MIN_EVENT_BYTES);
+    }
+
+    #[test]
+    fn a_fleet_sends_at_its_rate_from_the_first_instant() {
+        // 5,000 recordings at 10 events/s: the events due in each tenth of
+        // a second over the first 3 s. Seeded, so the counts are fixed;
+        // what is asserted is what a user asked for, the rate.
+        let (recordings, rate) = (5_000, 10.0);
+        let begin = Instant::now();
+        let mut tenths = [0u64; 30];
+        for number in 0..recordings {
+            let mut s = Schedule::new(Rng((number << 20) | 1), rate, begin);
+            loop {
+                let (due, burst) = s.next_burst();
+                let Some(slot) = tenths.get_mut((due - begin).as_millis() as usize / 100) else {
+                    break;
+                };
+                *slot += burst;
+            }
+        }
+        let expected = recordings as f64 * rate / 10.0;
+        let total: u64 = tenths.iter().sum();
+        let mean = total as f64 / tenths.len() as f64;
+        assert!(
+            (mean / expected - 1.0).abs() < 0.03,
+            "{mean} events a tenth of a second on average, asked {expected}"
+        );
+        // No tenth, the first ones included, far from the rate (the old
+        // start sent 1.9 times it at 0.3-0.4 s).
+        for (i, &n) in tenths.iter().enumerate() {
+            let ratio = n as f64 / expected;
+            assert!(
+                (0.85..1.15).contains(&ratio),
+                "{n} events due in tenth {i}, {ratio:.2} times the rate: {tenths:?}"
+            );
+        }
+        let first: u64 = tenths[..5].iter().sum();
+        let later: u64 = tenths[20..25].iter().sum();
+        assert!(
+            (first as f64 / later as f64 - 1.0).abs() < 0.06,
+            "{first} events in the first half second, {later} in one later"
+        );
     }
 
     #[test]
