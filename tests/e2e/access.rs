@@ -6,10 +6,13 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use reel_api::{AuditRecord, RecordingList};
 use reel_proto::v1::{Event, RecordingMetadata};
-use reel_testkit::{Garage, Recorder, Reeld, garage_config_file, metadata, terminal_event};
+use reel_testkit::{
+    Garage, Recorder, Reeld, garage_config_file, metadata, terminal_event, wait_for,
+};
 
 const ROLES: [&str; 5] = ["recorder", "viewer", "auditor", "custodian", "admin"];
 
@@ -353,9 +356,23 @@ async fn scopes_resume_audit_and_the_bootstrap_token() {
         .err()
         .unwrap();
     assert_eq!(stolen.code(), tonic::Code::PermissionDenied, "{stolen:?}");
-    let mut back = Recorder::resume_as(&reeld.grpc, &rec_a, &open_id)
-        .await
-        .unwrap();
+    // The server sees the dropped stream end a moment after the drop;
+    // until then the recording still has its recorder attached.
+    let mut resumed = None;
+    wait_for(
+        "the owner resumes",
+        Duration::from_secs(10),
+        async || match Recorder::resume_as(&reeld.grpc, &rec_a, &open_id).await {
+            Ok(r) => {
+                resumed = Some(r);
+                true
+            }
+            Err(e) if e.message().contains("already has a recorder attached") => false,
+            Err(e) => panic!("{e:?}"),
+        },
+    )
+    .await;
+    let mut back = resumed.unwrap();
     assert_eq!(back.acked, 1);
 
     // Purging an open recording is refused unless forced.
