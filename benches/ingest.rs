@@ -13,6 +13,8 @@
 //! - (b) RocksDB with synced writes, used as the log (one put per event).
 //! - (c) Reel: the engine's durable ingest (journal, group commit, sealing
 //!   and uploads running as they would).
+//! - (c-) Reel's journal alone (in `--baselines`): a task per recording
+//!   awaiting `Journal::append_durable`, the floor of (c).
 //! - (d) Reel end to end: a real reeld process, recorders over gRPC.
 //! - (c0) Reel's engine with encryption at rest off (`[keys] encrypt =
 //!   false`), beside (c) in the same run: the cost of sealing every journal
@@ -28,7 +30,8 @@
 //! Run: `cargo bench --bench ingest` (`-- --seconds 5` to run longer,
 //! `-- --baselines 10,100` for the JSON lines `scripts/bench-load` uses,
 //! `-- --quick` for 1 s per case; `-- --encryption` for the (c0)/(c)
-//! comparison alone). The data goes to `REEL_BENCH_DIR` or a
+//! comparison alone; `-- --null-ingest ADDR` serves the gRPC floor, reeld's
+//! ingest service with nothing behind it, for `reel load`). The data goes to `REEL_BENCH_DIR` or a
 //! temporary directory under `target/`.
 
 use std::fs::OpenOptions;
@@ -40,6 +43,9 @@ use std::time::{Duration, Instant};
 
 use reel_engine::{Engine, EngineConfig};
 use reel_proto::v1::{Event, EventKind, RecordingMetadata};
+
+#[path = "common/null_ingest.rs"]
+mod null_ingest;
 
 const EVENT_BYTES: usize = 128;
 const CONCURRENCY: [usize; 3] = [1, 100, 1000];
@@ -244,12 +250,7 @@ async fn reel_engine(
         stats.batches.load(Ordering::Relaxed),
         stats.records.load(Ordering::Relaxed),
     );
-    let start = Instant::now();
-    tokio::time::sleep(run).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut out = collect(tasks).await;
-    out.elapsed = start.elapsed();
-    out.bytes = out.events * EVENT_BYTES as u64;
+    let out = run_then_stop(run, &stop, tasks).await;
     let stats = engine.journal_stats();
     let batches = stats.batches.load(Ordering::Relaxed) - b0;
     let records = stats.records.load(Ordering::Relaxed) - r0;
@@ -257,6 +258,52 @@ async fn reel_engine(
     drop(engine);
     let _ = std::fs::remove_dir_all(&data);
     (out, records as f64 / batches.max(1) as f64)
+}
+
+/// (c-) Reel's journal alone, the floor of (c): one tokio task per
+/// recording appends the record one event makes (as (a) writes it) and
+/// waits until it is durable, through the journal's channel, writer thread,
+/// group commit and completion, with none of the engine's work per event
+/// (no recording state, no sealing, no chunk bookkeeping). What (c) costs
+/// above this is the engine's; what this costs above (a) is the hand-off
+/// between a task per recording and one writer.
+async fn journal_alone(dir: &Path, recordings: usize, run: Duration) -> Outcome {
+    use prost::Message;
+    let path = dir.join("journal-alone");
+    let _ = std::fs::remove_dir_all(&path);
+    let (journal, _) =
+        reel_log::Journal::open(reel_log::JournalOptions::new(&path), |_, _| {}).unwrap();
+    let journal = Arc::new(journal);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..recordings)
+        .map(|r| {
+            let journal = journal.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let payload = reel_proto::v1::JournalEntry {
+                        recording_id: (r as u128).to_be_bytes().to_vec(),
+                        first_index: i,
+                        events: vec![event(i)],
+                        ..Default::default()
+                    }
+                    .encode_to_vec();
+                    journal.append_durable(payload).await.unwrap();
+                    lat.push(t.elapsed().as_micros() as u32);
+                    i += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    let out = run_then_stop(run, &stop, tasks).await;
+    journal.shutdown();
+    drop(journal);
+    let _ = std::fs::remove_dir_all(&path);
+    out
 }
 
 /// (d) A real reeld, recorders over gRPC (a few HTTP/2 connections).
@@ -302,6 +349,22 @@ async fn reel_grpc(dir: &Path, recordings: usize, run: Duration) -> Outcome {
 }
 
 /// Merges the latencies the recorder tasks return.
+/// Lets the closed-loop `tasks` run for `run`, stops them and gathers
+/// their latencies: events, bytes and the elapsed time.
+async fn run_then_stop(
+    run: Duration,
+    stop: &AtomicBool,
+    tasks: Vec<tokio::task::JoinHandle<Vec<u32>>>,
+) -> Outcome {
+    let start = Instant::now();
+    tokio::time::sleep(run).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut out = collect(tasks).await;
+    out.elapsed = start.elapsed();
+    out.bytes = out.events * EVENT_BYTES as u64;
+    out
+}
+
 async fn collect(tasks: Vec<tokio::task::JoinHandle<Vec<u32>>>) -> Outcome {
     let mut out = Outcome::default();
     for t in tasks {
@@ -347,6 +410,22 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2)
         .max(1);
+    // `--null-ingest ADDR`: the gRPC floor, served until killed.
+    if let Some(listen) = args
+        .iter()
+        .position(|a| a == "--null-ingest")
+        .and_then(|i| args.get(i + 1))
+    {
+        let listen = listen.parse().expect("--null-ingest takes ADDRESS:PORT");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(null_ingest::serve(listen))
+            .expect("the null ingest service failed");
+        return;
+    }
     let guard = reel_testkit::bench_dir();
     let dir = guard.path().to_path_buf();
     // `--baselines N,N,...`: for `scripts/bench-load`, one JSON line per N
@@ -370,10 +449,13 @@ fn main() {
                 .map(|_| runtime.block_on(reel_engine(&dir, n, run, true)).0)
                 .max_by(|a, b| a.events_per_s().total_cmp(&b.events_per_s()))
                 .expect("two runs");
+            let journal = runtime.block_on(journal_alone(&dir, n, run));
             println!(
-                "{{\"recordings\": {n}, \"raw_mb_per_s\": {:.2}, \"raw_zeroed_mb_per_s\": {:.2}, \"engine_events_per_s\": {:.0}, \"engine_mb_per_s\": {:.2}}}",
+                "{{\"recordings\": {n}, \"raw_mb_per_s\": {:.2}, \"raw_zeroed_mb_per_s\": {:.2}, \"journal_events_per_s\": {:.0}, \"journal_mb_per_s\": {:.2}, \"engine_events_per_s\": {:.0}, \"engine_mb_per_s\": {:.2}}}",
                 raw.mb_per_s(),
                 zeroed.mb_per_s(),
+                journal.events_per_s(),
+                journal.mb_per_s(),
                 engine.events_per_s(),
                 engine.mb_per_s()
             );
