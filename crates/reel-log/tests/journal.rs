@@ -219,6 +219,97 @@ async fn oversized_and_empty_records_are_refused() {
     ));
 }
 
+/// Appends racing a shutdown: each is answered, durable or `Closed`, none
+/// waits forever, every durable one is there when the journal is opened
+/// again, and each thread's durable records are a prefix of what it sent
+/// (nothing durable after a refused one). Four threads append without
+/// pause until they see a refusal; the shutdown comes once 500 are durable.
+#[test]
+fn appends_racing_a_shutdown_are_each_answered_durable_or_closed() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay(dir.path());
+    let j = Arc::new(j);
+    let durable_count = Arc::new(AtomicUsize::new(0));
+    let refused_seen = Arc::new(AtomicBool::new(false));
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+    let start = std::time::Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (j, durable_count, refused_seen) =
+                (j.clone(), durable_count.clone(), refused_seen.clone());
+            std::thread::spawn(move || {
+                let answer = |(i, rx): (usize, std::sync::mpsc::Receiver<_>)| {
+                    let r = rx
+                        .recv_timeout(std::time::Duration::from_secs(30))
+                        .expect("every append is answered");
+                    (i, r)
+                };
+                // At most 256 unanswered a thread, so that the queue the
+                // shutdown lets the writer finish stays short.
+                let mut pending = std::collections::VecDeque::new();
+                let mut answers = Vec::new();
+                let mut k = 0;
+                // A journal that never refused after its shutdown ends the
+                // loop by time, and the test below fails rather than hangs.
+                while !refused_seen.load(Ordering::Acquire) && start.elapsed() < LIMIT {
+                    if pending.len() == 256 {
+                        answers.push(answer(pending.pop_front().unwrap()));
+                    }
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    let (durable_count, refused_seen) =
+                        (durable_count.clone(), refused_seen.clone());
+                    j.append(
+                        payload(t * 1_000_000 + k),
+                        Box::new(move |r| {
+                            if r.is_ok() {
+                                durable_count.fetch_add(1, Ordering::Release);
+                            } else {
+                                refused_seen.store(true, Ordering::Release);
+                            }
+                            drop(tx.send(r));
+                        }),
+                    );
+                    pending.push_back((t * 1_000_000 + k, rx));
+                    k += 1;
+                }
+                answers.extend(pending.into_iter().map(answer));
+                answers
+            })
+        })
+        .collect();
+    while durable_count.load(Ordering::Acquire) < 500 {
+        assert!(
+            start.elapsed() < LIMIT,
+            "500 appends not durable in {LIMIT:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    j.shutdown();
+    let mut durable = std::collections::BTreeSet::new();
+    let mut refused = 0;
+    for t in threads {
+        let answers = t.join().unwrap();
+        let ok = answers.iter().take_while(|(_, r)| r.is_ok()).count();
+        for (i, r) in &answers[ok..] {
+            assert!(
+                matches!(r, Err(reel_log::JournalError::Closed)),
+                "append {i} after a refused one: {r:?}"
+            );
+        }
+        refused += answers.len() - ok;
+        durable.extend(answers[..ok].iter().map(|(i, _)| *i));
+    }
+    assert!(refused > 0 && durable.len() >= 500);
+    drop(j);
+    let (_, _, seen) = replay(dir.path());
+    let replayed: std::collections::BTreeSet<Vec<u8>> =
+        seen.iter().map(|(_, b)| b.to_vec()).collect();
+    for i in durable {
+        assert!(replayed.contains(&payload(i)), "durable record {i} lost");
+    }
+}
+
 #[test]
 fn unwritable_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
