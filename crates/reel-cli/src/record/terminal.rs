@@ -293,8 +293,15 @@ impl Waiter {
 }
 
 /// Copies `from` to `to` until `from` ends, capturing each chunk as an
-/// event of `kind` after it was written on. A write that fails (the user's
-/// terminal went away) stops the passing on, not the capture.
+/// event of `kind`. A write that fails (the user's terminal went away)
+/// stops the passing on, not the capture.
+///
+/// Input is captured before the command is given it: the input thread is
+/// never joined, so a chunk captured only after it was written could come
+/// after the command read it, exited and the capture ended (`exit` typed
+/// and missing from the recording on a busy machine). Output is captured
+/// after the user's terminal has it, and its thread is drained before the
+/// capture ends.
 fn carry(
     from: &mut dyn Read,
     to: &mut dyn Write,
@@ -312,11 +319,19 @@ fn carry(
             // EIO: the command's side of the pty closed.
             Err(_) => return,
         };
+        let capture = || {
+            if !ended.load(Ordering::SeqCst) {
+                shared.capture(kind, buf[..n].to_vec());
+            }
+        };
+        if kind == EventKind::Input {
+            capture();
+        }
         if passing && to.write_all(&buf[..n]).is_err() {
             passing = false;
         }
-        if !ended.load(Ordering::SeqCst) {
-            shared.capture(kind, buf[..n].to_vec());
+        if kind != EventKind::Input {
+            capture();
         }
     }
 }
@@ -328,5 +343,53 @@ pub(crate) fn exit_code(status: ExitStatus) -> u8 {
         (Some(code), _) => code as u8,
         (None, Some(signal)) => (128 + signal) as u8,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::backlog::{Backlog, Limits};
+
+    /// The command's side: takes what it is given and, as a command that
+    /// reads `exit` does, ends the session at once (the capture ends).
+    struct ExitsOnInput<'a>(&'a AtomicBool);
+
+    impl Write for ExitsOnInput<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.store(true, Ordering::SeqCst);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the command was given is in the recording even when the
+    /// command ends, and the capture with it, the instant it has it.
+    #[test]
+    fn input_the_command_was_given_is_captured_even_if_it_ends_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            memory_bytes: 1 << 20,
+            spool_bytes: 0,
+        };
+        let shared = Shared::new(
+            Backlog::new(0, limits, dir.path()),
+            std::time::Instant::now(),
+        );
+        let ended = AtomicBool::new(false);
+        let mut typed: &[u8] = b"exit 3\r";
+        carry(
+            &mut typed,
+            &mut ExitsOnInput(&ended),
+            &shared,
+            &ended,
+            EventKind::Input,
+        );
+        let events = shared.backlog().batch(0, 10, 1 << 20);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, EventKind::Input as i32);
+        assert_eq!(events[0].data, b"exit 3\r");
     }
 }
