@@ -31,8 +31,8 @@
 //! `-- --baselines 10,100` for the JSON lines `scripts/bench-load` uses,
 //! `-- --quick` for 1 s per case; `-- --encryption` for the (c0)/(c)
 //! comparison alone; `-- --null-ingest ADDR` serves the gRPC floor, reeld's
-//! ingest service with nothing behind it, for `reel load`). The data goes to `REEL_BENCH_DIR` or a
-//! temporary directory under `target/`.
+//! ingest service with nothing behind it, for `reel load`). The data goes
+//! to `REEL_BENCH_DIR` or a temporary directory under `target/`.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -348,7 +348,6 @@ async fn reel_grpc(dir: &Path, recordings: usize, run: Duration) -> Outcome {
     out
 }
 
-/// Merges the latencies the recorder tasks return.
 /// Lets the closed-loop `tasks` run for `run`, stops them and gathers
 /// their latencies: events, bytes and the elapsed time.
 async fn run_then_stop(
@@ -365,6 +364,7 @@ async fn run_then_stop(
     out
 }
 
+/// Merges the latencies the recorder tasks return.
 async fn collect(tasks: Vec<tokio::task::JoinHandle<Vec<u32>>>) -> Outcome {
     let mut out = Outcome::default();
     for t in tasks {
