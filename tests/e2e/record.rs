@@ -150,8 +150,27 @@ async fn record_in_a_real_terminal_keeps_what_the_terminal_showed() {
     tmux.run(&["send-keys", "-t", "rec", "echo hello-$((6*7))", "Enter"]);
     tmux.wait_for_screen("hello-42").await;
     tmux.run(&["resize-window", "-t", "rec", "-x", "120", "-y", "40"]);
-    tmux.run(&["send-keys", "-t", "rec", "stty size", "Enter"]);
-    tmux.wait_for_screen("40 120").await;
+    // The new size reaches the command once `reel record` has handled its
+    // SIGWINCH, while keys typed at once take another path (the input
+    // thread), as in any terminal: on a busy machine `stty size` may run
+    // first and print the old size (a clean-clone CI run did). So it is
+    // asked again until the command sees the new size.
+    let mut asked: Option<Instant> = None;
+    wait_for(
+        "the command sees the terminal's new size",
+        Duration::from_secs(30),
+        async || {
+            if tmux.screen().contains("40 120") {
+                return true;
+            }
+            if asked.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+                tmux.run(&["send-keys", "-t", "rec", "stty size", "Enter"]);
+                asked = Some(Instant::now());
+            }
+            false
+        },
+    )
+    .await;
     tmux.run(&["send-keys", "-t", "rec", "exit 3", "Enter"]);
     wait_for("reel record exits", Duration::from_secs(30), async || {
         std::fs::read_to_string(&status).is_ok_and(|s| s.ends_with('\n'))
