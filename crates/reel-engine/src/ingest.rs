@@ -8,13 +8,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use reel_catalog::RecordingId;
 use reel_keys::DataKey;
 use reel_log::{JournalError, RecordingKey};
 use reel_proto::v1::{Event, EventKind, RecordingMetadata, RecordingRow, RecordingState};
-use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::config::EVENT_OVERHEAD_BYTES;
@@ -27,17 +25,49 @@ const MAX_FIELD_CHARS: usize = 1024;
 const MAX_LABELS: usize = 64;
 const MAX_SOURCE_HEADER: usize = 64 << 10;
 
-/// Resolves to the number of durable events of the recording once the batch
-/// it acknowledges is on stable storage.
-pub struct AckFuture(oneshot::Receiver<Result<u64>>);
+/// Resolves once the batch it acknowledges is on stable storage: to the
+/// batch's end (the number of events durable through it), or, for a batch
+/// the recording already had, to the number durable then; or to the error
+/// that kept it, or a batch before it, from being durable.
+///
+/// It waits on the recording's own state, not on a channel of its own: an
+/// append allocates no acknowledgement, and the journal's completion wakes
+/// the recorder's task once for all it has completed.
+pub struct AckFuture {
+    rec: Arc<OpenRecording>,
+    target: u64,
+    /// Resolve to `target` itself (an append's acknowledgement), not to
+    /// every event durable by then.
+    exact: bool,
+}
 
 impl Future for AckFuture {
     type Output = Result<u64>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(EngineError::ShuttingDown)))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
+        let mut live = self.rec.live();
+        if live.durable >= self.target {
+            let durable = if self.exact {
+                self.target
+            } else {
+                live.durable
+            };
+            return Poll::Ready(Ok(durable));
+        }
+        if live.poisoned.is_some() {
+            // The batch that failed, or one behind it: the failure's own
+            // error goes to the first acknowledgement that meets it.
+            let err = live.failure.take().unwrap_or_else(|| {
+                EngineError::ResourceExhausted(format!(
+                    "recording {}: a batch failed ({}); resume the recording to continue",
+                    self.rec.id,
+                    live.poisoned.as_deref().unwrap_or_default()
+                ))
+            });
+            return Poll::Ready(Err(err));
+        }
+        live.waiters.register(cx.waker());
+        Poll::Pending
     }
 }
 
@@ -92,7 +122,7 @@ pub(crate) async fn start(
     };
     let stored = row.clone();
     inner.catalog(move |c| c.put_recording(&stored)).await?;
-    let rec = OpenRecording::new(id, row, true, inner.instant(), key);
+    let rec = OpenRecording::new(id, row, true, inner.instant(), key, inner.acks.clone());
     inner
         .open
         .write()
@@ -138,6 +168,7 @@ pub(crate) async fn resume(inner: &Arc<Inner>, id: RecordingId) -> Result<Record
     settle(&rec).await;
     let (next_index, last_time_us) = {
         let mut live = rec.live();
+        live.failure = None;
         if let Some(why) = live.poisoned.take() {
             debug!(recording = %id, %why, "resumed after a failed append");
         }
@@ -155,19 +186,9 @@ pub(crate) async fn resume(inner: &Arc<Inner>, id: RecordingId) -> Result<Record
 }
 
 /// Waits until every accepted append has completed or failed.
-async fn settle(rec: &OpenRecording) {
-    loop {
-        let notified = rec.durable_changed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        {
-            let live = rec.live();
-            if live.durable >= live.accepted || live.poisoned.is_some() {
-                return;
-            }
-        }
-        notified.await;
-    }
+async fn settle(rec: &Arc<OpenRecording>) {
+    let target = rec.live().accepted;
+    let _ = wait_durable(rec, target).await;
 }
 
 fn check_metadata(m: &RecordingMetadata) -> Result<()> {
@@ -319,29 +340,9 @@ impl RecordingWriter {
         let payload =
             reel_log::validate::seal_entry(id.to_bytes(), self.rec.key.as_ref(), first, events)?;
 
-        let (tx, rx) = oneshot::channel();
         let rec = self.rec.clone();
-        let seal_tx = self.inner.seal_tx.clone();
-        let target = self.inner.config.segment_target_bytes;
-        let acknowledged = self.inner.metrics.acknowledged_counter();
-        let clock = self.inner.config.clock.clone();
         let done: reel_log::Completion = Box::new(move |result| {
-            let outcome = on_durable(
-                &rec,
-                result,
-                clock.instant(),
-                first,
-                count,
-                data_bytes as u32,
-                last_time,
-                target,
-                &seal_tx,
-            );
-            if outcome.is_ok() {
-                acknowledged.inc_by(count as u64);
-            }
-            rec.durable_changed.notify_waiters();
-            let _ = tx.send(outcome);
+            on_durable(&rec, result, first, count, data_bytes as u32, last_time);
         });
         {
             // Checking for a failure and queueing under the same lock as the
@@ -357,7 +358,11 @@ impl RecordingWriter {
         }
         self.next_index = first + count as u64;
         self.last_time_us = last_time;
-        Ok(AckFuture(rx))
+        Ok(AckFuture {
+            rec: self.rec.clone(),
+            target: self.next_index,
+            exact: true,
+        })
     }
 
     fn check_events(&self, events: &[Event]) -> Result<()> {
@@ -402,12 +407,7 @@ impl RecordingWriter {
 
     /// An acknowledgement for events already accepted.
     fn wait_for(&self, target: u64) -> AckFuture {
-        let rec = self.rec.clone();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let _ = tx.send(wait_durable(&rec, target).await);
-        });
-        AckFuture(rx)
+        wait_durable(&self.rec, target)
     }
 
     /// Closes the recording: waits for every accepted event to be durable,
@@ -437,74 +437,61 @@ impl Drop for RecordingWriter {
     }
 }
 
-/// Waits until `target` events are durable, or the recording is poisoned.
-async fn wait_durable(rec: &OpenRecording, target: u64) -> Result<u64> {
-    loop {
-        let notified = rec.durable_changed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        {
-            let live = rec.live();
-            if live.durable >= target {
-                return Ok(live.durable);
-            }
-            if let Some(why) = &live.poisoned {
-                return Err(EngineError::ResourceExhausted(format!(
-                    "recording {}: a batch failed ({why}); resume the recording to continue",
-                    rec.id
-                )));
-            }
-        }
-        notified.await;
+/// Waits until `target` events are durable, or the recording is poisoned;
+/// resolves to the number durable then.
+fn wait_durable(rec: &Arc<OpenRecording>, target: u64) -> AckFuture {
+    AckFuture {
+        rec: rec.clone(),
+        target,
+        exact: false,
     }
 }
 
 /// Runs on the journal thread when a batch of `rec` is durable or failed.
-#[allow(clippy::too_many_arguments)]
 fn on_durable(
     rec: &OpenRecording,
     result: std::result::Result<reel_log::Position, JournalError>,
-    now: Instant,
     first: u64,
     count: u32,
     data_bytes: u32,
     last_time_us: u64,
-    seal_target: u64,
-    seal_tx: &tokio::sync::mpsc::UnboundedSender<RecordingId>,
-) -> Result<u64> {
+) {
+    let acks = &rec.acks;
     let mut live = rec.live();
-    match result {
+    let acknowledged = match result {
         Ok(pos) if live.poisoned.is_none() && live.durable == first => {
             live.chunks
                 .push_back(Chunk::new(pos, first, count, data_bytes));
             live.durable = first + count as u64;
             live.durable_time_us = last_time_us;
             live.unsealed_bytes += data_bytes as u64;
-            live.unsealed_since.get_or_insert(now);
-            if live.unsealed_bytes >= seal_target && !live.seal_requested {
-                live.seal_requested = true;
-                let _ = seal_tx.send(rec.id);
+            if live.unsealed_since.is_none() {
+                live.unsealed_since = Some(acks.clock.instant());
             }
-            Ok(live.durable)
+            if live.unsealed_bytes >= acks.seal_target && !live.seal_requested {
+                live.seal_requested = true;
+                let _ = acks.seal_tx.send(rec.id);
+            }
+            true
         }
         Ok(_) => {
-            // Durable, but behind a batch that failed: the recorder will
-            // resend it after resuming, and the resent copy supersedes this
-            // one in the journal.
-            let why = live
-                .poisoned
-                .clone()
-                .unwrap_or_else(|| "an earlier batch failed".into());
-            Err(EngineError::ResourceExhausted(format!(
-                "recording {}: {why}; resume the recording to continue",
-                rec.id
-            )))
+            // Durable, but behind a batch that failed (or of the stream
+            // before a resume): the recorder resends it after resuming, and
+            // the resent copy supersedes this one in the journal.
+            false
         }
         Err(e) => {
             let err = journal_failure(rec.id, e);
             warn!(recording = %rec.id, error = %err, "journal append failed");
-            live.poisoned = Some(err.to_string());
-            Err(err)
+            if live.poisoned.is_none() {
+                live.poisoned = Some(err.to_string());
+                live.failure = Some(err);
+            }
+            false
         }
+    };
+    rec.changed(live);
+    if acknowledged {
+        acks.acknowledged.inc_by(count as u64);
     }
 }

@@ -170,6 +170,9 @@ pub(crate) struct Inner {
     pub metrics: metrics::Metrics,
     pub open: RwLock<HashMap<RecordingId, Arc<OpenRecording>>>,
     pub seal_tx: mpsc::UnboundedSender<RecordingId>,
+    /// What each open recording's journal completions use (see
+    /// [`recording::AckContext`]).
+    pub(crate) acks: Arc<recording::AckContext>,
     pub upload_tx: mpsc::UnboundedSender<(RecordingId, u64)>,
     /// Why ingest is refused for lack of local disk space, if it is.
     pub low_disk: Mutex<Option<String>>,
@@ -561,11 +564,18 @@ impl Engine {
         )?);
         let (seal_tx, seal_rx) = mpsc::unbounded_channel();
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
+        let metrics = metrics::Metrics::new();
+        let acks = Arc::new(recording::AckContext {
+            seal_tx: seal_tx.clone(),
+            seal_target: config.segment_target_bytes,
+            acknowledged: metrics.acknowledged_counter(),
+            clock: config.clock.clone(),
+        });
         let cfg = config.clone();
-        let seal_tx2 = seal_tx.clone();
         let recovery_keys = keys.clone();
+        let recovery_acks = acks.clone();
         let recovered = tokio::task::spawn_blocking(move || {
-            recovery::recover(&cfg, recovery_keys.as_ref(), &seal_tx2)
+            recovery::recover(&cfg, recovery_keys.as_ref(), &recovery_acks)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("recovery task failed: {e}")))??;
@@ -585,9 +595,10 @@ impl Engine {
             secondary,
             router,
             route_changed: Notify::new(),
-            metrics: metrics::Metrics::new(),
+            metrics,
             open: RwLock::new(recovered.open),
             seal_tx,
+            acks,
             upload_tx,
             low_disk: Mutex::new(None),
             low_disk_flag: AtomicBool::new(false),

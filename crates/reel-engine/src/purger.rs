@@ -163,8 +163,8 @@ async fn stop_open(inner: &Arc<Inner>, id: RecordingId) {
         live.chunks.clear();
         live.unsealed_bytes = 0;
         live.unsealed_since = None;
+        rec.changed(live);
     }
-    rec.durable_changed.notify_waiters();
     inner.open.write().expect("open map lock").remove(&id);
 }
 

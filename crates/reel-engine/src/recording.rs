@@ -6,13 +6,18 @@
 //! unsealed journal record ([`Chunks`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 use std::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
 use reel_catalog::RecordingId;
+use reel_clock::Clock;
 use reel_keys::{KeyProvider, WrappedKey};
 use reel_log::{Hash, RecordingKey};
 use reel_proto::v1::RecordingRow;
-use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::EngineError;
 
 /// What a closed recording ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +49,11 @@ pub(crate) struct LiveState {
     /// Set when a journal write for this recording failed: the stream is
     /// broken and the recorder must resume from `durable`.
     pub poisoned: Option<String>,
+    /// The error that poisoned it, for the first acknowledgement that
+    /// reports it (the others say that an earlier batch failed).
+    pub failure: Option<EngineError>,
+    /// Tasks waiting for `durable` to move or for a failure.
+    pub waiters: Waiters,
     /// The recording is being closed; nothing may attach or append.
     pub closing: bool,
     pub seal_requested: bool,
@@ -63,11 +73,64 @@ pub(crate) struct OpenRecording {
     pub id: RecordingId,
     live: Mutex<LiveState>,
     pub seal: tokio::sync::Mutex<SealState>,
-    /// Signalled whenever `durable` moves or the recording is poisoned.
-    pub durable_changed: Notify,
     /// Its data key, when it is encrypted: what its journal records and
     /// segments are sealed with.
     pub key: Option<RecordingKey>,
+    pub acks: Arc<AckContext>,
+}
+
+/// What the journal's completion of an append needs of the engine besides
+/// its recording. Each open recording holds it (cloned once, when it
+/// opens) so that an append clones no handle that every recording shares:
+/// such a handle's count, raised on a runtime worker and lowered on the
+/// journal's thread, moved between the cores at every event.
+#[derive(Debug)]
+pub(crate) struct AckContext {
+    /// Where a recording whose unsealed bytes reach `seal_target` is sent.
+    pub seal_tx: UnboundedSender<RecordingId>,
+    pub seal_target: u64,
+    /// Events acknowledged, for the metrics.
+    pub acknowledged: Counter,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The wakers of the tasks waiting on a recording's durable count: nearly
+/// always one (its recorder's stream), so the first is kept apart and
+/// waking it allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Waiters {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Waiters {
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
+        }
+    }
+
+    /// Takes every waker, to be woken once the state's lock is released.
+    #[must_use]
+    pub(crate) fn take(&mut self) -> Waiters {
+        Waiters {
+            first: self.first.take(),
+            more: std::mem::take(&mut self.more),
+        }
+    }
+
+    pub(crate) fn wake(self) {
+        if let Some(w) = self.first {
+            w.wake();
+        }
+        self.more.into_iter().for_each(Waker::wake);
+    }
 }
 
 impl OpenRecording {
@@ -79,6 +142,7 @@ impl OpenRecording {
         attached: bool,
         now: Instant,
         key: Option<RecordingKey>,
+        acks: Arc<AckContext>,
     ) -> Arc<OpenRecording> {
         let durable = row.next_event_index;
         let prev_hash = row.last_segment_hash.as_slice().try_into().ok();
@@ -94,17 +158,27 @@ impl OpenRecording {
                 attached,
                 detached_since: (!attached).then_some(now),
                 poisoned: None,
+                failure: None,
+                waiters: Waiters::default(),
                 closing: false,
                 seal_requested: false,
             }),
             seal: tokio::sync::Mutex::new(SealState { row, prev_hash }),
-            durable_changed: Notify::new(),
             key,
+            acks,
         })
     }
 
     pub(crate) fn live(&self) -> MutexGuard<'_, LiveState> {
         self.live.lock().expect("recording state lock poisoned")
+    }
+
+    /// Releases `live`, then wakes the tasks waiting on it: to be called
+    /// whenever `durable` moves or the recording is poisoned.
+    pub(crate) fn changed(&self, mut live: MutexGuard<'_, LiveState>) {
+        let waiters = live.waiters.take();
+        drop(live);
+        waiters.wake();
     }
 }
 
@@ -159,4 +233,50 @@ pub(crate) fn recording_key(
             source,
         })?;
     Ok(Some(RecordingKey::new(bytes, key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    use super::Waiters;
+
+    struct Counted(AtomicUsize);
+
+    impl Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counted() -> (Arc<Counted>, Waker) {
+        let c = Arc::new(Counted(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    #[test]
+    fn every_task_waiting_is_woken_once_however_often_it_registered() {
+        let tasks: Vec<_> = (0..3).map(|_| counted()).collect();
+        let mut waiters = Waiters::default();
+        for _ in 0..2 {
+            for (_, waker) in &tasks {
+                waiters.register(waker);
+            }
+        }
+        waiters.take().wake();
+        for (i, (count, _)) in tasks.iter().enumerate() {
+            assert_eq!(count.0.load(Ordering::SeqCst), 1, "task {i}");
+        }
+        // Taken: a second change wakes no one who did not register again.
+        waiters.register(&tasks[1].1);
+        waiters.take().wake();
+        waiters.take().wake();
+        let counts: Vec<usize> = tasks
+            .iter()
+            .map(|(c, _)| c.0.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(counts, [1, 2, 1]);
+    }
 }

@@ -19,12 +19,11 @@ use reel_catalog::{Catalog, RecordingId};
 use reel_keys::KeyProvider;
 use reel_log::{Journal, JournalOptions, Position, RecoveryReport};
 use reel_proto::v1::{Location, RecordingRow, RecordingState};
-use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::EngineConfig;
 use crate::error::{EngineError, Result};
-use crate::recording::{Chunk, Chunks, OpenRecording, recording_key};
+use crate::recording::{AckContext, Chunk, Chunks, OpenRecording, recording_key};
 use crate::spool::Spool;
 
 pub(crate) struct Recovered {
@@ -50,7 +49,7 @@ struct Replay {
 pub(crate) fn recover(
     config: &EngineConfig,
     keys: &dyn KeyProvider,
-    seal_tx: &mpsc::UnboundedSender<RecordingId>,
+    acks: &Arc<AckContext>,
 ) -> Result<Recovered> {
     let catalog = Catalog::open(&config.catalog_dir())?;
     let mut replays: HashMap<RecordingId, Replay> = HashMap::new();
@@ -107,7 +106,7 @@ pub(crate) fn recover(
             catalog.put_recording(&row)?;
         }
         let key = recording_key(keys, id, &row)?;
-        let rec = OpenRecording::new(id, row, false, config.clock.instant(), key);
+        let rec = OpenRecording::new(id, row, false, config.clock.instant(), key, acks.clone());
         {
             let mut live = rec.live();
             if let Some(last) = replay.chunks.back() {
@@ -120,7 +119,7 @@ pub(crate) fn recover(
             live.chunks = replay.chunks;
             if live.unsealed_bytes >= config.segment_target_bytes {
                 live.seal_requested = true;
-                let _ = seal_tx.send(id);
+                let _ = acks.seal_tx.send(id);
             }
             info!(recording = %id, durable = live.durable, unsealed = live.chunks.len(), "open recording recovered");
         }

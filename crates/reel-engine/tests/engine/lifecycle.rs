@@ -85,6 +85,50 @@ async fn events_are_sealed_uploaded_and_read_back() {
     engine.shutdown().await;
 }
 
+/// An acknowledgement is the recording's durable count, whoever waits on
+/// it: each awaited on a task of its own (many waiting on one recording at
+/// once), the last first, and a resend's beside the batch it repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_awaited_on_tasks_of_their_own_each_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(small_segments(dir.path())).await.unwrap();
+    let mut w = engine.start(meta()).await.unwrap();
+    let id = w.id();
+    let all: Vec<Event> = (0..300).map(event).collect();
+    let mut waits = Vec::new();
+    for (i, batch) in all.chunks(3).enumerate() {
+        let end = (i as u64 + 1) * 3;
+        let ack = w.append(None, batch.to_vec()).unwrap();
+        // An append's acknowledgement says how far its own batch goes.
+        waits.push((end..=end, tokio::spawn(ack)));
+        // Sent again: answered once the first copy is durable, with all
+        // that is durable then.
+        let again = w.append(Some(end - 3), batch.to_vec()).unwrap();
+        waits.push((end..=300, tokio::spawn(again)));
+    }
+    assert_eq!(w.next_index(), 300, "a resend adds nothing");
+    for (want, task) in waits.into_iter().rev() {
+        let durable = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the acknowledgement of events ..{} never came",
+                    want.start()
+                )
+            })
+            .unwrap()
+            .unwrap();
+        assert!(
+            want.contains(&durable),
+            "events ..{} acknowledged as {durable} durable",
+            want.start()
+        );
+    }
+    assert_eq!(w.close(0).await.unwrap().event_count, 300);
+    assert_eq!(read_all(&engine, id).await, all);
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_recordings_are_sealed_by_age_and_journal_files_released() {
     let dir = tempfile::tempdir().unwrap();
