@@ -97,9 +97,8 @@ fn human_bytes(n: u64) -> String {
 fn request_age_seals(inner: &Inner) {
     for rec in inner.open_recordings() {
         let mut live = rec.live();
-        if !live.seal_requested && !live.closing && sealer::is_due(&live, &inner.config) {
-            live.seal_requested = true;
-            let _ = inner.seal_tx.send(rec.id);
+        if !live.closing && sealer::is_due(&live, &inner.config) {
+            rec.request_seal(&mut live);
         }
     }
 }

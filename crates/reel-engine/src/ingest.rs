@@ -468,9 +468,8 @@ fn on_durable(
             if live.unsealed_since.is_none() {
                 live.unsealed_since = Some(acks.clock.instant());
             }
-            if live.unsealed_bytes >= acks.seal_target && !live.seal_requested {
-                live.seal_requested = true;
-                let _ = acks.seal_tx.send(rec.id);
+            if live.unsealed_bytes >= acks.seal_target {
+                rec.request_seal(&mut live);
             }
             true
         }

@@ -169,7 +169,6 @@ pub(crate) struct Inner {
     pub route_changed: Notify,
     pub metrics: metrics::Metrics,
     pub open: RwLock<HashMap<RecordingId, Arc<OpenRecording>>>,
-    pub seal_tx: mpsc::UnboundedSender<RecordingId>,
     /// What each open recording's journal completions use (see
     /// [`recording::AckContext`]).
     pub(crate) acks: Arc<recording::AckContext>,
@@ -566,7 +565,7 @@ impl Engine {
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let metrics = metrics::Metrics::new();
         let acks = Arc::new(recording::AckContext {
-            seal_tx: seal_tx.clone(),
+            seal_tx,
             seal_target: config.segment_target_bytes,
             acknowledged: metrics.acknowledged_counter(),
             clock: config.clock.clone(),
@@ -597,7 +596,6 @@ impl Engine {
             route_changed: Notify::new(),
             metrics,
             open: RwLock::new(recovered.open),
-            seal_tx,
             acks,
             upload_tx,
             low_disk: Mutex::new(None),

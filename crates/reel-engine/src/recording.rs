@@ -86,7 +86,8 @@ pub(crate) struct OpenRecording {
 /// journal's thread, moved between the cores at every event.
 #[derive(Debug)]
 pub(crate) struct AckContext {
-    /// Where a recording whose unsealed bytes reach `seal_target` is sent.
+    /// The sealer's requests: the engine's only sender of them (see
+    /// [`OpenRecording::request_seal`]).
     pub seal_tx: UnboundedSender<RecordingId>,
     pub seal_target: u64,
     /// Events acknowledged, for the metrics.
@@ -171,6 +172,15 @@ impl OpenRecording {
 
     pub(crate) fn live(&self) -> MutexGuard<'_, LiveState> {
         self.live.lock().expect("recording state lock poisoned")
+    }
+
+    /// Asks the sealer to seal this recording, unless it was asked already
+    /// (`seal_requested` stays set until the seal ends).
+    pub(crate) fn request_seal(&self, live: &mut LiveState) {
+        if !live.seal_requested {
+            live.seal_requested = true;
+            let _ = self.acks.seal_tx.send(self.id);
+        }
     }
 
     /// Releases `live`, then wakes the tasks waiting on it: to be called

@@ -118,8 +118,7 @@ pub(crate) fn recover(
             }
             live.chunks = replay.chunks;
             if live.unsealed_bytes >= config.segment_target_bytes {
-                live.seal_requested = true;
-                let _ = acks.seal_tx.send(id);
+                rec.request_seal(&mut live);
             }
             info!(recording = %id, durable = live.durable, unsealed = live.chunks.len(), "open recording recovered");
         }

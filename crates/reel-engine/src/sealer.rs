@@ -46,8 +46,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut requests: mpsc::UnboundedReceiver
             match result {
                 // More arrived while sealing: go again.
                 Ok(()) if is_due(&live, &inner.config) && !live.closing => {
-                    live.seal_requested = true;
-                    let _ = inner.seal_tx.send(id);
+                    rec.request_seal(&mut live);
                 }
                 Ok(()) => {}
                 // Housekeeping asks again later; no tight retry loop.
